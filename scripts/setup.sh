@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Sets up Shipyard on a Debian machine with Python 3.11: Debian packages (as root or via
+# sudo), a virtual env in .venv, and the Python packages. Safe to run again; a stamp skips
+# the pip step while pyproject.toml is unchanged.
+#   scripts/setup.sh          what `shipyard up` needs
+#   scripts/setup.sh --test   plus what the test suite needs (chromium, redis-server)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[[ "${1:-}" == "--test" ]] && want_test=1
+PYTHON="${PYTHON:-python3}"
+
+as_root() {
+  if [[ $(id -u) -eq 0 ]]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "setup: need root (or sudo) to run: $*" >&2; return 1; fi
+}
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  if ! command -v apt-get >/dev/null; then
+    echo "setup: please install: ${missing[*]}" >&2; return 1
+  fi
+  echo "setup: installing Debian packages: ${missing[*]}"
+  as_root apt-get update -q
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+"$PYTHON" - <<'PY' || { echo "setup: Python 3.11 or newer is required" >&2; exit 1; }
+import sys
+sys.exit(0 if sys.version_info >= (3, 11) else 1)
+PY
+
+if [[ ! -x .venv/bin/python ]]; then
+  if ! "$PYTHON" -m venv .venv 2>/dev/null; then
+    rm -rf .venv
+    apt_install python3-venv
+    "$PYTHON" -m venv .venv
+  fi
+fi
+
+if [[ $want_test -eq 1 ]]; then
+  apt_install chromium redis-server
+fi
+
+extras="local"
+[[ $want_test -eq 1 ]] && extras="local,test"
+stamp=".venv/.shipyard-setup-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)-${extras/,/-}"
+if [[ ! -f "$stamp" ]]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  # llama-cpp-python compiles from source: a native build enables CPU features (AMX) that
+  # some machines lack, so build for a generic x86-64.
+  CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" .venv/bin/python -m pip install -q -e ".[${extras}]"
+  touch "$stamp"
+fi
+echo "setup: ready (.venv)"

@@ -1,0 +1,66 @@
+"""`create_app(settings)` builds one ASGI app with every face of the platform:
+/v1 gateway, /api platform API, / web UI, /metrics, /healthz, /readyz."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+from starlette.staticfiles import StaticFiles
+
+from shipyard import __version__
+from shipyard.audit.router import router as audit_router
+from shipyard.http import problems
+from shipyard.http.metrics import MetricsMiddleware
+from shipyard.http.middleware import EdgeGuard
+from shipyard.http.system import router as system_router
+from shipyard.identity.router import router as identity_router
+from shipyard.platform import Platform
+from shipyard.settings import Settings, load_settings
+from shipyard.ui.router import router as ui_router
+
+STATIC = Path(__file__).parent / "ui" / "static"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    platform = Platform(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(platform.start)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(platform.stop)
+
+    app = FastAPI(
+        title="Shipyard",
+        version=__version__,
+        lifespan=lifespan,
+        openapi_url=None,  # served behind auth by system.openapi
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.platform = platform
+    problems.install(app)
+    for router in (system_router, identity_router, audit_router, ui_router):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    # Outermost first: metrics see every request, the guard runs before routing.
+    app.add_middleware(
+        EdgeGuard, allowed_hosts=_hosts(settings), max_body_bytes=settings.max_body_bytes
+    )
+    app.add_middleware(MetricsMiddleware, metrics=platform.metrics)
+    return app
+
+
+def _hosts(settings: Settings) -> list[str]:
+    hosts = list(settings.allowed_hosts)
+    if settings.host not in ("0.0.0.0", "::") and settings.host not in hosts:
+        hosts.append(settings.host if ":" not in settings.host else f"[{settings.host}]")
+    return hosts

@@ -1,0 +1,81 @@
+"""Audit log API: filter, page, export as JSONL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Literal
+
+import orjson
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+
+from shipyard.audit import service
+from shipyard.audit.models import AuditEvent
+from shipyard.audit.schemas import AuditEventPublic
+from shipyard.http.deps import Authorized, Ctx
+from shipyard.identity.roles import Role
+
+router = APIRouter(prefix="/api/audit", tags=["audit"])
+
+
+def public(row: AuditEvent) -> AuditEventPublic:
+    return AuditEventPublic.model_validate(row, from_attributes=True)
+
+
+def _query(
+    ctx: Ctx,
+    actor: str | None,
+    action: str | None,
+    outcome: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    before_id: int | None,
+    limit: int,
+) -> service.AuditQuery:
+    return service.AuditQuery(
+        workspace_id=ctx.workspace_id, actor=actor, action=action, outcome=outcome,
+        since=since, until=until, before_id=before_id, limit=limit,
+        include_unscoped=ctx.actor.role is Role.owner,
+    )
+
+
+Outcome = Literal["success", "denied", "failed"]
+
+
+@router.get("", name="audit.list")
+def list_events(
+    actor: str | None = Query(default=None, max_length=200),
+    action: str | None = Query(default=None, max_length=100),
+    outcome: Outcome | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before_id: int | None = Query(default=None, ge=1),
+    limit: int = Query(default=100, ge=1, le=1000),
+    ctx: Ctx = Authorized("audit:read"),
+) -> list[AuditEventPublic]:
+    q = _query(ctx, actor, action, outcome, since, until, before_id, limit)
+    with ctx.tx() as tx:
+        return [public(r) for r in service.search(tx.session, q)]
+
+
+@router.get("/export", name="audit.export")
+def export_events(
+    actor: str | None = Query(default=None, max_length=200),
+    action: str | None = Query(default=None, max_length=100),
+    outcome: Outcome | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    ctx: Ctx = Authorized("audit:read"),
+) -> StreamingResponse:
+    q = _query(ctx, actor, action, outcome, since, until, None, 500)
+
+    def lines() -> Iterator[bytes]:
+        for row in service.export(ctx.platform.db, q):
+            yield orjson.dumps(public(row).model_dump(mode="json")) + b"\n"
+
+    return StreamingResponse(
+        lines(),
+        media_type="application/x-ndjson",
+        headers={"Content-Disposition": 'attachment; filename="shipyard-audit.jsonl"'},
+    )

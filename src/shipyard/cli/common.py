@@ -1,0 +1,60 @@
+"""What every HTTP-speaking command shares: --url/--key, errors, tables."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from shipyard.sdk import Client, ShipyardAPIError
+
+console = Console()
+err = Console(stderr=True)
+
+UrlOpt = Annotated[str | None, typer.Option("--url", help="Server URL (default: saved credential).")]
+KeyOpt = Annotated[str | None, typer.Option("--key", help="API key (default: saved credential).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+@contextmanager
+def client(url: str | None, key: str | None) -> Iterator[Client]:
+    try:
+        with Client(url, key) as c:
+            yield c
+    except ShipyardAPIError as exc:
+        err.print(f"[red]error:[/red] {exc.detail} ({exc.status} {exc.title})")
+        raise typer.Exit(1) from None
+    except (httpx.TransportError, OSError) as exc:  # connection refused and friends
+        err.print(f"[red]error:[/red] cannot reach the server: {exc}")
+        raise typer.Exit(1) from None
+
+
+def table(rows: Sequence[Any], columns: Sequence[str], as_json: bool, title: str = "") -> None:
+    if as_json:
+        import orjson
+
+        data = [r.model_dump(mode="json") for r in rows]
+        console.print_json(orjson.dumps(data).decode())
+        return
+    t = Table(title=title or None)
+    for c in columns:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*[_cell(getattr(r, c, "")) for c in columns])
+    console.print(t)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if hasattr(value, "strftime"):
+        return value.strftime("%Y-%m-%d %H:%M")
+    return str(getattr(value, "value", value))
+
+
+Command = Callable[..., None]

@@ -1,0 +1,1 @@
+"""HTTP edge: problem responses, pure-ASGI middleware, metrics, auth dependencies."""

@@ -1,0 +1,1 @@
+"""Tenancy and identity: organization, workspaces, environments, users, API keys, roles."""

@@ -1,0 +1,139 @@
+"""Settings: defaults < shipyard.yaml < SHIPYARD_* environment < explicit overrides.
+
+Nothing here is read at import time; `load_settings()` builds a `Settings` and
+raises `ConfigError` naming the offending key when something is wrong.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from shipyard.errors import ConfigError
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHIPYARD_", extra="forbid", frozen=True)
+
+    home: Path = Field(default=Path(".shipyard"), description="Data directory.")
+    host: str = Field(default="127.0.0.1", description="Address `shipyard up` binds to.")
+    port: int = Field(default=8000, ge=1, le=65535)
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default is SQLite under the data dir."
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "[::1]"],
+        description="Host header values accepted (DNS-rebinding protection); '*' allows any.",
+    )
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    session_ttl_hours: int = Field(default=12, ge=1, le=24 * 30)
+    secure_cookies: bool = Field(default=False, description="Mark cookies Secure (behind TLS).")
+    admin_email: str = Field(default="admin@shipyard.local")
+    admin_password: SecretStr | None = Field(
+        default=None, description="First admin's password; generated and printed when unset."
+    )
+    key_cache_ttl_seconds: float = Field(default=30.0, ge=0)
+    log_level: str = Field(default="info")
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [h.strip() for h in value.split(",") if h.strip()]
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("sqlite", "postgresql", "postgres://")):
+            raise ValueError("must be a sqlite:// or postgresql:// URL")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        if value.lower() not in {"debug", "info", "warning", "error"}:
+            raise ValueError("must be one of debug, info, warning, error")
+        return value.lower()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings)
+
+    # Derived values -------------------------------------------------------------------
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url is None:
+            return f"sqlite:///{(self.home / 'shipyard.db').resolve()}"
+        url = self.database_url
+        if url.startswith("postgres://"):
+            url = "postgresql://" + url[len("postgres://") :]
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://") :]
+        return url
+
+    @property
+    def credentials_path(self) -> Path:
+        return self.home / "credentials.json"
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.host in LOOPBACK_HOSTS:
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of settings")
+    return data
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build settings from shipyard.yaml (if any), the environment and overrides."""
+    home = Path(overrides.get("home") or os.environ.get("SHIPYARD_HOME") or ".shipyard")
+    candidates = [config_file] if config_file else [Path("shipyard.yaml"), home / "shipyard.yaml"]
+    file_values: dict[str, Any] = {}
+    for candidate in candidates:
+        if candidate is not None and candidate.is_file():
+            file_values = _read_yaml(candidate)
+            break
+        if config_file is not None:
+            raise ConfigError(f"{config_file}: no such file")
+    # Environment beats the file: drop file keys that the environment sets.
+    env_keys = {k[len("SHIPYARD_") :].lower() for k in os.environ if k.startswith("SHIPYARD_")}
+    merged = {k: v for k, v in file_values.items() if k not in env_keys}
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**merged)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "settings"
+            msg = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
+            problems.append(f"{key}: {msg}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

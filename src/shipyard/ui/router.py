@@ -1,0 +1,243 @@
+"""Web UI routes. Thin like the API's: authorize, call a service, render."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.templating import Jinja2Templates
+from starlette.responses import RedirectResponse, Response
+
+from shipyard.audit import service as audit
+from shipyard.audit.service import Entry, record_now
+from shipyard.errors import InvalidInput, PermissionDenied, ShipyardError, Unauthenticated
+from shipyard.http.deps import SESSION_COOKIE, Authorized, Ctx, Public
+from shipyard.identity import service
+from shipyard.identity.roles import Role
+from shipyard.store import utcnow
+
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+router = APIRouter(include_in_schema=False)
+
+
+def render(ctx: Ctx, name: str, page: str, status: int = 200, **values: Any) -> Response:
+    with ctx.platform.db.transaction() as s:
+        workspaces = service.workspaces_for(s, actor=ctx.actor)
+    return templates.TemplateResponse(
+        ctx.request, name, {"actor": ctx.actor, "workspaces": workspaces, "page": page, **values},
+        status_code=status,
+    )
+
+
+def _fragment(ctx: Ctx, name: str, **values: Any) -> Response:
+    return templates.TemplateResponse(ctx.request, name, {"actor": ctx.actor, **values})
+
+
+# Login -------------------------------------------------------------------------------
+
+
+@router.get("/login", name="ui.login_page")
+def login_page(request: Request, _: None = Public()) -> Response:
+    return templates.TemplateResponse(request, "login.html", {"error": None})
+
+
+@router.post("/login", name="ui.login")
+def login(
+    request: Request, email: str = Form(max_length=320), password: str = Form(max_length=256),
+    _: None = Public(),
+) -> Response:
+    platform = request.app.state.platform
+    try:
+        with platform.db.transaction() as s:
+            user, workspace_id = service.login(s, email=email, password=password)
+    except Unauthenticated as exc:
+        record_now(
+            platform.db,
+            Entry(
+                actor=f"login:{email.strip().lower()[:100]}", actor_kind="anonymous",
+                action="ui.login", outcome="denied", status=401,
+                client_addr=request.client.host if request.client else "", detail=exc.detail,
+            ),
+        )
+        return templates.TemplateResponse(
+            request, "login.html", {"error": exc.detail, "email": email}, status_code=401
+        )
+    token, _csrf = platform.sessions.open(user, workspace_id)
+    record_now(
+        platform.db,
+        Entry(
+            actor=f"user:{user.email}", actor_kind="user", action="ui.login", outcome="success",
+            status=200, workspace_id=workspace_id,
+            client_addr=request.client.host if request.client else "",
+        ),
+    )
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE, token, httponly=True, samesite="lax",
+        secure=platform.settings.secure_cookies,
+        max_age=platform.settings.session_ttl_hours * 3600,
+    )
+    return response
+
+
+@router.post("/logout", name="ui.logout")
+def logout(ctx: Ctx = Authorized("ui:view")) -> Response:
+    token = ctx.request.cookies.get(SESSION_COOKIE)
+    with ctx.tx(target=f"user:{ctx.actor.label}"):
+        pass
+    if token:
+        ctx.platform.sessions.close(token)
+    response = Response(status_code=204, headers={"HX-Redirect": "/login"})
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+@router.post("/workspace", name="ui.switch_workspace")
+def switch_workspace(workspace: str = Form(max_length=64), ctx: Ctx = Authorized("ui:view")) -> Response:
+    with ctx.tx(target=f"workspace:{workspace}") as tx:
+        ws = service.get_workspace(tx.session, ref=workspace)
+        if ctx.actor.kind != "user" or service.role_in(
+            tx.session, user_id=ctx.actor.id, workspace_id=ws.id
+        ) is None:
+            raise PermissionDenied("you are not a member of that workspace")
+    token = ctx.request.cookies.get(SESSION_COOKIE, "")
+    ctx.platform.sessions.switch_workspace(token, ws.id)
+    return Response(status_code=204, headers={"HX-Redirect": "/"})
+
+
+# Pages -------------------------------------------------------------------------------
+
+
+@router.get("/", name="ui.home")
+def home(ctx: Ctx = Authorized("ui:view")) -> Response:
+    with ctx.platform.db.transaction() as s:
+        ws = service.get_workspace(s, ref=ctx.workspace_id)
+        envs = service.environments(s, workspace_id=ws.id)
+    base_url = str(ctx.request.base_url).rstrip("/")
+    return render(ctx, "home.html", "home", workspace=ws, environments=envs, base_url=base_url)
+
+
+@router.get("/admin/users", name="ui.users")
+def users_page(ctx: Ctx = Authorized("users:read")) -> Response:
+    with ctx.platform.db.transaction() as s:
+        users = service.list_users(s, workspace_id=ctx.workspace_id)
+    return render(ctx, "users.html", "users", users=users, error=None)
+
+
+@router.post("/admin/users", name="ui.users_create")
+def users_create(
+    email: str = Form(max_length=320),
+    password: str = Form(max_length=256),
+    name: str = Form(default="", max_length=200),
+    role: Role = Form(default=Role.developer),
+    ctx: Ctx = Authorized("users:manage"),
+) -> Response:
+    error = None
+    try:
+        if role is Role.app:
+            raise InvalidInput("role: 'app' is for API keys, not users")
+        with ctx.tx() as tx:
+            user = service.create_user(
+                tx.session, email=email, password=password, name=name,
+                workspace_id=ctx.workspace_id, role=role,
+            )
+            tx.target = f"user:{user.email}"
+    except ShipyardError as exc:
+        error = exc.detail
+        _audit_ui_failure(ctx, exc)
+    with ctx.platform.db.transaction() as s:
+        users = service.list_users(s, workspace_id=ctx.workspace_id)
+    return _fragment(ctx, "users_table.html", users=users, error=error)
+
+
+@router.get("/admin/keys", name="ui.keys")
+def keys_page(ctx: Ctx = Authorized("keys:read")) -> Response:
+    with ctx.platform.db.transaction() as s:
+        keys = service.list_keys(s, workspace_id=ctx.workspace_id, include_revoked=True)
+    return render(ctx, "keys.html", "keys", keys=keys, error=None, created=None)
+
+
+@router.post("/admin/keys", name="ui.keys_create")
+def keys_create(
+    name: str = Form(max_length=200),
+    role: Role = Form(default=Role.app),
+    expires_in_days: str = Form(default="", max_length=5),
+    ctx: Ctx = Authorized("keys:manage"),
+) -> Response:
+    error, created, full = None, None, None
+    try:
+        expires = None
+        if expires_in_days.strip():
+            if not expires_in_days.strip().isdigit() or not 1 <= int(expires_in_days) <= 3650:
+                raise InvalidInput("expires: a number of days between 1 and 3650")
+            expires = utcnow() + timedelta(days=int(expires_in_days))
+        with ctx.tx() as tx:
+            created, full = service.create_key(
+                tx.session, actor=ctx.actor, workspace_id=ctx.workspace_id, name=name,
+                role=role, expires_at=expires,
+            )
+            tx.target = f"key:{created.id}"
+            tx.detail = f"role={created.role}"
+    except ShipyardError as exc:
+        error = exc.detail
+        _audit_ui_failure(ctx, exc)
+    return _keys_fragment(ctx, error=error, created=created, created_key=full)
+
+
+@router.post("/admin/keys/{key_id}/revoke", name="ui.keys_revoke")
+def keys_revoke(key_id: str, ctx: Ctx = Authorized("keys:manage")) -> Response:
+    error = None
+    try:
+        with ctx.tx(target=f"key:{key_id}") as tx:
+            row = service.revoke_key(tx.session, workspace_id=ctx.workspace_id, key_id=key_id)
+        ctx.platform.keys.forget(row.kid)
+    except ShipyardError as exc:
+        error = exc.detail
+        _audit_ui_failure(ctx, exc)
+    return _keys_fragment(ctx, error=error, created=None, created_key=None)
+
+
+def _keys_fragment(ctx: Ctx, **values: Any) -> Response:
+    with ctx.platform.db.transaction() as s:
+        keys = service.list_keys(s, workspace_id=ctx.workspace_id, include_revoked=True)
+    return _fragment(ctx, "keys_table.html", keys=keys, **values)
+
+
+@router.get("/admin/audit", name="ui.audit")
+async def audit_page(
+    actor: str = "", action: str = "", outcome: str = "", ctx: Ctx = Authorized("audit:read")
+) -> Response:
+    q = audit.AuditQuery(
+        workspace_id=ctx.workspace_id, actor=actor[:200] or None, action=action[:100] or None,
+        outcome=outcome if outcome in ("success", "denied", "failed") else None, limit=200,
+        include_unscoped=ctx.actor.role is Role.owner,
+    )
+
+    def load() -> list[Any]:
+        with ctx.platform.db.transaction() as s:
+            return audit.search(s, q)
+
+    events = await run_in_threadpool(load)
+    export_query = urlencode({k: v for k, v in (("actor", q.actor), ("action", q.action),
+                                                ("outcome", q.outcome)) if v})
+    return await run_in_threadpool(
+        render, ctx, "audit.html", "audit", events=events, q=q, export_query=export_query
+    )
+
+
+def _audit_ui_failure(ctx: Ctx, exc: ShipyardError) -> None:
+    ctx.request.state.audited = True
+    record_now(
+        ctx.platform.db,
+        Entry(
+            actor=ctx.actor.ref, actor_kind=ctx.actor.kind,
+            action=getattr(ctx.request.scope.get("route"), "name", "ui"),
+            outcome="failed", status=exc.status,
+            workspace_id=ctx.workspace_id, client_addr=ctx.request.client.host
+            if ctx.request.client else "", detail=exc.detail,
+        ),
+    )

