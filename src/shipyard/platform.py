@@ -10,6 +10,7 @@ import sys
 from shipyard.http.metrics import Metrics
 from shipyard.identity.authn import KeyAuthenticator, SessionAuthenticator
 from shipyard.identity.bootstrap import FirstStart, bootstrap
+from shipyard.identity.throttle import LoginThrottle
 from shipyard.settings import Settings
 from shipyard.store import Database
 
@@ -24,6 +25,7 @@ class Platform:
         self.metrics = Metrics()
         self.keys = KeyAuthenticator(self.db, ttl=settings.key_cache_ttl_seconds)
         self.sessions = SessionAuthenticator(self.db, ttl_hours=settings.session_ttl_hours)
+        self.login_throttle = LoginThrottle()
         self.first_start: FirstStart | None = None
         self.started = False
 

@@ -51,10 +51,19 @@ def login(
     _: None = Public(),
 ) -> Response:
     platform = request.app.state.platform
+    client = request.client.host if request.client else ""
+    wait = platform.login_throttle.blocked_for(client, email)
+    if wait:
+        return templates.TemplateResponse(
+            request, "login.html",
+            {"error": f"too many failed attempts; try again in {int(wait) + 1} s", "email": email},
+            status_code=429, headers={"Retry-After": str(int(wait) + 1)},
+        )
     try:
         with platform.db.transaction() as s:
             user, workspace_id = service.login(s, email=email, password=password)
     except Unauthenticated as exc:
+        platform.login_throttle.failed(client, email)
         record_now(
             platform.db,
             Entry(
@@ -66,6 +75,7 @@ def login(
         return templates.TemplateResponse(
             request, "login.html", {"error": exc.detail, "email": email}, status_code=401
         )
+    platform.login_throttle.succeeded(client, email)
     token, _csrf = platform.sessions.open(user, workspace_id)
     record_now(
         platform.db,
