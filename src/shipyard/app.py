@@ -13,6 +13,9 @@ from starlette.staticfiles import StaticFiles
 
 from shipyard import __version__
 from shipyard.audit.router import router as audit_router
+from shipyard.gateway.anthropic_api import messages_handler
+from shipyard.gateway.asgi import GatewayApp, GatewayDispatch
+from shipyard.gateway.router import router as gateway_router
 from shipyard.http import problems
 from shipyard.http.metrics import MetricsMiddleware
 from shipyard.http.middleware import EdgeGuard
@@ -32,9 +35,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(platform.start)
+        await platform.gateway.start()
         try:
             yield
         finally:
+            await platform.gateway.stop()
             await run_in_threadpool(platform.stop)
 
     app = FastAPI(
@@ -47,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.platform = platform
     problems.install(app)
-    for router in (system_router, identity_router, audit_router, ui_router):
+    for router in (system_router, identity_router, audit_router, gateway_router, ui_router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -56,6 +61,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         EdgeGuard, allowed_hosts=_hosts(settings), max_body_bytes=settings.max_body_bytes
     )
     app.add_middleware(MetricsMiddleware, metrics=platform.metrics)
+    gateway_app = GatewayApp(
+        platform.gateway, platform.keys, platform.db, max_body=settings.max_body_bytes,
+        allowed_hosts=_hosts(settings), anthropic=messages_handler,
+    )
+    app.state.gateway_app = gateway_app
+    app.add_middleware(GatewayDispatch, gateway_app=lambda: gateway_app)
     return app
 
 

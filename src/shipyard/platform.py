@@ -7,6 +7,11 @@ from __future__ import annotations
 import logging
 import sys
 
+from shipyard.gateway.balancer import Balancer
+from shipyard.gateway.crypto import SecretBox
+from shipyard.gateway.executor import RetryPolicy
+from shipyard.gateway.limits import LimitBackend
+from shipyard.gateway.service import Gateway
 from shipyard.http.metrics import Metrics
 from shipyard.identity.authn import KeyAuthenticator, SessionAuthenticator
 from shipyard.identity.bootstrap import FirstStart, bootstrap
@@ -26,6 +31,16 @@ class Platform:
         self.keys = KeyAuthenticator(self.db, ttl=settings.key_cache_ttl_seconds)
         self.sessions = SessionAuthenticator(self.db, ttl_hours=settings.session_ttl_hours)
         self.login_throttle = LoginThrottle()
+        secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+        self.box = SecretBox(secret, settings.home / "secret.key")
+        self.gateway = Gateway(
+            db=self.db, box=self.box, registry=self.metrics.registry,
+            backend=_limit_backend(settings),
+            retry=RetryPolicy(base=settings.gateway_retry_base_seconds),
+            balancer=Balancer(failures=settings.gateway_cooldown_failures,
+                              cooldown=settings.gateway_cooldown_seconds),
+            local_threads=settings.local_threads,
+        )
         self.first_start: FirstStart | None = None
         self.started = False
 
@@ -41,6 +56,14 @@ class Platform:
 
     def stop(self) -> None:
         self.db.close()
+
+
+def _limit_backend(settings: Settings) -> LimitBackend | None:
+    if settings.redis_url is None:
+        return None  # the gateway's in-process default
+    from shipyard.gateway.redis_backend import RedisBackend
+
+    return RedisBackend(settings.redis_url)
 
 
 def announce(first: FirstStart) -> None:

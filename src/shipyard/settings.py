@@ -41,6 +41,18 @@ class Settings(BaseSettings):
         default=None, description="First admin's password; generated and printed when unset."
     )
     key_cache_ttl_seconds: float = Field(default=30.0, ge=0)
+    secret_key: SecretStr | None = Field(
+        default=None, description="Encrypts provider credentials; default: a 0600 key file."
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis for limits, budgets and cache across replicas."
+    )
+    local_threads: int | None = Field(
+        default=None, ge=1, le=256, description="llama.cpp threads (default: the core count)."
+    )
+    gateway_retry_base_seconds: float = Field(default=0.25, ge=0, le=30)
+    gateway_cooldown_failures: int = Field(default=3, ge=1, le=1000)
+    gateway_cooldown_seconds: float = Field(default=30.0, ge=0, le=86400)
     log_level: str = Field(default="info")
 
     @field_validator("allowed_hosts", mode="before")
@@ -57,6 +69,13 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("sqlite", "postgresql", "postgres://")):
             raise ValueError("must be a sqlite:// or postgresql:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
 
     @field_validator("log_level")

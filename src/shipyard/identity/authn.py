@@ -40,13 +40,30 @@ class KeyAuthenticator:
         self._lock = threading.Lock()
 
     def authenticate(self, presented: str) -> Actor:
+        """Verify a key; may read the database (call from a thread on the event loop)."""
+        actor = self.cached(presented)
+        if actor is not None:
+            return actor
+        kid, secret = self._split(presented)
+        return self._check(self._load(kid), secret)
+
+    def cached(self, presented: str) -> Actor | None:
+        """Verify from the cache only: the actor, None on a cache miss, or Unauthenticated."""
+        kid, secret = self._split(presented)
+        entry = self._cache.get(kid)
+        if entry is None or time.monotonic() - entry.loaded > self._ttl:
+            return None
+        return self._check(entry, secret)
+
+    @staticmethod
+    def _split(presented: str) -> tuple[str, str]:
         parts = split_api_key(presented)
         if parts is None:
             raise Unauthenticated("malformed API key")
-        kid, secret = parts
-        entry = self._cache.get(kid)
-        if entry is None or time.monotonic() - entry.loaded > self._ttl:
-            entry = self._load(kid)
+        return parts
+
+    @staticmethod
+    def _check(entry: _CachedKey | None, secret: str) -> Actor:
         if entry is None or not same(entry.secret_hash, sha256(secret)):
             raise Unauthenticated("invalid API key")
         if entry.revoked:

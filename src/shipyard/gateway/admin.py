@@ -1,0 +1,232 @@
+"""Gateway configuration services: providers, routes, prices, limits, records.
+Keyword-only functions over a session; every change bumps the config version so each
+replica reloads its snapshot."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from shipyard.errors import Conflict, InvalidInput, NotFound
+from shipyard.gateway.crypto import SecretBox
+from shipyard.gateway.models import (
+    DeploymentRow,
+    LimitRow,
+    PriceRow,
+    ProviderRow,
+    RequestRecord,
+    RouteRow,
+)
+from shipyard.gateway.providers.base import registered
+from shipyard.gateway.schemas import LimitsIn, PriceIn, ProviderCreate, ProviderUpdate, RouteIn
+from shipyard.gateway.state import bump_version
+from shipyard.gateway.urlcheck import check_base_url
+from shipyard.identity.models import ApiKey
+from shipyard.store import new_id, utcnow
+
+REMOTE_KINDS = {"openai", "anthropic", "gemini"}
+DEFAULT_BASE = {
+    "anthropic": "https://api.anthropic.com",
+    "gemini": "https://generativelanguage.googleapis.com",
+}
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in registered():
+        raise InvalidInput(f"kind: unknown provider kind '{kind}'; known: "
+                           + ", ".join(sorted(registered())))
+
+
+def create_provider(s: Session, *, box: SecretBox, workspace_id: str, body: ProviderCreate
+                    ) -> ProviderRow:
+    _check_kind(body.kind)
+    base_url = body.base_url or DEFAULT_BASE.get(body.kind, "")
+    if body.kind in REMOTE_KINDS or base_url:
+        if not base_url:
+            raise InvalidInput("base_url: required for this provider kind")
+        base_url = check_base_url(base_url, allow_internal=body.allow_internal)
+    if s.scalars(select(ProviderRow).where(ProviderRow.workspace_id == workspace_id,
+                                           ProviderRow.name == body.name)).first():
+        raise Conflict(f"a provider named '{body.name}' already exists")
+    row = ProviderRow(
+        id=new_id("prv"), workspace_id=workspace_id, name=body.name, kind=body.kind,
+        base_url=base_url, api_key_enc=box.seal(body.api_key) if body.api_key else None,
+        headers={k: box.seal(v) for k, v in body.headers.items()}, options=body.options,
+        allow_internal=body.allow_internal,
+    )
+    s.add(row)
+    s.flush()
+    bump_version(s)
+    return row
+
+
+def get_provider(s: Session, *, workspace_id: str, name: str) -> ProviderRow:
+    row = s.scalars(select(ProviderRow).where(ProviderRow.workspace_id == workspace_id,
+                                              ProviderRow.name == name)).first()
+    if row is None:
+        raise NotFound(f"provider '{name}' not found")
+    return row
+
+
+def update_provider(s: Session, *, box: SecretBox, workspace_id: str, name: str,
+                    body: ProviderUpdate) -> ProviderRow:
+    row = get_provider(s, workspace_id=workspace_id, name=name)
+    allow = body.allow_internal if body.allow_internal is not None else row.allow_internal
+    if body.base_url is not None or body.allow_internal is not None:
+        url = body.base_url if body.base_url is not None else row.base_url
+        row.base_url = check_base_url(url, allow_internal=allow) if url else ""
+    row.allow_internal = allow
+    if body.api_key is not None:
+        row.api_key_enc = box.seal(body.api_key) if body.api_key else None
+    if body.headers is not None:
+        row.headers = {k: box.seal(v) for k, v in body.headers.items()}
+    if body.options is not None:
+        row.options = body.options
+    row.updated_at = utcnow()
+    s.flush()
+    bump_version(s)
+    return row
+
+
+def delete_provider(s: Session, *, workspace_id: str, name: str) -> None:
+    row = get_provider(s, workspace_id=workspace_id, name=name)
+    used = s.scalar(select(func.count()).select_from(DeploymentRow)
+                    .where(DeploymentRow.provider_id == row.id))
+    if used:
+        raise Conflict(f"provider '{name}' is used by {used} deployment(s); remove them first")
+    s.delete(row)
+    bump_version(s)
+
+
+def list_providers(s: Session, *, workspace_id: str) -> list[ProviderRow]:
+    return list(s.scalars(select(ProviderRow).where(ProviderRow.workspace_id == workspace_id)
+                          .order_by(ProviderRow.name)))
+
+
+def put_route(s: Session, *, workspace_id: str, body: RouteIn) -> RouteRow:
+    """Create or replace a route with its deployments."""
+    providers = {p.name: p for p in list_providers(s, workspace_id=workspace_id)}
+    for i, d in enumerate(body.deployments):
+        if d.provider not in providers:
+            raise InvalidInput(f"deployments.{i}.provider: no provider named '{d.provider}'")
+    for cls, targets in body.fallbacks.items():
+        if body.name in targets:
+            raise InvalidInput(f"fallbacks.{cls}: a route cannot fall back to itself")
+    row = s.scalars(select(RouteRow).where(RouteRow.workspace_id == workspace_id,
+                                           RouteRow.name == body.name)).first()
+    if row is None:
+        row = RouteRow(id=new_id("rte"), workspace_id=workspace_id, name=body.name)
+        s.add(row)
+    row.kind, row.strategy, row.retries = body.kind, body.strategy, body.retries
+    row.fallbacks = {k: list(v) for k, v in body.fallbacks.items()}
+    row.cache_ttl, row.description = body.cache_ttl, body.description
+    s.flush()
+    s.execute(delete(DeploymentRow).where(DeploymentRow.route_id == row.id))
+    for d in body.deployments:
+        s.add(DeploymentRow(
+            id=new_id("dep"), route_id=row.id, provider_id=providers[d.provider].id,
+            model=d.model, weight=d.weight, params=d.params, timeouts=d.timeouts.model_dump(),
+        ))
+    s.flush()
+    bump_version(s)
+    return row
+
+
+def delete_route(s: Session, *, workspace_id: str, name: str) -> None:
+    row = s.scalars(select(RouteRow).where(RouteRow.workspace_id == workspace_id,
+                                           RouteRow.name == name)).first()
+    if row is None:
+        raise NotFound(f"route '{name}' not found")
+    s.delete(row)
+    bump_version(s)
+
+
+def set_price(s: Session, *, model: str, body: PriceIn) -> PriceRow:
+    if not model or len(model) > 200:
+        raise InvalidInput("model: 1 to 200 characters")
+    row = s.get(PriceRow, model)
+    if row is None:
+        row = PriceRow(model=model, input=body.input, output=body.output)
+        s.add(row)
+    row.input, row.output, row.cached_input = body.input, body.output, body.cached_input
+    row.updated_at = utcnow()
+    s.flush()
+    bump_version(s)
+    return row
+
+
+def scope_for(s: Session, *, workspace_id: str, kind: str, ref: str) -> str:
+    if kind == "workspace":
+        return f"workspace:{workspace_id}"
+    if kind == "key":
+        key = s.get(ApiKey, ref)
+        if key is None or key.workspace_id != workspace_id:
+            raise NotFound(f"key '{ref}' not found")
+        return f"key:{ref}"
+    if kind == "user":
+        if not ref or len(ref) > 200:
+            raise InvalidInput("user: 1 to 200 characters")
+        return f"user:{workspace_id}:{ref}"
+    raise NotFound(f"unknown limit scope '{kind}'; use key, user or workspace")
+
+
+def set_limits(s: Session, *, workspace_id: str, scope: str, body: LimitsIn) -> LimitRow:
+    row = s.get(LimitRow, scope)
+    values = body.model_dump()
+    if row is None:
+        row = LimitRow(scope=scope, workspace_id=workspace_id, values=values)
+        s.add(row)
+    row.values = values
+    row.updated_at = utcnow()
+    s.flush()
+    bump_version(s)
+    return row
+
+
+def delete_limits(s: Session, *, scope: str) -> None:
+    row = s.get(LimitRow, scope)
+    if row is None:
+        raise NotFound(f"no limits set for {scope}")
+    s.delete(row)
+    bump_version(s)
+
+
+def list_limits(s: Session, *, workspace_id: str) -> list[LimitRow]:
+    return list(s.scalars(select(LimitRow).where(LimitRow.workspace_id == workspace_id)
+                          .order_by(LimitRow.scope)))
+
+
+def search_records(s: Session, *, workspace_id: str, route: str | None = None,
+                   key_id: str | None = None, status: int | None = None,
+                   errors_only: bool = False, since: datetime | None = None,
+                   limit: int = 100, before: datetime | None = None) -> list[RequestRecord]:
+    q = select(RequestRecord).where(RequestRecord.workspace_id == workspace_id)
+    if route:
+        q = q.where(RequestRecord.route == route)
+    if key_id:
+        q = q.where(RequestRecord.key_id == key_id)
+    if status is not None:
+        q = q.where(RequestRecord.status == status)
+    if errors_only:
+        q = q.where(RequestRecord.status >= 400)
+    if since:
+        q = q.where(RequestRecord.at >= since)
+    if before:
+        q = q.where(RequestRecord.at < before)
+    return list(s.scalars(q.order_by(RequestRecord.at.desc()).limit(limit)))
+
+
+def usage_summary(s: Session, *, workspace_id: str, since: datetime) -> list[dict[str, Any]]:
+    rows = s.execute(
+        select(RequestRecord.route, func.count(), func.sum(RequestRecord.prompt_tokens),
+               func.sum(RequestRecord.completion_tokens), func.sum(RequestRecord.cost_usd),
+               func.avg(RequestRecord.latency_ms))
+        .where(RequestRecord.workspace_id == workspace_id, RequestRecord.at >= since)
+        .group_by(RequestRecord.route).order_by(RequestRecord.route)
+    ).all()
+    return [{"route": r, "requests": n, "prompt_tokens": int(p or 0),
+             "completion_tokens": int(c or 0), "cost_usd": float(cost or 0),
+             "avg_latency_ms": float(lat or 0)} for r, n, p, c, cost, lat in rows]

@@ -1,0 +1,170 @@
+"""Calling a route: pick a deployment, retry retryable failures with exponential backoff
+and jitter (honouring Retry-After), then follow the route's fallbacks for the error class."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from shipyard.gateway.balancer import Balancer
+from shipyard.gateway.errors import ErrorClass, UpstreamFailure
+from shipyard.gateway.records import Record
+from shipyard.gateway.specs import Deployment, RouteSpec
+from shipyard.gateway.state import ProviderPool, Snapshot
+
+Body = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    base: float = 0.25
+    cap: float = 8.0
+    max_retry_after: float = 30.0  # a longer Retry-After goes straight to fallbacks
+
+
+class Executor:
+    def __init__(self, pool: ProviderPool, balancer: Balancer, policy: RetryPolicy) -> None:
+        self.pool = pool
+        self.balancer = balancer
+        self.policy = policy
+        self._rng = random.Random()
+
+    def _backoff(self, attempt: int, error: UpstreamFailure) -> float | None:
+        wait = min(self.policy.cap, self.policy.base * (2**attempt)) * self._rng.uniform(0.5, 1.0)
+        if error.retry_after is not None:
+            if error.retry_after > self.policy.max_retry_after:
+                return None
+            wait = max(wait, error.retry_after)
+        return wait
+
+    async def call(self, snap: Snapshot, workspace_id: str, route: RouteSpec, op: str,
+                   body: Body, rec: Record, depth: int = 0) -> tuple[Deployment, Body]:
+        tried: set[str] = set()
+        last: UpstreamFailure | None = None
+        for attempt in range(route.retries + 1):
+            try:
+                dep = self.balancer.pick(route, tried)
+            except UpstreamFailure as exc:
+                last = exc
+                break
+            tried.add(dep.id)
+            provider = self.pool.get(dep.provider)
+            started = time.perf_counter()
+            self.balancer.begin(dep)
+            try:
+                result = await getattr(provider, op)(body, dep)
+            except UpstreamFailure as exc:
+                self.balancer.failed(dep, exc)
+                last = exc
+                if not exc.retryable or attempt == route.retries:
+                    break
+                wait = self._backoff(attempt, exc)
+                if wait is None:
+                    break
+                rec.retries += 1
+                await asyncio.sleep(wait)
+                continue
+            except BaseException:
+                self.balancer.released(dep)
+                raise
+            self.balancer.succeeded(dep, (time.perf_counter() - started) * 1000)
+            return dep, result
+        assert last is not None
+        return await self._fallback(snap, workspace_id, route, op, body, rec, depth, last)
+
+    async def _fallback(self, snap: Snapshot, workspace_id: str, route: RouteSpec, op: str,
+                        body: Body, rec: Record, depth: int, last: UpstreamFailure) -> Any:
+        if depth >= 3:
+            raise last
+        for name in _fallbacks(route, last.error_class):
+            target = snap.route(workspace_id, name)
+            if target is None or target.name in rec.fallbacks or target.name == route.name:
+                continue
+            rec.fallbacks.append(target.name)
+            try:
+                return await self.call(snap, workspace_id, target, op, body, rec, depth + 1)
+            except UpstreamFailure as exc:
+                last = exc
+        raise last
+
+    async def stream(self, snap: Snapshot, workspace_id: str, route: RouteSpec, op: str,
+                     body: Body, rec: Record, depth: int = 0
+                     ) -> tuple[Deployment, Body, AsyncIterator[Body]]:
+        """Open a stream and read its first chunk, with retries and fallbacks; after the
+        first chunk the stream belongs to the client and errors are not retried."""
+        tried: set[str] = set()
+        last: UpstreamFailure | None = None
+        for attempt in range(route.retries + 1):
+            try:
+                dep = self.balancer.pick(route, tried)
+            except UpstreamFailure as exc:
+                last = exc
+                break
+            tried.add(dep.id)
+            provider = self.pool.get(dep.provider)
+            gen = getattr(provider, op)(body, dep)
+            self.balancer.begin(dep)
+            started = time.perf_counter()
+            try:
+                first = await gen.__anext__()
+            except StopAsyncIteration:
+                exc = UpstreamFailure("upstream stream was empty", error_class=ErrorClass.malformed)
+                self.balancer.failed(dep, exc)
+                last = exc
+                continue
+            except UpstreamFailure as exc:
+                self.balancer.failed(dep, exc)
+                await gen.aclose()
+                last = exc
+                if not exc.retryable or attempt == route.retries:
+                    break
+                wait = self._backoff(attempt, exc)
+                if wait is None:
+                    break
+                rec.retries += 1
+                await asyncio.sleep(wait)
+                continue
+            except BaseException:
+                self.balancer.released(dep)
+                await gen.aclose()
+                raise
+            return dep, first, self._tracked(dep, gen, started)
+        assert last is not None
+        if depth >= 3:
+            raise last
+        for name in _fallbacks(route, last.error_class):
+            target = snap.route(workspace_id, name)
+            if target is None or target.name in rec.fallbacks or target.name == route.name:
+                continue
+            rec.fallbacks.append(target.name)
+            try:
+                return await self.stream(snap, workspace_id, target, op, body, rec, depth + 1)
+            except UpstreamFailure as exc:
+                last = exc
+        raise last
+
+    async def _tracked(self, dep: Deployment, gen: AsyncIterator[Body], started: float
+                       ) -> AsyncIterator[Body]:
+        verdict = ""
+        try:
+            async for chunk in gen:
+                yield chunk
+            verdict = "ok"
+        except UpstreamFailure as exc:
+            verdict = "failed"
+            self.balancer.failed(dep, exc)
+            raise
+        finally:
+            if verdict == "ok":
+                self.balancer.succeeded(dep, (time.perf_counter() - started) * 1000)
+            elif not verdict:  # the client went away
+                self.balancer.released(dep)
+            await gen.aclose()  # type: ignore[attr-defined]
+
+
+def _fallbacks(route: RouteSpec, error_class: ErrorClass) -> tuple[str, ...]:
+    return route.fallbacks.get(error_class.value, ()) + route.fallbacks.get("any", ())

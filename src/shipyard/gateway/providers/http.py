@@ -1,0 +1,122 @@
+"""Shared HTTP plumbing for remote providers: one pooled aiohttp session per provider,
+SSE line reading, error classification. Keeps each vendor module about its wire format."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from shipyard.gateway.errors import ErrorClass, UpstreamFailure, classify_status
+from shipyard.gateway.specs import Deployment, ProviderSpec
+
+
+class HttpConnection:
+    def __init__(self, spec: ProviderSpec, headers: dict[str, str]) -> None:
+        self.spec = spec
+        self._headers = {"Content-Type": "application/json", **dict(spec.headers), **headers}
+        self._session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=512, ttl_dns_cache=300, keepalive_timeout=60)
+            self._session = aiohttp.ClientSession(
+                connector=connector, headers=self._headers, auto_decompress=True,
+                skip_auto_headers=("User-Agent",),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+
+    async def post_json(self, url: str, body: Any, dep: Deployment,
+                        params: dict[str, str] | None = None) -> Any:
+        timeout = aiohttp.ClientTimeout(
+            total=dep.timeouts.total, sock_connect=dep.timeouts.connect,
+            sock_read=dep.timeouts.first_token,
+        )
+        try:
+            async with self.session().post(
+                url, data=orjson.dumps(body), timeout=timeout, params=params
+            ) as resp:
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise failure_from(resp.status, raw, resp.headers.get("Retry-After"))
+        except UpstreamFailure:
+            raise
+        except (TimeoutError, asyncio.TimeoutError):
+            raise UpstreamFailure("upstream timed out", error_class=ErrorClass.timeout) from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamFailure(
+                f"cannot reach upstream: {exc.__class__.__name__}", error_class=ErrorClass.connect
+            ) from None
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamFailure(
+                "upstream sent a response that is not JSON", error_class=ErrorClass.malformed
+            ) from None
+
+    async def stream_sse(self, url: str, body: Any, dep: Deployment,
+                         params: dict[str, str] | None = None) -> AsyncIterator[bytes]:
+        """Yield each SSE `data:` payload. The first token must come within
+        `first_token` seconds; a stream that stops without its end marker raises."""
+        timeout = aiohttp.ClientTimeout(
+            total=dep.timeouts.total, sock_connect=dep.timeouts.connect,
+            sock_read=dep.timeouts.first_token,
+        )
+        try:
+            async with self.session().post(
+                url, data=orjson.dumps(body), timeout=timeout, params=params
+            ) as resp:
+                if resp.status >= 400:
+                    raw = await resp.read()
+                    raise failure_from(resp.status, raw, resp.headers.get("Retry-After"))
+                async for line in resp.content:
+                    if line.startswith(b"data:"):
+                        yield line[5:].strip()
+        except UpstreamFailure:
+            raise
+        except (TimeoutError, asyncio.TimeoutError):
+            raise UpstreamFailure("upstream timed out", error_class=ErrorClass.timeout) from None
+        except aiohttp.ClientPayloadError:
+            raise UpstreamFailure(
+                "upstream stream broke off", error_class=ErrorClass.server_error
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamFailure(
+                f"cannot reach upstream: {exc.__class__.__name__}", error_class=ErrorClass.connect
+            ) from None
+
+
+def failure_from(status: int, raw: bytes, retry_after: str | None) -> UpstreamFailure:
+    message = _message(raw)
+    wait = None
+    if retry_after:
+        try:
+            wait = max(0.0, float(retry_after))
+        except ValueError:
+            wait = None
+    return UpstreamFailure(
+        f"upstream answered {status}: {message}"[:500],
+        error_class=classify_status(status, message), upstream_status=status, retry_after=wait,
+    )
+
+
+def _message(raw: bytes) -> str:
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw[:200].decode("utf-8", "replace")
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict):
+            parts = [str(err.get("message", "")), str(err.get("code") or ""),
+                     str(err.get("type") or "")]
+            return " ".join(p for p in parts if p).strip() or "error"
+        return str(err)
+    return "error"

@@ -1,0 +1,120 @@
+"""Any OpenAI-compatible server: OpenAI, Azure OpenAI, vLLM, TGI, llama.cpp server,
+Ollama, Mistral, Groq, Together, DeepSeek, OpenRouter... Vendors differ by data (a
+profile), not by code."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from shipyard.gateway.errors import ErrorClass, UpstreamFailure
+from shipyard.gateway.providers.http import HttpConnection
+from shipyard.gateway.specs import Deployment, ProviderSpec
+
+Body = dict[str, Any]
+
+# path templates take {model}; auth is (header, format)
+PROFILES: dict[str, dict[str, Any]] = {
+    "openai": {"paths": {}, "auth": ("Authorization", "Bearer {key}"), "query": {}},
+    "azure": {
+        "paths": {
+            "chat": "/openai/deployments/{model}/chat/completions",
+            "completions": "/openai/deployments/{model}/completions",
+            "embeddings": "/openai/deployments/{model}/embeddings",
+        },
+        "auth": ("api-key", "{key}"),
+        "query": {"api-version": "2024-10-21"},
+    },
+}
+DEFAULT_PATHS = {"chat": "/chat/completions", "completions": "/completions",
+                 "embeddings": "/embeddings"}
+
+
+class OpenAICompatible:
+    def __init__(self, spec: ProviderSpec) -> None:
+        self.spec = spec
+        profile = PROFILES.get(spec.options.get("profile", "openai"), PROFILES["openai"])
+        self._paths = {**DEFAULT_PATHS, **profile["paths"], **spec.options.get("paths", {})}
+        self._query = {**profile["query"], **spec.options.get("query", {})} or None
+        headers = {}
+        if spec.api_key:
+            name, fmt = profile["auth"]
+            headers[name] = fmt.format(key=spec.api_key)
+        self._http = HttpConnection(spec, headers)
+
+    def _url(self, op: str, model: str) -> str:
+        return self.spec.base_url + self._paths[op].format(model=model)
+
+    @staticmethod
+    def _body(body: Body, dep: Deployment) -> Body:
+        out = {**dep.params, **body}
+        out["model"] = dep.model
+        return out
+
+    async def chat(self, body: Body, dep: Deployment) -> Body:
+        data = await self._http.post_json(self._url("chat", dep.model), self._body(body, dep), dep,
+                                          self._query)
+        return _expect(data, "choices")
+
+    async def chat_stream(self, body: Body, dep: Deployment) -> AsyncIterator[Body]:
+        async for chunk in self._stream("chat", body, dep):
+            yield chunk
+
+    async def completion(self, body: Body, dep: Deployment) -> Body:
+        data = await self._http.post_json(
+            self._url("completions", dep.model), self._body(body, dep), dep, self._query
+        )
+        return _expect(data, "choices")
+
+    async def completion_stream(self, body: Body, dep: Deployment) -> AsyncIterator[Body]:
+        async for chunk in self._stream("completions", body, dep):
+            yield chunk
+
+    async def embeddings(self, body: Body, dep: Deployment) -> Body:
+        data = await self._http.post_json(
+            self._url("embeddings", dep.model), self._body(body, dep), dep, self._query
+        )
+        return _expect(data, "data")
+
+    async def _stream(self, op: str, body: Body, dep: Deployment) -> AsyncIterator[Body]:
+        payload = self._body(body, dep)
+        payload["stream"] = True
+        payload["stream_options"] = {"include_usage": True}
+        done = False
+        async for data in self._http.stream_sse(self._url(op, dep.model), payload, dep,
+                                                self._query):
+            if data == b"[DONE]":
+                done = True
+                break
+            try:
+                chunk = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                raise UpstreamFailure(
+                    "upstream sent a stream event that is not JSON",
+                    error_class=ErrorClass.malformed,
+                ) from None
+            if isinstance(chunk, dict) and "error" in chunk:
+                raise UpstreamFailure(
+                    f"upstream stream error: {str(chunk['error'])[:200]}",
+                    error_class=ErrorClass.server_error,
+                )
+            yield chunk
+        if not done:
+            raise UpstreamFailure("upstream stream ended early", error_class=ErrorClass.server_error)
+
+    async def close(self) -> None:
+        await self._http.close()
+
+
+def _expect(data: Any, field: str) -> Body:
+    if not isinstance(data, dict) or field not in data:
+        raise UpstreamFailure(
+            f"upstream response lacks '{field}'", error_class=ErrorClass.malformed
+        )
+    return data
+
+
+def create(spec: ProviderSpec) -> OpenAICompatible:
+    return OpenAICompatible(spec)
