@@ -1,0 +1,150 @@
+"""Local GGUF models through llama-cpp-python, in process. The import of llama_cpp and
+the model load happen on the first call, in a thread. One generation at a time per
+model (a llama.cpp context is not thread-safe); threads default to the core count so
+the model never oversubscribes the machine."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from shipyard.gateway.errors import ErrorClass, UpstreamFailure
+from shipyard.gateway.providers.base import Unsupported
+from shipyard.gateway.specs import Deployment, ProviderSpec
+
+Body = dict[str, Any]
+_PASS = ("temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty",
+         "response_format", "tools", "tool_choice", "logit_bias")
+
+
+class LlamaLocal(Unsupported):
+    def __init__(self, spec: ProviderSpec) -> None:
+        self.spec = spec
+        self._path = str(spec.options.get("model_path", ""))
+        self._threads = int(spec.options.get("n_threads") or os.cpu_count() or 1)
+        self._ctx = int(spec.options.get("n_ctx") or 4096)
+        self._model: Any = None
+        self._load_lock = threading.Lock()
+        self._run_lock = threading.Lock()
+
+    def _llama(self) -> Any:
+        if self._model is None:
+            with self._load_lock:
+                if self._model is None:
+                    if not self._path or not os.path.isfile(self._path):
+                        raise UpstreamFailure(f"model file not found: {self._path!r}",
+                                              error_class=ErrorClass.server_error)
+                    from llama_cpp import Llama
+
+                    self._model = Llama(model_path=self._path, n_ctx=self._ctx,
+                                        n_threads=self._threads, n_threads_batch=self._threads,
+                                        verbose=False)
+        return self._model
+
+    def _kwargs(self, body: Body, dep: Deployment) -> Body:
+        merged = {**dep.params, **body}
+        kwargs = {k: merged[k] for k in _PASS if merged.get(k) is not None}
+        limit = merged.get("max_completion_tokens") or merged.get("max_tokens")
+        kwargs["max_tokens"] = int(limit) if limit else 512
+        if kwargs.get("response_format", {}).get("type") == "json_schema":
+            schema = (kwargs["response_format"].get("json_schema") or {}).get("schema")
+            kwargs["response_format"] = {"type": "json_object", "schema": schema}
+        return kwargs
+
+    def _generate(self, fn: str, first: Any, kwargs: Body) -> Body:
+        with self._run_lock:
+            llama = self._llama()
+            try:
+                result: Body = getattr(llama, fn)(first, **kwargs)
+            except ValueError as exc:  # llama.cpp says so when the prompt is too long
+                text = str(exc)
+                cls = ErrorClass.context_length if "context" in text else ErrorClass.bad_request
+                raise UpstreamFailure(text[:300], error_class=cls) from None
+            return result
+
+    async def chat(self, body: Body, dep: Deployment) -> Body:
+        result = await asyncio.to_thread(self._generate, "create_chat_completion",
+                                         body["messages"], self._kwargs(body, dep))
+        result["model"] = dep.model
+        return result
+
+    async def completion(self, body: Body, dep: Deployment) -> Body:
+        prompt = body["prompt"] if isinstance(body["prompt"], str) else body["prompt"][0]
+        result = await asyncio.to_thread(self._generate, "create_completion", prompt,
+                                         self._kwargs(body, dep))
+        result["model"] = dep.model
+        return result
+
+    def chat_stream(self, body: Body, dep: Deployment) -> AsyncIterator[Body]:
+        return self._stream("create_chat_completion", body["messages"], body, dep, "chat")
+
+    def completion_stream(self, body: Body, dep: Deployment) -> AsyncIterator[Body]:
+        prompt = body["prompt"] if isinstance(body["prompt"], str) else body["prompt"][0]
+        return self._stream("create_completion", prompt, body, dep, "text")
+
+    async def _stream(self, fn: str, first: Any, body: Body, dep: Deployment, kind: str
+                      ) -> AsyncIterator[Body]:
+        """Generate in a thread, hand chunks over through a queue; stop generating as soon
+        as the consumer goes away."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        stop = threading.Event()
+        kwargs = {**self._kwargs(body, dep), "stream": True}
+
+        def produce() -> None:
+            count = 0
+            try:
+                with self._run_lock:
+                    llama = self._llama()
+                    started_tokens = None
+                    chunks: Iterator[Body] = getattr(llama, fn)(first, **kwargs)
+                    for chunk in chunks:
+                        if stop.is_set():
+                            break
+                        if started_tokens is None:
+                            started_tokens = llama.n_tokens
+                        count += 1
+                        loop.call_soon_threadsafe(queue.put_nowait, ("chunk", chunk))
+                    close = getattr(chunks, "close", None)
+                    if close is not None:
+                        close()
+                    prompt = max(0, (started_tokens or llama.n_tokens) - 1)
+                loop.call_soon_threadsafe(queue.put_nowait, ("end", (prompt, count)))
+            except UpstreamFailure as exc:
+                loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
+            except Exception as exc:  # noqa: BLE001 - surface as an upstream failure
+                failure = UpstreamFailure(f"local model failed: {exc.__class__.__name__}",
+                                          error_class=ErrorClass.server_error)
+                loop.call_soon_threadsafe(queue.put_nowait, ("error", failure))
+
+        worker = threading.Thread(target=produce, name="shipyard-llama", daemon=True)
+        worker.start()
+        chunk_id = f"chatcmpl-{secrets.token_hex(12)}"
+        try:
+            while True:
+                what, value = await queue.get()
+                if what == "error":
+                    raise value
+                if what == "end":
+                    prompt, completion = value
+                    yield {"id": chunk_id, "object": "chat.completion.chunk",
+                           "created": int(time.time()), "model": dep.model, "choices": [],
+                           "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                                     "total_tokens": prompt + completion}}
+                    return
+                value["model"] = dep.model
+                yield value
+        finally:
+            stop.set()
+
+    async def healthy(self, dep: Deployment) -> bool:
+        return os.path.isfile(self._path)
+
+
+def create(spec: ProviderSpec) -> LlamaLocal:
+    return LlamaLocal(spec)

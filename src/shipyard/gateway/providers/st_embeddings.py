@@ -1,0 +1,62 @@
+"""Local embeddings with sentence-transformers (torch imported on the first call)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import threading
+from typing import Any
+
+from shipyard.gateway.errors import ErrorClass, UpstreamFailure
+from shipyard.gateway.providers.base import Unsupported
+from shipyard.gateway.specs import Deployment, ProviderSpec
+
+Body = dict[str, Any]
+
+
+class SentenceTransformersProvider(Unsupported):
+    def __init__(self, spec: ProviderSpec) -> None:
+        self.spec = spec
+        self._path = str(spec.options.get("model_path", ""))
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    if not os.path.isdir(self._path):
+                        raise UpstreamFailure(f"model folder not found: {self._path!r}",
+                                              error_class=ErrorClass.server_error)
+                    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                    from sentence_transformers import SentenceTransformer
+
+                    self._model = SentenceTransformer(self._path, device="cpu")
+        return self._model
+
+    def _encode(self, texts: list[str]) -> tuple[Any, int]:
+        model = self._load()
+        with self._lock:
+            vectors = model.encode(texts, convert_to_numpy=True, normalize_embeddings=True)
+            tokens = sum(len(ids) for ids in model.tokenizer(texts)["input_ids"])
+        return vectors, tokens
+
+    async def embeddings(self, body: Body, dep: Deployment) -> Body:
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        vectors, tokens = await asyncio.to_thread(self._encode, texts)
+        b64 = body.get("encoding_format") == "base64"
+        data = []
+        for i, vec in enumerate(vectors):
+            emb: Any = (base64.b64encode(vec.astype("<f4").tobytes()).decode() if b64
+                        else [float(x) for x in vec])
+            data.append({"object": "embedding", "index": i, "embedding": emb})
+        return {"object": "list", "model": dep.model, "data": data,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+    async def healthy(self, dep: Deployment) -> bool:
+        return os.path.isdir(self._path)
+
+
+def create(spec: ProviderSpec) -> SentenceTransformersProvider:
+    return SentenceTransformersProvider(spec)

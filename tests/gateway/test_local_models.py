@@ -1,0 +1,109 @@
+"""The built-in local models, offline: SmolLM2 (GGUF via llama.cpp) and all-MiniLM-L6-v2
+(sentence-transformers), called with the openai and anthropic SDKs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import anthropic
+import pytest
+from openai import OpenAI
+
+from tests.gateway.conftest import Env, make_env
+
+pytestmark = pytest.mark.local_model
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    # one llama.cpp thread: the test suite must not oversubscribe the machine
+    yield from make_env(tmp_path_factory.mktemp("local"), local_threads=1)
+
+
+@pytest.fixture(scope="module")
+def client(local: Env) -> OpenAI:
+    key, _ = local.key("local-app")
+    return OpenAI(base_url=local.url + "/v1", api_key=key, max_retries=0)
+
+
+def test_the_default_model_needs_no_configuration(client: OpenAI) -> None:
+    names = {m.id for m in client.models.list()}
+    assert {"smollm2", "all-minilm-l6-v2"} <= names
+
+
+def test_chat_with_smollm2(client: OpenAI, local: Env) -> None:
+    reply = client.chat.completions.create(
+        model="smollm2", messages=[{"role": "user", "content": "Say hello in one word."}],
+        max_tokens=16, temperature=0, seed=1)
+    assert reply.choices[0].message.content.strip()
+    assert reply.usage.prompt_tokens > 5 and 0 < reply.usage.completion_tokens <= 16
+    rec = local.records(route="smollm2")[0]
+    assert rec["provider"] == "local-llama" and rec["cost_usd"] == 0
+
+
+def test_streaming_with_smollm2(client: OpenAI) -> None:
+    chunks = list(client.chat.completions.create(
+        model="smollm2", messages=[{"role": "user", "content": "Count to five."}],
+        max_tokens=24, stream=True, stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip()
+    assert chunks[-1].usage.completion_tokens > 0
+
+
+def test_json_mode_with_smollm2(client: OpenAI) -> None:
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"],
+              "additionalProperties": False}
+    reply = client.chat.completions.create(
+        model="smollm2", messages=[{"role": "user", "content": "Is water wet? Answer in JSON."}],
+        response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": schema}},
+        max_tokens=32, temperature=0)
+    # grammar-constrained by the schema: always valid JSON of that shape
+    assert isinstance(json.loads(reply.choices[0].message.content)["ok"], bool)
+
+
+def test_local_embeddings(client: OpenAI) -> None:
+    out = client.embeddings.create(model="all-minilm-l6-v2",
+                                   input=["a cat sits on the mat", "a kitten on a rug", "tax law"])
+    vecs = [d.embedding for d in out.data]
+    assert len(vecs[0]) == 384
+
+    def cos(a: list[float], b: list[float]) -> float:
+        return sum(x * y for x, y in zip(a, b, strict=True))
+
+    assert cos(vecs[0], vecs[1]) > cos(vecs[0], vecs[2])
+    floats = client.embeddings.create(model="all-minilm-l6-v2", input="x", encoding_format="float")
+    assert len(floats.data[0].embedding) == 384
+
+
+def test_anthropic_sdk_reaches_the_local_model(local: Env) -> None:
+    key, _ = local.key("claude-style")
+    claude = anthropic.Anthropic(base_url=local.url, api_key=key, max_retries=0)
+    msg = claude.messages.create(model="smollm2", max_tokens=16,
+                                 messages=[{"role": "user", "content": "Hi!"}])
+    assert msg.content[0].type == "text" and msg.usage.output_tokens > 0
+    with claude.messages.stream(model="smollm2", max_tokens=16,
+                                messages=[{"role": "user", "content": "Hi!"}]) as stream:
+        text = "".join(stream.text_stream)
+    assert text.strip()
+
+
+def test_heavy_libraries_are_not_imported_until_used(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from starlette.testclient import TestClient
+from shipyard.app import create_app
+from shipyard.settings import load_settings
+app = create_app(load_settings(home=sys.argv[1]))
+with TestClient(app, base_url="http://localhost") as c:
+    c.get("/readyz")
+print(",".join(m for m in ("torch", "llama_cpp", "sentence_transformers") if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""
