@@ -1,0 +1,64 @@
+"""The long tail of vendors through the `litellm` library (optional: `pip install
+shipyard[litellm]`). Imported on the first call only."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from shipyard.gateway.errors import ErrorClass, UpstreamFailure, classify_status
+from shipyard.gateway.providers.base import Unsupported
+from shipyard.gateway.specs import Deployment, ProviderSpec
+
+Body = dict[str, Any]
+
+
+class LiteLLMProvider(Unsupported):
+    def __init__(self, spec: ProviderSpec) -> None:
+        self.spec = spec
+
+    def _lib(self) -> Any:
+        try:
+            import litellm
+        except ImportError:
+            raise UpstreamFailure("the litellm provider needs `pip install shipyard[litellm]`",
+                                  error_class=ErrorClass.server_error) from None
+        return litellm
+
+    def _kwargs(self, body: Body, dep: Deployment) -> Body:
+        kwargs = {**dep.params, **body, "model": dep.model}
+        if self.spec.api_key:
+            kwargs["api_key"] = self.spec.api_key
+        if self.spec.base_url:
+            kwargs["api_base"] = self.spec.base_url
+        kwargs["timeout"] = dep.timeouts.total
+        return kwargs
+
+    async def _call(self, fn: str, kwargs: Body) -> Any:
+        lib = self._lib()
+        try:
+            return await getattr(lib, fn)(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - litellm raises its own tree
+            status = int(getattr(exc, "status_code", 502) or 502)
+            raise UpstreamFailure(f"litellm: {str(exc)[:300]}",
+                                  error_class=classify_status(status, str(exc)),
+                                  upstream_status=status) from None
+
+    async def chat(self, body: Body, dep: Deployment) -> Body:
+        result = await self._call("acompletion", self._kwargs(body, dep))
+        return result.model_dump()  # type: ignore[no-any-return]
+
+    async def chat_stream(self, body: Body, dep: Deployment) -> AsyncIterator[Body]:
+        kwargs = {**self._kwargs(body, dep), "stream": True,
+                  "stream_options": {"include_usage": True}}
+        stream = await self._call("acompletion", kwargs)
+        async for chunk in stream:
+            yield chunk.model_dump()
+
+    async def embeddings(self, body: Body, dep: Deployment) -> Body:
+        result = await self._call("aembedding", self._kwargs(body, dep))
+        return result.model_dump()  # type: ignore[no-any-return]
+
+
+def create(spec: ProviderSpec) -> LiteLLMProvider:
+    return LiteLLMProvider(spec)
