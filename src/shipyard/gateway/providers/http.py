@@ -19,6 +19,19 @@ class HttpConnection:
         self.spec = spec
         self._headers = {"Content-Type": "application/json", **dict(spec.headers), **headers}
         self._session: aiohttp.ClientSession | None = None
+        # values that must never travel back to a client or into a record
+        self._secrets = [v for v in [spec.api_key, *(v for _, v in spec.headers), *headers.values()]
+                         if v and len(v) >= 6 and v != "application/json"]
+
+    def _failure(self, status: int, raw: bytes, retry_after: str | None) -> UpstreamFailure:
+        exc = failure_from(status, raw, retry_after)
+        if exc.error_class is ErrorClass.auth:
+            exc.message = f"the provider refused Shipyard's credentials ({status})"
+        for secret in self._secrets:
+            if secret in exc.message:
+                exc.message = exc.message.replace(secret, "[redacted]")
+        exc.args = (exc.message,)
+        return exc
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -45,7 +58,7 @@ class HttpConnection:
             ) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
-                    raise failure_from(resp.status, raw, resp.headers.get("Retry-After"))
+                    raise self._failure(resp.status, raw, resp.headers.get("Retry-After"))
         except UpstreamFailure:
             raise
         except (TimeoutError, asyncio.TimeoutError):
@@ -75,7 +88,7 @@ class HttpConnection:
             ) as resp:
                 if resp.status >= 400:
                     raw = await resp.read()
-                    raise failure_from(resp.status, raw, resp.headers.get("Retry-After"))
+                    raise self._failure(resp.status, raw, resp.headers.get("Retry-After"))
                 async for line in resp.content:
                     if line.startswith(b"data:"):
                         yield line[5:].strip()
