@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from shipyard.cli import audit, db, keys, up, users, workspaces
+from shipyard.cli import audit, db, gateway, keys, up, users, workspaces
 
 app = typer.Typer(
     name="shipyard", help="Shipyard: self-hosted LLMOps.", no_args_is_help=True,
@@ -16,6 +16,7 @@ app.add_typer(users.app, name="users")
 app.add_typer(keys.app, name="keys")
 app.add_typer(workspaces.app, name="workspaces")
 app.add_typer(audit.app, name="audit")
+app.add_typer(gateway.app, name="gateway")
 
 
 def main() -> None:

@@ -246,3 +246,38 @@ def usage(hours: int = Query(default=24, ge=1, le=24 * 90),
     with ctx.tx() as tx:
         return admin.usage_summary(tx.session, workspace_id=ctx.workspace_id,
                                    since=utcnow() - timedelta(hours=hours))
+
+
+@router.post("/import/litellm", name="gateway.import_litellm")
+async def import_litellm(body: dict[str, object], dry_run: bool = False,
+                         ctx: Ctx = Authorized("gateway:manage")) -> dict[str, object]:
+    """Import a LiteLLM proxy config (parsed YAML as JSON; `os.environ/` resolved by the
+    caller). Existing providers with the same name are kept; routes are replaced."""
+    from shipyard.gateway.litellm_import import plan
+
+    config = body.get("config", body)
+    imported = plan(config)
+
+    def work() -> None:
+        with ctx.tx(target="litellm-config") as tx:
+            existing = {p.name for p in admin.list_providers(tx.session,
+                                                             workspace_id=ctx.workspace_id)}
+            for p in imported.providers:
+                if p.name not in existing:
+                    admin.create_provider(tx.session, box=ctx.platform.box,
+                                          workspace_id=ctx.workspace_id, body=p)
+            for r in imported.routes:
+                admin.put_route(tx.session, workspace_id=ctx.workspace_id, body=r)
+            tx.detail = f"{len(imported.providers)} providers, {len(imported.routes)} routes"
+
+    if not dry_run:
+        await run_in_threadpool(work)
+        await _reload(ctx)
+    return {
+        "dry_run": dry_run,
+        "providers": [{"name": p.name, "kind": p.kind, "base_url": p.base_url} for p in imported.providers],
+        "routes": [{"name": r.name, "strategy": r.strategy, "retries": r.retries,
+                    "deployments": len(r.deployments), "fallbacks": r.fallbacks}
+                   for r in imported.routes],
+        "notes": imported.notes,
+    }

@@ -186,6 +186,13 @@ class Client(_Resources):
     def me(self) -> MePublic:
         return self._run(Call("GET", "/api/me", _as(MePublic)))
 
+    def get(self, path: str, **params: Any) -> Any:
+        """Any GET of the API, decoded JSON (for resources without typed helpers yet)."""
+        return self._run(Call("GET", path, _as(Any), params=_clean(params)))
+
+    def post(self, path: str, body: Any, params: dict[str, Any] | None = None) -> Any:
+        return self._run(Call("POST", path, _as(Any), json=body, params=params or {}))
+
     def export_audit(self, **params: Any) -> Iterator[AuditEventPublic]:
         with self._http.stream(
             "GET", self.url + "/api/audit/export", params=_clean(params), headers=self._headers
