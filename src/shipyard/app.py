@@ -23,6 +23,7 @@ from shipyard.http.system import router as system_router
 from shipyard.identity.router import router as identity_router
 from shipyard.platform import Platform
 from shipyard.settings import Settings, load_settings
+from shipyard.ui.gateway import router as ui_gateway_router
 from shipyard.ui.router import router as ui_router
 
 STATIC = Path(__file__).parent / "ui" / "static"
@@ -52,7 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.platform = platform
     problems.install(app)
-    for router in (system_router, identity_router, audit_router, gateway_router, ui_router):
+    for router in (system_router, identity_router, audit_router, gateway_router, ui_gateway_router,
+                   ui_router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
