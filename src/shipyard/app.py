@@ -10,6 +10,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shipyard import __version__
 from shipyard.audit.router import router as audit_router
@@ -77,3 +78,18 @@ def _hosts(settings: Settings) -> list[str]:
     if settings.host not in ("0.0.0.0", "::") and settings.host not in hosts:
         hosts.append(settings.host if ":" not in settings.host else f"[{settings.host}]")
     return hosts
+
+
+def serve(app: FastAPI) -> ASGIApp:
+    """What `shipyard up` serves: `/v1/*` goes straight to the gateway's pure ASGI app,
+    everything else (and the lifespan) to FastAPI. Behaviour is the same as `app`'s own
+    dispatch middleware; this only skips FastAPI's outer layers on the hot path."""
+    gateway_app = app.state.gateway_app
+
+    async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            await gateway_app(scope, receive, send)
+        else:
+            await app(scope, receive, send)
+
+    return asgi

@@ -19,7 +19,7 @@ def up(
     """Start Shipyard: gateway, API, web UI and metrics in one process."""
     import uvicorn
 
-    from shipyard.app import create_app
+    from shipyard.app import create_app, serve
     from shipyard.errors import ConfigError
     from shipyard.settings import load_settings
 
@@ -35,10 +35,16 @@ def up(
             "other machines. Put it behind TLS and set allowed_hosts."
         )
     err.print(f"Shipyard on http://{settings.host}:{settings.port}  (data: {settings.home})")
+    # Background threads (record writer, local models) must not hold the event loop up
+    # for the default 5 ms switch interval.
+    import sys
+
+    sys.setswitchinterval(0.0005)
     try:
         uvicorn.run(
-            app, host=settings.host, port=settings.port, log_level=settings.log_level,
-            access_log=False, loop="auto", http="auto", lifespan="on",
+            serve(app), host=settings.host, port=settings.port, log_level=settings.log_level,
+            access_log=False, loop="auto", http="auto", lifespan="on", proxy_headers=False,
+            server_header=False,
         )
     except ConfigError as exc:  # raised by the lifespan (e.g. a weak admin password)
         err.print(f"[red]error:[/red] {exc.detail}")

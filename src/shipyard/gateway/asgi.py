@@ -78,6 +78,9 @@ class GatewayApp:
             await handler(self, scope, receive, send, actor, headers)
         except GatewayError as exc:
             await self._error(send, exc, anthropic_shape)
+        except Exception:  # a bug: log it, answer without a stack trace
+            log.exception("gateway failure on %s", scope["path"])
+            await self._error(send, GatewayError("the gateway failed; see its log"), anthropic_shape)
 
     def _handler(self, scope: Scope) -> Handler:
         method, path = scope["method"], scope["path"]

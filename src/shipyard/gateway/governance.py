@@ -3,6 +3,7 @@ max tokens, budget reservation) and settle it afterwards with the real cost."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,8 +30,18 @@ def scopes_for(workspace_id: str, key_id: str, end_user: str) -> list[str]:
     return out
 
 
+_period_cache: dict[tuple[str, int], str] = {}
+
+
 def period_id(period: str, now: datetime | None = None) -> str:
-    now = now or datetime.now(UTC)
+    if now is None:  # the hot path: memoised per minute
+        minute = int(time.time() // 60)
+        cached = _period_cache.get((period, minute))
+        if cached is None:
+            if len(_period_cache) > 64:
+                _period_cache.clear()
+            cached = _period_cache[(period, minute)] = period_id(period, datetime.now(UTC))
+        return cached
     if period == "day":
         return now.strftime("%Y-%m-%d")
     if period == "month":

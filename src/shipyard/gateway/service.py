@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 import logging
 import secrets
 import time
@@ -52,6 +53,13 @@ class StreamReply:
     chunks: AsyncIterator[Body]  # ends by settling budgets and writing the record
 
 
+_ids = random.Random(secrets.randbits(128))  # request and trace ids need no crypto, just spread
+
+
+def _new_ids() -> tuple[str, str]:
+    return f"req_{_ids.getrandbits(96):024x}", f"{_ids.getrandbits(128):032x}"
+
+
 @dataclass
 class Call:
     """What one request carries through the gateway."""
@@ -60,9 +68,13 @@ class Call:
     api: str  # chat | completions | embeddings | messages
     body: Body
     no_cache: bool = False
-    request_id: str = field(default_factory=lambda: "req_" + secrets.token_hex(12))
-    trace_id: str = field(default_factory=lambda: secrets.token_hex(16))
+    request_id: str = ""
+    trace_id: str = ""
     started: float = field(default_factory=time.perf_counter)
+
+    def __post_init__(self) -> None:
+        if not self.request_id:
+            self.request_id, self.trace_id = _new_ids()
 
 
 class GatewayMetrics:
