@@ -40,6 +40,7 @@ class Platform:
             balancer=Balancer(failures=settings.gateway_cooldown_failures,
                               cooldown=settings.gateway_cooldown_seconds),
             local_threads=settings.local_threads,
+            probe_interval=settings.gateway_probe_seconds,
         )
         self.first_start: FirstStart | None = None
         self.started = False

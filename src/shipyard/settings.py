@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     gateway_retry_base_seconds: float = Field(default=0.25, ge=0, le=30)
     gateway_cooldown_failures: int = Field(default=3, ge=1, le=1000)
     gateway_cooldown_seconds: float = Field(default=30.0, ge=0, le=86400)
+    gateway_probe_seconds: float = Field(
+        default=5.0, gt=0, le=3600, description="How often cooling deployments are probed."
+    )
     log_level: str = Field(default="info")
 
     @field_validator("allowed_hosts", mode="before")

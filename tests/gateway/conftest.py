@@ -62,7 +62,8 @@ def make_env(tmp_path: Path, **overrides: Any) -> Iterator[Env]:
     upstream = FakeUpstream().start()
     settings = load_settings(
         home=tmp_path / "home", admin_password=ADMIN_PASSWORD, admin_email="admin@example.com",
-        gateway_retry_base_seconds=0.01, gateway_cooldown_seconds=60, **overrides,
+        gateway_retry_base_seconds=0.01, gateway_cooldown_seconds=60,
+        gateway_probe_seconds=0.3, **overrides,
     )
     app = create_app(settings)
     try:

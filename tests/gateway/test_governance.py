@@ -106,6 +106,8 @@ def test_budget_race_never_overspends(replicas: tuple[Env, list[str]]) -> None:
     limits = env.admin.get("/api/gateway/limits").json()
     mine = next(lim for lim in limits if lim["scope"] == f"key:{key_id}")
     assert mine["spent_usd"] == pytest.approx(20 * PER_CALL)
+    for app in _apps:  # each replica writes its own records
+        app.state.platform.gateway.records.flush()
     records = env.records(key_id=key_id, limit=1000)
     assert sum(r["cost_usd"] for r in records) == pytest.approx(20 * PER_CALL)
     assert Counter(r["status"] for r in records) == {200: 20, 429: 180}

@@ -120,22 +120,28 @@ def test_failing_deployment_cools_down_and_traffic_moves(client: OpenAI, env: En
         env.provider("healthy", base=other.url)
         env.route("m", {"provider": "fake", "model": "a"}, {"provider": "healthy", "model": "b"},
                   retries=1, strategy="least_busy")
-        env.upstream.fail(503, times=50)
-        for _ in range(6):
+        env.upstream.fail(503, times=1000)
+        for _ in range(20):  # random tie-breaks: 20 calls pick the failing one 3+ times
             client.chat.completions.create(model="m", messages=MSG)
         routes = {r["name"]: r for r in env.admin.get("/api/gateway/routes").json()}
         health = {d["provider"]: d["health"] for d in routes["m"]["deployments"]}
         assert health["fake"]["state"] == "cooldown" and health["healthy"]["state"] == "healthy"
-        failures_before = len(env.upstream.requests)
+        def client_calls() -> int:  # probes send "ping"; clients send "hi"
+            return sum(1 for r in env.upstream.requests if r["messages"] == MSG)
+
+        before = client_calls()
         for _ in range(5):
             client.chat.completions.create(model="m", messages=MSG)
-        assert len(env.upstream.requests) == failures_before  # cooled: no traffic
-        # the active probe brings it back once it answers
+        assert client_calls() == before  # cooled: no client traffic reaches it
+        # the active probe (a 1-token call) brings it back once it answers
         env.upstream.script.clear()
         gw = env.app.state.platform.gateway
         dep_id = next(d["id"] for d in routes["m"]["deployments"] if d["provider"] == "fake")
-        gw.balancer.recover(dep_id)
-        assert gw.balancer.status(dep_id)["state"] == "healthy"
+        deadline = time.monotonic() + 10
+        while gw.balancer.status(dep_id)["state"] != "healthy":
+            assert time.monotonic() < deadline, "the probe never brought the deployment back"
+            time.sleep(0.1)
+        assert env.upstream.requests[-1]["max_tokens"] == 1  # the probe's call
     finally:
         other.stop()
 

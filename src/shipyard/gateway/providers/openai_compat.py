@@ -104,6 +104,19 @@ class OpenAICompatible:
         if not done:
             raise UpstreamFailure("upstream stream ended early", error_class=ErrorClass.server_error)
 
+    async def healthy(self, dep: Deployment) -> bool:
+        """Active health check: the smallest real call the deployment can answer."""
+        body: Body = {"messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
+        op = "chat"
+        if self.spec.options.get("health_check") == "embeddings":
+            body, op = {"input": "ping"}, "embeddings"
+        try:
+            await self._http.post_json(self._url(op, dep.model), self._body(body, dep), dep,
+                                       self._query)
+        except UpstreamFailure:
+            return False
+        return True
+
     async def close(self) -> None:
         await self._http.close()
 
