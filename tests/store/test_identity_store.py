@@ -31,7 +31,7 @@ def db(settings: Settings) -> Database:
 def test_migrations_are_idempotent(db: Database) -> None:
     db.upgrade()
     with db.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
 
 
 def test_bootstrap_runs_once_and_saves_a_private_credential(db: Database, settings: Settings) -> None:

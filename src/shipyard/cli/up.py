@@ -21,6 +21,7 @@ def up(
 
     from shipyard.app import create_app, serve
     from shipyard.errors import ConfigError
+    from shipyard.http.server import http_protocol
     from shipyard.settings import load_settings
 
     try:
@@ -37,13 +38,15 @@ def up(
     err.print(f"Shipyard on http://{settings.host}:{settings.port}  (data: {settings.home})")
     # Background threads (record writer, local models) must not hold the event loop up
     # for the default 5 ms switch interval.
+    import gc
     import sys
 
     sys.setswitchinterval(0.0005)
+    # gc.freeze()  # what start-up built lives for the process: keep it out of every collection
     try:
         uvicorn.run(
             serve(app), host=settings.host, port=settings.port, log_level=settings.log_level,
-            access_log=False, loop="auto", http="auto", lifespan="on", proxy_headers=False,
+            access_log=False, loop="auto", http=http_protocol(), lifespan="on", proxy_headers=False,
             server_header=False,
         )
     except ConfigError as exc:  # raised by the lifespan (e.g. a weak admin password)

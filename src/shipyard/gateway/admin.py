@@ -123,6 +123,8 @@ def put_route(s: Session, *, workspace_id: str, body: RouteIn) -> RouteRow:
     row.kind, row.strategy, row.retries = body.kind, body.strategy, body.retries
     row.fallbacks = {k: list(v) for k, v in body.fallbacks.items()}
     row.cache_ttl, row.description = body.cache_ttl, body.description
+    row.semantic_threshold = body.semantic_threshold
+    row.semantic_embedding_route = body.semantic_embedding_route
     s.flush()
     s.execute(delete(DeploymentRow).where(DeploymentRow.route_id == row.id))
     for d in body.deployments:

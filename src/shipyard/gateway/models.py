@@ -38,6 +38,8 @@ class RouteRow(Base):
     retries: Mapped[int] = mapped_column(Integer, default=2)
     fallbacks: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     cache_ttl: Mapped[float] = mapped_column(Float, default=0.0)
+    semantic_threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    semantic_embedding_route: Mapped[str] = mapped_column(String(128), default="all-minilm-l6-v2")
     description: Mapped[str] = mapped_column(String(500), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

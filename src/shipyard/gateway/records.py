@@ -108,7 +108,7 @@ class RecordWriter:
     def _run(self) -> None:
         # Background work: let the event loop thread win the core whenever both want it.
         try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 15)
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
         except (AttributeError, OSError):
             pass
         while True:

@@ -95,6 +95,8 @@ def route_public(ctx: Ctx, route: RouteSpec) -> RoutePublic:
         id=route.id, name=route.name, kind=route.kind, strategy=route.strategy,
         retries=route.retries, fallbacks={k: list(v) for k, v in route.fallbacks.items()},
         cache_ttl=route.cache_ttl, description=route.description,
+        semantic_threshold=route.semantic_threshold,
+        semantic_embedding_route=route.semantic_embedding_route,
         builtin=route.workspace_id is None,
         deployments=[
             DeploymentPublic(

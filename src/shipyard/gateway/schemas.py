@@ -70,6 +70,10 @@ class RouteIn(Strict):
     retries: int = Field(default=2, ge=0, le=10)
     fallbacks: dict[ErrorClassName, list[str]] = Field(default_factory=dict)
     cache_ttl: float = Field(default=0.0, ge=0, le=30 * 86400)
+    semantic_threshold: float | None = Field(
+        default=None, ge=0.5, le=1.0,
+        description="Reuse a cached reply when the prompt embeds this close (needs cache_ttl).")
+    semantic_embedding_route: str = Field(default="all-minilm-l6-v2", pattern=NAME)
     description: str = Field(default="", max_length=500)
     deployments: list[DeploymentIn] = Field(min_length=1, max_length=50)
 
@@ -92,6 +96,8 @@ class RoutePublic(BaseModel):
     retries: int
     fallbacks: dict[str, list[str]]
     cache_ttl: float
+    semantic_threshold: float | None
+    semantic_embedding_route: str
     description: str
     builtin: bool
     deployments: list[DeploymentPublic]

@@ -26,6 +26,7 @@ from shipyard.gateway.executor import Executor, RetryPolicy
 from shipyard.gateway.governance import Admission, Governor
 from shipyard.gateway.limits import InProcessBackend, LimitBackend
 from shipyard.gateway.records import Record, RecordWriter
+from shipyard.gateway.semantic import SemanticCache, prompt_text
 from shipyard.gateway.specs import RouteSpec
 from shipyard.gateway.state import ProviderPool, Snapshot
 from shipyard.identity.actor import Actor
@@ -114,6 +115,7 @@ class Gateway:
         self.executor = Executor(self.pool, self.balancer, retry or RetryPolicy())
         self.records = RecordWriter(db, self.metrics.records_dropped, self.metrics.records_written)
         self.snapshot = Snapshot()
+        self.semantic = SemanticCache()
         self._builtin_options: dict[str, object] = {}
         if local_threads:
             self._builtin_options["n_threads"] = local_threads
@@ -236,6 +238,18 @@ class Gateway:
                 return Reply(cached, self._headers(call, rec, b"hit"))
             self.metrics.cache.labels("miss").inc()
             cache_state = b"miss"
+        vector = None
+        if cache_key is not None and route.semantic_threshold is not None:
+            vector = await self._embed(call, route, snap, body)
+            found = vector and self.semantic.lookup((call.actor.workspace_id, route.name), vector,
+                                                   route.semantic_threshold)
+            if found:
+                self.metrics.cache.labels("semantic_hit").inc()
+                await self.governor.release(adm)
+                rec.cache_hit = True
+                rec.provider, rec.model = "semantic-cache", route.name
+                self._finish(call, rec, status=200)
+                return Reply(found[0], self._headers(call, rec, b"semantic-hit"))
         dep, result = await self.executor.call(snap, call.actor.workspace_id, route,
                                                OPS[call.api][0], body, rec)
         rec.deployment_id, rec.provider, rec.model = dep.id, dep.provider.name, dep.model
@@ -254,6 +268,9 @@ class Gateway:
         payload = orjson.dumps(result)
         if cache_key is not None:
             await self.backend.cache_set(cache_key, payload, route.cache_ttl)
+        if vector:
+            self.semantic.store((call.actor.workspace_id, route.name), vector, payload,
+                                route.cache_ttl)
         self._finish(call, rec, status=200)
         return Reply(payload, self._headers(call, rec, cache_state))
 
@@ -306,6 +323,23 @@ class Gateway:
                 await asyncio.shield(self.governor.settle(adm, rec.cost_usd, prompt + completion))
             finally:
                 self._finish(call, rec, status=status, error=error)
+
+    async def _embed(self, call: Call, route: RouteSpec, snap: Snapshot, body: Body
+                     ) -> list[float] | None:
+        """The prompt's embedding through the route's embedding route; None if unavailable
+        (the semantic cache is an optimisation: it never fails a call)."""
+        target = snap.route(call.actor.workspace_id, route.semantic_embedding_route)
+        if target is None or target.kind != "embedding":
+            return None
+        scratch = Record(id="", at=utcnow(), workspace_id="", key_id="", api="embeddings")
+        try:
+            _, out = await self.executor.call(snap, call.actor.workspace_id, target, "embeddings",
+                                              {"input": prompt_text(body), "model": target.name},
+                                              scratch)
+            vector = out["data"][0]["embedding"]
+        except (GatewayError, KeyError, IndexError, TypeError):
+            return None
+        return vector if isinstance(vector, list) else None
 
     def _headers(self, call: Call, rec: Record, cache: bytes) -> list[tuple[bytes, bytes]]:
         return [

@@ -48,6 +48,8 @@ class RouteSpec:
     retries: int = 2
     fallbacks: dict[str, tuple[str, ...]] = field(default_factory=dict)  # error class -> routes
     cache_ttl: float = 0.0  # seconds; 0 disables the exact-match cache
+    semantic_threshold: float | None = None  # cosine similarity for the semantic cache
+    semantic_embedding_route: str = "all-minilm-l6-v2"
     description: str = ""
 
 

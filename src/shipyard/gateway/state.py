@@ -53,8 +53,11 @@ def builtin_routes(options: dict[str, object]) -> list[RouteSpec]:
     routes = []
     gguf = smollm2_path()
     if gguf is not None and importlib.util.find_spec("llama_cpp") is not None:
+        # a worker process: the model's many GIL round trips per token would otherwise
+        # contend with the event loop and slow streaming to a third of the model's speed
         spec = ProviderSpec(id="builtin-llama", name="local-llama", kind="llama_cpp",
-                            workspace_id=None, options={"model_path": str(gguf), **options})
+                            workspace_id=None,
+                            options={"model_path": str(gguf), "worker": True, **options})
         dep = Deployment(id="builtin-smollm2", route=BUILTIN_CHAT, provider=spec,
                          model="SmolLM2-135M-Instruct",
                          timeouts=Timeouts(connect=5, first_token=120, total=600))
@@ -122,6 +125,8 @@ def load(db: Database, box: SecretBox, builtin_options: dict[str, object]) -> Sn
                 strategy=r.strategy, retries=r.retries,
                 fallbacks={k: tuple(v) for k, v in (r.fallbacks or {}).items()},
                 cache_ttl=r.cache_ttl, description=r.description,
+                semantic_threshold=r.semantic_threshold,
+                semantic_embedding_route=r.semantic_embedding_route,
             )
         snap.prices = dict(SEED_PRICES)
         for p in s.scalars(select(PriceRow)):

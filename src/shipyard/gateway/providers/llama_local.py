@@ -31,6 +31,11 @@ class LlamaLocal(Unsupported):
         self._model: Any = None
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()
+        self._worker = None
+        if spec.options.get("worker"):
+            from shipyard.gateway.providers.llama_worker import LlamaWorker
+
+            self._worker = LlamaWorker(self._path, self._threads, self._ctx)
 
     def _llama(self) -> Any:
         if self._model is None:
@@ -67,16 +72,20 @@ class LlamaLocal(Unsupported):
                 raise UpstreamFailure(text[:300], error_class=cls) from None
             return result
 
+    async def _run(self, fn: str, first: Any, kwargs: Body) -> Body:
+        if self._worker is not None:
+            return await self._worker.call(fn, first, kwargs)
+        return await asyncio.to_thread(self._generate, fn, first, kwargs)
+
     async def chat(self, body: Body, dep: Deployment) -> Body:
-        result = await asyncio.to_thread(self._generate, "create_chat_completion",
-                                         body["messages"], self._kwargs(body, dep))
+        result = await self._run("create_chat_completion", body["messages"],
+                                 self._kwargs(body, dep))
         result["model"] = dep.model
         return result
 
     async def completion(self, body: Body, dep: Deployment) -> Body:
         prompt = body["prompt"] if isinstance(body["prompt"], str) else body["prompt"][0]
-        result = await asyncio.to_thread(self._generate, "create_completion", prompt,
-                                         self._kwargs(body, dep))
+        result = await self._run("create_completion", prompt, self._kwargs(body, dep))
         result["model"] = dep.model
         return result
 
@@ -89,8 +98,21 @@ class LlamaLocal(Unsupported):
 
     async def _stream(self, fn: str, first: Any, body: Body, dep: Deployment, kind: str
                       ) -> AsyncIterator[Body]:
-        """Generate in a thread, hand chunks over through a queue; stop generating as soon
-        as the consumer goes away."""
+        """Generate in a thread (or the worker process), hand chunks over through a queue;
+        stop generating as soon as the consumer goes away."""
+        if self._worker is not None:
+            async for kind, value in self._worker.stream(fn, first, self._kwargs(body, dep)):
+                if kind == "chunk":
+                    value["model"] = dep.model
+                    yield value
+                else:
+                    prompt, completion = value
+                    yield {"id": f"chatcmpl-{secrets.token_hex(12)}",
+                           "object": "chat.completion.chunk", "created": int(time.time()),
+                           "model": dep.model, "choices": [],
+                           "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                                     "total_tokens": prompt + completion}}
+            return
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         stop = threading.Event()
@@ -144,6 +166,10 @@ class LlamaLocal(Unsupported):
 
     async def healthy(self, dep: Deployment) -> bool:
         return os.path.isfile(self._path)
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            await asyncio.to_thread(self._worker.close)
 
 
 def create(spec: ProviderSpec) -> LlamaLocal:
