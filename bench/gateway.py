@@ -127,6 +127,8 @@ class Figures:
     added_p99_ms: float = 0.0
     max_rps: float = 0.0
     at_connections: int = 0
+    peak_rps: float = 0.0
+    peak_p99_ms: float = 0.0
     cpu_ms_per_request: float = 0.0
     rss_10k: float = 0.0
     rss_200k: float = 0.0
@@ -152,18 +154,25 @@ def measure(name: str, proc: subprocess.Popen[bytes], url: str, auth: str, direc
         served += wrk(url, auth, 8, 2).requests
     f.rss_10k = rss_mib(proc.pid)
     best: tuple[float, int, float] | None = None
+    peak_cpu = 0.0
     for c in (1, 2, 4, 8, 16, 32, 64):
         before = cpu_seconds(proc.pid)
         r = wrk(url, auth, c, 3 if quick else 6)
         used = cpu_seconds(proc.pid) - before
         served += r.requests
         f.errors += r.errors
+        if r.rps > f.peak_rps:
+            f.peak_rps, f.peak_p99_ms = r.rps, r.p99_ms
+            peak_cpu = used / max(1, r.requests) * 1000
         if r.p99_ms <= 10.0 and (best is None or r.rps > best[0]):
             best = (r.rps, c, used / max(1, r.requests) * 1000)
-        if r.p99_ms > 20.0:
+        if r.p99_ms > 20.0 and c >= 8:
             break
+    f.cpu_ms_per_request = peak_cpu
     if best:
         f.max_rps, f.at_connections, f.cpu_ms_per_request = best
+    else:
+        f.notes.append("p99 stayed above 10 ms at every concurrency; CPU taken at peak")
     target = min(50_000 if quick else 200_000, long_run)
     if target != 200_000:
         f.notes.append(f"RSS 'after 200k' measured after {target:,} requests")
@@ -343,6 +352,7 @@ def report(direct: WrkResult, rows: list[Figures], local: tuple[float, float] | 
         ("added latency p50 (ms)", lambda r: f"{r.added_p50_ms:.3f}"),
         ("added latency p99 (ms)", lambda r: f"{r.added_p99_ms:.3f}"),
         ("max rps, p99 <= 10 ms, 1 core", lambda r: f"{r.max_rps:,.0f} (c={r.at_connections})"),
+        ("peak rps, any p99, 1 core", lambda r: f"{r.peak_rps:,.0f} (p99 {r.peak_p99_ms:.0f} ms)"),
         ("CPU ms per request", lambda r: f"{r.cpu_ms_per_request:.3f}"),
         ("RSS after 10k requests (MiB)", lambda r: f"{r.rss_10k:.0f}"),
         ("RSS after 200k requests (MiB)", lambda r: f"{r.rss_200k:.0f}"),
@@ -353,11 +363,14 @@ def report(direct: WrkResult, rows: list[Figures], local: tuple[float, float] | 
     ]
     for label, fn in lines:
         print(f"{label:32}" + "".join(f"{fn(r):>18}" for r in rows))
-    if len(rows) == 2 and rows[1].max_rps:
+    if len(rows) == 2:
         s, lite = rows
         print()
-        print(f"Shipyard / LiteLLM throughput: {s.max_rps / lite.max_rps:.1f}x; "
-              f"added p50 ratio: {s.added_p50_ms / lite.added_p50_ms:.3f} (target <= 0.2)")
+        bounded = (f"{s.max_rps / lite.max_rps:.1f}x" if lite.max_rps else
+                   "LiteLLM never kept p99 <= 10 ms")
+        print(f"Shipyard / LiteLLM throughput at p99 <= 10 ms: {bounded}; at peak: "
+              f"{s.peak_rps / lite.peak_rps:.1f}x (target >= 5x); added p50 ratio: "
+              f"{s.added_p50_ms / lite.added_p50_ms:.3f} (target <= 0.2)")
     for r in rows:
         for note in r.notes:
             print(f"  {r.name}: {note}")

@@ -180,4 +180,6 @@ def test_an_abandoned_stream_is_still_charged(env: Env) -> None:
     assert rec["status"] == 499 and rec["completion_tokens"] > 0 and rec["cost_usd"] > 0
     limits = {lim["scope"]: lim for lim in env.admin.get("/api/gateway/limits").json()}
     assert limits[f"key:{key_id}"]["spent_usd"] == pytest.approx(rec["cost_usd"])
+    route = next(r for r in env.admin.get("/api/gateway/routes").json() if r["name"] == "pricey")
+    assert route["deployments"][0]["health"]["in_flight"] == 0  # the slot was given back
 

@@ -104,6 +104,45 @@ def test_provider_admin_needs_an_admin(env: Env) -> None:
                      headers={"Authorization": f"Bearer {dev}"}).status_code == 200
 
 
+def test_only_owners_configure_internal_addresses_and_local_files(env: Env) -> None:
+    admin_key, _ = env.key("ws-admin", role="admin")
+    h = {"Authorization": f"Bearer {admin_key}"}
+    for body in (
+        {"name": "a", "kind": "openai", "base_url": "http://169.254.169.254/v1", "allow_internal": True},
+        {"name": "b", "kind": "llama_cpp", "options": {"model_path": "/etc/passwd"}},
+    ):
+        r = httpx.post(env.url + "/api/gateway/providers", headers=h, json=body)
+        assert r.status_code == 403, r.text
+    r = httpx.post(env.url + "/api/gateway/providers", headers=h, json={
+        "name": "c", "kind": "openai", "base_url": "https://api.example.com",
+        "options": {"paths": {"chat": "@169.254.169.254/latest"}}})
+    assert r.status_code == 400 and "options.paths.chat" in r.json()["detail"]
+    r = httpx.put(env.url + "/api/gateway/prices/gpt-4o", headers=h, json={"input": 0, "output": 0})
+    assert r.status_code == 403  # prices are shared by every workspace: owners only
+
+
+def test_malformed_structures_are_400_not_500(env: Env) -> None:
+    env.provider()
+    env.route("m")
+    key, _ = env.key()
+    h = {"Authorization": f"Bearer {key}"}
+    bodies = [
+        {"model": "m", "messages": [{"role": "user", "content": ["hi"]}]},
+        {"model": "m", "messages": [{"role": "user", "content": "x"}], "tool_choice": {}},
+        {"model": "m", "messages": [{"role": "assistant", "content": None, "tool_calls": ["x"]}]},
+        {"model": "m", "messages": [{"role": "user", "content": "x"}], "model_list": []},
+    ]
+    for body in bodies:
+        r = httpx.post(env.url + "/v1/chat/completions", headers=h, json=body)
+        assert r.status_code == 400, (body, r.text)
+    for body in ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
+                  "metadata": "x"},
+                 {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
+                  "tool_choice": "any"}):
+        r = httpx.post(env.url + "/v1/messages", headers={"x-api-key": key}, json=body)
+        assert r.status_code == 400 and r.json()["type"] == "error", r.text
+
+
 def test_bad_gateway_input(env: Env) -> None:
     key, _ = env.key()
     h = {"Authorization": f"Bearer {key}"}

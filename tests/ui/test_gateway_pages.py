@@ -75,6 +75,7 @@ def test_gateway_pages(browser_env) -> None:  # type: ignore[no-untyped-def]
     assert "gpt-4o-mini" in page.inner_text("#requests")
 
     # key limits: set a budget and see the meter
+    env.admin.put(f"/api/gateway/limits/key/{key_id}", json={"allowed_routes": ["gpt-4o-mini"]})
     page.click("nav >> text=Key limits")
     row = page.locator(f"tr:has-text('{key[3:15]}')")
     row.locator("input[name=budget_usd]").fill("5")
@@ -83,4 +84,5 @@ def test_gateway_pages(browser_env) -> None:  # type: ignore[no-untyped-def]
     page.wait_for_selector(f"tr:has-text('{key[3:15]}') .meter")
     assert "$5.00 / month" in page.inner_text("#key-limits")
     limits = env.admin.get("/api/gateway/limits").json()
-    assert any(lim["scope"] == f"key:{key_id}" and lim["rpm"] == 100 for lim in limits)
+    mine = next(lim for lim in limits if lim["scope"] == f"key:{key_id}")
+    assert mine["rpm"] == 100 and mine["allowed_routes"] == ["gpt-4o-mini"]  # kept

@@ -4,13 +4,14 @@ replica reloads its snapshot."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from shipyard.errors import Conflict, InvalidInput, NotFound
+from shipyard.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from shipyard.gateway.crypto import SecretBox
 from shipyard.gateway.models import (
     DeploymentRow,
@@ -28,6 +29,23 @@ from shipyard.identity.models import ApiKey
 from shipyard.store import new_id, utcnow
 
 REMOTE_KINDS = {"openai", "anthropic", "gemini"}
+LOCAL_KINDS = {"llama_cpp", "sentence_transformers"}  # load files from the server's disk
+_PATH = re.compile(r"^/[A-Za-z0-9_.{}/-]*$")
+
+
+def _check_privileges(*, operator: bool, kind: str, allow_internal: bool,
+                      options: dict[str, Any]) -> None:
+    """What only the platform's operators (owners) may configure: internal addresses,
+    models loaded from the server's disk. Path overrides are checked for everyone."""
+    for op, path in (options.get("paths") or {}).items():
+        if not isinstance(path, str) or not _PATH.match(path) or "//" in path:
+            raise InvalidInput(f"options.paths.{op}: must be a path starting with '/'")
+    if operator:
+        return
+    if allow_internal:
+        raise PermissionDenied("allow_internal: only an owner may allow internal addresses")
+    if kind in LOCAL_KINDS:
+        raise PermissionDenied(f"kind: only an owner may configure {kind} (it reads local files)")
 DEFAULT_BASE = {
     "anthropic": "https://api.anthropic.com",
     "gemini": "https://generativelanguage.googleapis.com",
@@ -40,9 +58,11 @@ def _check_kind(kind: str) -> None:
                            + ", ".join(sorted(registered())))
 
 
-def create_provider(s: Session, *, box: SecretBox, workspace_id: str, body: ProviderCreate
-                    ) -> ProviderRow:
+def create_provider(s: Session, *, box: SecretBox, workspace_id: str, body: ProviderCreate,
+                    operator: bool) -> ProviderRow:
     _check_kind(body.kind)
+    _check_privileges(operator=operator, kind=body.kind, allow_internal=body.allow_internal,
+                      options=body.options)
     base_url = body.base_url or DEFAULT_BASE.get(body.kind, "")
     if body.kind in REMOTE_KINDS or base_url:
         if not base_url:
@@ -72,9 +92,11 @@ def get_provider(s: Session, *, workspace_id: str, name: str) -> ProviderRow:
 
 
 def update_provider(s: Session, *, box: SecretBox, workspace_id: str, name: str,
-                    body: ProviderUpdate) -> ProviderRow:
+                    body: ProviderUpdate, operator: bool) -> ProviderRow:
     row = get_provider(s, workspace_id=workspace_id, name=name)
     allow = body.allow_internal if body.allow_internal is not None else row.allow_internal
+    _check_privileges(operator=operator, kind=row.kind, allow_internal=allow,
+                      options=body.options if body.options is not None else row.options)
     if body.base_url is not None or body.allow_internal is not None:
         url = body.base_url if body.base_url is not None else row.base_url
         row.base_url = check_base_url(url, allow_internal=allow) if url else ""

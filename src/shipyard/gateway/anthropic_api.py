@@ -26,7 +26,7 @@ async def messages_handler(app: GatewayApp, scope: Scope, receive: Receive, send
     result = await app.gateway.run(call, route)
     if isinstance(result, StreamReply):
         events = fmt.stream_from_openai(result.chunks, model)
-        await app.stream(receive, send, StreamReply(result.headers, events),
+        await app.stream(receive, send, StreamReply(result.headers, events, result.finalize),
                          encode=fmt.sse_event, done=b"")
         return
     payload = result.body

@@ -211,7 +211,10 @@ class GatewayApp:
                 await send({"type": "http.response.body", "body": done, "more_body": False})
         finally:
             watcher.cancel()
-            await chunks.aclose()  # type: ignore[attr-defined]
+            try:
+                await chunks.aclose()  # type: ignore[attr-defined]
+            finally:
+                await result.finalize()
 
 
 def _sse(chunk: dict[str, Any]) -> bytes:

@@ -107,6 +107,22 @@ class UpstreamFailure(GatewayError):
     def retryable(self) -> bool:
         return self.error_class in RETRYABLE
 
+    def scrub(self, secrets: list[str]) -> UpstreamFailure:
+        """Make the message safe to show a client: no provider secret (redacted before
+        truncating, so no fragment survives), and no upstream text on auth failures."""
+        if self.error_class is ErrorClass.auth:
+            text = "the provider refused Shipyard's credentials"
+            if self.upstream_status:
+                text += f" ({self.upstream_status})"
+        else:
+            text = self.message
+            for secret in secrets:
+                if secret and len(secret) >= 6:
+                    text = text.replace(secret, "[redacted]")
+        self.message = text[:500]
+        self.args = (self.message,)
+        return self
+
 
 _STATUS = {
     ErrorClass.rate_limit: 429,

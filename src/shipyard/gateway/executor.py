@@ -58,6 +58,7 @@ class Executor:
             try:
                 result = await getattr(provider, op)(body, dep)
             except UpstreamFailure as exc:
+                exc.scrub(dep.provider.secrets())
                 self.balancer.failed(dep, exc)
                 last = exc
                 if not exc.retryable or attempt == route.retries:
@@ -93,7 +94,7 @@ class Executor:
 
     async def stream(self, snap: Snapshot, workspace_id: str, route: RouteSpec, op: str,
                      body: Body, rec: Record, depth: int = 0
-                     ) -> tuple[Deployment, Body, AsyncIterator[Body]]:
+                     ) -> tuple[Deployment, Body, TrackedStream]:
         """Open a stream and read its first chunk, with retries and fallbacks; after the
         first chunk the stream belongs to the client and errors are not retried."""
         tried: set[str] = set()
@@ -117,6 +118,7 @@ class Executor:
                 last = exc
                 continue
             except UpstreamFailure as exc:
+                exc.scrub(dep.provider.secrets())
                 self.balancer.failed(dep, exc)
                 await gen.aclose()
                 last = exc
@@ -132,7 +134,7 @@ class Executor:
                 self.balancer.released(dep)
                 await gen.aclose()
                 raise
-            return dep, first, self._tracked(dep, gen, started)
+            return dep, first, TrackedStream(self.balancer, dep, gen, started)
         assert last is not None
         if depth >= 3:
             raise last
@@ -147,23 +149,40 @@ class Executor:
                 last = exc
         raise last
 
-    async def _tracked(self, dep: Deployment, gen: AsyncIterator[Body], started: float
-                       ) -> AsyncIterator[Body]:
-        verdict = ""
+
+
+class TrackedStream:
+    """The rest of a provider stream, accounted on the balancer exactly once: success at
+    its end, failure on an upstream error, release when closed early (even unstarted)."""
+
+    def __init__(self, balancer: Balancer, dep: Deployment, gen: AsyncIterator[Body],
+                 started: float) -> None:
+        self._balancer, self._dep, self._gen, self._started = balancer, dep, gen, started
+        self._ended = False
+
+    def __aiter__(self) -> TrackedStream:
+        return self
+
+    async def __anext__(self) -> Body:
+        if self._ended:
+            raise StopAsyncIteration
         try:
-            async for chunk in gen:
-                yield chunk
-            verdict = "ok"
-        except UpstreamFailure as exc:
-            verdict = "failed"
-            self.balancer.failed(dep, exc)
+            return await self._gen.__anext__()
+        except StopAsyncIteration:
+            self._ended = True
+            self._balancer.succeeded(self._dep, (time.perf_counter() - self._started) * 1000)
             raise
-        finally:
-            if verdict == "ok":
-                self.balancer.succeeded(dep, (time.perf_counter() - started) * 1000)
-            elif not verdict:  # the client went away
-                self.balancer.released(dep)
-            await gen.aclose()  # type: ignore[attr-defined]
+        except UpstreamFailure as exc:
+            self._ended = True
+            exc.scrub(self._dep.provider.secrets())
+            self._balancer.failed(self._dep, exc)
+            raise
+
+    async def aclose(self) -> None:
+        if not self._ended:  # the client went away
+            self._ended = True
+            self._balancer.released(self._dep)
+        await self._gen.aclose()  # type: ignore[attr-defined]
 
 
 def _fallbacks(route: RouteSpec, error_class: ErrorClass) -> tuple[str, ...]:

@@ -108,23 +108,28 @@ class Governor:
                 key=lambda p: p.input + p.output, default=None,
             )
             prompt = estimate_tokens(body.get("messages") or body.get("prompt") or body.get("input") or "")
-            max_cost = worst.cost(prompt, adm.max_output or 0) if worst else 0.0
-            for scope, lim in budgets:
-                key = budget_key(scope, lim.budget_period)
-                ttl = _PERIOD_TTL.get(lim.budget_period, _PERIOD_TTL["month"])
-                if not await self.backend.reserve(key, max_cost, lim.budget_usd or 0.0, ttl):
-                    await self.release(adm)
-                    raise InsufficientQuota(
-                        f"budget of ${lim.budget_usd:.4f} per {lim.budget_period} is spent for "
-                        f"{_who(scope)}")
-                adm.reserved.append((key, max_cost, ttl))
+            choices = body.get("n") if isinstance(body.get("n"), int) else 1
+            max_cost = worst.cost(prompt, (adm.max_output or 0) * choices) if worst else 0.0
+            try:
+                for scope, lim in budgets:
+                    key = budget_key(scope, lim.budget_period)
+                    ttl = _PERIOD_TTL.get(lim.budget_period, _PERIOD_TTL["month"])
+                    if not await self.backend.reserve(key, max_cost, lim.budget_usd or 0.0, ttl):
+                        raise InsufficientQuota(
+                            f"budget of ${lim.budget_usd:.4f} per {lim.budget_period} is spent "
+                            f"for {_who(scope)}")
+                    adm.reserved.append((key, max_cost, ttl))
+            except BaseException:
+                await self.release(adm)  # whatever was reserved before the refusal or error
+                raise
         return adm
 
     async def settle(self, adm: Admission, cost: float, tokens: int) -> None:
         if adm.settled:
             return
         adm.settled = True
-        for key, amount, ttl in adm.reserved:
+        reserved, adm.reserved = adm.reserved, []
+        for key, amount, ttl in reserved:
             if cost != amount:
                 await self.backend.adjust(key, cost - amount, ttl)
         for scope, lim in adm.scopes:
@@ -132,9 +137,12 @@ class Governor:
                 await self.backend.add(f"tpm:{scope}", tokens, 60.0)
 
     async def release(self, adm: Admission) -> None:
-        for key, amount, ttl in adm.reserved:
+        """Give back reservations of a call that cost nothing; no-op once settled."""
+        if adm.settled:
+            return
+        reserved, adm.reserved = adm.reserved, []
+        for key, amount, ttl in reserved:
             await self.backend.adjust(key, -amount, ttl)
-        adm.reserved.clear()
 
     async def spent(self, scope: str, period: str) -> float:
         return await self.backend.spent(budget_key(scope, period))

@@ -26,6 +26,7 @@ from shipyard.gateway.schemas import (
 )
 from shipyard.gateway.specs import Limits, RouteSpec
 from shipyard.http.deps import Authorized, Ctx
+from shipyard.identity.roles import Role
 from shipyard.store import utcnow
 
 router = APIRouter(prefix="/api/gateway", tags=["gateway"])
@@ -56,7 +57,8 @@ async def create_provider(body: ProviderCreate, ctx: Ctx = Authorized("gateway:m
     def work() -> ProviderPublic:
         with ctx.tx(target=f"provider:{body.name}") as tx:
             row = admin.create_provider(tx.session, box=ctx.platform.box,
-                                        workspace_id=ctx.workspace_id, body=body)
+                                        workspace_id=ctx.workspace_id, body=body,
+                                        operator=ctx.actor.role is Role.owner)
             return _provider(row)
 
     out = await run_in_threadpool(work)
@@ -70,7 +72,8 @@ async def update_provider(name: str, body: ProviderUpdate, ctx: Ctx = Authorized
     def work() -> ProviderPublic:
         with ctx.tx(target=f"provider:{name}") as tx:
             row = admin.update_provider(tx.session, box=ctx.platform.box,
-                                        workspace_id=ctx.workspace_id, name=name, body=body)
+                                        workspace_id=ctx.workspace_id, name=name, body=body,
+                                        operator=ctx.actor.role is Role.owner)
             return _provider(row)
 
     out = await run_in_threadpool(work)
@@ -155,7 +158,7 @@ def list_prices(ctx: Ctx = Authorized("gateway:read")) -> list[PricePublic]:
 
 
 @router.put("/prices/{model:path}", name="gateway.prices.put")
-async def put_price(model: str, body: PriceIn, ctx: Ctx = Authorized("gateway:manage")
+async def put_price(model: str, body: PriceIn, ctx: Ctx = Authorized("gateway:prices")
                     ) -> PricePublic:
     def work() -> PriceRow:
         with ctx.tx(target=f"price:{model}") as tx:
@@ -182,9 +185,10 @@ async def _limits_public(ctx: Ctx, scope: str, lim: Limits) -> LimitsPublic:
 @router.get("/limits", name="gateway.limits.list")
 async def list_limits(ctx: Ctx = Authorized("gateway:read")) -> list[LimitsPublic]:
     snap = ctx.platform.gateway.snapshot
+    keys = await run_in_threadpool(_workspace_keys, ctx)
     mine = [(s, lim) for s, lim in snap.limits.items()
             if s == f"workspace:{ctx.workspace_id}" or s.startswith(f"user:{ctx.workspace_id}:")
-            or (s.startswith("key:") and s[4:] in _workspace_keys(ctx))]
+            or (s.startswith("key:") and s[4:] in keys)]
     return [await _limits_public(ctx, s, lim) for s, lim in sorted(mine)]
 
 
@@ -257,8 +261,16 @@ async def import_litellm(body: dict[str, object], dry_run: bool = False,
     caller). Existing providers with the same name are kept; routes are replaced."""
     from shipyard.gateway.litellm_import import plan
 
+    from pydantic import ValidationError
+
+    from shipyard.errors import InvalidInput
+
     config = body.get("config", body)
-    imported = plan(config)
+    try:
+        imported = plan(config)
+    except (ValidationError, ValueError, TypeError) as exc:
+        detail = (exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc))
+        raise InvalidInput(f"config: {detail}"[:300]) from None
 
     def work() -> None:
         with ctx.tx(target="litellm-config") as tx:
@@ -267,7 +279,8 @@ async def import_litellm(body: dict[str, object], dry_run: bool = False,
             for p in imported.providers:
                 if p.name not in existing:
                     admin.create_provider(tx.session, box=ctx.platform.box,
-                                          workspace_id=ctx.workspace_id, body=p)
+                                          workspace_id=ctx.workspace_id, body=p,
+                                          operator=ctx.actor.role is Role.owner)
             for r in imported.routes:
                 admin.put_route(tx.session, workspace_id=ctx.workspace_id, body=r)
             tx.detail = f"{len(imported.providers)} providers, {len(imported.routes)} routes"

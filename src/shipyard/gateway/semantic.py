@@ -11,7 +11,7 @@ from typing import Any
 
 
 class SemanticCache:
-    def __init__(self, max_entries: int = 2000) -> None:
+    def __init__(self, max_entries: int = 1000) -> None:
         self._entries: dict[tuple[str, str], OrderedDict[int, tuple[list[float], bytes, float]]] = {}
         self._max = max_entries
         self._seq = 0

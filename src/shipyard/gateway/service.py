@@ -10,7 +10,7 @@ import random
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +51,10 @@ class Reply:
 @dataclass
 class StreamReply:
     headers: list[tuple[bytes, bytes]]
-    chunks: AsyncIterator[Body]  # ends by settling budgets and writing the record
+    chunks: AsyncIterator[Body]
+    # settles the budget and writes the record; idempotent, and the HTTP layer calls it
+    # even when it never started reading `chunks`
+    finalize: Callable[[], Awaitable[None]]
 
 
 _ids = random.Random(secrets.randbits(128))  # request and trace ids need no crypto, just spread
@@ -217,9 +220,13 @@ class Gateway:
             self._finish(call, rec, status=exc.status,
                          error=getattr(exc, "error_class", None) or exc.code or exc.type)
             raise
+        except asyncio.CancelledError:
+            await asyncio.shield(self.governor.release(adm))
+            self._finish(call, rec, status=499, error="client_closed")
+            raise
         except BaseException:
             await self.governor.release(adm)
-            self._finish(call, rec, status=499, error="client_closed")
+            self._finish(call, rec, status=500, error="internal")
             raise
 
     async def _unary(self, call: Call, route: RouteSpec, snap: Snapshot, body: Body,
@@ -241,8 +248,9 @@ class Gateway:
         vector = None
         if cache_key is not None and route.semantic_threshold is not None:
             vector = await self._embed(call, route, snap, body)
-            found = vector and self.semantic.lookup((call.actor.workspace_id, route.name), vector,
-                                                   route.semantic_threshold)
+            found = vector and await asyncio.to_thread(
+                self.semantic.lookup, (call.actor.workspace_id, route.name), vector,
+                route.semantic_threshold)
             if found:
                 self.metrics.cache.labels("semantic_hit").inc()
                 await self.governor.release(adm)
@@ -281,48 +289,26 @@ class Gateway:
         )
         rec.deployment_id, rec.provider, rec.model = dep.id, dep.provider.name, dep.model
         rec.ttft_ms = (time.perf_counter() - call.started) * 1000
+        state = _StreamState(self, call, rec, adm, rest, body, price_for(snap.prices, dep.model))
         want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        price = price_for(snap.prices, dep.model)
         return StreamReply(self._headers(call, rec, b"bypass"),
-                           self._relay(call, rec, adm, first, rest, want_usage, body, price))
+                           self._relay(state, first, want_usage), state.finalize)
 
-    async def _relay(self, call: Call, rec: Record, adm: Admission, first: Body,
-                     rest: AsyncIterator[Body], want_usage: bool, body: Body, price: Any
+    async def _relay(self, state: _StreamState, first: Body, want_usage: bool
                      ) -> AsyncIterator[Body]:
-        text: list[str] = []
-        usage: Body | None = None
-        status, error = 200, ""
         try:
             chunk: Body | None = first
             while chunk is not None:
-                if chunk.get("usage"):
-                    usage = chunk["usage"]
-                for choice in chunk.get("choices") or ():
-                    piece = _delta_text(choice)
-                    if piece:
-                        text.append(piece)
+                state.observe(chunk)
                 if chunk.get("choices") or want_usage:
                     yield chunk
-                chunk = await anext(rest, None)
+                chunk = await anext(state.rest, None)
+            state.status = 200
         except UpstreamFailure as exc:
-            status, error = exc.status, exc.error_class.value
-            raise
-        except BaseException:
-            status, error = 499, "client_closed"
+            state.status, state.error = exc.status, exc.error_class.value
             raise
         finally:
-            if usage:
-                prompt = _int(usage.get("prompt_tokens"))
-                completion = _int(usage.get("completion_tokens"))
-            else:  # cut off, or a provider without usage: count with the tokenizer
-                prompt = _count_prompt(body)
-                completion = count_text_tokens("".join(text))
-            rec.prompt_tokens, rec.completion_tokens = prompt, completion
-            rec.cost_usd = price.cost(prompt, completion)
-            try:
-                await asyncio.shield(self.governor.settle(adm, rec.cost_usd, prompt + completion))
-            finally:
-                self._finish(call, rec, status=status, error=error)
+            await state.finalize()
 
     async def _embed(self, call: Call, route: RouteSpec, snap: Snapshot, body: Body
                      ) -> list[float] | None:
@@ -367,6 +353,48 @@ class Gateway:
             m.tokens.labels(rec.route, "output").inc(rec.completion_tokens)
         if rec.cost_usd:
             m.cost.labels(rec.route).inc(rec.cost_usd)
+
+
+class _StreamState:
+    """What a stream has produced so far, and its one-time settlement."""
+
+    def __init__(self, gateway: Gateway, call: Call, rec: Record, adm: Admission,
+                 rest: Any, body: Body, price: Any) -> None:
+        self.gateway, self.call, self.rec, self.adm = gateway, call, rec, adm
+        self.rest, self.body, self.price = rest, body, price
+        self.text: list[str] = []
+        self.usage: Body | None = None
+        self.status, self.error = 499, "client_closed"  # until the stream ends well
+        self._done = False
+
+    def observe(self, chunk: Body) -> None:
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        for choice in chunk.get("choices") or ():
+            piece = _delta_text(choice)
+            if piece:
+                self.text.append(piece)
+
+    async def finalize(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        rec, gw = self.rec, self.gateway
+        try:
+            await self.rest.aclose()
+        finally:
+            if self.usage:
+                prompt = _int(self.usage.get("prompt_tokens"))
+                completion = _int(self.usage.get("completion_tokens"))
+            else:  # cut off, or a provider without usage: count with the tokenizer
+                prompt = _count_prompt(self.body)
+                completion = count_text_tokens("".join(self.text))
+            rec.prompt_tokens, rec.completion_tokens = prompt, completion
+            rec.cost_usd = self.price.cost(prompt, completion)
+            try:
+                await asyncio.shield(gw.governor.settle(self.adm, rec.cost_usd, prompt + completion))
+            finally:
+                gw._finish(self.call, rec, status=self.status, error=self.error)
 
 
 def _int(value: Any) -> int:

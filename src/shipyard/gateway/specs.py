@@ -25,6 +25,10 @@ class ProviderSpec:
     headers: tuple[tuple[str, str], ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
 
+    def secrets(self) -> list[str]:
+        values = [self.api_key or "", *(v for _, v in self.headers)]
+        return [v for v in values if v]
+
 
 @dataclass(frozen=True, slots=True)
 class Deployment:

@@ -98,7 +98,7 @@ def provider_spec(row: ProviderRow, box: SecretBox) -> ProviderSpec:
         id=row.id, name=row.name, kind=row.kind, workspace_id=row.workspace_id,
         base_url=row.base_url, api_key=box.open(row.api_key_enc) if row.api_key_enc else None,
         headers=tuple((k, box.open(v)) for k, v in sorted((row.headers or {}).items())),
-        options=dict(row.options or {}),
+        options={**(row.options or {}), "allow_internal": row.allow_internal},
     )
 
 

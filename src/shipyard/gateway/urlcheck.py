@@ -37,12 +37,24 @@ def check_base_url(url: str, *, allow_internal: bool = False, resolve: bool = Tr
     if host in _METADATA_HOSTS:
         raise InvalidInput(f"base_url: {host} is a cloud metadata address")
     for ip in _addresses(host, resolve):
-        if ip in _METADATA_IPS or ip.is_link_local or ip.is_multicast or ip.is_unspecified:
+        if _forbidden(ip):
             raise InvalidInput(
                 f"base_url: {host} resolves to {ip}, a link-local or metadata address "
                 "(set allow_internal to permit it)"
             )
     return url.strip().rstrip("/")
+
+
+def _forbidden(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return ip in _METADATA_IPS or ip.is_link_local or ip.is_multicast or ip.is_unspecified
+
+
+def forbidden_ip(text: str) -> bool:
+    """For the connect-time check (providers/http.py CheckedResolver)."""
+    try:
+        return _forbidden(_unmap(ipaddress.ip_address(text.split("%", 1)[0])))
+    except ValueError:
+        return True
 
 
 def _addresses(host: str, resolve: bool) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
@@ -56,7 +68,7 @@ def _addresses(host: str, resolve: bool) -> list[ipaddress.IPv4Address | ipaddre
     try:
         infos = socket.getaddrinfo(host, None)
     except socket.gaierror:
-        return []  # unresolvable now: checked again when the provider is first called
+        return []  # unresolvable now: every connection re-checks (CheckedResolver)
     return [_unmap(ipaddress.ip_address(info[4][0])) for info in infos]
 
 

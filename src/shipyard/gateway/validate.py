@@ -9,7 +9,10 @@ from shipyard.gateway.errors import InvalidRequest
 
 # Clients must never steer where Shipyard connects or with which credentials.
 FORBIDDEN = ("api_base", "base_url", "api_key", "api_version", "custom_llm_provider",
-             "organization", "extra_headers", "aws_access_key_id", "vertex_credentials")
+             "organization", "extra_headers", "headers", "model_list", "fallbacks",
+             "azure_ad_token", "aws_access_key_id", "aws_secret_access_key", "aws_session_token",
+             "aws_region_name", "vertex_credentials", "vertex_project", "vertex_location",
+             "api_type", "mock_response")
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 
@@ -80,6 +83,17 @@ def chat(body: Any) -> str:
         if content is not None and not isinstance(content, (str, list)):
             raise InvalidRequest(f"messages[{i}].content must be a string or a list of parts",
                                  param=f"messages[{i}].content")
+        if isinstance(content, list) and not all(
+            isinstance(p, dict) and isinstance(p.get("type"), str) for p in content
+        ):
+            raise InvalidRequest(f"messages[{i}].content parts must be objects with a type",
+                                 param=f"messages[{i}].content")
+        calls = m.get("tool_calls")
+        if calls is not None and not (isinstance(calls, list) and all(
+            isinstance(c, dict) and isinstance(c.get("function"), dict) for c in calls
+        )):
+            raise InvalidRequest(f"messages[{i}].tool_calls must be a list of function calls",
+                                 param=f"messages[{i}].tool_calls")
     _common(body)
     tools = body.get("tools")
     if tools is not None:
@@ -89,6 +103,14 @@ def chat(body: Any) -> str:
         ):
             raise InvalidRequest("'tools' must be a list of {type: function, function: {name}}",
                                  param="tools")
+    choice = body.get("tool_choice")
+    if choice is not None and not (
+        choice in ("none", "auto", "required")
+        or (isinstance(choice, dict) and isinstance(choice.get("function"), dict)
+            and isinstance(choice["function"].get("name"), str))
+    ):
+        raise InvalidRequest("'tool_choice' must be none, auto, required or "
+                             "{type: function, function: {name}}", param="tool_choice")
     rf = body.get("response_format")
     if rf is not None:
         if not isinstance(rf, dict) or rf.get("type") not in ("text", "json_object", "json_schema"):

@@ -37,6 +37,7 @@ class KeyAuthenticator:
         self._db = db
         self._ttl = ttl
         self._cache: dict[str, _CachedKey] = {}
+        self._missing: dict[str, float] = {}  # key ids that do not exist, and since when
         self._lock = threading.Lock()
 
     def authenticate(self, presented: str) -> Actor:
@@ -45,7 +46,16 @@ class KeyAuthenticator:
         if actor is not None:
             return actor
         kid, secret = self._split(presented)
-        return self._check(self._load(kid), secret)
+        missing_since = self._missing.get(kid)
+        if missing_since is not None and time.monotonic() - missing_since < self._ttl:
+            raise Unauthenticated("invalid API key")  # no database read for a known miss
+        entry = self._load(kid)
+        if entry is None:
+            with self._lock:
+                if len(self._missing) > 100_000:
+                    self._missing.clear()
+                self._missing[kid] = time.monotonic()
+        return self._check(entry, secret)
 
     def cached(self, presented: str) -> Actor | None:
         """Verify from the cache only: the actor, None on a cache miss, or Unauthenticated."""
@@ -75,6 +85,7 @@ class KeyAuthenticator:
     def forget(self, kid: str) -> None:
         with self._lock:
             self._cache.pop(kid, None)
+            self._missing.pop(kid, None)
 
     def _load(self, kid: str) -> _CachedKey | None:
         with self._db.transaction() as s:

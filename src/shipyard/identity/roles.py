@@ -23,7 +23,7 @@ _ADMINS = {Role.owner, Role.admin}
 PERMISSIONS: dict[str, frozenset[Role]] = {
     "me:read": frozenset(_HUMAN | {Role.app}),
     "ui:view": frozenset(_HUMAN),
-    "metrics:read": frozenset(_HUMAN),
+    "metrics:read": frozenset(_ADMINS),  # spans every workspace's routes
     "api:schema": frozenset(_HUMAN),
     "workspaces:read": frozenset(_HUMAN),
     "workspaces:manage": frozenset({Role.owner}),
@@ -37,6 +37,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "gateway:call": frozenset({Role.owner, Role.admin, Role.developer, Role.app}),
     "gateway:read": frozenset(_HUMAN),
     "gateway:manage": frozenset(_ADMINS),
+    "gateway:prices": frozenset({Role.owner}),  # prices are shared by every workspace
 }
 
 

@@ -16,6 +16,7 @@ from shipyard.gateway import admin
 from shipyard.gateway.schemas import LimitsIn, ProviderCreate, RouteIn
 from shipyard.http.deps import Authorized, Ctx
 from shipyard.identity import service as identity
+from shipyard.identity.roles import Role
 from shipyard.store import utcnow
 from shipyard.ui.router import _audit_ui_failure, render
 
@@ -79,7 +80,8 @@ async def providers_create(
             body = ProviderCreate(name=name, kind=kind, base_url=base_url, api_key=api_key or None)
             with ctx.tx(target=f"provider:{name}") as tx:
                 admin.create_provider(tx.session, box=ctx.platform.box,
-                                      workspace_id=ctx.workspace_id, body=body)
+                                      workspace_id=ctx.workspace_id, body=body,
+                                      operator=ctx.actor.role is Role.owner)
         except ValidationError as exc:
             err = InvalidInput("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
                                          for e in exc.errors()))
@@ -170,9 +172,15 @@ async def keys_limits(
 ) -> Response:
     def work() -> str | None:
         try:
-            body = LimitsIn(rpm=rpm or None, tpm=tpm or None,  # type: ignore[arg-type]
-                            budget_usd=budget_usd or None,  # type: ignore[arg-type]
-                            budget_period=budget_period)  # type: ignore[arg-type]
+            current = ctx.platform.gateway.snapshot.limits.get(f"key:{key_id}")
+            body = LimitsIn(  # the form edits these four; keep the key's other limits
+                rpm=rpm or None, tpm=tpm or None,  # type: ignore[arg-type]
+                budget_usd=budget_usd or None,  # type: ignore[arg-type]
+                budget_period=budget_period,  # type: ignore[arg-type]
+                max_tokens=current.max_tokens if current else None,
+                allowed_routes=list(current.allowed_routes)
+                if current and current.allowed_routes is not None else None,
+            )
             with ctx.tx(target=f"limits:key:{key_id}") as tx:
                 scope = admin.scope_for(tx.session, workspace_id=ctx.workspace_id, kind="key",
                                         ref=key_id)

@@ -50,6 +50,9 @@ def request_to_openai(body: Any) -> Body:
         raise InvalidRequest("'messages' must be a non-empty list", param="messages")
     out: Body = {"model": body["model"], "max_tokens": body["max_tokens"], "messages": []}
     if body.get("system"):
+        if not isinstance(body["system"], (str, list)):
+            raise InvalidRequest("'system' must be a string or a list of text blocks",
+                                 param="system")
         out["messages"].append({"role": "system", "content": _text(body["system"])})
     for i, m in enumerate(body["messages"]):
         if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
@@ -60,7 +63,14 @@ def request_to_openai(body: Any) -> Body:
                      ("stop_sequences", "stop"), ("stream", "stream")):
         if src in body:
             out[dst] = body[src]
-    user = (body.get("metadata") or {}).get("user_id")
+    metadata = body.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise InvalidRequest("'metadata' must be an object", param="metadata")
+    if body.get("tools") is not None and not (
+        isinstance(body["tools"], list) and all(isinstance(t, dict) for t in body["tools"])
+    ):
+        raise InvalidRequest("'tools' must be a list of objects", param="tools")
+    user = metadata.get("user_id")
     if isinstance(user, str):
         out["user"] = user
     if body.get("tools"):
@@ -71,6 +81,8 @@ def request_to_openai(body: Any) -> Body:
             for t in body["tools"] if isinstance(t, dict)
         ]
     choice = body.get("tool_choice")
+    if choice is not None and not isinstance(choice, dict):
+        raise InvalidRequest("'tool_choice' must be an object", param="tool_choice")
     if isinstance(choice, dict):
         kind = choice.get("type")
         if kind == "any":
@@ -168,11 +180,11 @@ async def stream_from_openai(chunks: AsyncIterator[Body], model: str) -> AsyncIt
     stop = "end_turn"
     usage: Body = {}
     msg_id = "msg_" + secrets.token_hex(12)
-    yield {"type": "message_start", "message": {
-        "id": msg_id, "type": "message", "role": "assistant", "model": model, "content": [],
-        "stop_reason": None, "stop_sequence": None,
-        "usage": {"input_tokens": 0, "output_tokens": 0}}}
     try:
+        yield {"type": "message_start", "message": {
+            "id": msg_id, "type": "message", "role": "assistant", "model": model, "content": [],
+            "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": 0, "output_tokens": 0}}}
         async for chunk in chunks:
             if chunk.get("usage"):
                 usage = chunk["usage"]

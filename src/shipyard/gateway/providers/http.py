@@ -19,23 +19,16 @@ class HttpConnection:
         self.spec = spec
         self._headers = {"Content-Type": "application/json", **dict(spec.headers), **headers}
         self._session: aiohttp.ClientSession | None = None
-        # values that must never travel back to a client or into a record
-        self._secrets = [v for v in [spec.api_key, *(v for _, v in spec.headers), *headers.values()]
-                         if v and len(v) >= 6 and v != "application/json"]
 
     def _failure(self, status: int, raw: bytes, retry_after: str | None) -> UpstreamFailure:
-        exc = failure_from(status, raw, retry_after)
-        if exc.error_class is ErrorClass.auth:
-            exc.message = f"the provider refused Shipyard's credentials ({status})"
-        for secret in self._secrets:
-            if secret in exc.message:
-                exc.message = exc.message.replace(secret, "[redacted]")
-        exc.args = (exc.message,)
-        return exc
+        # secrets are scrubbed centrally (Executor -> UpstreamFailure.scrub)
+        return failure_from(status, raw, retry_after)
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=512, ttl_dns_cache=300, keepalive_timeout=60)
+            resolver = None if self.spec.options.get("allow_internal") else CheckedResolver()
+            connector = aiohttp.TCPConnector(limit=512, ttl_dns_cache=300, keepalive_timeout=60,
+                                             resolver=resolver)
             self._session = aiohttp.ClientSession(
                 connector=connector, headers=self._headers, auto_decompress=True,
                 skip_auto_headers=("User-Agent",),
@@ -63,7 +56,7 @@ class HttpConnection:
             raise
         except (TimeoutError, asyncio.TimeoutError):
             raise UpstreamFailure("upstream timed out", error_class=ErrorClass.timeout) from None
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             raise UpstreamFailure(
                 f"cannot reach upstream: {exc.__class__.__name__}", error_class=ErrorClass.connect
             ) from None
@@ -100,10 +93,24 @@ class HttpConnection:
             raise UpstreamFailure(
                 "upstream stream broke off", error_class=ErrorClass.server_error
             ) from None
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             raise UpstreamFailure(
                 f"cannot reach upstream: {exc.__class__.__name__}", error_class=ErrorClass.connect
             ) from None
+
+
+class CheckedResolver(aiohttp.ThreadedResolver):
+    """Resolves like aiohttp, then drops link-local and metadata addresses: a name that
+    passed the check when it was configured cannot be re-pointed later (DNS rebinding)."""
+
+    async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[Any]:  # type: ignore[override]
+        from shipyard.gateway.urlcheck import forbidden_ip
+
+        found = await super().resolve(host, port, family)
+        allowed = [r for r in found if not forbidden_ip(r["host"])]
+        if not allowed:
+            raise OSError(f"{host} resolves only to link-local or metadata addresses")
+        return allowed
 
 
 def failure_from(status: int, raw: bytes, retry_after: str | None) -> UpstreamFailure:
@@ -115,7 +122,7 @@ def failure_from(status: int, raw: bytes, retry_after: str | None) -> UpstreamFa
         except ValueError:
             wait = None
     return UpstreamFailure(
-        f"upstream answered {status}: {message}"[:500],
+        f"upstream answered {status}: {message}",  # truncated after redaction (executor)
         error_class=classify_status(status, message), upstream_status=status, retry_after=wait,
     )
 

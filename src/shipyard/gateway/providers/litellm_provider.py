@@ -11,6 +11,12 @@ from shipyard.gateway.providers.base import Unsupported
 from shipyard.gateway.specs import Deployment, ProviderSpec
 
 Body = dict[str, Any]
+_ALLOWED = frozenset({
+    "messages", "input", "prompt", "temperature", "top_p", "n", "stop", "max_tokens",
+    "max_completion_tokens", "presence_penalty", "frequency_penalty", "logit_bias", "user",
+    "seed", "tools", "tool_choice", "response_format", "parallel_tool_calls", "logprobs",
+    "top_logprobs", "encoding_format", "dimensions",
+})
 
 
 class LiteLLMProvider(Unsupported):
@@ -26,7 +32,11 @@ class LiteLLMProvider(Unsupported):
         return litellm
 
     def _kwargs(self, body: Body, dep: Deployment) -> Body:
-        kwargs = {**dep.params, **body, "model": dep.model}
+        # only OpenAI request parameters reach litellm: it also understands model_list,
+        # api_base, headers... which would let a client steer where Shipyard connects
+        merged = {**dep.params, **body}
+        kwargs = {k: v for k, v in merged.items() if k in _ALLOWED}
+        kwargs["model"] = dep.model
         if self.spec.api_key:
             kwargs["api_key"] = self.spec.api_key
         if self.spec.base_url:
