@@ -75,10 +75,13 @@ class Executor:
             self.balancer.succeeded(dep, (time.perf_counter() - started) * 1000)
             return dep, result
         assert last is not None
-        return await self._fallback(snap, workspace_id, route, op, body, rec, depth, last)
+        return await self._fallback(self.call, snap, workspace_id, route, op, body, rec, depth,
+                                    last)
 
-    async def _fallback(self, snap: Snapshot, workspace_id: str, route: RouteSpec, op: str,
-                        body: Body, rec: Record, depth: int, last: UpstreamFailure) -> Any:
+    async def _fallback(self, again: Any, snap: Snapshot, workspace_id: str, route: RouteSpec,
+                        op: str, body: Body, rec: Record, depth: int, last: UpstreamFailure
+                        ) -> Any:
+        """Try the route's fallbacks for the error class, in order, each once."""
         if depth >= 3:
             raise last
         for name in _fallbacks(route, last.error_class):
@@ -87,7 +90,7 @@ class Executor:
                 continue
             rec.fallbacks.append(target.name)
             try:
-                return await self.call(snap, workspace_id, target, op, body, rec, depth + 1)
+                return await again(snap, workspace_id, target, op, body, rec, depth + 1)
             except UpstreamFailure as exc:
                 last = exc
         raise last
@@ -136,18 +139,8 @@ class Executor:
                 raise
             return dep, first, TrackedStream(self.balancer, dep, gen, started)
         assert last is not None
-        if depth >= 3:
-            raise last
-        for name in _fallbacks(route, last.error_class):
-            target = snap.route(workspace_id, name)
-            if target is None or target.name in rec.fallbacks or target.name == route.name:
-                continue
-            rec.fallbacks.append(target.name)
-            try:
-                return await self.stream(snap, workspace_id, target, op, body, rec, depth + 1)
-            except UpstreamFailure as exc:
-                last = exc
-        raise last
+        return await self._fallback(self.stream, snap, workspace_id, route, op, body, rec,  # type: ignore[no-any-return]
+                                    depth, last)
 
 
 

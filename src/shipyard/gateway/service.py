@@ -246,11 +246,13 @@ class Gateway:
             self.metrics.cache.labels("miss").inc()
             cache_state = b"miss"
         vector = None
+        # similar prompts share a reply only when everything else about the call is equal
+        semantic_scope = (call.actor.workspace_id, route.name + ":" + _cache_key(
+            "", "", call.api, {k: v for k, v in body.items() if k != "messages"}))
         if cache_key is not None and route.semantic_threshold is not None:
             vector = await self._embed(call, route, snap, body)
             found = vector and await asyncio.to_thread(
-                self.semantic.lookup, (call.actor.workspace_id, route.name), vector,
-                route.semantic_threshold)
+                self.semantic.lookup, semantic_scope, vector, route.semantic_threshold)
             if found:
                 self.metrics.cache.labels("semantic_hit").inc()
                 await self.governor.release(adm)
@@ -277,8 +279,7 @@ class Gateway:
         if cache_key is not None:
             await self.backend.cache_set(cache_key, payload, route.cache_ttl)
         if vector:
-            self.semantic.store((call.actor.workspace_id, route.name), vector, payload,
-                                route.cache_ttl)
+            self.semantic.store(semantic_scope, vector, payload, route.cache_ttl)
         self._finish(call, rec, status=200)
         return Reply(payload, self._headers(call, rec, cache_state))
 

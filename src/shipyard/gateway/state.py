@@ -152,11 +152,27 @@ class ProviderPool:
         entry = self._live.get(spec.id)
         if entry is not None and entry[0] == spec:
             return entry[1]
-        if entry is not None:
-            self._retired.append(entry[1])
+        if entry is not None:  # in-flight calls may still use it: close it a minute later
+            self._retire(entry[1])
         provider = factory(spec.kind)(spec)
         self._live[spec.id] = (spec, provider)
         return provider
+
+    def _retire(self, provider: Provider) -> None:
+        import asyncio
+
+        self._retired.append(provider)
+
+        async def later() -> None:
+            await asyncio.sleep(60)
+            if provider in self._retired:
+                self._retired.remove(provider)
+                await provider.close()
+
+        try:
+            asyncio.get_running_loop().create_task(later())
+        except RuntimeError:  # no loop (tests building snapshots): closed at shutdown
+            pass
 
     async def close(self) -> None:
         for provider in [p for _, p in self._live.values()] + self._retired:

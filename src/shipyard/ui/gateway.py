@@ -4,6 +4,7 @@ request log."""
 from __future__ import annotations
 
 from datetime import timedelta
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Form
@@ -27,6 +28,21 @@ def _bars(rows: list[dict[str, Any]], field: str, fmt: str) -> list[dict[str, An
     top = max((r[field] for r in rows), default=0) or 1
     return [{"label": r["route"], "value": format(r[field], fmt), "pct": 100 * r[field] / top}
             for r in rows]
+
+
+def _attempt(ctx: Ctx, work: Callable[[], None]) -> str | None:
+    """Run a form's change; on bad input return the message to show (and audit it)."""
+    try:
+        work()
+    except ValidationError as exc:
+        err = InvalidInput("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                     for e in exc.errors()))
+        _audit_ui_failure(ctx, err)
+        return err.detail
+    except ShipyardError as exc:
+        _audit_ui_failure(ctx, exc)
+        return exc.detail
+    return None
 
 
 @router.get("", name="ui.gateway")
@@ -75,24 +91,14 @@ async def providers_create(
     base_url: str = Form(default="", max_length=500), api_key: str = Form(default="", max_length=2000),
     ctx: Ctx = Authorized("gateway:manage"),
 ) -> Response:
-    def work() -> str | None:
-        try:
-            body = ProviderCreate(name=name, kind=kind, base_url=base_url, api_key=api_key or None)
-            with ctx.tx(target=f"provider:{name}") as tx:
-                admin.create_provider(tx.session, box=ctx.platform.box,
-                                      workspace_id=ctx.workspace_id, body=body,
-                                      operator=ctx.actor.role is Role.owner)
-        except ValidationError as exc:
-            err = InvalidInput("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                                         for e in exc.errors()))
-            _audit_ui_failure(ctx, err)
-            return err.detail
-        except ShipyardError as exc:
-            _audit_ui_failure(ctx, exc)
-            return exc.detail
-        return None
+    def work() -> None:
+        body = ProviderCreate(name=name, kind=kind, base_url=base_url, api_key=api_key or None)
+        with ctx.tx(target=f"provider:{name}") as tx:
+            admin.create_provider(tx.session, box=ctx.platform.box,
+                                  workspace_id=ctx.workspace_id, body=body,
+                                  operator=ctx.actor.role is Role.owner)
 
-    error = await run_in_threadpool(work)
+    error = await run_in_threadpool(_attempt, ctx, work)
     await ctx.platform.gateway.reload()
     return await run_in_threadpool(_providers, ctx, error)
 
@@ -119,23 +125,13 @@ async def routes_create(
     model: str = Form(max_length=200), kind: str = Form(default="chat", max_length=16),
     ctx: Ctx = Authorized("gateway:manage"),
 ) -> Response:
-    def work() -> str | None:
-        try:
-            body = RouteIn(name=name, kind=kind,  # type: ignore[arg-type]
-                           deployments=[{"provider": provider, "model": model}])  # type: ignore[list-item]
-            with ctx.tx(target=f"route:{name}") as tx:
-                admin.put_route(tx.session, workspace_id=ctx.workspace_id, body=body)
-        except ValidationError as exc:
-            err = InvalidInput("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                                         for e in exc.errors()))
-            _audit_ui_failure(ctx, err)
-            return err.detail
-        except ShipyardError as exc:
-            _audit_ui_failure(ctx, exc)
-            return exc.detail
-        return None
+    def work() -> None:
+        body = RouteIn(name=name, kind=kind,  # type: ignore[arg-type]
+                       deployments=[{"provider": provider, "model": model}])  # type: ignore[list-item]
+        with ctx.tx(target=f"route:{name}") as tx:
+            admin.put_route(tx.session, workspace_id=ctx.workspace_id, body=body)
 
-    error = await run_in_threadpool(work)
+    error = await run_in_threadpool(_attempt, ctx, work)
     await ctx.platform.gateway.reload()
     return await run_in_threadpool(_routes, ctx, error)
 
@@ -170,32 +166,22 @@ async def keys_limits(
     budget_period: str = Form(default="month", max_length=8),
     ctx: Ctx = Authorized("gateway:manage"),
 ) -> Response:
-    def work() -> str | None:
-        try:
-            current = ctx.platform.gateway.snapshot.limits.get(f"key:{key_id}")
-            body = LimitsIn(  # the form edits these four; keep the key's other limits
-                rpm=rpm or None, tpm=tpm or None,  # type: ignore[arg-type]
-                budget_usd=budget_usd or None,  # type: ignore[arg-type]
-                budget_period=budget_period,  # type: ignore[arg-type]
-                max_tokens=current.max_tokens if current else None,
-                allowed_routes=list(current.allowed_routes)
-                if current and current.allowed_routes is not None else None,
-            )
-            with ctx.tx(target=f"limits:key:{key_id}") as tx:
-                scope = admin.scope_for(tx.session, workspace_id=ctx.workspace_id, kind="key",
-                                        ref=key_id)
-                admin.set_limits(tx.session, workspace_id=ctx.workspace_id, scope=scope, body=body)
-        except ValidationError as exc:
-            err = InvalidInput("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                                         for e in exc.errors()))
-            _audit_ui_failure(ctx, err)
-            return err.detail
-        except ShipyardError as exc:
-            _audit_ui_failure(ctx, exc)
-            return exc.detail
-        return None
+    def work() -> None:
+        current = ctx.platform.gateway.snapshot.limits.get(f"key:{key_id}")
+        body = LimitsIn(  # the form edits these four; keep the key's other limits
+            rpm=rpm or None, tpm=tpm or None,  # type: ignore[arg-type]
+            budget_usd=budget_usd or None,  # type: ignore[arg-type]
+            budget_period=budget_period,  # type: ignore[arg-type]
+            max_tokens=current.max_tokens if current else None,
+            allowed_routes=list(current.allowed_routes)
+            if current and current.allowed_routes is not None else None,
+        )
+        with ctx.tx(target=f"limits:key:{key_id}") as tx:
+            scope = admin.scope_for(tx.session, workspace_id=ctx.workspace_id, kind="key",
+                                    ref=key_id)
+            admin.set_limits(tx.session, workspace_id=ctx.workspace_id, scope=scope, body=body)
 
-    error = await run_in_threadpool(work)
+    error = await run_in_threadpool(_attempt, ctx, work)
     await ctx.platform.gateway.reload()
     return await _keys(ctx, error)
 

@@ -41,25 +41,15 @@ class HttpConnection:
 
     async def post_json(self, url: str, body: Any, dep: Deployment,
                         params: dict[str, str] | None = None) -> Any:
-        timeout = aiohttp.ClientTimeout(
-            total=dep.timeouts.total, sock_connect=dep.timeouts.connect,
-            sock_read=dep.timeouts.first_token,
-        )
         try:
             async with self.session().post(
-                url, data=orjson.dumps(body), timeout=timeout, params=params
+                url, data=orjson.dumps(body), timeout=_timeout(dep), params=params
             ) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
                     raise self._failure(resp.status, raw, resp.headers.get("Retry-After"))
-        except UpstreamFailure:
-            raise
-        except (TimeoutError, asyncio.TimeoutError):
-            raise UpstreamFailure("upstream timed out", error_class=ErrorClass.timeout) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamFailure(
-                f"cannot reach upstream: {exc.__class__.__name__}", error_class=ErrorClass.connect
-            ) from None
+        except Exception as exc:
+            raise _transport_failure(exc) from None
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -71,13 +61,9 @@ class HttpConnection:
                          params: dict[str, str] | None = None) -> AsyncIterator[bytes]:
         """Yield each SSE `data:` payload. The first token must come within
         `first_token` seconds; a stream that stops without its end marker raises."""
-        timeout = aiohttp.ClientTimeout(
-            total=dep.timeouts.total, sock_connect=dep.timeouts.connect,
-            sock_read=dep.timeouts.first_token,
-        )
         try:
             async with self.session().post(
-                url, data=orjson.dumps(body), timeout=timeout, params=params
+                url, data=orjson.dumps(body), timeout=_timeout(dep), params=params
             ) as resp:
                 if resp.status >= 400:
                     raw = await resp.read()
@@ -85,18 +71,27 @@ class HttpConnection:
                 async for line in resp.content:
                     if line.startswith(b"data:"):
                         yield line[5:].strip()
-        except UpstreamFailure:
-            raise
-        except (TimeoutError, asyncio.TimeoutError):
-            raise UpstreamFailure("upstream timed out", error_class=ErrorClass.timeout) from None
-        except aiohttp.ClientPayloadError:
-            raise UpstreamFailure(
-                "upstream stream broke off", error_class=ErrorClass.server_error
-            ) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamFailure(
-                f"cannot reach upstream: {exc.__class__.__name__}", error_class=ErrorClass.connect
-            ) from None
+        except Exception as exc:
+            raise _transport_failure(exc) from None
+
+
+def _timeout(dep: Deployment) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=dep.timeouts.total, sock_connect=dep.timeouts.connect,
+                                 sock_read=dep.timeouts.first_token)
+
+
+def _transport_failure(exc: Exception) -> Exception:
+    """Transport errors as upstream failures with their class; others unchanged."""
+    if isinstance(exc, UpstreamFailure):
+        return exc
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        return UpstreamFailure("upstream timed out", error_class=ErrorClass.timeout)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return UpstreamFailure("upstream stream broke off", error_class=ErrorClass.server_error)
+    if isinstance(exc, (aiohttp.ClientError, OSError)):
+        return UpstreamFailure(f"cannot reach upstream: {exc.__class__.__name__}",
+                               error_class=ErrorClass.connect)
+    return exc
 
 
 class CheckedResolver(aiohttp.ThreadedResolver):
