@@ -101,6 +101,22 @@ class GatewayMetrics:
                                        "Request records written.", registry=registry)
         self.cache = Counter("shipyard_gateway_cache", "Cache lookups by result.", ["result"],
                              registry=registry)
+        self._children: dict[tuple[str, int], tuple[Any, ...]] = {}
+
+    def for_route(self, route: str, status: int) -> tuple[Any, ...]:
+        """Labelled children, looked up once per (route, status): `.labels()` costs more
+        than the increment itself."""
+        key = (route, status)
+        found = self._children.get(key)
+        if found is None:
+            if len(self._children) > 10_000:
+                self._children.clear()
+            found = self._children[key] = (
+                self.requests.labels(route, str(status)), self.latency.labels(route),
+                self.tokens.labels(route, "input"), self.tokens.labels(route, "output"),
+                self.cost.labels(route),
+            )
+        return found
 
 
 class Gateway:
@@ -345,15 +361,15 @@ class Gateway:
         rec.error_class = str(error or "")
         rec.latency_ms = (time.perf_counter() - call.started) * 1000
         self.records.submit(rec)
-        m = self.metrics
-        m.requests.labels(rec.route, str(status)).inc()
-        m.latency.labels(rec.route).observe(rec.latency_ms / 1000)
+        requests, latency, tokens_in, tokens_out, cost = self.metrics.for_route(rec.route, status)
+        requests.inc()
+        latency.observe(rec.latency_ms / 1000)
         if rec.prompt_tokens:
-            m.tokens.labels(rec.route, "input").inc(rec.prompt_tokens)
+            tokens_in.inc(rec.prompt_tokens)
         if rec.completion_tokens:
-            m.tokens.labels(rec.route, "output").inc(rec.completion_tokens)
+            tokens_out.inc(rec.completion_tokens)
         if rec.cost_usd:
-            m.cost.labels(rec.route).inc(rec.cost_usd)
+            cost.inc(rec.cost_usd)
 
 
 class _StreamState:

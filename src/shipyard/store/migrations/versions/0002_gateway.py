@@ -91,7 +91,9 @@ def upgrade() -> None:
     op.execute("INSERT INTO gateway_config_version (id, version) VALUES (1, 0)")
     op.create_table(
         "gateway_requests",
-        sa.Column("id", sa.String(40), primary_key=True),
+        sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
+                  autoincrement=True),
+        sa.Column("id", sa.String(40), nullable=False),
         sa.Column("at", UTCDateTime(), nullable=False),
         sa.Column("workspace_id", sa.String(32), nullable=False),
         sa.Column("key_id", sa.String(32), nullable=False),
