@@ -203,7 +203,10 @@ class GatewayApp:
                         break
                     await send({"type": "http.response.body", "body": encode(chunk),
                                 "more_body": True})
-            except GatewayError as exc:
+            except Exception as exc:  # the response has started: end it with an error event
+                if not isinstance(exc, GatewayError):
+                    log.exception("gateway stream failure")
+                    exc = GatewayError("the gateway failed mid-stream; see its log")
                 payload = orjson.dumps(exc.body())
                 await send({"type": "http.response.body", "body": b"data: " + payload + b"\n\n",
                             "more_body": True})

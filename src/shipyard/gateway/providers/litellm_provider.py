@@ -3,6 +3,7 @@ shipyard[litellm]`). Imported on the first call only."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,6 +25,8 @@ class LiteLLMProvider(Unsupported):
         self.spec = spec
 
     def _lib(self) -> Any:
+        # offline: without this, importing litellm fetches its price table from GitHub
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         try:
             import litellm
         except ImportError:
@@ -42,6 +45,7 @@ class LiteLLMProvider(Unsupported):
         if self.spec.base_url:
             kwargs["api_base"] = self.spec.base_url
         kwargs["timeout"] = dep.timeouts.total
+        kwargs["num_retries"] = kwargs["max_retries"] = 0  # Shipyard retries, not litellm
         return kwargs
 
     async def _call(self, fn: str, kwargs: Body) -> Any:
@@ -62,8 +66,12 @@ class LiteLLMProvider(Unsupported):
         kwargs = {**self._kwargs(body, dep), "stream": True,
                   "stream_options": {"include_usage": True}}
         stream = await self._call("acompletion", kwargs)
-        async for chunk in stream:
-            yield chunk.model_dump()
+        try:
+            async for chunk in stream:
+                yield chunk.model_dump()
+        except Exception as exc:  # noqa: BLE001 - litellm raises its own tree mid-stream too
+            raise UpstreamFailure(f"litellm stream: {str(exc)[:300]}",
+                                  error_class=ErrorClass.server_error) from None
 
     async def embeddings(self, body: Body, dep: Deployment) -> Body:
         result = await self._call("aembedding", self._kwargs(body, dep))
