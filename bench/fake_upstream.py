@@ -14,7 +14,9 @@ BODY = (
 )
 RESPONSE = (
     b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
-    + str(len(BODY)).encode() + b"\r\nconnection: keep-alive\r\n\r\n" + BODY
+    + str(len(BODY)).encode()
+    + b"\r\nconnection: keep-alive\r\n\r\n"
+    + BODY
 )
 
 
@@ -33,7 +35,9 @@ class Upstream(asyncio.Protocol):
             length = 0
             i = head.find(b"content-length:")
             if i >= 0:
-                length = int(head[i + 15:head.find(b"\r\n", i) if head.find(b"\r\n", i) > 0 else None])
+                length = int(
+                    head[i + 15 : head.find(b"\r\n", i) if head.find(b"\r\n", i) > 0 else None]
+                )
             total = head_end + 4 + length
             if len(self.buf) < total:
                 return

@@ -100,9 +100,22 @@ def wrk(url: str, auth: str, connections: int, seconds: float) -> WrkResult:
         f'wrk.headers["Authorization"] = "Bearer {auth}"\n'
     )
     out = subprocess.run(
-        ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
-         "--latency", "-s", str(script), url],
-        capture_output=True, text=True, check=True,
+        [
+            "taskset",
+            "-c",
+            LOAD_CPU,
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     script.unlink()
 
@@ -138,8 +151,15 @@ class Figures:
     notes: list[str] = field(default_factory=list)
 
 
-def measure(name: str, proc: subprocess.Popen[bytes], url: str, auth: str, direct: WrkResult,
-            quick: bool, long_run: int = 200_000) -> Figures:
+def measure(
+    name: str,
+    proc: subprocess.Popen[bytes],
+    url: str,
+    auth: str,
+    direct: WrkResult,
+    quick: bool,
+    long_run: int = 200_000,
+) -> Figures:
     f = Figures(name)
     f.idle_rss = rss_mib(proc.pid)
     served = 0
@@ -187,8 +207,16 @@ def measure(name: str, proc: subprocess.Popen[bytes], url: str, auth: str, direc
 
 def start_upstream() -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    proc = subprocess.Popen(["taskset", "-c", LOAD_CPU, sys.executable,
-                             str(ROOT / "bench" / "fake_upstream.py"), str(port)])
+    proc = subprocess.Popen(
+        [
+            "taskset",
+            "-c",
+            LOAD_CPU,
+            sys.executable,
+            str(ROOT / "bench" / "fake_upstream.py"),
+            str(port),
+        ]
+    )
     time.sleep(0.5)
     return proc, port
 
@@ -196,12 +224,20 @@ def start_upstream() -> tuple[subprocess.Popen[bytes], int]:
 def run_shipyard(up_port: int, quick: bool, direct: WrkResult) -> Figures:
     home = Path(tempfile.mkdtemp(prefix="shipyard-bench-"))
     port = free_port()
-    env = {**os.environ, "SHIPYARD_HOME": str(home / "home"), "SHIPYARD_LOG_LEVEL": "warning",
-           "SHIPYARD_ADMIN_PASSWORD": "Bench-Passphrase-2026"}
+    env = {
+        **os.environ,
+        "SHIPYARD_HOME": str(home / "home"),
+        "SHIPYARD_LOG_LEVEL": "warning",
+        "SHIPYARD_ADMIN_PASSWORD": "Bench-Passphrase-2026",
+    }
     exe = Path(sys.executable).with_name("shipyard")
     started = time.perf_counter()
-    proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, str(exe), "up", "--port", str(port)],
-                            env=env, cwd=home, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["taskset", "-c", SERVER_CPU, str(exe), "up", "--port", str(port)],
+        env=env,
+        cwd=home,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/readyz")
     start_s = time.perf_counter() - started
@@ -209,23 +245,43 @@ def run_shipyard(up_port: int, quick: bool, direct: WrkResult) -> Figures:
 
     owner = orjson.loads((home / "home" / "credentials.json").read_bytes())["api_key"]
     admin = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {owner}"})
-    admin.post("/api/gateway/providers", json={
-        "name": "fake", "kind": "openai", "base_url": f"http://127.0.0.1:{up_port}/v1",
-        "api_key": "sk-fake"}).raise_for_status()
-    admin.put("/api/gateway/routes/bench", json={"name": "bench", "retries": 0, "deployments": [
-        {"provider": "fake", "model": "gpt-4o-mini"}]}).raise_for_status()
+    admin.post(
+        "/api/gateway/providers",
+        json={
+            "name": "fake",
+            "kind": "openai",
+            "base_url": f"http://127.0.0.1:{up_port}/v1",
+            "api_key": "sk-fake",
+        },
+    ).raise_for_status()
+    admin.put(
+        "/api/gateway/routes/bench",
+        json={
+            "name": "bench",
+            "retries": 0,
+            "deployments": [{"provider": "fake", "model": "gpt-4o-mini"}],
+        },
+    ).raise_for_status()
     key = admin.post("/api/keys", json={"name": "bench", "role": "app"}).json()
-    admin.put(f"/api/gateway/limits/key/{key['id']}", json={
-        "rpm": 10_000_000, "tpm": 10_000_000_000, "budget_usd": 1_000_000,
-        "budget_period": "month"}).raise_for_status()
+    admin.put(
+        f"/api/gateway/limits/key/{key['id']}",
+        json={
+            "rpm": 10_000_000,
+            "tpm": 10_000_000_000,
+            "budget_usd": 1_000_000,
+            "budget_period": "month",
+        },
+    ).raise_for_status()
     try:
         f = measure("Shipyard", proc, url + "/v1/chat/completions", key["key"], direct, quick)
         f.start_s = start_s
         metrics = admin.get("/metrics").text
         dropped = re.search(r"^shipyard_gateway_records_dropped_total ([\d.e+]+)", metrics, re.M)
         written = re.search(r"^shipyard_gateway_records_written_total ([\d.e+]+)", metrics, re.M)
-        f.notes.append(f"request records written {float(written.group(1)) if written else 0:.0f},"
-                       f" dropped {float(dropped.group(1)) if dropped else 0:.0f}")
+        f.notes.append(
+            f"request records written {float(written.group(1)) if written else 0:.0f},"
+            f" dropped {float(dropped.group(1)) if dropped else 0:.0f}"
+        )
         f.notes.append("auth, rpm/tpm limits, budget reservation, cost and records on")
         return f
     finally:
@@ -261,16 +317,39 @@ def run_litellm(exe: Path, up_port: int, quick: bool, direct: WrkResult) -> Figu
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
     started = time.perf_counter()
     proc = subprocess.Popen(
-        ["taskset", "-c", SERVER_CPU, str(exe), "--config", str(home / "config.yaml"),
-         "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"],
-        env=env, cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            "taskset",
+            "-c",
+            SERVER_CPU,
+            str(exe),
+            "--config",
+            str(home / "config.yaml"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--num_workers",
+            "1",
+        ],
+        env=env,
+        cwd=home,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/health/liveliness", timeout=180)
     start_s = time.perf_counter() - started
     try:
         # at ~100 rps, 200k requests would take over half an hour: stop at 30k
-        f = measure("LiteLLM 1.110.2", proc, url + "/v1/chat/completions", "sk-bench-master",
-                    direct, quick, long_run=30_000)
+        f = measure(
+            "LiteLLM 1.110.2",
+            proc,
+            url + "/v1/chat/completions",
+            "sk-bench-master",
+            direct,
+            quick,
+            long_run=30_000,
+        )
         f.start_s = start_s
         f.notes.append("master key, no database: no budgets or spend records")
         return f
@@ -306,30 +385,54 @@ for _ in range({runs}):
     rates.append(n / (time.perf_counter() - t))
 print(sorted(rates)[len(rates) // 2])
 """
-    direct = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                  check=True).stdout.strip())
+    direct = float(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
     home = Path(tempfile.mkdtemp(prefix="shipyard-local-"))
     port = free_port()
-    env = {**os.environ, "SHIPYARD_HOME": str(home / "home"), "SHIPYARD_LOCAL_THREADS": "2",
-           "SHIPYARD_ADMIN_PASSWORD": "Bench-Passphrase-2026", "SHIPYARD_LOG_LEVEL": "warning"}
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("shipyard")), "up", "--port",
-                             str(port)], env=env, cwd=home, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "SHIPYARD_HOME": str(home / "home"),
+        "SHIPYARD_LOCAL_THREADS": "2",
+        "SHIPYARD_ADMIN_PASSWORD": "Bench-Passphrase-2026",
+        "SHIPYARD_LOG_LEVEL": "warning",
+    }
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("shipyard")), "up", "--port", str(port)],
+        env=env,
+        cwd=home,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/readyz")
         import orjson
 
         key = orjson.loads((home / "home" / "credentials.json").read_bytes())["api_key"]
-        body = {"model": "smollm2", "messages": prompt, "max_tokens": 200, "temperature": 0,
-                "stream": True}
+        body = {
+            "model": "smollm2",
+            "messages": prompt,
+            "max_tokens": 200,
+            "temperature": 0,
+            "stream": True,
+        }
         headers = {"Authorization": f"Bearer {key}"}
         with httpx.Client(timeout=300) as http:
-            http.post(f"http://127.0.0.1:{port}/v1/chat/completions", headers=headers,
-                      json={**body, "max_tokens": 8, "stream": False})
+            http.post(
+                f"http://127.0.0.1:{port}/v1/chat/completions",
+                headers=headers,
+                json={**body, "max_tokens": 8, "stream": False},
+            )
             rates = []
             for _ in range(runs):
                 t, n = time.perf_counter(), 0
-                with http.stream("POST", f"http://127.0.0.1:{port}/v1/chat/completions",
-                                 headers=headers, json=body) as r:
+                with http.stream(
+                    "POST",
+                    f"http://127.0.0.1:{port}/v1/chat/completions",
+                    headers=headers,
+                    json=body,
+                ) as r:
                     for line in r.iter_lines():
                         if line.startswith("data: {") and '"content":"' in line:
                             n += 1
@@ -343,8 +446,10 @@ print(sorted(rates)[len(rates) // 2])
 
 def report(direct: WrkResult, rows: list[Figures], local: tuple[float, float] | None) -> None:
     print()
-    print(f"Upstream called directly (concurrency 1): p50 {direct.p50_ms:.3f} ms, "
-          f"p99 {direct.p99_ms:.3f} ms, {direct.rps:,.0f} rps")
+    print(
+        f"Upstream called directly (concurrency 1): p50 {direct.p50_ms:.3f} ms, "
+        f"p99 {direct.p99_ms:.3f} ms, {direct.rps:,.0f} rps"
+    )
     print()
     head = f"{'':32}" + "".join(f"{r.name:>18}" for r in rows)
     print(head)
@@ -366,19 +471,26 @@ def report(direct: WrkResult, rows: list[Figures], local: tuple[float, float] | 
     if len(rows) == 2:
         s, lite = rows
         print()
-        bounded = (f"{s.max_rps / lite.max_rps:.1f}x" if lite.max_rps else
-                   "LiteLLM never kept p99 <= 10 ms")
-        print(f"Shipyard / LiteLLM throughput at p99 <= 10 ms: {bounded}; at peak: "
-              f"{s.peak_rps / lite.peak_rps:.1f}x (target >= 5x); added p50 ratio: "
-              f"{s.added_p50_ms / lite.added_p50_ms:.3f} (target <= 0.2)")
+        bounded = (
+            f"{s.max_rps / lite.max_rps:.1f}x"
+            if lite.max_rps
+            else "LiteLLM never kept p99 <= 10 ms"
+        )
+        print(
+            f"Shipyard / LiteLLM throughput at p99 <= 10 ms: {bounded}; at peak: "
+            f"{s.peak_rps / lite.peak_rps:.1f}x (target >= 5x); added p50 ratio: "
+            f"{s.added_p50_ms / lite.added_p50_ms:.3f} (target <= 0.2)"
+        )
     for r in rows:
         for note in r.notes:
             print(f"  {r.name}: {note}")
     if local:
         d, g = local
         print()
-        print(f"SmolLM2 streaming: llama-cpp-python direct {d:.1f} tok/s, through the gateway "
-              f"{g:.1f} tok/s ({g / d:.2f}x, target >= 0.9x)")
+        print(
+            f"SmolLM2 streaming: llama-cpp-python direct {d:.1f} tok/s, through the gateway "
+            f"{g:.1f} tok/s ({g / d:.2f}x, target >= 0.9x)"
+        )
 
 
 def main() -> None:
@@ -392,8 +504,9 @@ def main() -> None:
     upstream, up_port = start_upstream()
     try:
         wrk(f"http://127.0.0.1:{up_port}/v1/chat/completions", "x", 4, 1)
-        direct = wrk(f"http://127.0.0.1:{up_port}/v1/chat/completions", "x", 1,
-                     5 if args.quick else 10)
+        direct = wrk(
+            f"http://127.0.0.1:{up_port}/v1/chat/completions", "x", 1, 5 if args.quick else 10
+        )
         rows = [run_shipyard(up_port, args.quick, direct)]
         if not args.skip_litellm:
             exe = ensure_litellm()

@@ -46,8 +46,11 @@ def one_run(home: Path) -> tuple[float, float]:
     shipyard = Path(sys.executable).with_name("shipyard")
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [str(shipyard), "up", "--port", str(port)], env=env, cwd=home.parent,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [str(shipyard), "up", "--port", str(port)],
+        env=env,
+        cwd=home.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         while not ready(port):
@@ -80,10 +83,14 @@ def main() -> None:
             warm_rss.append(r)
     med = statistics.median
     print(f"shipyard up -> /readyz 200, median of {args.runs} runs (target <= 2.0 s, <= 150 MiB)")
-    print(f"  first start (migrate + bootstrap): {med(first_ready):.2f} s   "
-          f"idle RSS {med(first_rss):.0f} MiB   (max {max(first_ready):.2f} s)")
-    print(f"  later start:                       {med(warm_ready):.2f} s   "
-          f"idle RSS {med(warm_rss):.0f} MiB   (max {max(warm_ready):.2f} s)")
+    print(
+        f"  first start (migrate + bootstrap): {med(first_ready):.2f} s   "
+        f"idle RSS {med(first_rss):.0f} MiB   (max {max(first_ready):.2f} s)"
+    )
+    print(
+        f"  later start:                       {med(warm_ready):.2f} s   "
+        f"idle RSS {med(warm_rss):.0f} MiB   (max {max(warm_ready):.2f} s)"
+    )
 
 
 if __name__ == "__main__":

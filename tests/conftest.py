@@ -51,7 +51,9 @@ def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Se
     if backend == "postgres":
         url = _pg_database(request.getfixturevalue("pg_server"))
     return load_settings(
-        home=tmp_path / "home", database_url=url, admin_password=ADMIN_PASSWORD,
+        home=tmp_path / "home",
+        database_url=url,
+        admin_password=ADMIN_PASSWORD,
         admin_email="admin@example.com",
     )
 
@@ -104,9 +106,23 @@ def redis_url() -> Iterator[str]:
     root = Path(tempfile.mkdtemp(prefix="shipyard-redis-"))
     sock = root / "redis.sock"
     proc = subprocess.Popen(
-        [exe, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
-         "--save", "", "--appendonly", "no", "--dir", str(root)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            exe,
+            "--port",
+            "0",
+            "--unixsocket",
+            str(sock),
+            "--unixsocketperm",
+            "700",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(root),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 10
     while not sock.exists():

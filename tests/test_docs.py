@@ -32,7 +32,10 @@ def test_the_readme_opens_with_the_two_commands() -> None:
 
 def test_the_architecture_names_every_capability_package() -> None:
     text = (ROOT / "docs" / "architecture.md").read_text()
-    packages = [p.name for p in (ROOT / "src" / "shipyard").iterdir()
-                if p.is_dir() and (p / "__init__.py").exists()]
+    packages = [
+        p.name
+        for p in (ROOT / "src" / "shipyard").iterdir()
+        if p.is_dir() and (p / "__init__.py").exists()
+    ]
     missing = [p for p in packages if f"shipyard.{p}" not in text]
     assert not missing, f"docs/architecture.md does not mention: {missing}"

@@ -15,7 +15,9 @@ def test_defaults_and_derived_sqlite_url(tmp_path: Path) -> None:
     assert s.is_loopback
 
 
-def test_yaml_file_then_environment_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_yaml_file_then_environment_override(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = tmp_path / "shipyard.yaml"
     cfg.write_text("port: 9100\nallowed_hosts: [shipyard.internal]\n")
     assert load_settings(config_file=cfg, home=tmp_path).port == 9100

@@ -54,8 +54,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.platform = platform
     problems.install(app)
-    for router in (system_router, identity_router, audit_router, gateway_router, ui_gateway_router,
-                   ui_router):
+    for router in (
+        system_router,
+        identity_router,
+        audit_router,
+        gateway_router,
+        ui_gateway_router,
+        ui_router,
+    ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -65,8 +71,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(MetricsMiddleware, metrics=platform.metrics)
     gateway_app = GatewayApp(
-        platform.gateway, platform.keys, platform.db, max_body=settings.max_body_bytes,
-        allowed_hosts=_hosts(settings), anthropic=messages_handler,
+        platform.gateway,
+        platform.keys,
+        platform.db,
+        max_body=settings.max_body_bytes,
+        allowed_hosts=_hosts(settings),
+        anthropic=messages_handler,
     )
     app.state.gateway_app = gateway_app
     app.add_middleware(GatewayDispatch, gateway_app=lambda: gateway_app)

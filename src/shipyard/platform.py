@@ -34,11 +34,15 @@ class Platform:
         secret = settings.secret_key.get_secret_value() if settings.secret_key else None
         self.box = SecretBox(secret, settings.home / "secret.key")
         self.gateway = Gateway(
-            db=self.db, box=self.box, registry=self.metrics.registry,
+            db=self.db,
+            box=self.box,
+            registry=self.metrics.registry,
             backend=_limit_backend(settings),
             retry=RetryPolicy(base=settings.gateway_retry_base_seconds),
-            balancer=Balancer(failures=settings.gateway_cooldown_failures,
-                              cooldown=settings.gateway_cooldown_seconds),
+            balancer=Balancer(
+                failures=settings.gateway_cooldown_failures,
+                cooldown=settings.gateway_cooldown_seconds,
+            ),
             local_threads=settings.local_threads,
             probe_interval=settings.gateway_probe_seconds,
         )

@@ -13,9 +13,13 @@ def test_mutations_and_denials_are_recorded(client: TestClient) -> None:
     anonymous.get("/api/keys")
     events = client.get("/api/audit").json()
     created = next(e for e in events if e["action"] == "keys.create" and e["outcome"] == "success")
-    assert created["actor"].startswith("key:admin (bootstrap)") and created["target"].startswith("key:")
+    assert created["actor"].startswith("key:admin (bootstrap)") and created["target"].startswith(
+        "key:"
+    )
     assert created["client_addr"] == "testclient"
-    denied = next(e for e in events if e["outcome"] == "denied" and e["actor"].startswith("key:reader"))
+    denied = next(
+        e for e in events if e["outcome"] == "denied" and e["actor"].startswith("key:reader")
+    )
     assert denied["status"] == 403 and denied["action"] == "keys.create"
     anon = next(e for e in events if e["actor"] == "anonymous")
     assert anon["status"] == 401 and anon["workspace_id"] is None  # owners see org-level entries

@@ -40,8 +40,17 @@ def test_key_user_workspace_and_audit_commands(sqlite_client: TestClient) -> Non
         assert denied.exit_code == 1 and "revoked" in denied.output
 
         made = runner.invoke(
-            app, ["users", "create", "ops@example.com", "--role", "admin",
-                  "--password", "Sturdy-Passphrase-42", *auth],
+            app,
+            [
+                "users",
+                "create",
+                "ops@example.com",
+                "--role",
+                "admin",
+                "--password",
+                "Sturdy-Passphrase-42",
+                *auth,
+            ],
         )
         assert made.exit_code == 0, made.output
         assert "ops@example.com" in runner.invoke(app, ["users", "list", *auth]).output
@@ -73,8 +82,11 @@ def test_unreachable_server_is_a_clear_error() -> None:
 
 def test_shipyard_up_serves_and_refuses_bad_config(tmp_path: Path) -> None:
     port = free_port()
-    env = {**os.environ, "SHIPYARD_HOME": str(tmp_path / "home"),
-           "SHIPYARD_ADMIN_PASSWORD": ADMIN_PASSWORD}
+    env = {
+        **os.environ,
+        "SHIPYARD_HOME": str(tmp_path / "home"),
+        "SHIPYARD_ADMIN_PASSWORD": ADMIN_PASSWORD,
+    }
     exe = [sys.executable, "-m", "shipyard.cli", "up", "--port", str(port)]
     proc = subprocess.Popen(exe, env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     try:
@@ -96,7 +108,9 @@ def test_shipyard_up_serves_and_refuses_bad_config(tmp_path: Path) -> None:
     assert "API key:  sy-" in stderr and ADMIN_PASSWORD not in stderr
 
     (tmp_path / "shipyard.yaml").write_text("port: not-a-number\n")
-    bad = subprocess.run(exe[:-2], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        exe[:-2], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert bad.returncode == 2 and "port" in bad.stderr
 
     env["SHIPYARD_ADMIN_PASSWORD"] = "weak"

@@ -36,18 +36,25 @@ class Env:
             assert r.status_code == 200, r.text
         return key, key_id
 
-    def provider(self, name: str = "fake", kind: str = "openai", base: str | None = None,
-                 **extra: Any) -> dict[str, Any]:
-        body = {"name": name, "kind": kind, "base_url": base or self.upstream.url,
-                "api_key": "sk-upstream-secret", **extra}
+    def provider(
+        self, name: str = "fake", kind: str = "openai", base: str | None = None, **extra: Any
+    ) -> dict[str, Any]:
+        body = {
+            "name": name,
+            "kind": kind,
+            "base_url": base or self.upstream.url,
+            "api_key": "sk-upstream-secret",
+            **extra,
+        }
         r = self.admin.post("/api/gateway/providers", json=body)
         assert r.status_code == 201, r.text
         return r.json()  # type: ignore[no-any-return]
 
     def route(self, name: str, *deployments: dict[str, Any], **extra: Any) -> dict[str, Any]:
         deps = list(deployments) or [{"provider": "fake", "model": "gpt-4o-mini"}]
-        r = self.admin.put(f"/api/gateway/routes/{name}",
-                           json={"name": name, "deployments": deps, **extra})
+        r = self.admin.put(
+            f"/api/gateway/routes/{name}", json={"name": name, "deployments": deps, **extra}
+        )
         assert r.status_code == 200, r.text
         return r.json()  # type: ignore[no-any-return]
 
@@ -61,16 +68,21 @@ class Env:
 def make_env(tmp_path: Path, **overrides: Any) -> Iterator[Env]:
     upstream = FakeUpstream().start()
     settings = load_settings(
-        home=tmp_path / "home", admin_password=ADMIN_PASSWORD, admin_email="admin@example.com",
-        gateway_retry_base_seconds=0.01, gateway_cooldown_seconds=60,
-        gateway_probe_seconds=0.3, **overrides,
+        home=tmp_path / "home",
+        admin_password=ADMIN_PASSWORD,
+        admin_email="admin@example.com",
+        gateway_retry_base_seconds=0.01,
+        gateway_cooldown_seconds=60,
+        gateway_probe_seconds=0.3,
+        **overrides,
     )
     app = create_app(settings)
     try:
         with live_server(app) as url:
             key = orjson.loads(settings.credentials_path.read_bytes())["api_key"]
-            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"},
-                              timeout=30) as admin:
+            with httpx.Client(
+                base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+            ) as admin:
                 yield Env(url=url, admin=admin, owner_key=key, upstream=upstream, app=app)
     finally:
         upstream.stop()

@@ -103,8 +103,13 @@ class FakeUpstream:
     async def _failure(self, step: Step) -> web.Response | None:
         if step.kind == "status":
             headers = {"Retry-After": step.retry_after} if step.retry_after else {}
-            body = {"error": {"message": step.message, "type": "server_error",
-                              "code": "context_length_exceeded" if "context" in step.message else None}}
+            body = {
+                "error": {
+                    "message": step.message,
+                    "type": "server_error",
+                    "code": "context_length_exceeded" if "context" in step.message else None,
+                }
+            }
             return web.json_response(body, status=step.status, headers=headers)
         if step.kind == "hang":
             await asyncio.sleep(step.delay or 30)
@@ -127,22 +132,30 @@ class FakeUpstream:
         message: dict[str, Any] = {"role": "assistant", "content": text}
         finish = "stop"
         if step.tool_call or (body.get("tools") and body.get("tool_choice") == "required"):
-            call = step.tool_call or {"name": body["tools"][0]["function"]["name"],
-                                      "arguments": '{"city": "Paris"}'}
-            message = {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "call_1", "type": "function", "function": call}]}
+            call = step.tool_call or {
+                "name": body["tools"][0]["function"]["name"],
+                "arguments": '{"city": "Paris"}',
+            }
+            message = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": "call_1", "type": "function", "function": call}],
+            }
             finish = "tool_calls"
         out: dict[str, Any] = {
-            "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
-            "model": body["model"], "choices": [{"index": 0, "message": message,
-                                                 "finish_reason": finish}],
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
         }
         if step.kind != "no_usage":
             out["usage"] = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
         return web.json_response(out)
 
-    async def _stream_chat(self, request: web.Request, body: dict[str, Any], step: Step,
-                           text: str) -> web.StreamResponse:
+    async def _stream_chat(
+        self, request: web.Request, body: dict[str, Any], step: Step, text: str
+    ) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         if step.kind == "slow":
@@ -150,9 +163,13 @@ class FakeUpstream:
         words = text.split(" ")
         for i, word in enumerate(words):
             piece = word if i == 0 else " " + word
-            chunk = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0,
-                     "model": body["model"],
-                     "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+            chunk = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": body["model"],
+                "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
+            }
             await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
             if step.kind == "truncated" and i == 1:
                 await asyncio.sleep(0.05)
@@ -160,14 +177,27 @@ class FakeUpstream:
                 return resp
             if step.delay and step.kind == "drip":
                 await asyncio.sleep(step.delay)
-        final = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0,
-                 "model": body["model"], "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        final = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": body["model"],
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        }
         await resp.write(b"data: " + orjson.dumps(final) + b"\n\n")
         if (body.get("stream_options") or {}).get("include_usage") and step.kind != "no_usage":
-            usage = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0,
-                     "model": body["model"], "choices": [],
-                     "usage": {"prompt_tokens": 10, "completion_tokens": len(words),
-                               "total_tokens": 10 + len(words)}}
+            usage = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": body["model"],
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": 10,
+                    "completion_tokens": len(words),
+                    "total_tokens": 10 + len(words),
+                },
+            }
             await resp.write(b"data: " + orjson.dumps(usage) + b"\n\n")
         await resp.write(b"data: [DONE]\n\n")
         return resp
@@ -177,11 +207,18 @@ class FakeUpstream:
         failure = await self._failure(self._next())
         if failure is not None:
             return failure
-        return web.json_response({
-            "id": "cmpl-fake", "object": "text_completion", "created": 0, "model": body["model"],
-            "choices": [{"index": 0, "text": " and so on", "finish_reason": "stop", "logprobs": None}],
-            "usage": {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7},
-        })
+        return web.json_response(
+            {
+                "id": "cmpl-fake",
+                "object": "text_completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [
+                    {"index": 0, "text": " and so on", "finish_reason": "stop", "logprobs": None}
+                ],
+                "usage": {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7},
+            }
+        )
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         body = await self._record(request)
@@ -189,12 +226,17 @@ class FakeUpstream:
         if failure is not None:
             return failure
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        return web.json_response({
-            "object": "list", "model": body["model"],
-            "data": [{"object": "embedding", "index": i, "embedding": [0.1 * (i + 1)] * 8}
-                     for i in range(len(inputs))],
-            "usage": {"prompt_tokens": 3 * len(inputs), "total_tokens": 3 * len(inputs)},
-        })
+        return web.json_response(
+            {
+                "object": "list",
+                "model": body["model"],
+                "data": [
+                    {"object": "embedding", "index": i, "embedding": [0.1 * (i + 1)] * 8}
+                    for i in range(len(inputs))
+                ],
+                "usage": {"prompt_tokens": 3 * len(inputs), "total_tokens": 3 * len(inputs)},
+            }
+        )
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": []})
@@ -211,33 +253,66 @@ class FakeUpstream:
             resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
             await resp.prepare(request)
             events = [
-                {"type": "message_start", "message": {"id": "msg_1", "type": "message",
-                 "role": "assistant", "content": [], "model": body["model"],
-                 "usage": {"input_tokens": 12, "output_tokens": 1}}},
-                {"type": "content_block_start", "index": 0,
-                 "content_block": {"type": "text", "text": ""}},
-                *[{"type": "content_block_delta", "index": 0,
-                   "delta": {"type": "text_delta", "text": w}} for w in text.split(" ")],
+                {
+                    "type": "message_start",
+                    "message": {
+                        "id": "msg_1",
+                        "type": "message",
+                        "role": "assistant",
+                        "content": [],
+                        "model": body["model"],
+                        "usage": {"input_tokens": 12, "output_tokens": 1},
+                    },
+                },
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                },
+                *[
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "text_delta", "text": w},
+                    }
+                    for w in text.split(" ")
+                ],
                 {"type": "content_block_stop", "index": 0},
-                {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
-                 "usage": {"output_tokens": 4}},
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "end_turn"},
+                    "usage": {"output_tokens": 4},
+                },
                 {"type": "message_stop"},
             ]
             for ev in events:
-                await resp.write(b"event: " + ev["type"].encode() + b"\ndata: " +
-                                 orjson.dumps(ev) + b"\n\n")
+                await resp.write(
+                    b"event: " + ev["type"].encode() + b"\ndata: " + orjson.dumps(ev) + b"\n\n"
+                )
             return resp
         content: list[dict[str, Any]] = [{"type": "text", "text": text}]
         stop = "end_turn"
         if body.get("tools") and (body.get("tool_choice") or {}).get("type") == "any":
-            content = [{"type": "tool_use", "id": "toolu_1", "name": body["tools"][0]["name"],
-                        "input": {"city": "Paris"}}]
+            content = [
+                {
+                    "type": "tool_use",
+                    "id": "toolu_1",
+                    "name": body["tools"][0]["name"],
+                    "input": {"city": "Paris"},
+                }
+            ]
             stop = "tool_use"
-        return web.json_response({
-            "id": "msg_1", "type": "message", "role": "assistant", "model": body["model"],
-            "content": content, "stop_reason": stop,
-            "usage": {"input_tokens": 12, "output_tokens": 4},
-        })
+        return web.json_response(
+            {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": body["model"],
+                "content": content,
+                "stop_reason": stop,
+                "usage": {"input_tokens": 12, "output_tokens": 4},
+            }
+        )
 
     # Gemini -------------------------------------------------------------------------
     async def _gemini(self, request: web.Request) -> web.Response:
@@ -252,11 +327,18 @@ class FakeUpstream:
         if tools and mode == "ANY":
             name = tools[0]["functionDeclarations"][0]["name"]
             parts = [{"functionCall": {"name": name, "args": {"city": "Paris"}}}]
-        return web.json_response({
-            "candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP"}],
-            "usageMetadata": {"promptTokenCount": 9, "candidatesTokenCount": 3,
-                              "totalTokenCount": 12},
-        })
+        return web.json_response(
+            {
+                "candidates": [
+                    {"content": {"role": "model", "parts": parts}, "finishReason": "STOP"}
+                ],
+                "usageMetadata": {
+                    "promptTokenCount": 9,
+                    "candidatesTokenCount": 3,
+                    "totalTokenCount": 12,
+                },
+            }
+        )
 
     async def _gemini_stream(self, request: web.Request) -> web.StreamResponse:
         await self._record(request)
@@ -264,11 +346,16 @@ class FakeUpstream:
         await resp.prepare(request)
         words = ["Hallo", " from", " Gemini"]
         for i, w in enumerate(words):
-            ev: dict[str, Any] = {"candidates": [{"content": {"role": "model", "parts": [{"text": w}]}}]}
+            ev: dict[str, Any] = {
+                "candidates": [{"content": {"role": "model", "parts": [{"text": w}]}}]
+            }
             if i == len(words) - 1:
                 ev["candidates"][0]["finishReason"] = "STOP"
-                ev["usageMetadata"] = {"promptTokenCount": 9, "candidatesTokenCount": 3,
-                                       "totalTokenCount": 12}
+                ev["usageMetadata"] = {
+                    "promptTokenCount": 9,
+                    "candidatesTokenCount": 3,
+                    "totalTokenCount": 12,
+                }
             await resp.write(b"data: " + orjson.dumps(ev) + b"\r\n\r\n")
         return resp
 

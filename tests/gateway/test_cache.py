@@ -19,16 +19,20 @@ def test_exact_match_cache(env: Env) -> None:
 
     first = client.chat.completions.with_raw_response.create(model="cached", messages=MSG)
     second = client.chat.completions.with_raw_response.create(model="cached", messages=MSG)
-    assert first.headers["x-shipyard-cache"] == "miss" and second.headers["x-shipyard-cache"] == "hit"
+    assert (
+        first.headers["x-shipyard-cache"] == "miss" and second.headers["x-shipyard-cache"] == "hit"
+    )
     assert second.parse().choices[0].message.content == first.parse().choices[0].message.content
     assert float(second.headers["x-shipyard-cost-usd"]) == 0
     assert len(env.upstream.requests) == 1
 
-    other = client.chat.completions.with_raw_response.create(model="cached", messages=MSG,
-                                                             temperature=0.5)
+    other = client.chat.completions.with_raw_response.create(
+        model="cached", messages=MSG, temperature=0.5
+    )
     assert other.headers["x-shipyard-cache"] == "miss"  # a different request
     bypass = client.chat.completions.with_raw_response.create(
-        model="cached", messages=MSG, extra_headers={"Cache-Control": "no-cache"})
+        model="cached", messages=MSG, extra_headers={"Cache-Control": "no-cache"}
+    )
     assert bypass.headers["x-shipyard-cache"] == "bypass"
     assert len(env.upstream.requests) == 3
 
@@ -45,7 +49,8 @@ def test_cache_is_scoped_to_the_workspace(env: Env) -> None:
     env.route("cached", cache_ttl=60)
     key, _ = env.key()
     OpenAI(base_url=env.url + "/v1", api_key=key, max_retries=0).chat.completions.create(
-        model="cached", messages=MSG)
+        model="cached", messages=MSG
+    )
     assert env.admin.post("/api/workspaces", json={"slug": "other"}).status_code == 201
     gw = env.app.state.platform.gateway
     from shipyard.gateway.service import _cache_key

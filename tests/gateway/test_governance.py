@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import openai
-
 import pytest
 from openai import OpenAI
 
@@ -29,9 +28,13 @@ PER_CALL = 5 * 1000 / 1e6  # 5 output tokens at $1000 per 1M
 async def _burst(urls: list[str], key: str, n: int, body: dict[str, Any]) -> Counter[int]:
     limits = httpx.Limits(max_connections=n)
     async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+
         async def one(i: int) -> int:
-            r = await http.post(urls[i % len(urls)] + "/v1/chat/completions", json=body,
-                                headers={"Authorization": f"Bearer {key}"})
+            r = await http.post(
+                urls[i % len(urls)] + "/v1/chat/completions",
+                json=body,
+                headers={"Authorization": f"Bearer {key}"},
+            )
             if r.status_code == 429:
                 assert r.json()["error"]["code"] in ("insufficient_quota", "rate_limit_exceeded")
             return r.status_code
@@ -42,8 +45,12 @@ async def _burst(urls: list[str], key: str, n: int, body: dict[str, Any]) -> Cou
 def _setup(env: Env) -> None:
     env.provider()
     env.route("pricey", {"provider": "fake", "model": "pricey-model"})
-    assert env.admin.put("/api/gateway/prices/pricey-model",
-                         json={"input": 0, "output": 1000}).status_code == 200
+    assert (
+        env.admin.put(
+            "/api/gateway/prices/pricey-model", json={"input": 0, "output": 1000}
+        ).status_code
+        == 200
+    )
 
 
 def _converged(urls: list[str], key: str, scope_check: str = "pricey") -> None:
@@ -69,8 +76,9 @@ def replicas(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[E
         return
     redis_url = request.getfixturevalue("redis_url")
     for env in make_env(tmp_path, redis_url=redis_url):
-        settings = load_settings(home=tmp_path / "home", admin_password=ADMIN_PASSWORD,
-                                 redis_url=redis_url)
+        settings = load_settings(
+            home=tmp_path / "home", admin_password=ADMIN_PASSWORD, redis_url=redis_url
+        )
         with ExitStack() as stack:
             second_app = create_app(settings)
             second = stack.enter_context(live_server(second_app))
@@ -142,8 +150,12 @@ def test_limits_per_request(env: Env) -> None:
 def test_workspace_and_end_user_budgets(env: Env) -> None:
     _setup(env)
     key, _ = env.key("team")
-    assert env.admin.put("/api/gateway/limits/user/bob",
-                         json={"budget_usd": PER_CALL * 2 + 1e-9}).status_code == 200
+    assert (
+        env.admin.put(
+            "/api/gateway/limits/user/bob", json={"budget_usd": PER_CALL * 2 + 1e-9}
+        ).status_code
+        == 200
+    )
     client = OpenAI(base_url=env.url + "/v1", api_key=key, max_retries=0)
     for _ in range(2):
         client.chat.completions.create(model="pricey", messages=MSG, max_tokens=5, user="bob")
@@ -162,9 +174,12 @@ def test_an_abandoned_stream_is_still_charged(env: Env) -> None:
     _setup(env)
     key, key_id = env.key("streamer", budget_usd=10.0)
     env.upstream.then("drip", content=" ".join(["word"] * 40), delay=0.05)
-    with httpx.stream("POST", env.url + "/v1/chat/completions",
-                      headers={"Authorization": f"Bearer {key}"},
-                      json={"model": "pricey", "messages": MSG, "stream": True}) as r:
+    with httpx.stream(
+        "POST",
+        env.url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": "pricey", "messages": MSG, "stream": True},
+    ) as r:
         for i, _ in enumerate(r.iter_lines()):
             if i > 6:
                 break  # walk away mid-stream
@@ -182,4 +197,3 @@ def test_an_abandoned_stream_is_still_charged(env: Env) -> None:
     assert limits[f"key:{key_id}"]["spent_usd"] == pytest.approx(rec["cost_usd"])
     route = next(r for r in env.admin.get("/api/gateway/routes").json() if r["name"] == "pricey")
     assert route["deployments"][0]["health"]["in_flight"] == 0  # the slot was given back
-

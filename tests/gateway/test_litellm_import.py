@@ -70,7 +70,8 @@ def test_import_with_the_cli(env: Env, tmp_path: Path, monkeypatch: pytest.Monke
     key, _ = env.key()
     client = OpenAI(base_url=env.url + "/v1", api_key=key, max_retries=0)
     assert client.chat.completions.create(
-        model="cheap", messages=[{"role": "user", "content": "x"}]).choices
+        model="cheap", messages=[{"role": "user", "content": "x"}]
+    ).choices
     assert env.upstream.headers[-1]["Authorization"] == "Bearer sk-from-env"
     listing = runner.invoke(app, ["gateway", "routes", *auth])
     assert "claude" in listing.output and "healthy" in listing.output
@@ -79,7 +80,20 @@ def test_import_with_the_cli(env: Env, tmp_path: Path, monkeypatch: pytest.Monke
 def test_bad_configs_are_refused(env: Env) -> None:
     r = env.admin.post("/api/gateway/import/litellm", json={"config": {"nope": 1}})
     assert r.status_code == 400 and "model_list" in r.json()["detail"]
-    r = env.admin.post("/api/gateway/import/litellm", json={"config": {"model_list": [
-        {"model_name": "x", "litellm_params": {"model": "openai/x",
-                                               "api_base": "http://169.254.169.254"}}]}})
+    r = env.admin.post(
+        "/api/gateway/import/litellm",
+        json={
+            "config": {
+                "model_list": [
+                    {
+                        "model_name": "x",
+                        "litellm_params": {
+                            "model": "openai/x",
+                            "api_base": "http://169.254.169.254",
+                        },
+                    }
+                ]
+            }
+        },
+    )
     assert r.status_code == 400 and "metadata" in r.json()["detail"]

@@ -35,8 +35,12 @@ def test_the_default_model_needs_no_configuration(client: OpenAI) -> None:
 
 def test_chat_with_smollm2(client: OpenAI, local: Env) -> None:
     reply = client.chat.completions.create(
-        model="smollm2", messages=[{"role": "user", "content": "Say hello in one word."}],
-        max_tokens=16, temperature=0, seed=1)
+        model="smollm2",
+        messages=[{"role": "user", "content": "Say hello in one word."}],
+        max_tokens=16,
+        temperature=0,
+        seed=1,
+    )
     assert reply.choices[0].message.content.strip()
     assert reply.usage.prompt_tokens > 5 and 0 < reply.usage.completion_tokens <= 16
     rec = local.records(route="smollm2")[0]
@@ -44,28 +48,42 @@ def test_chat_with_smollm2(client: OpenAI, local: Env) -> None:
 
 
 def test_streaming_with_smollm2(client: OpenAI) -> None:
-    chunks = list(client.chat.completions.create(
-        model="smollm2", messages=[{"role": "user", "content": "Count to five."}],
-        max_tokens=24, stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        client.chat.completions.create(
+            model="smollm2",
+            messages=[{"role": "user", "content": "Count to five."}],
+            max_tokens=24,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.strip()
     assert chunks[-1].usage.completion_tokens > 0
 
 
 def test_json_mode_with_smollm2(client: OpenAI) -> None:
-    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"],
-              "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": {"ok": {"type": "boolean"}},
+        "required": ["ok"],
+        "additionalProperties": False,
+    }
     reply = client.chat.completions.create(
-        model="smollm2", messages=[{"role": "user", "content": "Is water wet? Answer in JSON."}],
+        model="smollm2",
+        messages=[{"role": "user", "content": "Is water wet? Answer in JSON."}],
         response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": schema}},
-        max_tokens=32, temperature=0)
+        max_tokens=32,
+        temperature=0,
+    )
     # grammar-constrained by the schema: always valid JSON of that shape
     assert isinstance(json.loads(reply.choices[0].message.content)["ok"], bool)
 
 
 def test_local_embeddings(client: OpenAI) -> None:
-    out = client.embeddings.create(model="all-minilm-l6-v2",
-                                   input=["a cat sits on the mat", "a kitten on a rug", "tax law"])
+    out = client.embeddings.create(
+        model="all-minilm-l6-v2", input=["a cat sits on the mat", "a kitten on a rug", "tax law"]
+    )
     vecs = [d.embedding for d in out.data]
     assert len(vecs[0]) == 384
 
@@ -80,11 +98,13 @@ def test_local_embeddings(client: OpenAI) -> None:
 def test_anthropic_sdk_reaches_the_local_model(local: Env) -> None:
     key, _ = local.key("claude-style")
     claude = anthropic.Anthropic(base_url=local.url, api_key=key, max_retries=0)
-    msg = claude.messages.create(model="smollm2", max_tokens=16,
-                                 messages=[{"role": "user", "content": "Hi!"}])
+    msg = claude.messages.create(
+        model="smollm2", max_tokens=16, messages=[{"role": "user", "content": "Hi!"}]
+    )
     assert msg.content[0].type == "text" and msg.usage.output_tokens > 0
-    with claude.messages.stream(model="smollm2", max_tokens=16,
-                                messages=[{"role": "user", "content": "Hi!"}]) as stream:
+    with claude.messages.stream(
+        model="smollm2", max_tokens=16, messages=[{"role": "user", "content": "Hi!"}]
+    ) as stream:
         text = "".join(stream.text_stream)
     assert text.strip()
 
@@ -103,22 +123,30 @@ with TestClient(app, base_url="http://localhost") as c:
     c.get("/readyz")
 print(",".join(m for m in ("torch", "llama_cpp", "sentence_transformers") if m in sys.modules))
 """
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
 
 
 def test_semantic_cache_with_local_embeddings(local: Env) -> None:
     local.provider("fake-sem")
-    r = local.admin.put("/api/gateway/routes/sem", json={
-        "name": "sem", "cache_ttl": 60, "semantic_threshold": 0.9,
-        "deployments": [{"provider": "fake-sem", "model": "gpt-4o-mini"}]})
+    r = local.admin.put(
+        "/api/gateway/routes/sem",
+        json={
+            "name": "sem",
+            "cache_ttl": 60,
+            "semantic_threshold": 0.9,
+            "deployments": [{"provider": "fake-sem", "model": "gpt-4o-mini"}],
+        },
+    )
     assert r.status_code == 200, r.text
     key, _ = local.key("sem-app")
     client = OpenAI(base_url=local.url + "/v1", api_key=key, max_retries=0)
     ask = lambda q: client.chat.completions.with_raw_response.create(  # noqa: E731
-        model="sem", messages=[{"role": "user", "content": q}])
+        model="sem", messages=[{"role": "user", "content": q}]
+    )
     first = ask("What is the capital of France?")
     assert first.headers["x-shipyard-cache"] == "miss"
     near = ask("what's the capital of france")
@@ -133,18 +161,29 @@ def test_semantic_cache_with_local_embeddings(local: Env) -> None:
 def test_smollm2_in_a_worker_process(local: Env) -> None:
     from shipyard.gateway.tokenizer import smollm2_path
 
-    r = local.admin.post("/api/gateway/providers", json={
-        "name": "llama-worker", "kind": "llama_cpp",
-        "options": {"model_path": str(smollm2_path()), "worker": True, "n_threads": 1}})
+    r = local.admin.post(
+        "/api/gateway/providers",
+        json={
+            "name": "llama-worker",
+            "kind": "llama_cpp",
+            "options": {"model_path": str(smollm2_path()), "worker": True, "n_threads": 1},
+        },
+    )
     assert r.status_code == 201, r.text
     local.route("smollm2-worker", {"provider": "llama-worker", "model": "SmolLM2-135M-Instruct"})
     key, _ = local.key("worker-app")
     client = OpenAI(base_url=local.url + "/v1", api_key=key, max_retries=0)
     reply = client.chat.completions.create(
-        model="smollm2-worker", messages=[{"role": "user", "content": "Hi"}], max_tokens=8)
+        model="smollm2-worker", messages=[{"role": "user", "content": "Hi"}], max_tokens=8
+    )
     assert reply.choices[0].message.content and reply.usage.completion_tokens > 0
-    chunks = list(client.chat.completions.create(
-        model="smollm2-worker", messages=[{"role": "user", "content": "Hi"}], max_tokens=8,
-        stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        client.chat.completions.create(
+            model="smollm2-worker",
+            messages=[{"role": "user", "content": "Hi"}],
+            max_tokens=8,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert chunks[-1].usage.completion_tokens > 0
-

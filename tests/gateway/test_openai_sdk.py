@@ -22,8 +22,13 @@ def client(env: Env) -> OpenAI:
 
 def test_chat(client: OpenAI, env: Env) -> None:
     raw = client.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}], temperature=0.2,
-        seed=7, user="end-user-1", max_completion_tokens=50, stop=["\n\n"],
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "hello"}],
+        temperature=0.2,
+        seed=7,
+        user="end-user-1",
+        max_completion_tokens=50,
+        stop=["\n\n"],
     )
     reply = raw.parse()
     assert reply.choices[0].message.content == "echo: hello"
@@ -41,8 +46,10 @@ def test_chat(client: OpenAI, env: Env) -> None:
 
 def test_streaming_with_usage(client: OpenAI) -> None:
     stream = client.chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "one two three"}],
-        stream=True, stream_options={"include_usage": True},
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "one two three"}],
+        stream=True,
+        stream_options={"include_usage": True},
     )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -51,26 +58,44 @@ def test_streaming_with_usage(client: OpenAI) -> None:
 
 
 def test_streaming_without_usage_hides_the_usage_chunk(client: OpenAI) -> None:
-    chunks = list(client.chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True))
+    chunks = list(
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+    )
     assert all(c.choices for c in chunks)
 
 
 def test_tools_and_json_mode(client: OpenAI) -> None:
-    tools = [{"type": "function", "function": {
-        "name": "weather", "description": "Weather in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "weather",
+                "description": "Weather in a city",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
     reply = client.chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "weather?"}],
-        tools=tools, tool_choice="required")
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "weather?"}],
+        tools=tools,
+        tool_choice="required",
+    )
     call = reply.choices[0].message.tool_calls[0]
-    assert call.function.name == "weather" and json.loads(call.function.arguments) == {"city": "Paris"}
+    assert call.function.name == "weather" and json.loads(call.function.arguments) == {
+        "city": "Paris"
+    }
     assert reply.choices[0].finish_reason == "tool_calls"
 
-    for fmt in ({"type": "json_object"},
-                {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}}):
+    for fmt in (
+        {"type": "json_object"},
+        {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}},
+    ):
         reply = client.chat.completions.create(
-            model="gpt-4o-mini", messages=[{"role": "user", "content": "json"}], response_format=fmt)
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "json"}], response_format=fmt
+        )
         assert json.loads(reply.choices[0].message.content) == {"answer": 42}
 
 
@@ -93,12 +118,15 @@ def test_errors_have_openai_shape(client: OpenAI, env: Env) -> None:
     assert bad.value.body["param"] == "messages"  # type: ignore[index]
     with pytest.raises(openai.BadRequestError) as forbidden:
         client.chat.completions.create(
-            model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}],
-            extra_body={"api_base": "http://169.254.169.254"})
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "x"}],
+            extra_body={"api_base": "http://169.254.169.254"},
+        )
     assert forbidden.value.code == "forbidden_parameter"
     with pytest.raises(openai.BadRequestError):
-        client.chat.completions.create(model="gpt-4o-mini",
-                                       messages=[{"role": "user", "content": "x"}], temperature=9)
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}], temperature=9
+        )
     wrong = OpenAI(base_url=env.url + "/v1", api_key="sy-000000000000-nope", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         wrong.models.list()
@@ -110,10 +138,12 @@ def test_errors_have_openai_shape(client: OpenAI, env: Env) -> None:
 async def test_async_client(client: OpenAI, env: Env) -> None:
     aclient = AsyncOpenAI(base_url=env.url + "/v1", api_key=client.api_key, max_retries=0)
     reply = await aclient.chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "async"}])
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "async"}]
+    )
     assert reply.choices[0].message.content == "echo: async"
     stream = await aclient.chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "a b"}], stream=True)
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "a b"}], stream=True
+    )
     text = "".join([c.choices[0].delta.content or "" async for c in stream])
     assert text == "echo: a b"
     emb = await aclient.embeddings.create(model="embed", input="x")
@@ -129,8 +159,9 @@ def test_viewer_keys_cannot_call_the_gateway(env: Env) -> None:
 
 
 def test_records_are_written(client: OpenAI, env: Env) -> None:
-    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "r"}],
-                                   user="ann")
+    client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "r"}], user="ann"
+    )
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="ghost", messages=[{"role": "user", "content": "x"}])
     records = env.records(route="gpt-4o-mini")

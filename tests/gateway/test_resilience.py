@@ -63,8 +63,15 @@ def test_context_length_falls_back_to_a_bigger_model(client: OpenAI, env: Env) -
 
 
 def test_hang_times_out(client: OpenAI, env: Env) -> None:
-    env.route("m", {"provider": "fake", "model": "x",
-                    "timeouts": {"connect": 1, "first_token": 0.3, "total": 0.5}}, retries=0)
+    env.route(
+        "m",
+        {
+            "provider": "fake",
+            "model": "x",
+            "timeouts": {"connect": 1, "first_token": 0.3, "total": 0.5},
+        },
+        retries=0,
+    )
     env.upstream.then("hang", delay=5)
     start = time.monotonic()
     with pytest.raises(openai.APIStatusError) as info:
@@ -73,8 +80,11 @@ def test_hang_times_out(client: OpenAI, env: Env) -> None:
 
 
 def test_slow_first_token_within_budget_is_fine_and_timed(client: OpenAI, env: Env) -> None:
-    env.route("m", {"provider": "fake", "model": "x",
-                    "timeouts": {"first_token": 2, "total": 10}}, retries=0)
+    env.route(
+        "m",
+        {"provider": "fake", "model": "x", "timeouts": {"first_token": 2, "total": 10}},
+        retries=0,
+    )
     env.upstream.then("slow", delay=0.4)
     chunks = list(client.chat.completions.create(model="m", messages=MSG, stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "echo: hi"
@@ -82,8 +92,11 @@ def test_slow_first_token_within_budget_is_fine_and_timed(client: OpenAI, env: E
 
 
 def test_slow_first_token_over_budget_is_retried(client: OpenAI, env: Env) -> None:
-    env.route("m", {"provider": "fake", "model": "x",
-                    "timeouts": {"first_token": 0.3, "total": 10}}, retries=1)
+    env.route(
+        "m",
+        {"provider": "fake", "model": "x", "timeouts": {"first_token": 0.3, "total": 10}},
+        retries=1,
+    )
     env.upstream.then("slow", delay=2)
     chunks = list(client.chat.completions.create(model="m", messages=MSG, stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "echo: hi"
@@ -93,9 +106,12 @@ def test_slow_first_token_over_budget_is_retried(client: OpenAI, env: Env) -> No
 def test_a_truncated_stream_ends_with_an_error_event(client: OpenAI, env: Env) -> None:
     env.route("m", retries=0)
     env.upstream.then("truncated", content="one two three four five")
-    with httpx.stream("POST", env.url + "/v1/chat/completions",
-                      headers={"Authorization": f"Bearer {client.api_key}"},
-                      json={"model": "m", "messages": MSG, "stream": True}) as r:
+    with httpx.stream(
+        "POST",
+        env.url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {client.api_key}"},
+        json={"model": "m", "messages": MSG, "stream": True},
+    ) as r:
         body = r.read().decode()
     assert '"one"' in body and '" two"' in body and '"three"' not in body
     assert '"error"' in body and body.rstrip().endswith("[DONE]")
@@ -118,14 +134,20 @@ def test_failing_deployment_cools_down_and_traffic_moves(client: OpenAI, env: En
     other = FakeUpstream().start()
     try:
         env.provider("healthy", base=other.url)
-        env.route("m", {"provider": "fake", "model": "a"}, {"provider": "healthy", "model": "b"},
-                  retries=1, strategy="least_busy")
+        env.route(
+            "m",
+            {"provider": "fake", "model": "a"},
+            {"provider": "healthy", "model": "b"},
+            retries=1,
+            strategy="least_busy",
+        )
         env.upstream.fail(503, times=1000)
         for _ in range(20):  # random tie-breaks: 20 calls pick the failing one 3+ times
             client.chat.completions.create(model="m", messages=MSG)
         routes = {r["name"]: r for r in env.admin.get("/api/gateway/routes").json()}
         health = {d["provider"]: d["health"] for d in routes["m"]["deployments"]}
         assert health["fake"]["state"] == "cooldown" and health["healthy"]["state"] == "healthy"
+
         def client_calls() -> int:  # probes send "ping"; clients send "hi"
             return sum(1 for r in env.upstream.requests if r["messages"] == MSG)
 

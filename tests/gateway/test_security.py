@@ -27,13 +27,15 @@ def test_every_gateway_route_needs_a_key_and_the_right_role(env: Env) -> None:
         assert r.status_code == 401, (method, path, r.status_code)
         assert "error" in r.json()
         if Role.viewer not in PERMISSIONS[permission]:
-            r = httpx.request(method, env.url + concrete, json=body,
-                              headers={"Authorization": f"Bearer {viewer}"})
+            r = httpx.request(
+                method, env.url + concrete, json=body, headers={"Authorization": f"Bearer {viewer}"}
+            )
             assert r.status_code == 403, (method, path, r.status_code)
 
 
-def test_no_secret_reaches_any_sink(env: Env, caplog: pytest.LogCaptureFixture,
-                                    capfd: pytest.CaptureFixture[str]) -> None:
+def test_no_secret_reaches_any_sink(
+    env: Env, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
     caplog.set_level(logging.DEBUG)
     created = env.provider("canary", api_key=CANARY, headers={"X-Extra": CANARY + "-h"})
     assert CANARY not in str(created) and created["has_api_key"] is True
@@ -81,41 +83,67 @@ def test_no_secret_reaches_any_sink(env: Env, caplog: pytest.LogCaptureFixture,
     ],
 )
 def test_provider_urls_are_checked(env: Env, url: str, allowed: bool) -> None:
-    r = env.admin.post("/api/gateway/providers",
-                       json={"name": "p", "kind": "openai", "base_url": url})
+    r = env.admin.post(
+        "/api/gateway/providers", json={"name": "p", "kind": "openai", "base_url": url}
+    )
     assert (r.status_code == 201) is allowed, r.text
     if not allowed:
         assert r.status_code == 400 and "base_url" in r.json()["detail"]
 
 
 def test_internal_addresses_need_an_explicit_allowance(env: Env) -> None:
-    r = env.admin.post("/api/gateway/providers", json={
-        "name": "meta", "kind": "openai", "base_url": "http://169.254.169.254/v1",
-        "allow_internal": True})
+    r = env.admin.post(
+        "/api/gateway/providers",
+        json={
+            "name": "meta",
+            "kind": "openai",
+            "base_url": "http://169.254.169.254/v1",
+            "allow_internal": True,
+        },
+    )
     assert r.status_code == 201
 
 
 def test_provider_admin_needs_an_admin(env: Env) -> None:
     dev, _ = env.key("dev", role="developer")
-    r = httpx.post(env.url + "/api/gateway/providers", headers={"Authorization": f"Bearer {dev}"},
-                   json={"name": "p", "kind": "openai", "base_url": "http://127.0.0.1:1/v1"})
+    r = httpx.post(
+        env.url + "/api/gateway/providers",
+        headers={"Authorization": f"Bearer {dev}"},
+        json={"name": "p", "kind": "openai", "base_url": "http://127.0.0.1:1/v1"},
+    )
     assert r.status_code == 403
-    assert httpx.get(env.url + "/api/gateway/routes",
-                     headers={"Authorization": f"Bearer {dev}"}).status_code == 200
+    assert (
+        httpx.get(
+            env.url + "/api/gateway/routes", headers={"Authorization": f"Bearer {dev}"}
+        ).status_code
+        == 200
+    )
 
 
 def test_only_owners_configure_internal_addresses_and_local_files(env: Env) -> None:
     admin_key, _ = env.key("ws-admin", role="admin")
     h = {"Authorization": f"Bearer {admin_key}"}
     for body in (
-        {"name": "a", "kind": "openai", "base_url": "http://169.254.169.254/v1", "allow_internal": True},
+        {
+            "name": "a",
+            "kind": "openai",
+            "base_url": "http://169.254.169.254/v1",
+            "allow_internal": True,
+        },
         {"name": "b", "kind": "llama_cpp", "options": {"model_path": "/etc/passwd"}},
     ):
         r = httpx.post(env.url + "/api/gateway/providers", headers=h, json=body)
         assert r.status_code == 403, r.text
-    r = httpx.post(env.url + "/api/gateway/providers", headers=h, json={
-        "name": "c", "kind": "openai", "base_url": "https://api.example.com",
-        "options": {"paths": {"chat": "@169.254.169.254/latest"}}})
+    r = httpx.post(
+        env.url + "/api/gateway/providers",
+        headers=h,
+        json={
+            "name": "c",
+            "kind": "openai",
+            "base_url": "https://api.example.com",
+            "options": {"paths": {"chat": "@169.254.169.254/latest"}},
+        },
+    )
     assert r.status_code == 400 and "options.paths.chat" in r.json()["detail"]
     r = httpx.put(env.url + "/api/gateway/prices/gpt-4o", headers=h, json={"input": 0, "output": 0})
     assert r.status_code == 403  # prices are shared by every workspace: owners only
@@ -135,10 +163,20 @@ def test_malformed_structures_are_400_not_500(env: Env) -> None:
     for body in bodies:
         r = httpx.post(env.url + "/v1/chat/completions", headers=h, json=body)
         assert r.status_code == 400, (body, r.text)
-    for body in ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
-                  "metadata": "x"},
-                 {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
-                  "tool_choice": "any"}):
+    for body in (
+        {
+            "model": "m",
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": "x"}],
+            "metadata": "x",
+        },
+        {
+            "model": "m",
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": "x"}],
+            "tool_choice": "any",
+        },
+    ):
         r = httpx.post(env.url + "/v1/messages", headers={"x-api-key": key}, json=body)
         assert r.status_code == 400 and r.json()["type"] == "error", r.text
 
@@ -153,12 +191,16 @@ def test_bad_gateway_input(env: Env) -> None:
         (b'{"model": 5, "messages": []}', "application/json", 400),
     ]
     for body, ctype, status in cases:
-        r = httpx.post(env.url + "/v1/chat/completions", content=body,
-                       headers={**h, "Content-Type": ctype})
+        r = httpx.post(
+            env.url + "/v1/chat/completions", content=body, headers={**h, "Content-Type": ctype}
+        )
         assert r.status_code == status and r.json()["error"]["type"] == "invalid_request_error"
     big = b'{"model": "x", "messages": [{"role": "user", "content": "' + b"a" * 5_000_000 + b'"}]}'
-    r = httpx.post(env.url + "/v1/chat/completions", content=big,
-                   headers={**h, "Content-Type": "application/json"})
+    r = httpx.post(
+        env.url + "/v1/chat/completions",
+        content=big,
+        headers={**h, "Content-Type": "application/json"},
+    )
     assert r.status_code == 413
     r = httpx.get(env.url + "/v1/nothing", headers=h)
     assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_url"

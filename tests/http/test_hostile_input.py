@@ -53,7 +53,9 @@ def test_chunked_body_over_the_limit_is_413(client: TestClient) -> None:
         (b"[]", "body"),
     ],
 )
-def test_invalid_bodies_are_422_naming_the_field(client: TestClient, body: bytes, field: str) -> None:
+def test_invalid_bodies_are_422_naming_the_field(
+    client: TestClient, body: bytes, field: str
+) -> None:
     r = client.post("/api/keys", content=body, headers={"Content-Type": "application/json"})
     problem = _problem(r, 422)
     assert field in problem["detail"]

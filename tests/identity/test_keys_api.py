@@ -77,10 +77,15 @@ def test_users_and_memberships(client: TestClient) -> None:
     )
     assert r.status_code == 201 and r.json()["email"] == "dev@example.com"
     user_id = r.json()["id"]
-    assert client.post(
-        "/api/users", json={"email": "dev@example.com", "password": "Sturdy-Passphrase-42"}
-    ).status_code == 409
-    assert client.put(f"/api/users/{user_id}/membership", json={"role": "viewer"}).status_code == 200
+    assert (
+        client.post(
+            "/api/users", json={"email": "dev@example.com", "password": "Sturdy-Passphrase-42"}
+        ).status_code
+        == 409
+    )
+    assert (
+        client.put(f"/api/users/{user_id}/membership", json={"role": "viewer"}).status_code == 200
+    )
     roles = {u["email"]: u["role"] for u in client.get("/api/users").json()}
     assert roles == {"admin@example.com": "owner", "dev@example.com": "viewer"}
     assert client.delete(f"/api/users/{user_id}/membership").status_code == 204

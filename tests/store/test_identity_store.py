@@ -34,7 +34,9 @@ def test_migrations_are_idempotent(db: Database) -> None:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
 
 
-def test_bootstrap_runs_once_and_saves_a_private_credential(db: Database, settings: Settings) -> None:
+def test_bootstrap_runs_once_and_saves_a_private_credential(
+    db: Database, settings: Settings
+) -> None:
     first = bootstrap(db, settings)
     assert first is not None and first.password is None  # the given password is not echoed
     assert first.credentials_path.stat().st_mode & 0o777 == 0o600
@@ -91,12 +93,17 @@ def test_a_workspace_keeps_one_owner(db: Database) -> None:
     with db.transaction() as s:
         ws = service.create_workspace(s, slug="w")
         user = service.create_user(
-            s, email="o@example.com", password="Sturdy-Passphrase-42", workspace_id=ws.id,
+            s,
+            email="o@example.com",
+            password="Sturdy-Passphrase-42",
+            workspace_id=ws.id,
             role=Role.owner,
         )
     owner = Actor(kind="user", id=user.id, label="o", workspace_id=ws.id, role=Role.owner)
     with pytest.raises(Conflict), db.transaction() as s:
-        service.set_membership(s, actor=owner, user_id=user.id, workspace_id=ws.id, role=Role.viewer)
+        service.set_membership(
+            s, actor=owner, user_id=user.id, workspace_id=ws.id, role=Role.viewer
+        )
     with pytest.raises(Conflict), db.transaction() as s:
         service.remove_membership(s, user_id=user.id, workspace_id=ws.id)
 
@@ -107,7 +114,10 @@ def test_login_checks_the_password(db: Database) -> None:
     with db.transaction() as s:
         ws = service.create_workspace(s, slug="w")
         service.create_user(
-            s, email="Dev@Example.com", password="Sturdy-Passphrase-42", workspace_id=ws.id,
+            s,
+            email="Dev@Example.com",
+            password="Sturdy-Passphrase-42",
+            workspace_id=ws.id,
             role=Role.developer,
         )
     with db.transaction() as s:
@@ -131,8 +141,9 @@ def test_the_audit_log_is_append_only(db: Database) -> None:
 def test_a_failed_unit_of_work_leaves_nothing(db: Database) -> None:
     with pytest.raises(InvalidInput), db.transaction() as s:
         ws = service.create_workspace(s, slug="half")
-        service.create_user(s, email="x@example.com", password="weak", workspace_id=ws.id,
-                            role=Role.viewer)
+        service.create_user(
+            s, email="x@example.com", password="weak", workspace_id=ws.id, role=Role.viewer
+        )
     with db.transaction() as s, pytest.raises(NotFound):
         service.get_workspace(s, ref="half")
 

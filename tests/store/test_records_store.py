@@ -20,9 +20,19 @@ def test_records_are_written_in_batches(settings: Settings) -> None:
     writer = RecordWriter(db, dropped, written, capacity=10, linger=0.01)
     writer.start()
     for i in range(5):
-        writer.submit(Record(id=f"req_{i}", at=utcnow(), workspace_id="ws", key_id="k",
-                             api="chat", route="r", prompt_tokens=i, cost_usd=0.5 * i,
-                             fallbacks=["a", "b"]))
+        writer.submit(
+            Record(
+                id=f"req_{i}",
+                at=utcnow(),
+                workspace_id="ws",
+                key_id="k",
+                api="chat",
+                route="r",
+                prompt_tokens=i,
+                cost_usd=0.5 * i,
+                fallbacks=["a", "b"],
+            )
+        )
     writer.flush()
     with db.transaction() as s:
         rows = s.scalars(select(RequestRecord).order_by(RequestRecord.seq)).all()

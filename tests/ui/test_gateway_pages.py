@@ -64,7 +64,9 @@ def test_gateway_pages(browser_env) -> None:  # type: ignore[no-untyped-def]
     key, key_id = env.key("ui-app")
     client = OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
     for _ in range(3):
-        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+        )
     env.app.state.platform.gateway.records.flush()
     page.click("nav >> text=Gateway")
     page.wait_for_url(url + "/gateway")

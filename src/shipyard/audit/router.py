@@ -34,8 +34,14 @@ def _query(
     limit: int,
 ) -> service.AuditQuery:
     return service.AuditQuery(
-        workspace_id=ctx.workspace_id, actor=actor, action=action, outcome=outcome,
-        since=since, until=until, before_id=before_id, limit=limit,
+        workspace_id=ctx.workspace_id,
+        actor=actor,
+        action=action,
+        outcome=outcome,
+        since=since,
+        until=until,
+        before_id=before_id,
+        limit=limit,
         include_unscoped=ctx.actor.role is Role.owner,
     )
 

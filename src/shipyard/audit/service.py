@@ -28,9 +28,14 @@ class Entry:
 
     def row(self) -> AuditEvent:
         return AuditEvent(
-            actor=self.actor[:200], actor_kind=self.actor_kind, action=self.action[:100],
-            target=self.target[:200], workspace_id=self.workspace_id,
-            client_addr=self.client_addr[:64], outcome=self.outcome, status=self.status,
+            actor=self.actor[:200],
+            actor_kind=self.actor_kind,
+            action=self.action[:100],
+            target=self.target[:200],
+            workspace_id=self.workspace_id,
+            client_addr=self.client_addr[:64],
+            outcome=self.outcome,
+            status=self.status,
             detail=self.detail[:500],
         )
 

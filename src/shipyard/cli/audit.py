@@ -23,7 +23,9 @@ def _line(e: object) -> str:
 @app.command()
 def tail(
     limit: Annotated[int, typer.Option("-n", "--limit", min=1, max=1000)] = 20,
-    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new entries.")] = False,
+    follow: Annotated[
+        bool, typer.Option("-f", "--follow", help="Keep printing new entries.")
+    ] = False,
     actor: str | None = None,
     action: str | None = None,
     outcome: str | None = None,
@@ -39,8 +41,11 @@ def tail(
         last = rows[0].id if rows else 0
         while follow:
             time.sleep(interval)
-            fresh = [e for e in c.audit.list(actor=actor, action=action, outcome=outcome,
-                                              limit=200) if e.id > last]
+            fresh = [
+                e
+                for e in c.audit.list(actor=actor, action=action, outcome=outcome, limit=200)
+                if e.id > last
+            ]
             for e in reversed(fresh):
                 console.print(_line(e), highlight=False)
             if fresh:

@@ -16,7 +16,9 @@ from shipyard.sdk import Client, ShipyardAPIError
 console = Console()
 err = Console(stderr=True)
 
-UrlOpt = Annotated[str | None, typer.Option("--url", help="Server URL (default: saved credential).")]
+UrlOpt = Annotated[
+    str | None, typer.Option("--url", help="Server URL (default: saved credential).")
+]
 KeyOpt = Annotated[str | None, typer.Option("--key", help="API key (default: saved credential).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 

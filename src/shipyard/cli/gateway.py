@@ -25,8 +25,15 @@ def routes(url: UrlOpt = None, key: KeyOpt = None) -> None:
         t.add_column(col)
     for r in rows:
         for d in r["deployments"]:
-            t.add_row(r["name"], r["kind"], r["strategy"], d["id"], d["provider"], d["model"],
-                      d["health"]["state"])
+            t.add_row(
+                r["name"],
+                r["kind"],
+                r["strategy"],
+                d["id"],
+                d["provider"],
+                d["model"],
+                d["health"]["state"],
+            )
     console.print(t)
 
 
@@ -46,12 +53,17 @@ def import_litellm(
         err.print(f"[red]error:[/red] cannot read {path}: {exc.__class__.__name__}")
         raise typer.Exit(2) from None
     with client(url, key) as c:
-        report = c.post("/api/gateway/import/litellm", {"config": resolve_env(config)},
-                        params={"dry_run": str(dry_run).lower()})
+        report = c.post(
+            "/api/gateway/import/litellm",
+            {"config": resolve_env(config)},
+            params={"dry_run": str(dry_run).lower()},
+        )
     verb = "would import" if dry_run else "imported"
     console.print(f"{verb} {len(report['providers'])} providers, {len(report['routes'])} routes")
     for r in report["routes"]:
-        console.print(f"  route [bold]{r['name']}[/bold]: {r['deployments']} deployment(s), "
-                      f"{r['strategy']}, retries {r['retries']}")
+        console.print(
+            f"  route [bold]{r['name']}[/bold]: {r['deployments']} deployment(s), "
+            f"{r['strategy']}, retries {r['retries']}"
+        )
     for note in report["notes"]:
         console.print(f"  [yellow]note:[/yellow] {note}")

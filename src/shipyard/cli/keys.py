@@ -39,7 +39,9 @@ def create(
     expires = utcnow() + timedelta(days=expires_in_days) if expires_in_days else None
     with client(url, key) as c:
         created = c.keys.create(name, role=role, expires_at=expires)
-    console.print(f"created key [bold]{created.name}[/bold] ({created.id}), role {created.role.value}")
+    console.print(
+        f"created key [bold]{created.name}[/bold] ({created.id}), role {created.role.value}"
+    )
     console.print("Copy it now, it is shown once:")
     print(created.key)
 

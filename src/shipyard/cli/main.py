@@ -7,7 +7,9 @@ import typer
 from shipyard.cli import audit, db, gateway, keys, up, users, workspaces
 
 app = typer.Typer(
-    name="shipyard", help="Shipyard: self-hosted LLMOps.", no_args_is_help=True,
+    name="shipyard",
+    help="Shipyard: self-hosted LLMOps.",
+    no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
 app.command("up")(up.up)

@@ -38,15 +38,21 @@ def up(
     err.print(f"Shipyard on http://{settings.host}:{settings.port}  (data: {settings.home})")
     # Background threads (record writer, local models) must not hold the event loop up
     # for the default 5 ms switch interval.
-    import gc
     import sys
 
     sys.setswitchinterval(0.0005)
     # gc.freeze()  # what start-up built lives for the process: keep it out of every collection
     try:
         uvicorn.run(
-            serve(app), host=settings.host, port=settings.port, log_level=settings.log_level,
-            access_log=False, loop="auto", http=http_protocol(), lifespan="on", proxy_headers=False,
+            serve(app),
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            access_log=False,
+            loop="auto",
+            http=http_protocol(),
+            lifespan="on",
+            proxy_headers=False,
             server_header=False,
         )
     except ConfigError as exc:  # raised by the lifespan (e.g. a weak admin password)

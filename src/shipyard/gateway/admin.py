@@ -33,8 +33,9 @@ LOCAL_KINDS = {"llama_cpp", "sentence_transformers"}  # load files from the serv
 _PATH = re.compile(r"^/[A-Za-z0-9_.{}/-]*$")
 
 
-def _check_privileges(*, operator: bool, kind: str, allow_internal: bool,
-                      options: dict[str, Any]) -> None:
+def _check_privileges(
+    *, operator: bool, kind: str, allow_internal: bool, options: dict[str, Any]
+) -> None:
     """What only the platform's operators (owners) may configure: internal addresses,
     models loaded from the server's disk. Path overrides are checked for everyone."""
     for op, path in (options.get("paths") or {}).items():
@@ -46,6 +47,8 @@ def _check_privileges(*, operator: bool, kind: str, allow_internal: bool,
         raise PermissionDenied("allow_internal: only an owner may allow internal addresses")
     if kind in LOCAL_KINDS:
         raise PermissionDenied(f"kind: only an owner may configure {kind} (it reads local files)")
+
+
 DEFAULT_BASE = {
     "anthropic": "https://api.anthropic.com",
     "gemini": "https://generativelanguage.googleapis.com",
@@ -54,27 +57,38 @@ DEFAULT_BASE = {
 
 def _check_kind(kind: str) -> None:
     if kind not in registered():
-        raise InvalidInput(f"kind: unknown provider kind '{kind}'; known: "
-                           + ", ".join(sorted(registered())))
+        raise InvalidInput(
+            f"kind: unknown provider kind '{kind}'; known: " + ", ".join(sorted(registered()))
+        )
 
 
-def create_provider(s: Session, *, box: SecretBox, workspace_id: str, body: ProviderCreate,
-                    operator: bool) -> ProviderRow:
+def create_provider(
+    s: Session, *, box: SecretBox, workspace_id: str, body: ProviderCreate, operator: bool
+) -> ProviderRow:
     _check_kind(body.kind)
-    _check_privileges(operator=operator, kind=body.kind, allow_internal=body.allow_internal,
-                      options=body.options)
+    _check_privileges(
+        operator=operator, kind=body.kind, allow_internal=body.allow_internal, options=body.options
+    )
     base_url = body.base_url or DEFAULT_BASE.get(body.kind, "")
     if body.kind in REMOTE_KINDS or base_url:
         if not base_url:
             raise InvalidInput("base_url: required for this provider kind")
         base_url = check_base_url(base_url, allow_internal=body.allow_internal)
-    if s.scalars(select(ProviderRow).where(ProviderRow.workspace_id == workspace_id,
-                                           ProviderRow.name == body.name)).first():
+    if s.scalars(
+        select(ProviderRow).where(
+            ProviderRow.workspace_id == workspace_id, ProviderRow.name == body.name
+        )
+    ).first():
         raise Conflict(f"a provider named '{body.name}' already exists")
     row = ProviderRow(
-        id=new_id("prv"), workspace_id=workspace_id, name=body.name, kind=body.kind,
-        base_url=base_url, api_key_enc=box.seal(body.api_key) if body.api_key else None,
-        headers={k: box.seal(v) for k, v in body.headers.items()}, options=body.options,
+        id=new_id("prv"),
+        workspace_id=workspace_id,
+        name=body.name,
+        kind=body.kind,
+        base_url=base_url,
+        api_key_enc=box.seal(body.api_key) if body.api_key else None,
+        headers={k: box.seal(v) for k, v in body.headers.items()},
+        options=body.options,
         allow_internal=body.allow_internal,
     )
     s.add(row)
@@ -84,19 +98,33 @@ def create_provider(s: Session, *, box: SecretBox, workspace_id: str, body: Prov
 
 
 def get_provider(s: Session, *, workspace_id: str, name: str) -> ProviderRow:
-    row = s.scalars(select(ProviderRow).where(ProviderRow.workspace_id == workspace_id,
-                                              ProviderRow.name == name)).first()
+    row = s.scalars(
+        select(ProviderRow).where(
+            ProviderRow.workspace_id == workspace_id, ProviderRow.name == name
+        )
+    ).first()
     if row is None:
         raise NotFound(f"provider '{name}' not found")
     return row
 
 
-def update_provider(s: Session, *, box: SecretBox, workspace_id: str, name: str,
-                    body: ProviderUpdate, operator: bool) -> ProviderRow:
+def update_provider(
+    s: Session,
+    *,
+    box: SecretBox,
+    workspace_id: str,
+    name: str,
+    body: ProviderUpdate,
+    operator: bool,
+) -> ProviderRow:
     row = get_provider(s, workspace_id=workspace_id, name=name)
     allow = body.allow_internal if body.allow_internal is not None else row.allow_internal
-    _check_privileges(operator=operator, kind=row.kind, allow_internal=allow,
-                      options=body.options if body.options is not None else row.options)
+    _check_privileges(
+        operator=operator,
+        kind=row.kind,
+        allow_internal=allow,
+        options=body.options if body.options is not None else row.options,
+    )
     if body.base_url is not None or body.allow_internal is not None:
         url = body.base_url if body.base_url is not None else row.base_url
         row.base_url = check_base_url(url, allow_internal=allow) if url else ""
@@ -115,8 +143,9 @@ def update_provider(s: Session, *, box: SecretBox, workspace_id: str, name: str,
 
 def delete_provider(s: Session, *, workspace_id: str, name: str) -> None:
     row = get_provider(s, workspace_id=workspace_id, name=name)
-    used = s.scalar(select(func.count()).select_from(DeploymentRow)
-                    .where(DeploymentRow.provider_id == row.id))
+    used = s.scalar(
+        select(func.count()).select_from(DeploymentRow).where(DeploymentRow.provider_id == row.id)
+    )
     if used:
         raise Conflict(f"provider '{name}' is used by {used} deployment(s); remove them first")
     s.delete(row)
@@ -124,8 +153,13 @@ def delete_provider(s: Session, *, workspace_id: str, name: str) -> None:
 
 
 def list_providers(s: Session, *, workspace_id: str) -> list[ProviderRow]:
-    return list(s.scalars(select(ProviderRow).where(ProviderRow.workspace_id == workspace_id)
-                          .order_by(ProviderRow.name)))
+    return list(
+        s.scalars(
+            select(ProviderRow)
+            .where(ProviderRow.workspace_id == workspace_id)
+            .order_by(ProviderRow.name)
+        )
+    )
 
 
 def put_route(s: Session, *, workspace_id: str, body: RouteIn) -> RouteRow:
@@ -137,8 +171,9 @@ def put_route(s: Session, *, workspace_id: str, body: RouteIn) -> RouteRow:
     for cls, targets in body.fallbacks.items():
         if body.name in targets:
             raise InvalidInput(f"fallbacks.{cls}: a route cannot fall back to itself")
-    row = s.scalars(select(RouteRow).where(RouteRow.workspace_id == workspace_id,
-                                           RouteRow.name == body.name)).first()
+    row = s.scalars(
+        select(RouteRow).where(RouteRow.workspace_id == workspace_id, RouteRow.name == body.name)
+    ).first()
     if row is None:
         row = RouteRow(id=new_id("rte"), workspace_id=workspace_id, name=body.name)
         s.add(row)
@@ -150,18 +185,26 @@ def put_route(s: Session, *, workspace_id: str, body: RouteIn) -> RouteRow:
     s.flush()
     s.execute(delete(DeploymentRow).where(DeploymentRow.route_id == row.id))
     for d in body.deployments:
-        s.add(DeploymentRow(
-            id=new_id("dep"), route_id=row.id, provider_id=providers[d.provider].id,
-            model=d.model, weight=d.weight, params=d.params, timeouts=d.timeouts.model_dump(),
-        ))
+        s.add(
+            DeploymentRow(
+                id=new_id("dep"),
+                route_id=row.id,
+                provider_id=providers[d.provider].id,
+                model=d.model,
+                weight=d.weight,
+                params=d.params,
+                timeouts=d.timeouts.model_dump(),
+            )
+        )
     s.flush()
     bump_version(s)
     return row
 
 
 def delete_route(s: Session, *, workspace_id: str, name: str) -> None:
-    row = s.scalars(select(RouteRow).where(RouteRow.workspace_id == workspace_id,
-                                           RouteRow.name == name)).first()
+    row = s.scalars(
+        select(RouteRow).where(RouteRow.workspace_id == workspace_id, RouteRow.name == name)
+    ).first()
     if row is None:
         raise NotFound(f"route '{name}' not found")
     s.delete(row)
@@ -219,14 +262,25 @@ def delete_limits(s: Session, *, scope: str) -> None:
 
 
 def list_limits(s: Session, *, workspace_id: str) -> list[LimitRow]:
-    return list(s.scalars(select(LimitRow).where(LimitRow.workspace_id == workspace_id)
-                          .order_by(LimitRow.scope)))
+    return list(
+        s.scalars(
+            select(LimitRow).where(LimitRow.workspace_id == workspace_id).order_by(LimitRow.scope)
+        )
+    )
 
 
-def search_records(s: Session, *, workspace_id: str, route: str | None = None,
-                   key_id: str | None = None, status: int | None = None,
-                   errors_only: bool = False, since: datetime | None = None,
-                   limit: int = 100, before: datetime | None = None) -> list[RequestRecord]:
+def search_records(
+    s: Session,
+    *,
+    workspace_id: str,
+    route: str | None = None,
+    key_id: str | None = None,
+    status: int | None = None,
+    errors_only: bool = False,
+    since: datetime | None = None,
+    limit: int = 100,
+    before: datetime | None = None,
+) -> list[RequestRecord]:
     q = select(RequestRecord).where(RequestRecord.workspace_id == workspace_id)
     if route:
         q = q.where(RequestRecord.route == route)
@@ -245,12 +299,26 @@ def search_records(s: Session, *, workspace_id: str, route: str | None = None,
 
 def usage_summary(s: Session, *, workspace_id: str, since: datetime) -> list[dict[str, Any]]:
     rows = s.execute(
-        select(RequestRecord.route, func.count(), func.sum(RequestRecord.prompt_tokens),
-               func.sum(RequestRecord.completion_tokens), func.sum(RequestRecord.cost_usd),
-               func.avg(RequestRecord.latency_ms))
+        select(
+            RequestRecord.route,
+            func.count(),
+            func.sum(RequestRecord.prompt_tokens),
+            func.sum(RequestRecord.completion_tokens),
+            func.sum(RequestRecord.cost_usd),
+            func.avg(RequestRecord.latency_ms),
+        )
         .where(RequestRecord.workspace_id == workspace_id, RequestRecord.at >= since)
-        .group_by(RequestRecord.route).order_by(RequestRecord.route)
+        .group_by(RequestRecord.route)
+        .order_by(RequestRecord.route)
     ).all()
-    return [{"route": r, "requests": n, "prompt_tokens": int(p or 0),
-             "completion_tokens": int(c or 0), "cost_usd": float(cost or 0),
-             "avg_latency_ms": float(lat or 0)} for r, n, p, c, cost, lat in rows]
+    return [
+        {
+            "route": r,
+            "requests": n,
+            "prompt_tokens": int(p or 0),
+            "completion_tokens": int(c or 0),
+            "cost_usd": float(cost or 0),
+            "avg_latency_ms": float(lat or 0),
+        }
+        for r, n, p, c, cost, lat in rows
+    ]

@@ -15,8 +15,14 @@ if TYPE_CHECKING:
     from shipyard.gateway.asgi import GatewayApp
 
 
-async def messages_handler(app: GatewayApp, scope: Scope, receive: Receive, send: Send,
-                           actor: Actor, headers: dict[bytes, bytes]) -> None:
+async def messages_handler(
+    app: GatewayApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    actor: Actor,
+    headers: dict[bytes, bytes],
+) -> None:
     raw = await app.read_json(receive, headers)
     body = fmt.request_to_openai(raw)
     model = check_chat(body)
@@ -26,8 +32,13 @@ async def messages_handler(app: GatewayApp, scope: Scope, receive: Receive, send
     result = await app.gateway.run(call, route)
     if isinstance(result, StreamReply):
         events = fmt.stream_from_openai(result.chunks, model)
-        await app.stream(receive, send, StreamReply(result.headers, events, result.finalize),
-                         encode=fmt.sse_event, done=b"")
+        await app.stream(
+            receive,
+            send,
+            StreamReply(result.headers, events, result.finalize),
+            encode=fmt.sse_event,
+            done=b"",
+        )
         return
     payload = result.body
     if isinstance(payload, bytes):

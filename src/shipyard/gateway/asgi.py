@@ -29,8 +29,11 @@ from shipyard.store import Database
 
 log = logging.getLogger("shipyard.gateway.http")
 JSON_HEADERS = [(b"content-type", b"application/json")]
-SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
-               (b"x-accel-buffering", b"no")]
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
 
 Handler = Callable[["GatewayApp", Scope, Receive, Send, Actor, dict[bytes, bytes]], Awaitable[None]]
 
@@ -46,8 +49,16 @@ ROUTES: list[tuple[str, str, str]] = [
 
 
 class GatewayApp:
-    def __init__(self, gateway: Gateway, keys: KeyAuthenticator, db: Database, *,
-                 max_body: int, allowed_hosts: list[str], anthropic: Any = None) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        keys: KeyAuthenticator,
+        db: Database,
+        *,
+        max_body: int,
+        allowed_hosts: list[str],
+        anthropic: Any = None,
+    ) -> None:
         self.gateway = gateway
         self.keys = keys
         self.db = db
@@ -73,14 +84,17 @@ class GatewayApp:
             actor = await self._authenticate(scope, headers)
             if not actor.can("gateway:call"):
                 await self._audit_denied(scope, actor, 403, "role lacks gateway:call")
-                raise NotPermitted(f"the {actor.role.value} role cannot call the gateway",
-                                   code="permission_denied")
+                raise NotPermitted(
+                    f"the {actor.role.value} role cannot call the gateway", code="permission_denied"
+                )
             await handler(self, scope, receive, send, actor, headers)
         except GatewayError as exc:
             await self._error(send, exc, anthropic_shape)
         except Exception:  # a bug: log it, answer without a stack trace
             log.exception("gateway failure on %s", scope["path"])
-            await self._error(send, GatewayError("the gateway failed; see its log"), anthropic_shape)
+            await self._error(
+                send, GatewayError("the gateway failed; see its log"), anthropic_shape
+            )
 
     def _handler(self, scope: Scope) -> Handler:
         method, path = scope["method"], scope["path"]
@@ -116,13 +130,20 @@ class GatewayApp:
             await self._audit_denied(scope, None, 401, exc.detail)
             raise AuthenticationFailed(exc.detail) from None
 
-    async def _audit_denied(self, scope: Scope, actor: Actor | None, status: int, detail: str) -> None:
+    async def _audit_denied(
+        self, scope: Scope, actor: Actor | None, status: int, detail: str
+    ) -> None:
         client = scope.get("client")
         entry = Entry(
-            actor=actor.ref if actor else "anonymous", actor_kind=actor.kind if actor else "anonymous",
-            action=f"gateway {scope['method']} {scope['path']}"[:100], outcome="denied",
-            status=status, workspace_id=actor.workspace_id if actor else None,
-            target=scope["path"], client_addr=client[0] if client else "", detail=detail,
+            actor=actor.ref if actor else "anonymous",
+            actor_kind=actor.kind if actor else "anonymous",
+            action=f"gateway {scope['method']} {scope['path']}"[:100],
+            outcome="denied",
+            status=status,
+            workspace_id=actor.workspace_id if actor else None,
+            target=scope["path"],
+            client_addr=client[0] if client else "",
+            detail=detail,
         )
         try:
             await asyncio.to_thread(record_now, self.db, entry)
@@ -152,7 +173,9 @@ class GatewayApp:
         try:
             return orjson.loads(b"".join(chunks))
         except orjson.JSONDecodeError:
-            raise InvalidRequest("the request body is not valid JSON", code="invalid_json") from None
+            raise InvalidRequest(
+                "the request body is not valid JSON", code="invalid_json"
+            ) from None
 
     async def _error(self, send: Send, exc: GatewayError, anthropic_shape: bool) -> None:
         if anthropic_shape:
@@ -174,13 +197,23 @@ class GatewayApp:
 
     async def reply(self, send: Send, result: Reply) -> None:
         body = result.body if isinstance(result.body, bytes) else orjson.dumps(result.body)
-        await send({"type": "http.response.start", "status": result.status,
-                    "headers": JSON_HEADERS + result.headers})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": result.status,
+                "headers": JSON_HEADERS + result.headers,
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
-    async def stream(self, receive: Receive, send: Send, result: StreamReply,
-                     encode: Callable[[dict[str, Any]], bytes] | None = None,
-                     done: bytes = b"data: [DONE]\n\n") -> None:
+    async def stream(
+        self,
+        receive: Receive,
+        send: Send,
+        result: StreamReply,
+        encode: Callable[[dict[str, Any]], bytes] | None = None,
+        done: bytes = b"data: [DONE]\n\n",
+    ) -> None:
         """Relay chunks as SSE until the end or until the client goes away."""
         encode = encode or _sse
         gone = asyncio.Event()
@@ -195,21 +228,32 @@ class GatewayApp:
         watcher = asyncio.create_task(watch())
         chunks = result.chunks
         try:
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": SSE_HEADERS + result.headers})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": SSE_HEADERS + result.headers,
+                }
+            )
             try:
                 async for chunk in chunks:
                     if gone.is_set():
                         break
-                    await send({"type": "http.response.body", "body": encode(chunk),
-                                "more_body": True})
+                    await send(
+                        {"type": "http.response.body", "body": encode(chunk), "more_body": True}
+                    )
             except Exception as exc:  # the response has started: end it with an error event
                 if not isinstance(exc, GatewayError):
                     log.exception("gateway stream failure")
                     exc = GatewayError("the gateway failed mid-stream; see its log")
                 payload = orjson.dumps(exc.body())
-                await send({"type": "http.response.body", "body": b"data: " + payload + b"\n\n",
-                            "more_body": True})
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": b"data: " + payload + b"\n\n",
+                        "more_body": True,
+                    }
+                )
             if not gone.is_set():
                 await send({"type": "http.response.body", "body": done, "more_body": False})
         finally:
@@ -241,9 +285,16 @@ def _no_cache(headers: dict[bytes, bytes]) -> bool:
     return b"no-cache" in value or b"no-store" in value
 
 
-async def _run(app: GatewayApp, receive: Receive, send: Send, actor: Actor,
-               headers: dict[bytes, bytes], api: str, kind: str,
-               check: Callable[[Any], str]) -> None:
+async def _run(
+    app: GatewayApp,
+    receive: Receive,
+    send: Send,
+    actor: Actor,
+    headers: dict[bytes, bytes],
+    api: str,
+    kind: str,
+    check: Callable[[Any], str],
+) -> None:
     body = await app.read_json(receive, headers)
     model = check(body)
     call = Call(actor=actor, api=api, body=body, no_cache=_no_cache(headers))
@@ -255,24 +306,48 @@ async def _run(app: GatewayApp, receive: Receive, send: Send, actor: Actor,
         await app.reply(send, result)
 
 
-async def _chat(app: GatewayApp, scope: Scope, receive: Receive, send: Send, actor: Actor,
-                headers: dict[bytes, bytes]) -> None:
+async def _chat(
+    app: GatewayApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    actor: Actor,
+    headers: dict[bytes, bytes],
+) -> None:
     await _run(app, receive, send, actor, headers, "chat", "chat", validate.chat)
 
 
-async def _completions(app: GatewayApp, scope: Scope, receive: Receive, send: Send,
-                       actor: Actor, headers: dict[bytes, bytes]) -> None:
+async def _completions(
+    app: GatewayApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    actor: Actor,
+    headers: dict[bytes, bytes],
+) -> None:
     await _run(app, receive, send, actor, headers, "completions", "chat", validate.completion)
 
 
-async def _embeddings(app: GatewayApp, scope: Scope, receive: Receive, send: Send,
-                      actor: Actor, headers: dict[bytes, bytes]) -> None:
+async def _embeddings(
+    app: GatewayApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    actor: Actor,
+    headers: dict[bytes, bytes],
+) -> None:
     await _run(app, receive, send, actor, headers, "embeddings", "embedding", validate.embeddings)
 
 
 def _model_entry(route: Any) -> dict[str, Any]:
-    return {"id": route.name, "object": "model", "created": 0, "owned_by": "shipyard",
-            "kind": route.kind, "description": route.description}
+    return {
+        "id": route.name,
+        "object": "model",
+        "created": 0,
+        "owned_by": "shipyard",
+        "kind": route.kind,
+        "description": route.description,
+    }
 
 
 def _allowed(app: GatewayApp, actor: Actor) -> Callable[[str], bool]:
@@ -283,17 +358,32 @@ def _allowed(app: GatewayApp, actor: Actor) -> Callable[[str], bool]:
     return lambda name: name in allowed
 
 
-async def _models(app: GatewayApp, scope: Scope, receive: Receive, send: Send, actor: Actor,
-                  headers: dict[bytes, bytes]) -> None:
+async def _models(
+    app: GatewayApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    actor: Actor,
+    headers: dict[bytes, bytes],
+) -> None:
     ok = _allowed(app, actor)
-    data = [_model_entry(r) for r in app.gateway.snapshot.visible_routes(actor.workspace_id)
-            if ok(r.name)]
+    data = [
+        _model_entry(r)
+        for r in app.gateway.snapshot.visible_routes(actor.workspace_id)
+        if ok(r.name)
+    ]
     await app.reply(send, Reply({"object": "list", "data": data}, []))
 
 
-async def _model_one(app: GatewayApp, scope: Scope, receive: Receive, send: Send, actor: Actor,
-                     headers: dict[bytes, bytes]) -> None:
-    name = scope["path"][len("/v1/models/"):]
+async def _model_one(
+    app: GatewayApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    actor: Actor,
+    headers: dict[bytes, bytes],
+) -> None:
+    name = scope["path"][len("/v1/models/") :]
     route = app.gateway.snapshot.route(actor.workspace_id, name)
     if route is None or not _allowed(app, actor)(name):
         raise ModelNotFound(f"the model '{name}' does not exist", param="model")

@@ -12,8 +12,14 @@ from dataclasses import dataclass, field
 from shipyard.gateway.errors import ErrorClass, UpstreamFailure
 from shipyard.gateway.specs import Deployment, RouteSpec
 
-_COUNTS_AGAINST = {ErrorClass.rate_limit, ErrorClass.server_error, ErrorClass.timeout,
-                   ErrorClass.connect, ErrorClass.malformed, ErrorClass.auth}
+_COUNTS_AGAINST = {
+    ErrorClass.rate_limit,
+    ErrorClass.server_error,
+    ErrorClass.timeout,
+    ErrorClass.connect,
+    ErrorClass.malformed,
+    ErrorClass.auth,
+}
 
 
 @dataclass
@@ -30,8 +36,14 @@ class Health:
 
 
 class Balancer:
-    def __init__(self, *, failures: int = 3, window: float = 60.0, cooldown: float = 30.0,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        failures: int = 3,
+        window: float = 60.0,
+        cooldown: float = 30.0,
+        rng: random.Random | None = None,
+    ) -> None:
         self.failures, self.window, self.cooldown = failures, window, cooldown
         self.health: dict[str, Health] = {}
         self._rng = rng or random.Random()

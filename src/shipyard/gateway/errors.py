@@ -1,13 +1,13 @@
 """Gateway errors, in OpenAI's error shape.
 
-    GatewayError                      -> {"error": {"message", "type", "code", "param"}}
-    ├── InvalidRequest          400   invalid_request_error
-    ├── AuthenticationFailed    401   authentication_error
-    ├── NotPermitted            403   permission_error
-    ├── ModelNotFound           404   not_found_error
-    ├── RateLimitExceeded       429   rate_limit_exceeded (Retry-After set)
-    ├── InsufficientQuota       429   insufficient_quota (budget spent)
-    └── UpstreamFailure         4xx/5xx from a provider, classified for retries and fallbacks
+GatewayError                      -> {"error": {"message", "type", "code", "param"}}
+├── InvalidRequest          400   invalid_request_error
+├── AuthenticationFailed    401   authentication_error
+├── NotPermitted            403   permission_error
+├── ModelNotFound           404   not_found_error
+├── RateLimitExceeded       429   rate_limit_exceeded (Retry-After set)
+├── InsufficientQuota       429   insufficient_quota (budget spent)
+└── UpstreamFailure         4xx/5xx from a provider, classified for retries and fallbacks
 """
 
 from __future__ import annotations
@@ -28,8 +28,13 @@ class ErrorClass(StrEnum):
 
 
 RETRYABLE = frozenset(
-    {ErrorClass.rate_limit, ErrorClass.server_error, ErrorClass.timeout, ErrorClass.connect,
-     ErrorClass.malformed}
+    {
+        ErrorClass.rate_limit,
+        ErrorClass.server_error,
+        ErrorClass.timeout,
+        ErrorClass.connect,
+        ErrorClass.malformed,
+    }
 )
 
 
@@ -38,8 +43,14 @@ class GatewayError(Exception):
     type = "api_error"
     code: str | None = None
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
@@ -48,8 +59,14 @@ class GatewayError(Exception):
             self.code = code
 
     def body(self) -> dict[str, object]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param,
-                          "code": self.code}}
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
 
 
 class InvalidRequest(GatewayError):
@@ -91,16 +108,25 @@ class UpstreamFailure(GatewayError):
 
     type = "upstream_error"
 
-    def __init__(self, message: str, *, error_class: ErrorClass, upstream_status: int | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_class: ErrorClass,
+        upstream_status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message, retry_after=retry_after, code=error_class.value)
         self.error_class = error_class
         self.upstream_status = upstream_status
         self.status = _STATUS.get(error_class, 502)
         if error_class is ErrorClass.rate_limit:
             self.type = "rate_limit_exceeded"
-        elif error_class in (ErrorClass.context_length, ErrorClass.bad_request,
-                             ErrorClass.content_policy):
+        elif error_class in (
+            ErrorClass.context_length,
+            ErrorClass.bad_request,
+            ErrorClass.content_policy,
+        ):
             self.type = "invalid_request_error"
 
     @property

@@ -41,8 +41,31 @@ class Executor:
             wait = max(wait, error.retry_after)
         return wait
 
-    async def call(self, snap: Snapshot, workspace_id: str, route: RouteSpec, op: str,
-                   body: Body, rec: Record, depth: int = 0) -> tuple[Deployment, Body]:
+    async def _retry_after_failure(
+        self, dep: Deployment, exc: UpstreamFailure, attempt: int, route: RouteSpec, rec: Record
+    ) -> bool:
+        """Account a failed attempt; wait and return True when another attempt is due."""
+        exc.scrub(dep.provider.secrets())
+        self.balancer.failed(dep, exc)
+        if not exc.retryable or attempt == route.retries:
+            return False
+        wait = self._backoff(attempt, exc)
+        if wait is None:
+            return False
+        rec.retries += 1
+        await asyncio.sleep(wait)
+        return True
+
+    async def call(
+        self,
+        snap: Snapshot,
+        workspace_id: str,
+        route: RouteSpec,
+        op: str,
+        body: Body,
+        rec: Record,
+        depth: int = 0,
+    ) -> tuple[Deployment, Body]:
         tried: set[str] = set()
         last: UpstreamFailure | None = None
         for attempt in range(route.retries + 1):
@@ -58,29 +81,32 @@ class Executor:
             try:
                 result = await getattr(provider, op)(body, dep)
             except UpstreamFailure as exc:
-                exc.scrub(dep.provider.secrets())
-                self.balancer.failed(dep, exc)
                 last = exc
-                if not exc.retryable or attempt == route.retries:
-                    break
-                wait = self._backoff(attempt, exc)
-                if wait is None:
-                    break
-                rec.retries += 1
-                await asyncio.sleep(wait)
-                continue
+                if await self._retry_after_failure(dep, exc, attempt, route, rec):
+                    continue
+                break
             except BaseException:
                 self.balancer.released(dep)
                 raise
             self.balancer.succeeded(dep, (time.perf_counter() - started) * 1000)
             return dep, result
         assert last is not None
-        return await self._fallback(self.call, snap, workspace_id, route, op, body, rec, depth,
-                                    last)
+        return await self._fallback(
+            self.call, snap, workspace_id, route, op, body, rec, depth, last
+        )
 
-    async def _fallback(self, again: Any, snap: Snapshot, workspace_id: str, route: RouteSpec,
-                        op: str, body: Body, rec: Record, depth: int, last: UpstreamFailure
-                        ) -> Any:
+    async def _fallback(
+        self,
+        again: Any,
+        snap: Snapshot,
+        workspace_id: str,
+        route: RouteSpec,
+        op: str,
+        body: Body,
+        rec: Record,
+        depth: int,
+        last: UpstreamFailure,
+    ) -> Any:
         """Try the route's fallbacks for the error class, in order, each once."""
         if depth >= 3:
             raise last
@@ -95,9 +121,16 @@ class Executor:
                 last = exc
         raise last
 
-    async def stream(self, snap: Snapshot, workspace_id: str, route: RouteSpec, op: str,
-                     body: Body, rec: Record, depth: int = 0
-                     ) -> tuple[Deployment, Body, TrackedStream]:
+    async def stream(
+        self,
+        snap: Snapshot,
+        workspace_id: str,
+        route: RouteSpec,
+        op: str,
+        body: Body,
+        rec: Record,
+        depth: int = 0,
+    ) -> tuple[Deployment, Body, TrackedStream]:
         """Open a stream and read its first chunk, with retries and fallbacks; after the
         first chunk the stream belongs to the client and errors are not retried."""
         tried: set[str] = set()
@@ -121,35 +154,37 @@ class Executor:
                 last = exc
                 continue
             except UpstreamFailure as exc:
-                exc.scrub(dep.provider.secrets())
-                self.balancer.failed(dep, exc)
                 await gen.aclose()
                 last = exc
-                if not exc.retryable or attempt == route.retries:
-                    break
-                wait = self._backoff(attempt, exc)
-                if wait is None:
-                    break
-                rec.retries += 1
-                await asyncio.sleep(wait)
-                continue
+                if await self._retry_after_failure(dep, exc, attempt, route, rec):
+                    continue
+                break
             except BaseException:
                 self.balancer.released(dep)
                 await gen.aclose()
                 raise
             return dep, first, TrackedStream(self.balancer, dep, gen, started)
         assert last is not None
-        return await self._fallback(self.stream, snap, workspace_id, route, op, body, rec,  # type: ignore[no-any-return]
-                                    depth, last)
-
+        return await self._fallback(
+            self.stream,
+            snap,
+            workspace_id,
+            route,
+            op,
+            body,
+            rec,  # type: ignore[no-any-return]
+            depth,
+            last,
+        )
 
 
 class TrackedStream:
     """The rest of a provider stream, accounted on the balancer exactly once: success at
     its end, failure on an upstream error, release when closed early (even unstarted)."""
 
-    def __init__(self, balancer: Balancer, dep: Deployment, gen: AsyncIterator[Body],
-                 started: float) -> None:
+    def __init__(
+        self, balancer: Balancer, dep: Deployment, gen: AsyncIterator[Body], started: float
+    ) -> None:
         self._balancer, self._dep, self._gen, self._started = balancer, dep, gen, started
         self._ended = False
 

@@ -65,10 +65,20 @@ class Governor:
     def __init__(self, backend: LimitBackend) -> None:
         self.backend = backend
 
-    async def admit(self, snap: Snapshot, route: RouteSpec, body: dict[str, Any],
-                    workspace_id: str, key_id: str, end_user: str) -> Admission:
-        scopes = [(s, snap.limits[s]) for s in scopes_for(workspace_id, key_id, end_user)
-                  if s in snap.limits]
+    async def admit(
+        self,
+        snap: Snapshot,
+        route: RouteSpec,
+        body: dict[str, Any],
+        workspace_id: str,
+        key_id: str,
+        end_user: str,
+    ) -> Admission:
+        scopes = [
+            (s, snap.limits[s])
+            for s in scopes_for(workspace_id, key_id, end_user)
+            if s in snap.limits
+        ]
         adm = Admission(scopes=scopes)
         if not scopes:
             return adm
@@ -76,13 +86,19 @@ class Governor:
         cap = None
         for scope, lim in scopes:
             if lim.allowed_routes is not None and route.name not in lim.allowed_routes:
-                raise NotPermitted(f"{_who(scope)} may not use model '{route.name}'",
-                                   param="model", code="model_not_allowed")
+                raise NotPermitted(
+                    f"{_who(scope)} may not use model '{route.name}'",
+                    param="model",
+                    code="model_not_allowed",
+                )
             if lim.max_tokens is not None:
                 if requested is not None and requested > lim.max_tokens:
                     raise InvalidRequest(
                         f"max_tokens {requested} is over the limit of {lim.max_tokens} for "
-                        f"{_who(scope)}", param="max_tokens", code="max_tokens_exceeded")
+                        f"{_who(scope)}",
+                        param="max_tokens",
+                        code="max_tokens_exceeded",
+                    )
                 cap = lim.max_tokens if cap is None else min(cap, lim.max_tokens)
         for scope, lim in scopes:
             if lim.rpm is not None:
@@ -90,13 +106,15 @@ class Governor:
                 if wait > 0:
                     raise RateLimitExceeded(
                         f"rate limit of {lim.rpm} requests per minute reached for {_who(scope)}",
-                        retry_after=wait)
+                        retry_after=wait,
+                    )
             if lim.tpm is not None:
                 used = await self.backend.window_total(f"tpm:{scope}", 60.0)
                 if used >= lim.tpm:
                     raise RateLimitExceeded(
                         f"token limit of {lim.tpm} tokens per minute reached for {_who(scope)}",
-                        retry_after=60.0 - (datetime.now(UTC).timestamp() % 60.0))
+                        retry_after=60.0 - (datetime.now(UTC).timestamp() % 60.0),
+                    )
         budgets = [(s, lim) for s, lim in scopes if lim.budget_usd is not None]
         if budgets and route.kind == "chat":
             adm.max_output = requested or cap or DEFAULT_MAX_OUTPUT
@@ -105,9 +123,12 @@ class Governor:
         if budgets:
             worst = max(
                 (price_for(snap.prices, d.model) for d in route.deployments),
-                key=lambda p: p.input + p.output, default=None,
+                key=lambda p: p.input + p.output,
+                default=None,
             )
-            prompt = estimate_tokens(body.get("messages") or body.get("prompt") or body.get("input") or "")
+            prompt = estimate_tokens(
+                body.get("messages") or body.get("prompt") or body.get("input") or ""
+            )
             choices = body.get("n") if isinstance(body.get("n"), int) else 1
             max_cost = worst.cost(prompt, (adm.max_output or 0) * choices) if worst else 0.0
             try:
@@ -117,7 +138,8 @@ class Governor:
                     if not await self.backend.reserve(key, max_cost, lim.budget_usd or 0.0, ttl):
                         raise InsufficientQuota(
                             f"budget of ${lim.budget_usd:.4f} per {lim.budget_period} is spent "
-                            f"for {_who(scope)}")
+                            f"for {_who(scope)}"
+                        )
                     adm.reserved.append((key, max_cost, ttl))
             except BaseException:
                 await self.release(adm)  # whatever was reserved before the refusal or error

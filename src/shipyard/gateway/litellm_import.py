@@ -27,11 +27,18 @@ VENDORS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "ollama": ("openai", "http://localhost:11434/v1", {}),
     "ollama_chat": ("openai", "http://localhost:11434/v1", {}),
 }
-STRATEGIES = {"simple-shuffle": "weighted", "least-busy": "least_busy",
-              "latency-based-routing": "lowest_latency", "usage-based-routing": "least_busy",
-              "usage-based-routing-v2": "least_busy"}
-FALLBACK_KEYS = {"fallbacks": "any", "context_window_fallbacks": "context_length",
-                 "content_policy_fallbacks": "content_policy"}
+STRATEGIES = {
+    "simple-shuffle": "weighted",
+    "least-busy": "least_busy",
+    "latency-based-routing": "lowest_latency",
+    "usage-based-routing": "least_busy",
+    "usage-based-routing-v2": "least_busy",
+}
+FALLBACK_KEYS = {
+    "fallbacks": "any",
+    "context_window_fallbacks": "context_length",
+    "content_policy_fallbacks": "content_policy",
+}
 
 
 @dataclass
@@ -68,8 +75,10 @@ def plan(config: Any) -> ImportPlan:
                     fallbacks.setdefault(name, {})[cls] = list(targets)
     for key in ("allowed_fails", "cooldown_time"):
         if key in router:
-            out.notes.append(f"router_settings.{key} maps to the gateway's cooldown settings "
-                             "(SHIPYARD_GATEWAY_COOLDOWN_*), not to a route")
+            out.notes.append(
+                f"router_settings.{key} maps to the gateway's cooldown settings "
+                "(SHIPYARD_GATEWAY_COOLDOWN_*), not to a route"
+            )
     providers: dict[tuple[str, str, str | None, str], str] = {}
     deployments: dict[str, list[DeploymentIn]] = {}
     for i, item in enumerate(config["model_list"]):
@@ -96,23 +105,44 @@ def plan(config: Any) -> ImportPlan:
         if ident not in providers:
             pname = f"{vendor.replace('_', '-')}-{len(providers) + 1}"[:63].lower()
             providers[ident] = pname
-            out.providers.append(ProviderCreate(name=pname, kind=kind, base_url=base,
-                                                api_key=api_key, options=options))
-        timeout = float(params.get("timeout") or params.get("request_timeout")
-                        or settings.get("request_timeout") or 600)
+            out.providers.append(
+                ProviderCreate(
+                    name=pname, kind=kind, base_url=base, api_key=api_key, options=options
+                )
+            )
+        timeout = float(
+            params.get("timeout")
+            or params.get("request_timeout")
+            or settings.get("request_timeout")
+            or 600
+        )
         first = float(params.get("stream_timeout") or min(timeout, 60))
-        deployments.setdefault(name, []).append(DeploymentIn(
-            provider=providers[ident], model=bare, weight=float(params.get("weight", 1) or 1),
-            timeouts=TimeoutsIn(total=timeout, first_token=min(first, timeout)),
-        ))
+        deployments.setdefault(name, []).append(
+            DeploymentIn(
+                provider=providers[ident],
+                model=bare,
+                weight=float(params.get("weight", 1) or 1),
+                timeouts=TimeoutsIn(total=timeout, first_token=min(first, timeout)),
+            )
+        )
         for key in ("rpm", "tpm"):
             if key in params:
-                out.notes.append(f"model_list.{i}: per-deployment {key} is not enforced; set "
-                                 "limits on keys or the workspace")
+                out.notes.append(
+                    f"model_list.{i}: per-deployment {key} is not enforced; set "
+                    "limits on keys or the workspace"
+                )
     for name, deps in deployments.items():
-        fb = {cls: [t for t in targets if t in deployments]
-              for cls, targets in fallbacks.get(name, {}).items()}
-        out.routes.append(RouteIn(name=name, strategy=strategy, retries=min(retries, 10),  # type: ignore[arg-type]
-                                  fallbacks={k: v for k, v in fb.items() if v},  # type: ignore[misc]
-                                  deployments=deps))
+        fb = {
+            cls: [t for t in targets if t in deployments]
+            for cls, targets in fallbacks.get(name, {}).items()
+        }
+        out.routes.append(
+            RouteIn(
+                name=name,
+                strategy=strategy,
+                retries=min(retries, 10),  # type: ignore[arg-type]
+                fallbacks={k: v for k, v in fb.items() if v},  # type: ignore[misc]
+                deployments=deps,
+            )
+        )
     return out

@@ -58,9 +58,7 @@ class DeploymentRow(Base):
     __tablename__ = "gateway_deployments"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     route_id: Mapped[str] = mapped_column(ForeignKey("gateway_routes.id", ondelete="CASCADE"))
-    provider_id: Mapped[str] = mapped_column(
-        ForeignKey("gateway_providers.id", ondelete="CASCADE")
-    )
+    provider_id: Mapped[str] = mapped_column(ForeignKey("gateway_providers.id", ondelete="CASCADE"))
     model: Mapped[str] = mapped_column(String(200))
     weight: Mapped[float] = mapped_column(Float, default=1.0)
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -78,7 +76,9 @@ class PriceRow(Base):
 
 class LimitRow(Base):
     __tablename__ = "gateway_limits"
-    scope: Mapped[str] = mapped_column(String(200), primary_key=True)  # key:<id> | workspace:<id> | user:<ws>:<name>
+    scope: Mapped[str] = mapped_column(
+        String(200), primary_key=True
+    )  # key:<id> | workspace:<id> | user:<ws>:<name>
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
     values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -48,11 +48,29 @@ class Record:
         """Values in column order, ready for the DBAPI (SQLite stores datetimes as text in
         SQLAlchemy's format; psycopg adapts them itself)."""
         at: object = self.at.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else self.at
-        return (self.id, at, self.workspace_id, self.key_id, self.api, self.status,
-                self.end_user, self.route, self.deployment_id, self.provider, self.model,
-                self.error_class, self.latency_ms, self.ttft_ms, self.prompt_tokens,
-                self.completion_tokens, self.cost_usd, self.cache_hit, self.stream, self.retries,
-                ",".join(self.fallbacks)[:500])
+        return (
+            self.id,
+            at,
+            self.workspace_id,
+            self.key_id,
+            self.api,
+            self.status,
+            self.end_user,
+            self.route,
+            self.deployment_id,
+            self.provider,
+            self.model,
+            self.error_class,
+            self.latency_ms,
+            self.ttft_ms,
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.cost_usd,
+            self.cache_hit,
+            self.stream,
+            self.retries,
+            ",".join(self.fallbacks)[:500],
+        )
 
 
 _FIELDS = tuple(f.name for f in fields(Record))
@@ -60,15 +78,26 @@ _FIELDS = tuple(f.name for f in fields(Record))
 
 def _insert_sql(paramstyle: str) -> str:
     mark = "?" if paramstyle == "qmark" else "%s"
-    return (f"INSERT INTO {_TABLE.name} ({', '.join(_FIELDS)}) "
-            f"VALUES ({', '.join([mark] * len(_FIELDS))})")
+    return (
+        f"INSERT INTO {_TABLE.name} ({', '.join(_FIELDS)}) "
+        f"VALUES ({', '.join([mark] * len(_FIELDS))})"
+    )
 
 
 class RecordWriter:
-    def __init__(self, db: Database, dropped: Counter, written: Counter,
-                 capacity: int = 50_000, batch: int = 2000, linger: float = 0.05) -> None:
+    def __init__(
+        self,
+        db: Database,
+        dropped: Counter,
+        written: Counter,
+        capacity: int = 50_000,
+        batch: int = 2000,
+        linger: float = 0.05,
+    ) -> None:
         self._db = db
-        self._queue: queue.Queue[tuple[object, ...] | _Marker | None] = queue.Queue(maxsize=capacity)
+        self._queue: queue.Queue[tuple[object, ...] | _Marker | None] = queue.Queue(
+            maxsize=capacity
+        )
         self._batch = batch
         self._dropped = dropped
         self._written = written
@@ -164,7 +193,9 @@ class RecordWriter:
                 self._written.inc(len(rows))
                 return
             except Exception:  # noqa: BLE001 - keep the writer alive; count what is lost
-                log.exception("writing %d request records failed (attempt %d)", len(rows), attempt + 1)
+                log.exception(
+                    "writing %d request records failed (attempt %d)", len(rows), attempt + 1
+                )
         self._dropped.inc(len(rows))
 
 

@@ -34,10 +34,16 @@ router = APIRouter(prefix="/api/gateway", tags=["gateway"])
 
 def _provider(row: ProviderRow) -> ProviderPublic:
     return ProviderPublic(
-        id=row.id, name=row.name, kind=row.kind, base_url=row.base_url,
-        has_api_key=row.api_key_enc is not None, header_names=sorted(row.headers or {}),
-        options=row.options or {}, allow_internal=row.allow_internal,
-        created_at=row.created_at, updated_at=row.updated_at,
+        id=row.id,
+        name=row.name,
+        kind=row.kind,
+        base_url=row.base_url,
+        has_api_key=row.api_key_enc is not None,
+        header_names=sorted(row.headers or {}),
+        options=row.options or {},
+        allow_internal=row.allow_internal,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
     )
 
 
@@ -48,17 +54,24 @@ async def _reload(ctx: Ctx) -> None:
 @router.get("/providers", name="gateway.providers.list")
 def list_providers(ctx: Ctx = Authorized("gateway:read")) -> list[ProviderPublic]:
     with ctx.tx() as tx:
-        return [_provider(r) for r in admin.list_providers(tx.session, workspace_id=ctx.workspace_id)]
+        return [
+            _provider(r) for r in admin.list_providers(tx.session, workspace_id=ctx.workspace_id)
+        ]
 
 
 @router.post("/providers", status_code=201, name="gateway.providers.create")
-async def create_provider(body: ProviderCreate, ctx: Ctx = Authorized("gateway:manage")
-                          ) -> ProviderPublic:
+async def create_provider(
+    body: ProviderCreate, ctx: Ctx = Authorized("gateway:manage")
+) -> ProviderPublic:
     def work() -> ProviderPublic:
         with ctx.tx(target=f"provider:{body.name}") as tx:
-            row = admin.create_provider(tx.session, box=ctx.platform.box,
-                                        workspace_id=ctx.workspace_id, body=body,
-                                        operator=ctx.actor.role is Role.owner)
+            row = admin.create_provider(
+                tx.session,
+                box=ctx.platform.box,
+                workspace_id=ctx.workspace_id,
+                body=body,
+                operator=ctx.actor.role is Role.owner,
+            )
             return _provider(row)
 
     out = await run_in_threadpool(work)
@@ -67,13 +80,19 @@ async def create_provider(body: ProviderCreate, ctx: Ctx = Authorized("gateway:m
 
 
 @router.patch("/providers/{name}", name="gateway.providers.update")
-async def update_provider(name: str, body: ProviderUpdate, ctx: Ctx = Authorized("gateway:manage")
-                          ) -> ProviderPublic:
+async def update_provider(
+    name: str, body: ProviderUpdate, ctx: Ctx = Authorized("gateway:manage")
+) -> ProviderPublic:
     def work() -> ProviderPublic:
         with ctx.tx(target=f"provider:{name}") as tx:
-            row = admin.update_provider(tx.session, box=ctx.platform.box,
-                                        workspace_id=ctx.workspace_id, name=name, body=body,
-                                        operator=ctx.actor.role is Role.owner)
+            row = admin.update_provider(
+                tx.session,
+                box=ctx.platform.box,
+                workspace_id=ctx.workspace_id,
+                name=name,
+                body=body,
+                operator=ctx.actor.role is Role.owner,
+            )
             return _provider(row)
 
     out = await run_in_threadpool(work)
@@ -95,18 +114,29 @@ async def delete_provider(name: str, ctx: Ctx = Authorized("gateway:manage")) ->
 def route_public(ctx: Ctx, route: RouteSpec) -> RoutePublic:
     balancer = ctx.platform.gateway.balancer
     return RoutePublic(
-        id=route.id, name=route.name, kind=route.kind, strategy=route.strategy,
-        retries=route.retries, fallbacks={k: list(v) for k, v in route.fallbacks.items()},
-        cache_ttl=route.cache_ttl, description=route.description,
+        id=route.id,
+        name=route.name,
+        kind=route.kind,
+        strategy=route.strategy,
+        retries=route.retries,
+        fallbacks={k: list(v) for k, v in route.fallbacks.items()},
+        cache_ttl=route.cache_ttl,
+        description=route.description,
         semantic_threshold=route.semantic_threshold,
         semantic_embedding_route=route.semantic_embedding_route,
         builtin=route.workspace_id is None,
         deployments=[
             DeploymentPublic(
-                id=d.id, provider=d.provider.name, model=d.model, weight=d.weight,
+                id=d.id,
+                provider=d.provider.name,
+                model=d.model,
+                weight=d.weight,
                 params=d.params,
-                timeouts={"connect": d.timeouts.connect, "first_token": d.timeouts.first_token,
-                          "total": d.timeouts.total},
+                timeouts={
+                    "connect": d.timeouts.connect,
+                    "first_token": d.timeouts.first_token,
+                    "total": d.timeouts.total,
+                },
                 health=balancer.status(d.id),
             )
             for d in route.deployments
@@ -121,8 +151,9 @@ def list_routes(ctx: Ctx = Authorized("gateway:read")) -> list[RoutePublic]:
 
 
 @router.put("/routes/{name}", name="gateway.routes.put")
-async def put_route(name: str, body: RouteIn, ctx: Ctx = Authorized("gateway:manage")
-                    ) -> RoutePublic:
+async def put_route(
+    name: str, body: RouteIn, ctx: Ctx = Authorized("gateway:manage")
+) -> RoutePublic:
     if body.name != name:
         from shipyard.errors import InvalidInput
 
@@ -153,21 +184,25 @@ async def delete_route(name: str, ctx: Ctx = Authorized("gateway:manage")) -> Re
 @router.get("/prices", name="gateway.prices.list")
 def list_prices(ctx: Ctx = Authorized("gateway:read")) -> list[PricePublic]:
     prices = ctx.platform.gateway.snapshot.prices or dict(SEED_PRICES)
-    return [PricePublic(model=m, input=p.input, output=p.output, cached_input=p.cached_input)
-            for m, p in sorted(prices.items())]
+    return [
+        PricePublic(model=m, input=p.input, output=p.output, cached_input=p.cached_input)
+        for m, p in sorted(prices.items())
+    ]
 
 
 @router.put("/prices/{model:path}", name="gateway.prices.put")
-async def put_price(model: str, body: PriceIn, ctx: Ctx = Authorized("gateway:prices")
-                    ) -> PricePublic:
+async def put_price(
+    model: str, body: PriceIn, ctx: Ctx = Authorized("gateway:prices")
+) -> PricePublic:
     def work() -> PriceRow:
         with ctx.tx(target=f"price:{model}") as tx:
             return admin.set_price(tx.session, model=model, body=body)
 
     row = await run_in_threadpool(work)
     await _reload(ctx)
-    return PricePublic(model=row.model, input=row.input, output=row.output,
-                       cached_input=row.cached_input)
+    return PricePublic(
+        model=row.model, input=row.input, output=row.output, cached_input=row.cached_input
+    )
 
 
 async def _limits_public(ctx: Ctx, scope: str, lim: Limits) -> LimitsPublic:
@@ -175,8 +210,12 @@ async def _limits_public(ctx: Ctx, scope: str, lim: Limits) -> LimitsPublic:
     if lim.budget_usd is not None:
         spent = await ctx.platform.gateway.governor.spent(scope, lim.budget_period)
     return LimitsPublic(
-        scope=scope, rpm=lim.rpm, tpm=lim.tpm, max_tokens=lim.max_tokens,
-        budget_usd=lim.budget_usd, budget_period=lim.budget_period,  # type: ignore[arg-type]
+        scope=scope,
+        rpm=lim.rpm,
+        tpm=lim.tpm,
+        max_tokens=lim.max_tokens,
+        budget_usd=lim.budget_usd,
+        budget_period=lim.budget_period,  # type: ignore[arg-type]
         allowed_routes=list(lim.allowed_routes) if lim.allowed_routes is not None else None,
         spent_usd=spent,
     )
@@ -186,9 +225,13 @@ async def _limits_public(ctx: Ctx, scope: str, lim: Limits) -> LimitsPublic:
 async def list_limits(ctx: Ctx = Authorized("gateway:read")) -> list[LimitsPublic]:
     snap = ctx.platform.gateway.snapshot
     keys = await run_in_threadpool(_workspace_keys, ctx)
-    mine = [(s, lim) for s, lim in snap.limits.items()
-            if s == f"workspace:{ctx.workspace_id}" or s.startswith(f"user:{ctx.workspace_id}:")
-            or (s.startswith("key:") and s[4:] in keys)]
+    mine = [
+        (s, lim)
+        for s, lim in snap.limits.items()
+        if s == f"workspace:{ctx.workspace_id}"
+        or s.startswith(f"user:{ctx.workspace_id}:")
+        or (s.startswith("key:") and s[4:] in keys)
+    ]
     return [await _limits_public(ctx, s, lim) for s, lim in sorted(mine)]
 
 
@@ -196,13 +239,15 @@ def _workspace_keys(ctx: Ctx) -> set[str]:
     from shipyard.identity import service
 
     with ctx.platform.db.transaction() as s:
-        return {k.id for k in service.list_keys(s, workspace_id=ctx.workspace_id,
-                                                include_revoked=True)}
+        return {
+            k.id for k in service.list_keys(s, workspace_id=ctx.workspace_id, include_revoked=True)
+        }
 
 
 @router.put("/limits/{kind}/{ref:path}", name="gateway.limits.put")
-async def put_limits(kind: str, ref: str, body: LimitsIn, ctx: Ctx = Authorized("gateway:manage")
-                     ) -> LimitsPublic:
+async def put_limits(
+    kind: str, ref: str, body: LimitsIn, ctx: Ctx = Authorized("gateway:manage")
+) -> LimitsPublic:
     def work() -> str:
         with ctx.tx() as tx:
             scope = admin.scope_for(tx.session, workspace_id=ctx.workspace_id, kind=kind, ref=ref)
@@ -240,47 +285,62 @@ def list_requests(
     ctx: Ctx = Authorized("gateway:read"),
 ) -> list[RecordPublic]:
     with ctx.tx() as tx:
-        rows = admin.search_records(tx.session, workspace_id=ctx.workspace_id, route=route,
-                                    key_id=key_id, status=status, errors_only=errors_only,
-                                    since=since, before=before, limit=limit)
+        rows = admin.search_records(
+            tx.session,
+            workspace_id=ctx.workspace_id,
+            route=route,
+            key_id=key_id,
+            status=status,
+            errors_only=errors_only,
+            since=since,
+            before=before,
+            limit=limit,
+        )
         return [RecordPublic.model_validate(r) for r in rows]
 
 
 @router.get("/usage", name="gateway.usage")
-def usage(hours: int = Query(default=24, ge=1, le=24 * 90),
-          ctx: Ctx = Authorized("gateway:read")) -> list[dict[str, object]]:
+def usage(
+    hours: int = Query(default=24, ge=1, le=24 * 90), ctx: Ctx = Authorized("gateway:read")
+) -> list[dict[str, object]]:
     with ctx.tx() as tx:
-        return admin.usage_summary(tx.session, workspace_id=ctx.workspace_id,
-                                   since=utcnow() - timedelta(hours=hours))
+        return admin.usage_summary(
+            tx.session, workspace_id=ctx.workspace_id, since=utcnow() - timedelta(hours=hours)
+        )
 
 
 @router.post("/import/litellm", name="gateway.import_litellm")
-async def import_litellm(body: dict[str, object], dry_run: bool = False,
-                         ctx: Ctx = Authorized("gateway:manage")) -> dict[str, object]:
+async def import_litellm(
+    body: dict[str, object], dry_run: bool = False, ctx: Ctx = Authorized("gateway:manage")
+) -> dict[str, object]:
     """Import a LiteLLM proxy config (parsed YAML as JSON; `os.environ/` resolved by the
     caller). Existing providers with the same name are kept; routes are replaced."""
-    from shipyard.gateway.litellm_import import plan
-
     from pydantic import ValidationError
 
     from shipyard.errors import InvalidInput
+    from shipyard.gateway.litellm_import import plan
 
     config = body.get("config", body)
     try:
         imported = plan(config)
     except (ValidationError, ValueError, TypeError) as exc:
-        detail = (exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc))
+        detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
         raise InvalidInput(f"config: {detail}"[:300]) from None
 
     def work() -> None:
         with ctx.tx(target="litellm-config") as tx:
-            existing = {p.name for p in admin.list_providers(tx.session,
-                                                             workspace_id=ctx.workspace_id)}
+            existing = {
+                p.name for p in admin.list_providers(tx.session, workspace_id=ctx.workspace_id)
+            }
             for p in imported.providers:
                 if p.name not in existing:
-                    admin.create_provider(tx.session, box=ctx.platform.box,
-                                          workspace_id=ctx.workspace_id, body=p,
-                                          operator=ctx.actor.role is Role.owner)
+                    admin.create_provider(
+                        tx.session,
+                        box=ctx.platform.box,
+                        workspace_id=ctx.workspace_id,
+                        body=p,
+                        operator=ctx.actor.role is Role.owner,
+                    )
             for r in imported.routes:
                 admin.put_route(tx.session, workspace_id=ctx.workspace_id, body=r)
             tx.detail = f"{len(imported.providers)} providers, {len(imported.routes)} routes"
@@ -290,9 +350,18 @@ async def import_litellm(body: dict[str, object], dry_run: bool = False,
         await _reload(ctx)
     return {
         "dry_run": dry_run,
-        "providers": [{"name": p.name, "kind": p.kind, "base_url": p.base_url} for p in imported.providers],
-        "routes": [{"name": r.name, "strategy": r.strategy, "retries": r.retries,
-                    "deployments": len(r.deployments), "fallbacks": r.fallbacks}
-                   for r in imported.routes],
+        "providers": [
+            {"name": p.name, "kind": p.kind, "base_url": p.base_url} for p in imported.providers
+        ],
+        "routes": [
+            {
+                "name": r.name,
+                "strategy": r.strategy,
+                "retries": r.retries,
+                "deployments": len(r.deployments),
+                "fallbacks": r.fallbacks,
+            }
+            for r in imported.routes
+        ],
         "notes": imported.notes,
     }

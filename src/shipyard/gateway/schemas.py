@@ -59,8 +59,17 @@ class DeploymentIn(Strict):
     timeouts: TimeoutsIn = Field(default_factory=TimeoutsIn)
 
 
-ErrorClassName = Literal["rate_limit", "server_error", "timeout", "connect", "context_length",
-                         "content_policy", "malformed", "auth", "any"]
+ErrorClassName = Literal[
+    "rate_limit",
+    "server_error",
+    "timeout",
+    "connect",
+    "context_length",
+    "content_policy",
+    "malformed",
+    "auth",
+    "any",
+]
 
 
 class RouteIn(Strict):
@@ -71,8 +80,11 @@ class RouteIn(Strict):
     fallbacks: dict[ErrorClassName, list[str]] = Field(default_factory=dict)
     cache_ttl: float = Field(default=0.0, ge=0, le=30 * 86400)
     semantic_threshold: float | None = Field(
-        default=None, ge=0.5, le=1.0,
-        description="Reuse a cached reply when the prompt embeds this close (needs cache_ttl).")
+        default=None,
+        ge=0.5,
+        le=1.0,
+        description="Reuse a cached reply when the prompt embeds this close (needs cache_ttl).",
+    )
     semantic_embedding_route: str = Field(default="all-minilm-l6-v2", pattern=NAME)
     description: str = Field(default="", max_length=500)
     deployments: list[DeploymentIn] = Field(min_length=1, max_length=50)

@@ -12,12 +12,15 @@ from typing import Any
 
 class SemanticCache:
     def __init__(self, max_entries: int = 1000) -> None:
-        self._entries: dict[tuple[str, str], OrderedDict[int, tuple[list[float], bytes, float]]] = {}
+        self._entries: dict[
+            tuple[str, str], OrderedDict[int, tuple[list[float], bytes, float]]
+        ] = {}
         self._max = max_entries
         self._seq = 0
 
-    def lookup(self, scope: tuple[str, str], vector: list[float], threshold: float
-               ) -> tuple[bytes, float] | None:
+    def lookup(
+        self, scope: tuple[str, str], vector: list[float], threshold: float
+    ) -> tuple[bytes, float] | None:
         entries = self._entries.get(scope)
         if not entries:
             return None
@@ -34,7 +37,9 @@ class SemanticCache:
             return best, best_sim
         return None
 
-    def store(self, scope: tuple[str, str], vector: list[float], payload: bytes, ttl: float) -> None:
+    def store(
+        self, scope: tuple[str, str], vector: list[float], payload: bytes, ttl: float
+    ) -> None:
         entries = self._entries.setdefault(scope, OrderedDict())
         self._seq += 1
         entries[self._seq] = (vector, payload, time.monotonic() + ttl)
@@ -56,8 +61,10 @@ def prompt_text(body: dict[str, Any]) -> str:
         if isinstance(content, str):
             parts.append(f"{m.get('role')}: {content}")
         elif isinstance(content, list):
-            parts.append(f"{m.get('role')}: " + " ".join(
-                p.get("text", "") for p in content if isinstance(p, dict)))
+            parts.append(
+                f"{m.get('role')}: "
+                + " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            )
     if isinstance(body.get("prompt"), str):
         parts.append(body["prompt"])
     return "\n".join(parts)

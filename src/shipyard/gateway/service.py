@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import random
 import logging
+import random
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -34,9 +34,12 @@ from shipyard.store import Database, utcnow
 
 log = logging.getLogger("shipyard.gateway")
 Body = dict[str, Any]
-OPS = {"chat": ("chat", "chat_stream"), "messages": ("chat", "chat_stream"),
-       "completions": ("completion", "completion_stream"),
-       "embeddings": ("embeddings", None)}
+OPS = {
+    "chat": ("chat", "chat_stream"),
+    "messages": ("chat", "chat_stream"),
+    "completions": ("completion", "completion_stream"),
+    "embeddings": ("embeddings", None),
+}
 
 
 @dataclass
@@ -83,24 +86,39 @@ class Call:
 
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Counter("shipyard_gateway_requests", "Gateway calls by route and status.",
-                                ["route", "status"], registry=registry)
+        self.requests = Counter(
+            "shipyard_gateway_requests",
+            "Gateway calls by route and status.",
+            ["route", "status"],
+            registry=registry,
+        )
         self.latency = Histogram(
-            "shipyard_gateway_request_duration_seconds", "Gateway call latency by route.",
-            ["route"], registry=registry,
+            "shipyard_gateway_request_duration_seconds",
+            "Gateway call latency by route.",
+            ["route"],
+            registry=registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
-        self.tokens = Counter("shipyard_gateway_tokens", "Tokens by route and direction.",
-                              ["route", "direction"], registry=registry)
-        self.cost = Counter("shipyard_gateway_cost_usd", "Cost in USD by route.", ["route"],
-                            registry=registry)
+        self.tokens = Counter(
+            "shipyard_gateway_tokens",
+            "Tokens by route and direction.",
+            ["route", "direction"],
+            registry=registry,
+        )
+        self.cost = Counter(
+            "shipyard_gateway_cost_usd", "Cost in USD by route.", ["route"], registry=registry
+        )
         self.records_dropped = Counter(
-            "shipyard_gateway_records_dropped", "Request records dropped (queue full or write failed).",
-            registry=registry)
-        self.records_written = Counter("shipyard_gateway_records_written",
-                                       "Request records written.", registry=registry)
-        self.cache = Counter("shipyard_gateway_cache", "Cache lookups by result.", ["result"],
-                             registry=registry)
+            "shipyard_gateway_records_dropped",
+            "Request records dropped (queue full or write failed).",
+            registry=registry,
+        )
+        self.records_written = Counter(
+            "shipyard_gateway_records_written", "Request records written.", registry=registry
+        )
+        self.cache = Counter(
+            "shipyard_gateway_cache", "Cache lookups by result.", ["result"], registry=registry
+        )
         self._children: dict[tuple[str, int], tuple[Any, ...]] = {}
 
     def for_route(self, route: str, status: int) -> tuple[Any, ...]:
@@ -112,18 +130,29 @@ class GatewayMetrics:
             if len(self._children) > 10_000:
                 self._children.clear()
             found = self._children[key] = (
-                self.requests.labels(route, str(status)), self.latency.labels(route),
-                self.tokens.labels(route, "input"), self.tokens.labels(route, "output"),
+                self.requests.labels(route, str(status)),
+                self.latency.labels(route),
+                self.tokens.labels(route, "input"),
+                self.tokens.labels(route, "output"),
                 self.cost.labels(route),
             )
         return found
 
 
 class Gateway:
-    def __init__(self, *, db: Database, box: SecretBox, registry: CollectorRegistry,
-                 backend: LimitBackend | None = None, retry: RetryPolicy | None = None,
-                 balancer: Balancer | None = None, local_threads: int | None = None,
-                 reload_interval: float = 2.0, probe_interval: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        box: SecretBox,
+        registry: CollectorRegistry,
+        backend: LimitBackend | None = None,
+        retry: RetryPolicy | None = None,
+        balancer: Balancer | None = None,
+        local_threads: int | None = None,
+        reload_interval: float = 2.0,
+        probe_interval: float = 5.0,
+    ) -> None:
         self.db = db
         self.box = box
         self.metrics = GatewayMetrics(registry)
@@ -147,8 +176,10 @@ class Gateway:
     async def start(self) -> None:
         await self.reload()
         self.records.start()
-        self._tasks = [asyncio.create_task(self._watch_config()),
-                       asyncio.create_task(self._probe())]
+        self._tasks = [
+            asyncio.create_task(self._watch_config()),
+            asyncio.create_task(self._probe()),
+        ]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -206,26 +237,36 @@ class Gateway:
     def route_for(self, call: Call, model: str, kind: str) -> RouteSpec:
         route = self.snapshot.route(call.actor.workspace_id, model)
         if route is None or route.kind != kind:
-            raise ModelNotFound(f"the model '{model}' does not exist or you do not have access "
-                                "to it", param="model")
+            raise ModelNotFound(
+                f"the model '{model}' does not exist or you do not have access to it", param="model"
+            )
         return route
 
     async def run(self, call: Call, route: RouteSpec) -> Reply | StreamReply:
         body = call.body
         end_user = body.get("user") or ""
-        rec = Record(id=call.request_id, at=utcnow(), workspace_id=call.actor.workspace_id,
-                     key_id=call.actor.id, api=call.api, route=route.name, end_user=end_user,
-                     stream=bool(body.get("stream")))
+        rec = Record(
+            id=call.request_id,
+            at=utcnow(),
+            workspace_id=call.actor.workspace_id,
+            key_id=call.actor.id,
+            api=call.api,
+            route=route.name,
+            end_user=end_user,
+            stream=bool(body.get("stream")),
+        )
         snap = self.snapshot
         try:
-            adm = await self.governor.admit(snap, route, body, call.actor.workspace_id,
-                                            call.actor.id, end_user)
+            adm = await self.governor.admit(
+                snap, route, body, call.actor.workspace_id, call.actor.id, end_user
+            )
         except GatewayError as exc:
             self._finish(call, rec, status=exc.status, error=exc.code or exc.type)
             raise
         upstream = body
-        if adm.max_output is not None and not (body.get("max_tokens") or
-                                               body.get("max_completion_tokens")):
+        if adm.max_output is not None and not (
+            body.get("max_tokens") or body.get("max_completion_tokens")
+        ):
             upstream = {**body, "max_tokens": adm.max_output}
         try:
             if body.get("stream") and OPS[call.api][1]:
@@ -233,8 +274,12 @@ class Gateway:
             return await self._unary(call, route, snap, upstream, rec, adm)
         except GatewayError as exc:
             await self.governor.release(adm)
-            self._finish(call, rec, status=exc.status,
-                         error=getattr(exc, "error_class", None) or exc.code or exc.type)
+            self._finish(
+                call,
+                rec,
+                status=exc.status,
+                error=getattr(exc, "error_class", None) or exc.code or exc.type,
+            )
             raise
         except asyncio.CancelledError:
             await asyncio.shield(self.governor.release(adm))
@@ -245,8 +290,9 @@ class Gateway:
             self._finish(call, rec, status=500, error="internal")
             raise
 
-    async def _unary(self, call: Call, route: RouteSpec, snap: Snapshot, body: Body,
-                     rec: Record, adm: Admission) -> Reply:
+    async def _unary(
+        self, call: Call, route: RouteSpec, snap: Snapshot, body: Body, rec: Record, adm: Admission
+    ) -> Reply:
         cache_key = None
         cache_state = b"bypass"
         if route.cache_ttl > 0 and not call.no_cache:
@@ -263,12 +309,17 @@ class Gateway:
             cache_state = b"miss"
         vector = None
         # similar prompts share a reply only when everything else about the call is equal
-        semantic_scope = (call.actor.workspace_id, route.name + ":" + _cache_key(
-            "", "", call.api, {k: v for k, v in body.items() if k != "messages"}))
+        semantic_scope = (
+            call.actor.workspace_id,
+            route.name
+            + ":"
+            + _cache_key("", "", call.api, {k: v for k, v in body.items() if k != "messages"}),
+        )
         if cache_key is not None and route.semantic_threshold is not None:
             vector = await self._embed(call, route, snap, body)
             found = vector and await asyncio.to_thread(
-                self.semantic.lookup, semantic_scope, vector, route.semantic_threshold)
+                self.semantic.lookup, semantic_scope, vector, route.semantic_threshold
+            )
             if found:
                 self.metrics.cache.labels("semantic_hit").inc()
                 await self.governor.release(adm)
@@ -276,8 +327,9 @@ class Gateway:
                 rec.provider, rec.model = "semantic-cache", route.name
                 self._finish(call, rec, status=200)
                 return Reply(found[0], self._headers(call, rec, b"semantic-hit"))
-        dep, result = await self.executor.call(snap, call.actor.workspace_id, route,
-                                               OPS[call.api][0], body, rec)
+        dep, result = await self.executor.call(
+            snap, call.actor.workspace_id, route, OPS[call.api][0], body, rec
+        )
         rec.deployment_id, rec.provider, rec.model = dep.id, dep.provider.name, dep.model
         usage = result.get("usage") or {}
         prompt = _int(usage.get("prompt_tokens"))
@@ -285,8 +337,11 @@ class Gateway:
         if not usage:
             prompt = _count_prompt(body)
             completion = sum(count_text_tokens(_choice_text(c)) for c in result.get("choices", []))
-            result["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion,
-                               "total_tokens": prompt + completion}
+            result["usage"] = {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            }
         cached_tokens = _int((usage.get("prompt_tokens_details") or {}).get("cached_tokens"))
         rec.prompt_tokens, rec.completion_tokens = prompt, completion
         rec.cost_usd = price_for(snap.prices, dep.model).cost(prompt, completion, cached_tokens)
@@ -299,8 +354,9 @@ class Gateway:
         self._finish(call, rec, status=200)
         return Reply(payload, self._headers(call, rec, cache_state))
 
-    async def _stream(self, call: Call, route: RouteSpec, snap: Snapshot, body: Body,
-                      rec: Record, adm: Admission) -> StreamReply:
+    async def _stream(
+        self, call: Call, route: RouteSpec, snap: Snapshot, body: Body, rec: Record, adm: Admission
+    ) -> StreamReply:
         dep, first, rest = await self.executor.stream(
             snap, call.actor.workspace_id, route, OPS[call.api][1], body, rec
         )
@@ -308,11 +364,15 @@ class Gateway:
         rec.ttft_ms = (time.perf_counter() - call.started) * 1000
         state = _StreamState(self, call, rec, adm, rest, body, price_for(snap.prices, dep.model))
         want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return StreamReply(self._headers(call, rec, b"bypass"),
-                           self._relay(state, first, want_usage), state.finalize)
+        return StreamReply(
+            self._headers(call, rec, b"bypass"),
+            self._relay(state, first, want_usage),
+            state.finalize,
+        )
 
-    async def _relay(self, state: _StreamState, first: Body, want_usage: bool
-                     ) -> AsyncIterator[Body]:
+    async def _relay(
+        self, state: _StreamState, first: Body, want_usage: bool
+    ) -> AsyncIterator[Body]:
         try:
             chunk: Body | None = first
             while chunk is not None:
@@ -327,8 +387,9 @@ class Gateway:
         finally:
             await state.finalize()
 
-    async def _embed(self, call: Call, route: RouteSpec, snap: Snapshot, body: Body
-                     ) -> list[float] | None:
+    async def _embed(
+        self, call: Call, route: RouteSpec, snap: Snapshot, body: Body
+    ) -> list[float] | None:
         """The prompt's embedding through the route's embedding route; None if unavailable
         (the semantic cache is an optimisation: it never fails a call)."""
         target = snap.route(call.actor.workspace_id, route.semantic_embedding_route)
@@ -336,9 +397,14 @@ class Gateway:
             return None
         scratch = Record(id="", at=utcnow(), workspace_id="", key_id="", api="embeddings")
         try:
-            _, out = await self.executor.call(snap, call.actor.workspace_id, target, "embeddings",
-                                              {"input": prompt_text(body), "model": target.name},
-                                              scratch)
+            _, out = await self.executor.call(
+                snap,
+                call.actor.workspace_id,
+                target,
+                "embeddings",
+                {"input": prompt_text(body), "model": target.name},
+                scratch,
+            )
             vector = out["data"][0]["embedding"]
         except (GatewayError, KeyError, IndexError, TypeError):
             return None
@@ -375,8 +441,16 @@ class Gateway:
 class _StreamState:
     """What a stream has produced so far, and its one-time settlement."""
 
-    def __init__(self, gateway: Gateway, call: Call, rec: Record, adm: Admission,
-                 rest: Any, body: Body, price: Any) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        call: Call,
+        rec: Record,
+        adm: Admission,
+        rest: Any,
+        body: Body,
+        price: Any,
+    ) -> None:
         self.gateway, self.call, self.rec, self.adm = gateway, call, rec, adm
         self.rest, self.body, self.price = rest, body, price
         self.text: list[str] = []
@@ -409,7 +483,9 @@ class _StreamState:
             rec.prompt_tokens, rec.completion_tokens = prompt, completion
             rec.cost_usd = self.price.cost(prompt, completion)
             try:
-                await asyncio.shield(gw.governor.settle(self.adm, rec.cost_usd, prompt + completion))
+                await asyncio.shield(
+                    gw.governor.settle(self.adm, rec.cost_usd, prompt + completion)
+                )
             finally:
                 gw._finish(self.call, rec, status=self.status, error=self.error)
 

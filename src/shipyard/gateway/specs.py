@@ -65,7 +65,9 @@ class Price:
 
     def cost(self, prompt: int, completion: int, cached: int = 0) -> float:
         cached_rate = self.cached_input if self.cached_input is not None else self.input
-        return ((prompt - cached) * self.input + cached * cached_rate + completion * self.output) / 1e6
+        return (
+            (prompt - cached) * self.input + cached * cached_rate + completion * self.output
+        ) / 1e6
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,14 @@ from sqlalchemy import select
 
 from shipyard.gateway.cost import SEED_PRICES
 from shipyard.gateway.crypto import SecretBox
-from shipyard.gateway.models import ConfigVersion, DeploymentRow, LimitRow, PriceRow, ProviderRow, RouteRow
+from shipyard.gateway.models import (
+    ConfigVersion,
+    DeploymentRow,
+    LimitRow,
+    PriceRow,
+    ProviderRow,
+    RouteRow,
+)
 from shipyard.gateway.providers.base import Provider, factory
 from shipyard.gateway.specs import Deployment, Limits, Price, ProviderSpec, RouteSpec, Timeouts
 from shipyard.gateway.tokenizer import smollm2_path
@@ -44,8 +51,11 @@ def read_version(db: Database) -> int:
 def bump_version(s: object) -> None:
     from sqlalchemy import update
 
-    s.execute(update(ConfigVersion).where(ConfigVersion.id == 1)  # type: ignore[attr-defined]
-              .values(version=ConfigVersion.version + 1))
+    s.execute(
+        update(ConfigVersion)
+        .where(ConfigVersion.id == 1)  # type: ignore[attr-defined]
+        .values(version=ConfigVersion.version + 1)
+    )
 
 
 def builtin_routes(options: dict[str, object]) -> list[RouteSpec]:
@@ -55,24 +65,54 @@ def builtin_routes(options: dict[str, object]) -> list[RouteSpec]:
     if gguf is not None and importlib.util.find_spec("llama_cpp") is not None:
         # a worker process: the model's many GIL round trips per token would otherwise
         # contend with the event loop and slow streaming to a third of the model's speed
-        spec = ProviderSpec(id="builtin-llama", name="local-llama", kind="llama_cpp",
-                            workspace_id=None,
-                            options={"model_path": str(gguf), "worker": True, **options})
-        dep = Deployment(id="builtin-smollm2", route=BUILTIN_CHAT, provider=spec,
-                         model="SmolLM2-135M-Instruct",
-                         timeouts=Timeouts(connect=5, first_token=120, total=600))
-        routes.append(RouteSpec(id="builtin-smollm2", name=BUILTIN_CHAT, workspace_id=None,
-                                kind="chat", deployments=(dep,), retries=0,
-                                description="SmolLM2-135M-Instruct (GGUF, local, llama.cpp)"))
+        spec = ProviderSpec(
+            id="builtin-llama",
+            name="local-llama",
+            kind="llama_cpp",
+            workspace_id=None,
+            options={"model_path": str(gguf), "worker": True, **options},
+        )
+        dep = Deployment(
+            id="builtin-smollm2",
+            route=BUILTIN_CHAT,
+            provider=spec,
+            model="SmolLM2-135M-Instruct",
+            timeouts=Timeouts(connect=5, first_token=120, total=600),
+        )
+        routes.append(
+            RouteSpec(
+                id="builtin-smollm2",
+                name=BUILTIN_CHAT,
+                workspace_id=None,
+                kind="chat",
+                deployments=(dep,),
+                retries=0,
+                description="SmolLM2-135M-Instruct (GGUF, local, llama.cpp)",
+            )
+        )
     st_model = _minilm_path()
     if st_model is not None and importlib.util.find_spec("sentence_transformers") is not None:
-        spec = ProviderSpec(id="builtin-st", name="local-embeddings", kind="sentence_transformers",
-                            workspace_id=None, options={"model_path": st_model})
-        dep = Deployment(id="builtin-minilm", route=BUILTIN_EMBED, provider=spec,
-                         model="all-MiniLM-L6-v2")
-        routes.append(RouteSpec(id="builtin-minilm", name=BUILTIN_EMBED, workspace_id=None,
-                                kind="embedding", deployments=(dep,), retries=0,
-                                description="all-MiniLM-L6-v2 (local, sentence-transformers)"))
+        spec = ProviderSpec(
+            id="builtin-st",
+            name="local-embeddings",
+            kind="sentence_transformers",
+            workspace_id=None,
+            options={"model_path": st_model},
+        )
+        dep = Deployment(
+            id="builtin-minilm", route=BUILTIN_EMBED, provider=spec, model="all-MiniLM-L6-v2"
+        )
+        routes.append(
+            RouteSpec(
+                id="builtin-minilm",
+                name=BUILTIN_EMBED,
+                workspace_id=None,
+                kind="embedding",
+                deployments=(dep,),
+                retries=0,
+                description="all-MiniLM-L6-v2 (local, sentence-transformers)",
+            )
+        )
     return routes
 
 
@@ -95,8 +135,12 @@ def _exists(path: str) -> bool:
 
 def provider_spec(row: ProviderRow, box: SecretBox) -> ProviderSpec:
     return ProviderSpec(
-        id=row.id, name=row.name, kind=row.kind, workspace_id=row.workspace_id,
-        base_url=row.base_url, api_key=box.open(row.api_key_enc) if row.api_key_enc else None,
+        id=row.id,
+        name=row.name,
+        kind=row.kind,
+        workspace_id=row.workspace_id,
+        base_url=row.base_url,
+        api_key=box.open(row.api_key_enc) if row.api_key_enc else None,
         headers=tuple((k, box.open(v)) for k, v in sorted((row.headers or {}).items())),
         options={**(row.options or {}), "allow_internal": row.allow_internal},
     )
@@ -105,7 +149,9 @@ def provider_spec(row: ProviderRow, box: SecretBox) -> ProviderSpec:
 def load(db: Database, box: SecretBox, builtin_options: dict[str, object]) -> Snapshot:
     snap = Snapshot()
     with db.transaction() as s:
-        snap.version = int(s.scalar(select(ConfigVersion.version).where(ConfigVersion.id == 1)) or 0)
+        snap.version = int(
+            s.scalar(select(ConfigVersion.version).where(ConfigVersion.id == 1)) or 0
+        )
         providers = {p.id: provider_spec(p, box) for p in s.scalars(select(ProviderRow))}
         deployments: dict[str, list[DeploymentRow]] = {}
         for d in s.scalars(select(DeploymentRow).order_by(DeploymentRow.id)):
@@ -113,18 +159,28 @@ def load(db: Database, box: SecretBox, builtin_options: dict[str, object]) -> Sn
         for r in s.scalars(select(RouteRow)):
             deps = tuple(
                 Deployment(
-                    id=d.id, route=r.name, provider=providers[d.provider_id], model=d.model,
-                    weight=d.weight, params=dict(d.params or {}),
+                    id=d.id,
+                    route=r.name,
+                    provider=providers[d.provider_id],
+                    model=d.model,
+                    weight=d.weight,
+                    params=dict(d.params or {}),
                     timeouts=Timeouts(**(d.timeouts or {})),
                 )
                 for d in deployments.get(r.id, [])
                 if d.provider_id in providers
             )
             snap.routes[(r.workspace_id, r.name)] = RouteSpec(
-                id=r.id, name=r.name, workspace_id=r.workspace_id, kind=r.kind, deployments=deps,
-                strategy=r.strategy, retries=r.retries,
+                id=r.id,
+                name=r.name,
+                workspace_id=r.workspace_id,
+                kind=r.kind,
+                deployments=deps,
+                strategy=r.strategy,
+                retries=r.retries,
                 fallbacks={k: tuple(v) for k, v in (r.fallbacks or {}).items()},
-                cache_ttl=r.cache_ttl, description=r.description,
+                cache_ttl=r.cache_ttl,
+                description=r.description,
                 semantic_threshold=r.semantic_threshold,
                 semantic_embedding_route=r.semantic_embedding_route,
             )

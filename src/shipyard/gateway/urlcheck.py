@@ -10,12 +10,17 @@ from urllib.parse import urlsplit
 from shipyard.errors import InvalidInput
 
 _METADATA_HOSTS = {
-    "metadata.google.internal", "metadata", "metadata.azure.com", "instance-data",
+    "metadata.google.internal",
+    "metadata",
+    "metadata.azure.com",
+    "instance-data",
     "instance-data.ec2.internal",
 }
 _METADATA_IPS = {
-    ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("169.254.170.2"),
-    ipaddress.ip_address("100.100.100.200"), ipaddress.ip_address("fd00:ec2::254"),
+    ipaddress.ip_address("169.254.169.254"),
+    ipaddress.ip_address("169.254.170.2"),
+    ipaddress.ip_address("100.100.100.200"),
+    ipaddress.ip_address("fd00:ec2::254"),
     ipaddress.ip_address("168.63.129.16"),
 }
 
@@ -72,7 +77,9 @@ def _addresses(host: str, resolve: bool) -> list[ipaddress.IPv4Address | ipaddre
     return [_unmap(ipaddress.ip_address(info[4][0])) for info in infos]
 
 
-def _unmap(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+def _unmap(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
     return ip

@@ -8,19 +8,37 @@ from typing import Any
 from shipyard.gateway.errors import InvalidRequest
 
 # Clients must never steer where Shipyard connects or with which credentials.
-FORBIDDEN = ("api_base", "base_url", "api_key", "api_version", "custom_llm_provider",
-             "organization", "extra_headers", "headers", "model_list", "fallbacks",
-             "azure_ad_token", "aws_access_key_id", "aws_secret_access_key", "aws_session_token",
-             "aws_region_name", "vertex_credentials", "vertex_project", "vertex_location",
-             "api_type", "mock_response")
+FORBIDDEN = (
+    "api_base",
+    "base_url",
+    "api_key",
+    "api_version",
+    "custom_llm_provider",
+    "organization",
+    "extra_headers",
+    "headers",
+    "model_list",
+    "fallbacks",
+    "azure_ad_token",
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "aws_region_name",
+    "vertex_credentials",
+    "vertex_project",
+    "vertex_location",
+    "api_type",
+    "mock_response",
+)
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 
 def _forbid(body: dict[str, Any]) -> None:
     for name in FORBIDDEN:
         if name in body:
-            raise InvalidRequest(f"'{name}' cannot be set by clients", param=name,
-                                 code="forbidden_parameter")
+            raise InvalidRequest(
+                f"'{name}' cannot be set by clients", param=name, code="forbidden_parameter"
+            )
 
 
 def _model(body: dict[str, Any]) -> str:
@@ -66,11 +84,16 @@ def _common(body: dict[str, Any]) -> None:
         raise InvalidRequest("'stream_options' must be an object", param="stream_options")
 
 
-def chat(body: Any) -> str:
+def _request(body: Any) -> str:
+    """Checks every request shares; returns the model name."""
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object")
     _forbid(body)
-    model = _model(body)
+    return _model(body)
+
+
+def chat(body: Any) -> str:
+    model = _request(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("'messages' must be a non-empty list", param="messages")
@@ -78,77 +101,93 @@ def chat(body: Any) -> str:
         if not isinstance(m, dict) or m.get("role") not in ROLES:
             raise InvalidRequest(
                 f"messages[{i}] must be an object with a role of "
-                "system, developer, user, assistant or tool", param=f"messages[{i}].role")
+                "system, developer, user, assistant or tool",
+                param=f"messages[{i}].role",
+            )
         content = m.get("content")
         if content is not None and not isinstance(content, (str, list)):
-            raise InvalidRequest(f"messages[{i}].content must be a string or a list of parts",
-                                 param=f"messages[{i}].content")
+            raise InvalidRequest(
+                f"messages[{i}].content must be a string or a list of parts",
+                param=f"messages[{i}].content",
+            )
         if isinstance(content, list) and not all(
             isinstance(p, dict) and isinstance(p.get("type"), str) for p in content
         ):
-            raise InvalidRequest(f"messages[{i}].content parts must be objects with a type",
-                                 param=f"messages[{i}].content")
+            raise InvalidRequest(
+                f"messages[{i}].content parts must be objects with a type",
+                param=f"messages[{i}].content",
+            )
         calls = m.get("tool_calls")
-        if calls is not None and not (isinstance(calls, list) and all(
-            isinstance(c, dict) and isinstance(c.get("function"), dict) for c in calls
-        )):
-            raise InvalidRequest(f"messages[{i}].tool_calls must be a list of function calls",
-                                 param=f"messages[{i}].tool_calls")
+        if calls is not None and not (
+            isinstance(calls, list)
+            and all(isinstance(c, dict) and isinstance(c.get("function"), dict) for c in calls)
+        ):
+            raise InvalidRequest(
+                f"messages[{i}].tool_calls must be a list of function calls",
+                param=f"messages[{i}].tool_calls",
+            )
     _common(body)
     tools = body.get("tools")
     if tools is not None:
         if not isinstance(tools, list) or not all(
-            isinstance(t, dict) and isinstance(t.get("function"), dict)
-            and isinstance(t["function"].get("name"), str) for t in tools
+            isinstance(t, dict)
+            and isinstance(t.get("function"), dict)
+            and isinstance(t["function"].get("name"), str)
+            for t in tools
         ):
-            raise InvalidRequest("'tools' must be a list of {type: function, function: {name}}",
-                                 param="tools")
+            raise InvalidRequest(
+                "'tools' must be a list of {type: function, function: {name}}", param="tools"
+            )
     choice = body.get("tool_choice")
     if choice is not None and not (
         choice in ("none", "auto", "required")
-        or (isinstance(choice, dict) and isinstance(choice.get("function"), dict)
-            and isinstance(choice["function"].get("name"), str))
+        or (
+            isinstance(choice, dict)
+            and isinstance(choice.get("function"), dict)
+            and isinstance(choice["function"].get("name"), str)
+        )
     ):
-        raise InvalidRequest("'tool_choice' must be none, auto, required or "
-                             "{type: function, function: {name}}", param="tool_choice")
+        raise InvalidRequest(
+            "'tool_choice' must be none, auto, required or {type: function, function: {name}}",
+            param="tool_choice",
+        )
     rf = body.get("response_format")
     if rf is not None:
         if not isinstance(rf, dict) or rf.get("type") not in ("text", "json_object", "json_schema"):
             raise InvalidRequest(
                 "'response_format.type' must be text, json_object or json_schema",
-                param="response_format")
+                param="response_format",
+            )
         if rf["type"] == "json_schema" and not isinstance(rf.get("json_schema"), dict):
-            raise InvalidRequest("'response_format.json_schema' must be an object",
-                                 param="response_format.json_schema")
+            raise InvalidRequest(
+                "'response_format.json_schema' must be an object",
+                param="response_format.json_schema",
+            )
     return model
 
 
 def completion(body: Any) -> str:
-    if not isinstance(body, dict):
-        raise InvalidRequest("the request body must be a JSON object")
-    _forbid(body)
-    model = _model(body)
+    model = _request(body)
     prompt = body.get("prompt")
-    if not (isinstance(prompt, str) or (isinstance(prompt, list) and prompt
-                                        and all(isinstance(p, str) for p in prompt))):
+    if not (
+        isinstance(prompt, str)
+        or (isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt))
+    ):
         raise InvalidRequest("'prompt' must be a string or a list of strings", param="prompt")
     _common(body)
     return model
 
 
 def embeddings(body: Any) -> str:
-    if not isinstance(body, dict):
-        raise InvalidRequest("the request body must be a JSON object")
-    _forbid(body)
-    model = _model(body)
+    model = _request(body)
     data = body.get("input")
     ok = isinstance(data, str) or (
-        isinstance(data, list) and 0 < len(data) <= 2048
-        and all(isinstance(x, str) for x in data)
+        isinstance(data, list) and 0 < len(data) <= 2048 and all(isinstance(x, str) for x in data)
     )
     if not ok:
-        raise InvalidRequest("'input' must be a string or a list of 1 to 2048 strings",
-                             param="input")
+        raise InvalidRequest(
+            "'input' must be a string or a list of 1 to 2048 strings", param="input"
+        )
     fmt = body.get("encoding_format")
     if fmt is not None and fmt not in ("float", "base64"):
         raise InvalidRequest("'encoding_format' must be float or base64", param="encoding_format")

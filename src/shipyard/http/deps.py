@@ -59,9 +59,13 @@ class Ctx:
                 record(
                     s,
                     Entry(
-                        actor=self.actor.ref, actor_kind=self.actor.kind,
-                        action=getattr(route, "name", self.permission), outcome="success",
-                        status=200, workspace_id=self.actor.workspace_id, target=t.target,
+                        actor=self.actor.ref,
+                        actor_kind=self.actor.kind,
+                        action=getattr(route, "name", self.permission),
+                        outcome="success",
+                        status=200,
+                        workspace_id=self.actor.workspace_id,
+                        target=t.target,
                         client_addr=self.request.client.host if self.request.client else "",
                         detail=t.detail,
                     ),

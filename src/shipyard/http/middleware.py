@@ -54,7 +54,9 @@ class EdgeGuard:
             elif name == b"transfer-encoding":
                 chunked = b"chunked" in value.lower()
         if not self.any_host and _hostname(host) not in self.hosts:
-            await _reject(send, 400, "Invalid host", "the Host header is not one this server serves")
+            await _reject(
+                send, 400, "Invalid host", "the Host header is not one this server serves"
+            )
             return
         if length is not None:
             try:

@@ -13,8 +13,6 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-
-
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from shipyard.audit.service import Entry, record_now

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import orjson
-
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest

@@ -95,8 +95,11 @@ class KeyAuthenticator:
         entry = _CachedKey(
             secret_hash=row.secret_hash,
             actor=Actor(
-                kind="key", id=row.id, label=f"{row.name} ({row.kid})",
-                workspace_id=row.workspace_id, role=Role(row.role),
+                kind="key",
+                id=row.id,
+                label=f"{row.name} ({row.kid})",
+                workspace_id=row.workspace_id,
+                role=Role(row.role),
             ),
             expires_at=row.expires_at,
             revoked=row.revoked_at is not None,
@@ -123,8 +126,11 @@ class SessionAuthenticator:
             s.execute(delete(LoginSession).where(LoginSession.expires_at < utcnow()))
             s.add(
                 LoginSession(
-                    id=sha256(token), user_id=user.id, workspace_id=workspace_id,
-                    csrf_token=csrf, expires_at=utcnow() + self._ttl,
+                    id=sha256(token),
+                    user_id=user.id,
+                    workspace_id=workspace_id,
+                    csrf_token=csrf,
+                    expires_at=utcnow() + self._ttl,
                 )
             )
         return token, csrf
@@ -139,8 +145,12 @@ class SessionAuthenticator:
             if user is None or not user.is_active or member is None:
                 raise Unauthenticated("session is no longer valid")
             return Actor(
-                kind="user", id=user.id, label=user.email, workspace_id=row.workspace_id,
-                role=Role(member.role), csrf_token=row.csrf_token,
+                kind="user",
+                id=user.id,
+                label=user.email,
+                workspace_id=row.workspace_id,
+                role=Role(member.role),
+                csrf_token=row.csrf_token,
             )
 
     def switch_workspace(self, token: str, workspace_id: str) -> None:

@@ -40,8 +40,12 @@ def bootstrap(db: Database, settings: Settings) -> FirstStart | None:
         ws = service.create_workspace(s, slug="default", name="Default")
         password = given or generate_password()
         service.create_user(
-            s, email=settings.admin_email, password=password, name="Administrator",
-            workspace_id=ws.id, role=Role.owner,
+            s,
+            email=settings.admin_email,
+            password=password,
+            name="Administrator",
+            workspace_id=ws.id,
+            role=Role.owner,
         )
         _, key = service.create_key(
             s, actor=None, workspace_id=ws.id, name="admin (bootstrap)", role=Role.owner
@@ -49,7 +53,9 @@ def bootstrap(db: Database, settings: Settings) -> FirstStart | None:
     url = f"http://{settings.host}:{settings.port}"
     path = save_credentials(settings.credentials_path, url=url, api_key=key)
     return FirstStart(
-        email=settings.admin_email, password=None if given else password, api_key=key,
+        email=settings.admin_email,
+        password=None if given else password,
+        api_key=key,
         credentials_path=path,
     )
 

@@ -8,34 +8,43 @@ from shipyard.errors import InvalidInput
 from shipyard.http.deps import Authorized, Ctx
 from shipyard.identity import service
 from shipyard.identity.models import ApiKey, Workspace
+from shipyard.identity.roles import Role
 from shipyard.identity.schemas import (
     KeyCreate,
     KeyCreated,
     KeyPublic,
-    MePublic,
     MemberUpdate,
+    MePublic,
     UserCreate,
     UserPublic,
     WorkspaceCreate,
     WorkspacePublic,
 )
-from shipyard.identity.roles import Role
 
 router = APIRouter(prefix="/api", tags=["identity"])
 
 
 def _ws(ws: Workspace, role: str, envs: list[str]) -> WorkspacePublic:
     return WorkspacePublic(
-        id=ws.id, slug=ws.slug, name=ws.name, role=Role(role), environments=envs,
+        id=ws.id,
+        slug=ws.slug,
+        name=ws.name,
+        role=Role(role),
+        environments=envs,
         created_at=ws.created_at,
     )
 
 
 def _key(row: ApiKey) -> dict[str, object]:
     return {
-        "id": row.id, "kid": row.kid, "name": row.name, "role": row.role,
-        "workspace_id": row.workspace_id, "created_by": row.created_by,
-        "created_at": row.created_at, "expires_at": row.expires_at,
+        "id": row.id,
+        "kid": row.kid,
+        "name": row.name,
+        "role": row.role,
+        "workspace_id": row.workspace_id,
+        "created_by": row.created_by,
+        "created_at": row.created_at,
+        "expires_at": row.expires_at,
         "revoked_at": row.revoked_at,
     }
 
@@ -79,7 +88,11 @@ def list_users(ctx: Ctx = Authorized("users:read")) -> list[UserPublic]:
         rows = service.list_users(tx.session, workspace_id=ctx.workspace_id)
     return [
         UserPublic(
-            id=u.id, email=u.email, name=u.name, role=Role(r), is_active=u.is_active,
+            id=u.id,
+            email=u.email,
+            name=u.name,
+            role=Role(r),
+            is_active=u.is_active,
             created_at=u.created_at,
         )
         for u, r in rows
@@ -92,13 +105,21 @@ def create_user(body: UserCreate, ctx: Ctx = Authorized("users:manage")) -> User
         raise InvalidInput("role: 'app' is for API keys, not users")
     with ctx.tx() as tx:
         user = service.create_user(
-            tx.session, email=body.email, password=body.password, name=body.name,
-            workspace_id=ctx.workspace_id, role=body.role,
+            tx.session,
+            email=body.email,
+            password=body.password,
+            name=body.name,
+            workspace_id=ctx.workspace_id,
+            role=body.role,
         )
         tx.target = f"user:{user.email}"
     return UserPublic(
-        id=user.id, email=user.email, name=user.name, role=body.role,
-        is_active=user.is_active, created_at=user.created_at,
+        id=user.id,
+        email=user.email,
+        name=user.name,
+        role=body.role,
+        is_active=user.is_active,
+        created_at=user.created_at,
     )
 
 
@@ -108,7 +129,10 @@ def update_membership(
 ) -> dict[str, str]:
     with ctx.tx(target=f"user:{user_id}") as tx:
         service.set_membership(
-            tx.session, actor=ctx.actor, user_id=user_id, workspace_id=ctx.workspace_id,
+            tx.session,
+            actor=ctx.actor,
+            user_id=user_id,
+            workspace_id=ctx.workspace_id,
             role=body.role,
         )
         tx.detail = f"role={body.role.value}"
@@ -123,9 +147,7 @@ def remove_membership(user_id: str, ctx: Ctx = Authorized("members:manage")) -> 
 
 
 @router.get("/keys", name="keys.list")
-def list_keys(
-    include_revoked: bool = False, ctx: Ctx = Authorized("keys:read")
-) -> list[KeyPublic]:
+def list_keys(include_revoked: bool = False, ctx: Ctx = Authorized("keys:read")) -> list[KeyPublic]:
     with ctx.tx() as tx:
         rows = service.list_keys(
             tx.session, workspace_id=ctx.workspace_id, include_revoked=include_revoked
@@ -137,8 +159,12 @@ def list_keys(
 def create_key(body: KeyCreate, ctx: Ctx = Authorized("keys:manage")) -> KeyCreated:
     with ctx.tx() as tx:
         row, full = service.create_key(
-            tx.session, actor=ctx.actor, workspace_id=ctx.workspace_id, name=body.name,
-            role=body.role, expires_at=body.expires_at,
+            tx.session,
+            actor=ctx.actor,
+            workspace_id=ctx.workspace_id,
+            name=body.name,
+            role=body.role,
+            expires_at=body.expires_at,
         )
         tx.target = f"key:{row.id}"
         tx.detail = f"role={row.role}"

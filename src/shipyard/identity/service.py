@@ -217,9 +217,14 @@ def create_key(
         raise InvalidInput("expires_at: must be in the future")
     full, kid, secret_hash = new_api_key()
     row = ApiKey(
-        id=new_id("key"), kid=kid, secret_hash=secret_hash, name=name.strip(),
-        workspace_id=workspace_id, role=role.value,
-        created_by=actor.ref if actor else "bootstrap", expires_at=expires_at,
+        id=new_id("key"),
+        kid=kid,
+        secret_hash=secret_hash,
+        name=name.strip(),
+        workspace_id=workspace_id,
+        role=role.value,
+        created_by=actor.ref if actor else "bootstrap",
+        expires_at=expires_at,
     )
     s.add(row)
     s.flush()

@@ -93,7 +93,11 @@ class Keys:
         return self._run(Call("GET", "/api/keys", _as(list[KeyPublic]), params=params))
 
     def create(self, name: str, *, role: str = "app", expires_at: datetime | None = None) -> Any:
-        body = {"name": name, "role": role, "expires_at": expires_at.isoformat() if expires_at else None}
+        body = {
+            "name": name,
+            "role": role,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+        }
         return self._run(Call("POST", "/api/keys", _as(KeyCreated), json=body))
 
     def revoke(self, key_id: str) -> Any:
@@ -115,8 +119,14 @@ class Audit:
         limit: int = 100,
     ) -> Any:
         params = _clean(
-            {"actor": actor, "action": action, "outcome": outcome, "since": since,
-             "before_id": before_id, "limit": limit}
+            {
+                "actor": actor,
+                "action": action,
+                "outcome": outcome,
+                "since": since,
+                "before_id": before_id,
+                "limit": limit,
+            }
         )
         return self._run(Call("GET", "/api/audit", _as(list[AuditEventPublic]), params=params))
 
@@ -133,7 +143,8 @@ def resolve_credentials(url: str | None = None, api_key: str | None = None) -> t
             api_key = api_key or saved.get("api_key")
     if not url or not api_key:
         raise ShipyardAPIError(
-            401, "No credentials",
+            401,
+            "No credentials",
             "pass --url and --key, set SHIPYARD_URL and SHIPYARD_API_KEY, or run `shipyard up` once",
         )
     return url.rstrip("/"), api_key
@@ -178,7 +189,10 @@ class Client(_Resources):
 
     def _run(self, call: Call[T]) -> T:
         r = self._http.request(
-            call.method, self.url + call.path, json=call.json, params=call.params,
+            call.method,
+            self.url + call.path,
+            json=call.json,
+            params=call.params,
             headers=self._headers,
         )
         return _decode(call, r)
@@ -233,7 +247,10 @@ class AsyncClient(_Resources):
     def _run(self, call: Call[T]) -> Awaitable[T]:
         async def go() -> T:
             r = await self._http.request(
-                call.method, self.url + call.path, json=call.json, params=call.params,
+                call.method,
+                self.url + call.path,
+                json=call.json,
+                params=call.params,
                 headers=self._headers,
             )
             return _decode(call, r)

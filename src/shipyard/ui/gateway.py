@@ -3,8 +3,8 @@ request log."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Form
@@ -26,8 +26,10 @@ router = APIRouter(include_in_schema=False, prefix="/gateway")
 
 def _bars(rows: list[dict[str, Any]], field: str, fmt: str) -> list[dict[str, Any]]:
     top = max((r[field] for r in rows), default=0) or 1
-    return [{"label": r["route"], "value": format(r[field], fmt), "pct": 100 * r[field] / top}
-            for r in rows]
+    return [
+        {"label": r["route"], "value": format(r[field], fmt), "pct": 100 * r[field] / top}
+        for r in rows
+    ]
 
 
 def _attempt(ctx: Ctx, work: Callable[[], None]) -> str | None:
@@ -35,8 +37,9 @@ def _attempt(ctx: Ctx, work: Callable[[], None]) -> str | None:
     try:
         work()
     except ValidationError as exc:
-        err = InvalidInput("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                                     for e in exc.errors()))
+        err = InvalidInput(
+            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        )
         _audit_ui_failure(ctx, err)
         return err.detail
     except ShipyardError as exc:
@@ -49,24 +52,35 @@ def _attempt(ctx: Ctx, work: Callable[[], None]) -> str | None:
 async def overview(ctx: Ctx = Authorized("gateway:read")) -> Response:
     def load() -> tuple[list[dict[str, Any]], list[Any]]:
         with ctx.platform.db.transaction() as s:
-            usage = admin.usage_summary(s, workspace_id=ctx.workspace_id,
-                                        since=utcnow() - timedelta(hours=24))
+            usage = admin.usage_summary(
+                s, workspace_id=ctx.workspace_id, since=utcnow() - timedelta(hours=24)
+            )
             recent = admin.search_records(s, workspace_id=ctx.workspace_id, limit=200)
         return usage, recent
 
     usage, recent = await run_in_threadpool(load)
     latencies = sorted(r.latency_ms for r in recent)
-    p = (lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]) if latencies else None
+    p = (
+        (lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))])
+        if latencies
+        else None
+    )
     stats = {
         "requests": sum(u["requests"] for u in usage),
         "cost": sum(u["cost_usd"] for u in usage),
         "tokens": sum(u["prompt_tokens"] + u["completion_tokens"] for u in usage),
         "errors": sum(1 for r in recent if r.status >= 400),
-        "p50": p(0.5) if p else None, "p95": p(0.95) if p else None,
+        "p50": p(0.5) if p else None,
+        "p95": p(0.95) if p else None,
     }
     return await run_in_threadpool(
-        render, ctx, "gateway_overview.html", "gateway", stats=stats,
-        requests_chart=_bars(usage, "requests", "d"), cost_chart=_bars(usage, "cost_usd", ".6f"),
+        render,
+        ctx,
+        "gateway_overview.html",
+        "gateway",
+        stats=stats,
+        requests_chart=_bars(usage, "requests", "d"),
+        cost_chart=_bars(usage, "cost_usd", ".6f"),
         latency_chart=_bars(usage, "avg_latency_ms", ".1f"),
     )
 
@@ -81,22 +95,34 @@ def _providers(ctx: Ctx, error: str | None) -> Response:
 
     with ctx.platform.db.transaction() as s:
         rows = admin.list_providers(s, workspace_id=ctx.workspace_id)
-    return render(ctx, "gateway_providers.html", "gateway_providers", providers=rows,
-                  kinds=sorted(registered()), error=error)
+    return render(
+        ctx,
+        "gateway_providers.html",
+        "gateway_providers",
+        providers=rows,
+        kinds=sorted(registered()),
+        error=error,
+    )
 
 
 @router.post("/providers", name="ui.gateway_providers_create")
 async def providers_create(
-    name: str = Form(max_length=64), kind: str = Form(max_length=32),
-    base_url: str = Form(default="", max_length=500), api_key: str = Form(default="", max_length=2000),
+    name: str = Form(max_length=64),
+    kind: str = Form(max_length=32),
+    base_url: str = Form(default="", max_length=500),
+    api_key: str = Form(default="", max_length=2000),
     ctx: Ctx = Authorized("gateway:manage"),
 ) -> Response:
     def work() -> None:
         body = ProviderCreate(name=name, kind=kind, base_url=base_url, api_key=api_key or None)
         with ctx.tx(target=f"provider:{name}") as tx:
-            admin.create_provider(tx.session, box=ctx.platform.box,
-                                  workspace_id=ctx.workspace_id, body=body,
-                                  operator=ctx.actor.role is Role.owner)
+            admin.create_provider(
+                tx.session,
+                box=ctx.platform.box,
+                workspace_id=ctx.workspace_id,
+                body=body,
+                operator=ctx.actor.role is Role.owner,
+            )
 
     error = await run_in_threadpool(_attempt, ctx, work)
     await ctx.platform.gateway.reload()
@@ -115,19 +141,30 @@ def _routes(ctx: Ctx, error: str | None) -> Response:
     with ctx.platform.db.transaction() as s:
         provider_names = [p.name for p in admin.list_providers(s, workspace_id=ctx.workspace_id)]
     rows = [route_public(ctx, r) for r in snap.visible_routes(ctx.workspace_id)]
-    return render(ctx, "gateway_routes.html", "gateway_routes", routes=rows,
-                  providers=provider_names, error=error)
+    return render(
+        ctx,
+        "gateway_routes.html",
+        "gateway_routes",
+        routes=rows,
+        providers=provider_names,
+        error=error,
+    )
 
 
 @router.post("/routes", name="ui.gateway_routes_create")
 async def routes_create(
-    name: str = Form(max_length=128), provider: str = Form(max_length=64),
-    model: str = Form(max_length=200), kind: str = Form(default="chat", max_length=16),
+    name: str = Form(max_length=128),
+    provider: str = Form(max_length=64),
+    model: str = Form(max_length=200),
+    kind: str = Form(default="chat", max_length=16),
     ctx: Ctx = Authorized("gateway:manage"),
 ) -> Response:
     def work() -> None:
-        body = RouteIn(name=name, kind=kind,  # type: ignore[arg-type]
-                       deployments=[{"provider": provider, "model": model}])  # type: ignore[list-item]
+        body = RouteIn(
+            name=name,
+            kind=kind,  # type: ignore[arg-type]
+            deployments=[{"provider": provider, "model": model}],
+        )  # type: ignore[list-item]
         with ctx.tx(target=f"route:{name}") as tx:
             admin.put_route(tx.session, workspace_id=ctx.workspace_id, body=body)
 
@@ -152,16 +189,25 @@ async def _keys(ctx: Ctx, error: str | None) -> Response:
     items = []
     for k in rows:
         lim = snap.limits.get(f"key:{k.id}")
-        spent = await gov.spent(f"key:{k.id}", lim.budget_period) if lim and lim.budget_usd else None
-        pct = min(100.0, 100 * spent / lim.budget_usd) if lim and lim.budget_usd and spent is not None else None
+        spent = (
+            await gov.spent(f"key:{k.id}", lim.budget_period) if lim and lim.budget_usd else None
+        )
+        pct = (
+            min(100.0, 100 * spent / lim.budget_usd)
+            if lim and lim.budget_usd and spent is not None
+            else None
+        )
         items.append({"key": k, "limits": lim, "spent": spent, "pct": pct})
-    return await run_in_threadpool(render, ctx, "gateway_keys.html", "gateway_keys", items=items,
-                                   error=error)
+    return await run_in_threadpool(
+        render, ctx, "gateway_keys.html", "gateway_keys", items=items, error=error
+    )
 
 
 @router.post("/keys/{key_id}/limits", name="ui.gateway_keys_limits")
 async def keys_limits(
-    key_id: str, rpm: str = Form(default="", max_length=12), tpm: str = Form(default="", max_length=12),
+    key_id: str,
+    rpm: str = Form(default="", max_length=12),
+    tpm: str = Form(default="", max_length=12),
     budget_usd: str = Form(default="", max_length=16),
     budget_period: str = Form(default="month", max_length=8),
     ctx: Ctx = Authorized("gateway:manage"),
@@ -169,16 +215,19 @@ async def keys_limits(
     def work() -> None:
         current = ctx.platform.gateway.snapshot.limits.get(f"key:{key_id}")
         body = LimitsIn(  # the form edits these four; keep the key's other limits
-            rpm=rpm or None, tpm=tpm or None,  # type: ignore[arg-type]
+            rpm=rpm or None,
+            tpm=tpm or None,  # type: ignore[arg-type]
             budget_usd=budget_usd or None,  # type: ignore[arg-type]
             budget_period=budget_period,  # type: ignore[arg-type]
             max_tokens=current.max_tokens if current else None,
             allowed_routes=list(current.allowed_routes)
-            if current and current.allowed_routes is not None else None,
+            if current and current.allowed_routes is not None
+            else None,
         )
         with ctx.tx(target=f"limits:key:{key_id}") as tx:
-            scope = admin.scope_for(tx.session, workspace_id=ctx.workspace_id, kind="key",
-                                    ref=key_id)
+            scope = admin.scope_for(
+                tx.session, workspace_id=ctx.workspace_id, kind="key", ref=key_id
+            )
             admin.set_limits(tx.session, workspace_id=ctx.workspace_id, scope=scope, body=body)
 
     error = await run_in_threadpool(_attempt, ctx, work)
@@ -187,13 +236,26 @@ async def keys_limits(
 
 
 @router.get("/requests", name="ui.gateway_requests")
-async def requests_page(route: str = "", errors: str = "",
-                        ctx: Ctx = Authorized("gateway:read")) -> Response:
+async def requests_page(
+    route: str = "", errors: str = "", ctx: Ctx = Authorized("gateway:read")
+) -> Response:
     def load() -> list[Any]:
         with ctx.platform.db.transaction() as s:
-            return admin.search_records(s, workspace_id=ctx.workspace_id, route=route[:128] or None,
-                                        errors_only=errors == "1", limit=200)
+            return admin.search_records(
+                s,
+                workspace_id=ctx.workspace_id,
+                route=route[:128] or None,
+                errors_only=errors == "1",
+                limit=200,
+            )
 
     rows = await run_in_threadpool(load)
-    return await run_in_threadpool(render, ctx, "gateway_requests.html", "gateway_requests",
-                                   rows=rows, route=route, errors=errors == "1")
+    return await run_in_threadpool(
+        render,
+        ctx,
+        "gateway_requests.html",
+        "gateway_requests",
+        rows=rows,
+        route=route,
+        errors=errors == "1",
+    )

@@ -28,7 +28,9 @@ def render(ctx: Ctx, name: str, page: str, status: int = 200, **values: Any) -> 
     with ctx.platform.db.transaction() as s:
         workspaces = service.workspaces_for(s, actor=ctx.actor)
     return templates.TemplateResponse(
-        ctx.request, name, {"actor": ctx.actor, "workspaces": workspaces, "page": page, **values},
+        ctx.request,
+        name,
+        {"actor": ctx.actor, "workspaces": workspaces, "page": page, **values},
         status_code=status,
     )
 
@@ -47,7 +49,9 @@ def login_page(request: Request, _: None = Public()) -> Response:
 
 @router.post("/login", name="ui.login")
 def login(
-    request: Request, email: str = Form(max_length=320), password: str = Form(max_length=256),
+    request: Request,
+    email: str = Form(max_length=320),
+    password: str = Form(max_length=256),
     _: None = Public(),
 ) -> Response:
     platform = request.app.state.platform
@@ -55,9 +59,11 @@ def login(
     wait = platform.login_throttle.blocked_for(client, email)
     if wait:
         return templates.TemplateResponse(
-            request, "login.html",
+            request,
+            "login.html",
             {"error": f"too many failed attempts; try again in {int(wait) + 1} s", "email": email},
-            status_code=429, headers={"Retry-After": str(int(wait) + 1)},
+            status_code=429,
+            headers={"Retry-After": str(int(wait) + 1)},
         )
     try:
         with platform.db.transaction() as s:
@@ -67,9 +73,13 @@ def login(
         record_now(
             platform.db,
             Entry(
-                actor=f"login:{email.strip().lower()[:100]}", actor_kind="anonymous",
-                action="ui.login", outcome="denied", status=401,
-                client_addr=request.client.host if request.client else "", detail=exc.detail,
+                actor=f"login:{email.strip().lower()[:100]}",
+                actor_kind="anonymous",
+                action="ui.login",
+                outcome="denied",
+                status=401,
+                client_addr=request.client.host if request.client else "",
+                detail=exc.detail,
             ),
         )
         return templates.TemplateResponse(
@@ -80,14 +90,21 @@ def login(
     record_now(
         platform.db,
         Entry(
-            actor=f"user:{user.email}", actor_kind="user", action="ui.login", outcome="success",
-            status=200, workspace_id=workspace_id,
+            actor=f"user:{user.email}",
+            actor_kind="user",
+            action="ui.login",
+            outcome="success",
+            status=200,
+            workspace_id=workspace_id,
             client_addr=request.client.host if request.client else "",
         ),
     )
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
-        SESSION_COOKIE, token, httponly=True, samesite="lax",
+        SESSION_COOKIE,
+        token,
+        httponly=True,
+        samesite="lax",
         secure=platform.settings.secure_cookies,
         max_age=platform.settings.session_ttl_hours * 3600,
     )
@@ -107,12 +124,15 @@ def logout(ctx: Ctx = Authorized("ui:view")) -> Response:
 
 
 @router.post("/workspace", name="ui.switch_workspace")
-def switch_workspace(workspace: str = Form(max_length=64), ctx: Ctx = Authorized("ui:view")) -> Response:
+def switch_workspace(
+    workspace: str = Form(max_length=64), ctx: Ctx = Authorized("ui:view")
+) -> Response:
     with ctx.tx(target=f"workspace:{workspace}") as tx:
         ws = service.get_workspace(tx.session, ref=workspace)
-        if ctx.actor.kind != "user" or service.role_in(
-            tx.session, user_id=ctx.actor.id, workspace_id=ws.id
-        ) is None:
+        if (
+            ctx.actor.kind != "user"
+            or service.role_in(tx.session, user_id=ctx.actor.id, workspace_id=ws.id) is None
+        ):
             raise PermissionDenied("you are not a member of that workspace")
     token = ctx.request.cookies.get(SESSION_COOKIE, "")
     ctx.platform.sessions.switch_workspace(token, ws.id)
@@ -152,8 +172,12 @@ def users_create(
             raise InvalidInput("role: 'app' is for API keys, not users")
         with ctx.tx() as tx:
             user = service.create_user(
-                tx.session, email=email, password=password, name=name,
-                workspace_id=ctx.workspace_id, role=role,
+                tx.session,
+                email=email,
+                password=password,
+                name=name,
+                workspace_id=ctx.workspace_id,
+                role=role,
             )
             tx.target = f"user:{user.email}"
     except ShipyardError as exc:
@@ -187,8 +211,12 @@ def keys_create(
             expires = utcnow() + timedelta(days=int(expires_in_days))
         with ctx.tx() as tx:
             created, full = service.create_key(
-                tx.session, actor=ctx.actor, workspace_id=ctx.workspace_id, name=name,
-                role=role, expires_at=expires,
+                tx.session,
+                actor=ctx.actor,
+                workspace_id=ctx.workspace_id,
+                name=name,
+                role=role,
+                expires_at=expires,
             )
             tx.target = f"key:{created.id}"
             tx.detail = f"role={created.role}"
@@ -222,8 +250,11 @@ async def audit_page(
     actor: str = "", action: str = "", outcome: str = "", ctx: Ctx = Authorized("audit:read")
 ) -> Response:
     q = audit.AuditQuery(
-        workspace_id=ctx.workspace_id, actor=actor[:200] or None, action=action[:100] or None,
-        outcome=outcome if outcome in ("success", "denied", "failed") else None, limit=200,
+        workspace_id=ctx.workspace_id,
+        actor=actor[:200] or None,
+        action=action[:100] or None,
+        outcome=outcome if outcome in ("success", "denied", "failed") else None,
+        limit=200,
         include_unscoped=ctx.actor.role is Role.owner,
     )
 
@@ -232,8 +263,9 @@ async def audit_page(
             return audit.search(s, q)
 
     events = await run_in_threadpool(load)
-    export_query = urlencode({k: v for k, v in (("actor", q.actor), ("action", q.action),
-                                                ("outcome", q.outcome)) if v})
+    export_query = urlencode(
+        {k: v for k, v in (("actor", q.actor), ("action", q.action), ("outcome", q.outcome)) if v}
+    )
     return await run_in_threadpool(
         render, ctx, "audit.html", "audit", events=events, q=q, export_query=export_query
     )
@@ -244,10 +276,13 @@ def _audit_ui_failure(ctx: Ctx, exc: ShipyardError) -> None:
     record_now(
         ctx.platform.db,
         Entry(
-            actor=ctx.actor.ref, actor_kind=ctx.actor.kind,
+            actor=ctx.actor.ref,
+            actor_kind=ctx.actor.kind,
             action=getattr(ctx.request.scope.get("route"), "name", "ui"),
-            outcome="failed", status=exc.status,
-            workspace_id=ctx.workspace_id, client_addr=ctx.request.client.host
-            if ctx.request.client else "", detail=exc.detail,
+            outcome="failed",
+            status=exc.status,
+            workspace_id=ctx.workspace_id,
+            client_addr=ctx.request.client.host if ctx.request.client else "",
+            detail=exc.detail,
         ),
     )

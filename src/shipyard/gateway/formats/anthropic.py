@@ -14,26 +14,46 @@ from shipyard.gateway.errors import GatewayError, InvalidRequest
 
 Body = dict[str, Any]
 
-STOP_TO_ANTHROPIC = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
-                     "function_call": "tool_use", "content_filter": "refusal"}
-STOP_TO_OPENAI = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
-                  "tool_use": "tool_calls", "refusal": "content_filter", "pause_turn": "stop"}
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error",
-               403: "permission_error", 404: "not_found_error", 413: "request_too_large",
-               429: "rate_limit_error", 529: "overloaded_error"}
+STOP_TO_ANTHROPIC = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+}
+STOP_TO_OPENAI = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+    "pause_turn": "stop",
+}
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
 
 
 def error_body(exc: GatewayError) -> Body:
-    return {"type": "error",
-            "error": {"type": ERROR_TYPES.get(exc.status, "api_error"), "message": exc.message}}
+    return {
+        "type": "error",
+        "error": {"type": ERROR_TYPES.get(exc.status, "api_error"), "message": exc.message},
+    }
 
 
 def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(b.get("text", "") for b in content
-                       if isinstance(b, dict) and b.get("type") == "text")
+        return "".join(
+            b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text"
+        )
     return ""
 
 
@@ -51,16 +71,22 @@ def request_to_openai(body: Any) -> Body:
     out: Body = {"model": body["model"], "max_tokens": body["max_tokens"], "messages": []}
     if body.get("system"):
         if not isinstance(body["system"], (str, list)):
-            raise InvalidRequest("'system' must be a string or a list of text blocks",
-                                 param="system")
+            raise InvalidRequest(
+                "'system' must be a string or a list of text blocks", param="system"
+            )
         out["messages"].append({"role": "system", "content": _text(body["system"])})
     for i, m in enumerate(body["messages"]):
         if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
-            raise InvalidRequest(f"messages.{i}.role must be user or assistant",
-                                 param=f"messages.{i}.role")
+            raise InvalidRequest(
+                f"messages.{i}.role must be user or assistant", param=f"messages.{i}.role"
+            )
         out["messages"] += _message_to_openai(m, i)
-    for src, dst in (("temperature", "temperature"), ("top_p", "top_p"),
-                     ("stop_sequences", "stop"), ("stream", "stream")):
+    for src, dst in (
+        ("temperature", "temperature"),
+        ("top_p", "top_p"),
+        ("stop_sequences", "stop"),
+        ("stream", "stream"),
+    ):
         if src in body:
             out[dst] = body[src]
     metadata = body.get("metadata") or {}
@@ -75,10 +101,16 @@ def request_to_openai(body: Any) -> Body:
         out["user"] = user
     if body.get("tools"):
         out["tools"] = [
-            {"type": "function", "function": {"name": t.get("name"),
-                                              "description": t.get("description", ""),
-                                              "parameters": t.get("input_schema") or {}}}
-            for t in body["tools"] if isinstance(t, dict)
+            {
+                "type": "function",
+                "function": {
+                    "name": t.get("name"),
+                    "description": t.get("description", ""),
+                    "parameters": t.get("input_schema") or {},
+                },
+            }
+            for t in body["tools"]
+            if isinstance(t, dict)
         ]
     choice = body.get("tool_choice")
     if choice is not None and not isinstance(choice, dict):
@@ -103,8 +135,10 @@ def _message_to_openai(m: Body, i: int) -> list[Body]:
     if isinstance(content, str):
         return [{"role": m["role"], "content": content}]
     if not isinstance(content, list):
-        raise InvalidRequest(f"messages.{i}.content must be a string or a list of blocks",
-                             param=f"messages.{i}.content")
+        raise InvalidRequest(
+            f"messages.{i}.content must be a string or a list of blocks",
+            param=f"messages.{i}.content",
+        )
     parts: list[Body] = []
     tool_calls: list[Body] = []
     results: list[Body] = []
@@ -114,24 +148,43 @@ def _message_to_openai(m: Body, i: int) -> list[Body]:
             parts.append({"type": "text", "text": block.get("text", "")})
         elif kind == "image":
             src = block.get("source") or {}
-            url = (f"data:{src.get('media_type')};base64,{src.get('data')}"
-                   if src.get("type") == "base64" else src.get("url", ""))
+            url = (
+                f"data:{src.get('media_type')};base64,{src.get('data')}"
+                if src.get("type") == "base64"
+                else src.get("url", "")
+            )
             parts.append({"type": "image_url", "image_url": {"url": url}})
         elif kind == "tool_use":
-            tool_calls.append({"id": block.get("id"), "type": "function",
-                               "function": {"name": block.get("name"),
-                                            "arguments": orjson.dumps(block.get("input") or {}).decode()}})
+            tool_calls.append(
+                {
+                    "id": block.get("id"),
+                    "type": "function",
+                    "function": {
+                        "name": block.get("name"),
+                        "arguments": orjson.dumps(block.get("input") or {}).decode(),
+                    },
+                }
+            )
         elif kind == "tool_result":
-            results.append({"role": "tool", "tool_call_id": block.get("tool_use_id"),
-                            "content": _text(block.get("content"))})
+            results.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": block.get("tool_use_id"),
+                    "content": _text(block.get("content")),
+                }
+            )
         else:
-            raise InvalidRequest(f"messages.{i}.content: unsupported block type {kind!r}",
-                                 param=f"messages.{i}.content")
+            raise InvalidRequest(
+                f"messages.{i}.content: unsupported block type {kind!r}",
+                param=f"messages.{i}.content",
+            )
     out: list[Body] = list(results)
     if parts or tool_calls:
         text_only = all(p["type"] == "text" for p in parts)
-        msg: Body = {"role": m["role"],
-                     "content": "".join(p["text"] for p in parts) if text_only else parts}
+        msg: Body = {
+            "role": m["role"],
+            "content": "".join(p["text"] for p in parts) if text_only else parts,
+        }
         if tool_calls:
             msg["tool_calls"] = tool_calls
             if not parts:
@@ -155,16 +208,27 @@ def response_from_openai(result: Body, model: str) -> Body:
             args = orjson.loads(fn.get("arguments") or "{}")
         except orjson.JSONDecodeError:
             args = {"_raw": fn.get("arguments")}
-        content.append({"type": "tool_use", "id": tc.get("id") or _tool_id(),
-                        "name": fn.get("name"), "input": args})
+        content.append(
+            {
+                "type": "tool_use",
+                "id": tc.get("id") or _tool_id(),
+                "name": fn.get("name"),
+                "input": args,
+            }
+        )
     usage = result.get("usage") or {}
     return {
         "id": "msg_" + (result.get("id") or secrets.token_hex(12)).removeprefix("chatcmpl-"),
-        "type": "message", "role": "assistant", "model": model, "content": content,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
         "stop_reason": STOP_TO_ANTHROPIC.get(choice.get("finish_reason") or "stop", "end_turn"),
         "stop_sequence": None,
-        "usage": {"input_tokens": usage.get("prompt_tokens", 0),
-                  "output_tokens": usage.get("completion_tokens", 0)},
+        "usage": {
+            "input_tokens": usage.get("prompt_tokens", 0),
+            "output_tokens": usage.get("completion_tokens", 0),
+        },
     }
 
 
@@ -181,10 +245,19 @@ async def stream_from_openai(chunks: AsyncIterator[Body], model: str) -> AsyncIt
     usage: Body = {}
     msg_id = "msg_" + secrets.token_hex(12)
     try:
-        yield {"type": "message_start", "message": {
-            "id": msg_id, "type": "message", "role": "assistant", "model": model, "content": [],
-            "stop_reason": None, "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0}}}
+        yield {
+            "type": "message_start",
+            "message": {
+                "id": msg_id,
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {"input_tokens": 0, "output_tokens": 0},
+            },
+        }
         async for chunk in chunks:
             if chunk.get("usage"):
                 usage = chunk["usage"]
@@ -196,10 +269,16 @@ async def stream_from_openai(chunks: AsyncIterator[Body], model: str) -> AsyncIt
                             yield {"type": "content_block_stop", "index": index}
                         index += 1
                         open_kind = "text"
-                        yield {"type": "content_block_start", "index": index,
-                               "content_block": {"type": "text", "text": ""}}
-                    yield {"type": "content_block_delta", "index": index,
-                           "delta": {"type": "text_delta", "text": delta["content"]}}
+                        yield {
+                            "type": "content_block_start",
+                            "index": index,
+                            "content_block": {"type": "text", "text": ""},
+                        }
+                    yield {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "text_delta", "text": delta["content"]},
+                    }
                 for tc in delta.get("tool_calls") or ():
                     t_index = tc.get("index", 0)
                     fn = tc.get("function") or {}
@@ -209,22 +288,36 @@ async def stream_from_openai(chunks: AsyncIterator[Body], model: str) -> AsyncIt
                         index += 1
                         tools[t_index] = index
                         open_kind = f"tool{t_index}"
-                        yield {"type": "content_block_start", "index": index,
-                               "content_block": {"type": "tool_use", "id": tc.get("id") or _tool_id(),
-                                                 "name": fn.get("name"), "input": {}}}
+                        yield {
+                            "type": "content_block_start",
+                            "index": index,
+                            "content_block": {
+                                "type": "tool_use",
+                                "id": tc.get("id") or _tool_id(),
+                                "name": fn.get("name"),
+                                "input": {},
+                            },
+                        }
                     if fn.get("arguments"):
-                        yield {"type": "content_block_delta", "index": tools[t_index],
-                               "delta": {"type": "input_json_delta",
-                                         "partial_json": fn["arguments"]}}
+                        yield {
+                            "type": "content_block_delta",
+                            "index": tools[t_index],
+                            "delta": {"type": "input_json_delta", "partial_json": fn["arguments"]},
+                        }
                 if choice.get("finish_reason"):
                     stop = STOP_TO_ANTHROPIC.get(choice["finish_reason"], "end_turn")
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
     if open_kind is not None:
         yield {"type": "content_block_stop", "index": index}
-    yield {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
-           "usage": {"output_tokens": usage.get("completion_tokens", 0),
-                     "input_tokens": usage.get("prompt_tokens", 0)}}
+    yield {
+        "type": "message_delta",
+        "delta": {"stop_reason": stop, "stop_sequence": None},
+        "usage": {
+            "output_tokens": usage.get("completion_tokens", 0),
+            "input_tokens": usage.get("prompt_tokens", 0),
+        },
+    }
     yield {"type": "message_stop"}
 
 
@@ -241,13 +334,18 @@ def request_from_openai(body: Body, model: str) -> Body:
     for m in body.get("messages") or ():
         role = m.get("role")
         if role in ("system", "developer"):
-            system.append(_text(m.get("content")) if not isinstance(m.get("content"), str)
-                          else m["content"])
+            system.append(
+                _text(m.get("content")) if not isinstance(m.get("content"), str) else m["content"]
+            )
             continue
         if role == "tool":
-            block = {"type": "tool_result", "tool_use_id": m.get("tool_call_id"),
-                     "content": _text(m.get("content")) if not isinstance(m.get("content"), str)
-                     else m["content"]}
+            block = {
+                "type": "tool_result",
+                "tool_use_id": m.get("tool_call_id"),
+                "content": _text(m.get("content"))
+                if not isinstance(m.get("content"), str)
+                else m["content"],
+            }
             _append(messages, "user", [block])
             continue
         blocks: list[Body] = []
@@ -262,8 +360,12 @@ def request_from_openai(body: Body, model: str) -> Body:
                     url = (p.get("image_url") or {}).get("url", "")
                     if url.startswith("data:") and ";base64," in url:
                         media, data = url[5:].split(";base64,", 1)
-                        blocks.append({"type": "image", "source": {
-                            "type": "base64", "media_type": media, "data": data}})
+                        blocks.append(
+                            {
+                                "type": "image",
+                                "source": {"type": "base64", "media_type": media, "data": data},
+                            }
+                        )
                     else:
                         blocks.append({"type": "image", "source": {"type": "url", "url": url}})
         for tc in m.get("tool_calls") or ():
@@ -272,11 +374,15 @@ def request_from_openai(body: Body, model: str) -> Body:
                 args = orjson.loads(fn.get("arguments") or "{}")
             except orjson.JSONDecodeError:
                 args = {}
-            blocks.append({"type": "tool_use", "id": tc.get("id"), "name": fn.get("name"),
-                           "input": args})
+            blocks.append(
+                {"type": "tool_use", "id": tc.get("id"), "name": fn.get("name"), "input": args}
+            )
         _append(messages, "assistant" if role == "assistant" else "user", blocks)
-    out: Body = {"model": model, "messages": messages,
-                 "max_tokens": body.get("max_completion_tokens") or body.get("max_tokens") or 1024}
+    out: Body = {
+        "model": model,
+        "messages": messages,
+        "max_tokens": body.get("max_completion_tokens") or body.get("max_tokens") or 1024,
+    }
     if system:
         out["system"] = "\n\n".join(system)
     for src, dst in (("temperature", "temperature"), ("top_p", "top_p")):
@@ -286,10 +392,14 @@ def request_from_openai(body: Body, model: str) -> Body:
     if stop:
         out["stop_sequences"] = [stop] if isinstance(stop, str) else stop
     if body.get("tools"):
-        out["tools"] = [{"name": t["function"]["name"],
-                         "description": t["function"].get("description", ""),
-                         "input_schema": t["function"].get("parameters") or {"type": "object"}}
-                        for t in body["tools"]]
+        out["tools"] = [
+            {
+                "name": t["function"]["name"],
+                "description": t["function"].get("description", ""),
+                "input_schema": t["function"].get("parameters") or {"type": "object"},
+            }
+            for t in body["tools"]
+        ]
     choice = body.get("tool_choice")
     if choice == "required":
         out["tool_choice"] = {"type": "any"}
@@ -312,9 +422,16 @@ def _append(messages: list[Body], role: str, blocks: list[Body]) -> None:
 def response_to_openai(data: Body, model: str) -> Body:
     text = "".join(b.get("text", "") for b in data.get("content") or () if b.get("type") == "text")
     tool_calls = [
-        {"id": b.get("id"), "type": "function",
-         "function": {"name": b.get("name"), "arguments": orjson.dumps(b.get("input") or {}).decode()}}
-        for b in data.get("content") or () if b.get("type") == "tool_use"
+        {
+            "id": b.get("id"),
+            "type": "function",
+            "function": {
+                "name": b.get("name"),
+                "arguments": orjson.dumps(b.get("input") or {}).decode(),
+            },
+        }
+        for b in data.get("content") or ()
+        if b.get("type") == "tool_use"
     ]
     message: Body = {"role": "assistant", "content": text or None}
     if tool_calls:
@@ -323,9 +440,19 @@ def response_to_openai(data: Body, model: str) -> Body:
     prompt, completion = usage.get("input_tokens", 0), usage.get("output_tokens", 0)
     return {
         "id": "chatcmpl-" + str(data.get("id", secrets.token_hex(12))).removeprefix("msg_"),
-        "object": "chat.completion", "created": 0, "model": model,
-        "choices": [{"index": 0, "message": message,
-                     "finish_reason": STOP_TO_OPENAI.get(data.get("stop_reason") or "", "stop")}],
-        "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                  "total_tokens": prompt + completion},
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": STOP_TO_OPENAI.get(data.get("stop_reason") or "", "stop"),
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        },
     }

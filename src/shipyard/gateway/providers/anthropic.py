@@ -33,7 +33,9 @@ class AnthropicProvider(Unsupported):
         payload = fmt.request_from_openai({**dep.params, **body}, dep.model)
         data = await self._http.post_json(self._url, payload, dep)
         if not isinstance(data, dict) or "content" not in data:
-            raise UpstreamFailure("Anthropic reply lacks 'content'", error_class=ErrorClass.malformed)
+            raise UpstreamFailure(
+                "Anthropic reply lacks 'content'", error_class=ErrorClass.malformed
+            )
         return fmt.response_to_openai(data, dep.model)
 
     async def chat_stream(self, body: Body, dep: Deployment) -> AsyncIterator[Body]:
@@ -46,16 +48,22 @@ class AnthropicProvider(Unsupported):
         stopped = False
 
         def chunk(delta: Body, finish: str | None = None) -> Body:
-            return {"id": chunk_id, "object": "chat.completion.chunk", "created": created,
-                    "model": dep.model,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            return {
+                "id": chunk_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": dep.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
 
         async for data in self._http.stream_sse(self._url, payload, dep):
             try:
                 event = orjson.loads(data)
             except orjson.JSONDecodeError:
-                raise UpstreamFailure("Anthropic sent a stream event that is not JSON",
-                                      error_class=ErrorClass.malformed) from None
+                raise UpstreamFailure(
+                    "Anthropic sent a stream event that is not JSON",
+                    error_class=ErrorClass.malformed,
+                ) from None
             kind = event.get("type")
             if kind == "message_start":
                 prompt = (event.get("message") or {}).get("usage", {}).get("input_tokens", 0)
@@ -64,18 +72,34 @@ class AnthropicProvider(Unsupported):
                 block = event.get("content_block") or {}
                 if block.get("type") == "tool_use":
                     n = tool_index[event.get("index", 0)] = len(tool_index)
-                    yield chunk({"tool_calls": [{"index": n, "id": block.get("id"),
-                                                 "type": "function",
-                                                 "function": {"name": block.get("name"),
-                                                              "arguments": ""}}]})
+                    yield chunk(
+                        {
+                            "tool_calls": [
+                                {
+                                    "index": n,
+                                    "id": block.get("id"),
+                                    "type": "function",
+                                    "function": {"name": block.get("name"), "arguments": ""},
+                                }
+                            ]
+                        }
+                    )
             elif kind == "content_block_delta":
                 delta = event.get("delta") or {}
                 if delta.get("type") == "text_delta":
                     yield chunk({"content": delta.get("text", "")})
                 elif delta.get("type") == "input_json_delta":
                     n = tool_index.get(event.get("index", 0), 0)
-                    yield chunk({"tool_calls": [{"index": n, "function": {
-                        "arguments": delta.get("partial_json", "")}}]})
+                    yield chunk(
+                        {
+                            "tool_calls": [
+                                {
+                                    "index": n,
+                                    "function": {"arguments": delta.get("partial_json", "")},
+                                }
+                            ]
+                        }
+                    )
             elif kind == "message_delta":
                 completion = (event.get("usage") or {}).get("output_tokens", completion)
                 reason = (event.get("delta") or {}).get("stop_reason")
@@ -85,14 +109,26 @@ class AnthropicProvider(Unsupported):
                 stopped = True
                 break
             elif kind == "error":
-                raise UpstreamFailure(f"Anthropic stream error: {str(event.get('error'))[:200]}",
-                                      error_class=ErrorClass.server_error)
+                raise UpstreamFailure(
+                    f"Anthropic stream error: {str(event.get('error'))[:200]}",
+                    error_class=ErrorClass.server_error,
+                )
         if not stopped:
-            raise UpstreamFailure("Anthropic stream ended early", error_class=ErrorClass.server_error)
-        yield {"id": chunk_id, "object": "chat.completion.chunk", "created": created,
-               "model": dep.model, "choices": [],
-               "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                         "total_tokens": prompt + completion}}
+            raise UpstreamFailure(
+                "Anthropic stream ended early", error_class=ErrorClass.server_error
+            )
+        yield {
+            "id": chunk_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": dep.model,
+            "choices": [],
+            "usage": {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            },
+        }
 
     async def close(self) -> None:
         await self._http.close()

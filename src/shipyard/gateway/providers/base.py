@@ -42,15 +42,13 @@ class Provider(Protocol):
         """A `text_completion` for a legacy completions request."""
         ...
 
-    def completion_stream(self, body: Body, dep: Deployment) -> AsyncIterator[Body]:
-        ...
+    def completion_stream(self, body: Body, dep: Deployment) -> AsyncIterator[Body]: ...
 
     async def embeddings(self, body: Body, dep: Deployment) -> Body:
         """An embeddings `list` response."""
         ...
 
-    async def close(self) -> None:
-        ...
+    async def close(self) -> None: ...
 
 
 Factory = Callable[[ProviderSpec], Provider]
@@ -90,7 +88,9 @@ class Unsupported:
     def _unsupported(self, what: str) -> Exception:
         from shipyard.gateway.errors import InvalidRequest
 
-        return InvalidRequest(f"provider '{self.spec.name}' ({self.spec.kind}) does not support {what}")
+        return InvalidRequest(
+            f"provider '{self.spec.name}' ({self.spec.kind}) does not support {what}"
+        )
 
     async def chat(self, body: Body, dep: Deployment) -> Body:
         raise self._unsupported("chat completions")

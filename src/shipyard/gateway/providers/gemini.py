@@ -15,8 +15,13 @@ from shipyard.gateway.providers.http import HttpConnection
 from shipyard.gateway.specs import Deployment, ProviderSpec
 
 Body = dict[str, Any]
-FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter",
-          "RECITATION": "content_filter", "PROHIBITED_CONTENT": "content_filter"}
+FINISH = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+}
 
 
 def to_gemini(body: Body) -> Body:
@@ -26,8 +31,11 @@ def to_gemini(body: Body) -> Body:
     for m in body.get("messages") or ():
         role, content = m.get("role"), m.get("content")
         if role in ("system", "developer"):
-            system.append(content if isinstance(content, str) else
-                          "".join(p.get("text", "") for p in content or ()))
+            system.append(
+                content
+                if isinstance(content, str)
+                else "".join(p.get("text", "") for p in content or ())
+            )
             continue
         parts: list[Body] = []
         if role == "tool":
@@ -37,8 +45,14 @@ def to_gemini(body: Body) -> Body:
                 response = {"result": content}
             if not isinstance(response, dict):
                 response = {"result": response}
-            parts.append({"functionResponse": {"name": names.get(m.get("tool_call_id"), "tool"),
-                                               "response": response}})
+            parts.append(
+                {
+                    "functionResponse": {
+                        "name": names.get(m.get("tool_call_id"), "tool"),
+                        "response": response,
+                    }
+                }
+            )
             contents.append({"role": "user", "parts": parts})
             continue
         if isinstance(content, str) and content:
@@ -65,8 +79,12 @@ def to_gemini(body: Body) -> Body:
     if system:
         out["systemInstruction"] = {"parts": [{"text": "\n\n".join(system)}]}
     config: Body = {}
-    for src, dst in (("temperature", "temperature"), ("top_p", "topP"), ("seed", "seed"),
-                     ("n", "candidateCount")):
+    for src, dst in (
+        ("temperature", "temperature"),
+        ("top_p", "topP"),
+        ("seed", "seed"),
+        ("n", "candidateCount"),
+    ):
         if body.get(src) is not None:
             config[dst] = body[src]
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
@@ -84,13 +102,22 @@ def to_gemini(body: Body) -> Body:
     if config:
         out["generationConfig"] = config
     if body.get("tools"):
-        out["tools"] = [{"functionDeclarations": [
-            {"name": t["function"]["name"], "description": t["function"].get("description", ""),
-             "parameters": t["function"].get("parameters") or {"type": "object"}}
-            for t in body["tools"]]}]
+        out["tools"] = [
+            {
+                "functionDeclarations": [
+                    {
+                        "name": t["function"]["name"],
+                        "description": t["function"].get("description", ""),
+                        "parameters": t["function"].get("parameters") or {"type": "object"},
+                    }
+                    for t in body["tools"]
+                ]
+            }
+        ]
         choice = body.get("tool_choice")
-        mode = {"required": "ANY", "none": "NONE"}.get(choice if isinstance(choice, str) else "",
-                                                       "AUTO")
+        mode = {"required": "ANY", "none": "NONE"}.get(
+            choice if isinstance(choice, str) else "", "AUTO"
+        )
         fcc: Body = {"mode": mode}
         if isinstance(choice, dict):
             fcc = {"mode": "ANY", "allowedFunctionNames": [choice["function"]["name"]]}
@@ -106,9 +133,16 @@ def _message(candidate: Body) -> tuple[Body, str]:
             text.append(part["text"])
         if "functionCall" in part:
             fc = part["functionCall"]
-            calls.append({"id": "call_" + secrets.token_hex(8), "type": "function",
-                          "function": {"name": fc.get("name"),
-                                       "arguments": orjson.dumps(fc.get("args") or {}).decode()}})
+            calls.append(
+                {
+                    "id": "call_" + secrets.token_hex(8),
+                    "type": "function",
+                    "function": {
+                        "name": fc.get("name"),
+                        "arguments": orjson.dumps(fc.get("args") or {}).decode(),
+                    },
+                }
+            )
     message: Body = {"role": "assistant", "content": "".join(text) or None}
     finish = FINISH.get(candidate.get("finishReason") or "STOP", "stop")
     if calls:
@@ -120,8 +154,11 @@ def _message(candidate: Body) -> tuple[Body, str]:
 def _usage(data: Body) -> Body:
     meta = data.get("usageMetadata") or {}
     prompt, completion = meta.get("promptTokenCount", 0), meta.get("candidatesTokenCount", 0)
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
 class GeminiProvider(Unsupported):
@@ -132,31 +169,43 @@ class GeminiProvider(Unsupported):
         self._base = spec.base_url.rstrip("/") + "/" + spec.options.get("api_version", "v1beta")
 
     async def chat(self, body: Body, dep: Deployment) -> Body:
-        data = await self._http.post_json(f"{self._base}/models/{dep.model}:generateContent",
-                                          to_gemini({**dep.params, **body}), dep)
+        data = await self._http.post_json(
+            f"{self._base}/models/{dep.model}:generateContent",
+            to_gemini({**dep.params, **body}),
+            dep,
+        )
         candidates = data.get("candidates") if isinstance(data, dict) else None
         if not candidates:
-            raise UpstreamFailure("Gemini reply has no candidates", error_class=ErrorClass.malformed)
+            raise UpstreamFailure(
+                "Gemini reply has no candidates", error_class=ErrorClass.malformed
+            )
         choices = []
         for i, cand in enumerate(candidates):
             message, finish = _message(cand)
             choices.append({"index": i, "message": message, "finish_reason": finish})
-        return {"id": "chatcmpl-" + secrets.token_hex(12), "object": "chat.completion",
-                "created": int(time.time()), "model": dep.model, "choices": choices,
-                "usage": _usage(data)}
+        return {
+            "id": "chatcmpl-" + secrets.token_hex(12),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": dep.model,
+            "choices": choices,
+            "usage": _usage(data),
+        }
 
     async def chat_stream(self, body: Body, dep: Deployment) -> AsyncIterator[Body]:
         chunk_id = "chatcmpl-" + secrets.token_hex(12)
         created = int(time.time())
         usage: Body | None = None
         url = f"{self._base}/models/{dep.model}:streamGenerateContent"
-        async for data in self._http.stream_sse(url, to_gemini({**dep.params, **body}), dep,
-                                                params={"alt": "sse"}):
+        async for data in self._http.stream_sse(
+            url, to_gemini({**dep.params, **body}), dep, params={"alt": "sse"}
+        ):
             try:
                 event = orjson.loads(data)
             except orjson.JSONDecodeError:
-                raise UpstreamFailure("Gemini sent a stream event that is not JSON",
-                                      error_class=ErrorClass.malformed) from None
+                raise UpstreamFailure(
+                    "Gemini sent a stream event that is not JSON", error_class=ErrorClass.malformed
+                ) from None
             if event.get("usageMetadata"):
                 usage = _usage(event)
             for cand in event.get("candidates") or ():
@@ -165,15 +214,31 @@ class GeminiProvider(Unsupported):
                 if message.get("content"):
                     delta["content"] = message["content"]
                 if message.get("tool_calls"):
-                    delta["tool_calls"] = [{"index": i, **tc}
-                                           for i, tc in enumerate(message["tool_calls"])]
-                yield {"id": chunk_id, "object": "chat.completion.chunk", "created": created,
-                       "model": dep.model,
-                       "choices": [{"index": 0, "delta": delta,
-                                    "finish_reason": finish if cand.get("finishReason") else None}]}
+                    delta["tool_calls"] = [
+                        {"index": i, **tc} for i, tc in enumerate(message["tool_calls"])
+                    ]
+                yield {
+                    "id": chunk_id,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": dep.model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": delta,
+                            "finish_reason": finish if cand.get("finishReason") else None,
+                        }
+                    ],
+                }
         if usage is not None:
-            yield {"id": chunk_id, "object": "chat.completion.chunk", "created": created,
-                   "model": dep.model, "choices": [], "usage": usage}
+            yield {
+                "id": chunk_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": dep.model,
+                "choices": [],
+                "usage": usage,
+            }
 
     async def close(self) -> None:
         await self._http.close()

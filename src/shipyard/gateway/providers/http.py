@@ -27,10 +27,13 @@ class HttpConnection:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             resolver = None if self.spec.options.get("allow_internal") else CheckedResolver()
-            connector = aiohttp.TCPConnector(limit=512, ttl_dns_cache=300, keepalive_timeout=60,
-                                             resolver=resolver)
+            connector = aiohttp.TCPConnector(
+                limit=512, ttl_dns_cache=300, keepalive_timeout=60, resolver=resolver
+            )
             self._session = aiohttp.ClientSession(
-                connector=connector, headers=self._headers, auto_decompress=True,
+                connector=connector,
+                headers=self._headers,
+                auto_decompress=True,
                 skip_auto_headers=("User-Agent",),
             )
         return self._session
@@ -39,8 +42,9 @@ class HttpConnection:
         if self._session is not None and not self._session.closed:
             await self._session.close()
 
-    async def post_json(self, url: str, body: Any, dep: Deployment,
-                        params: dict[str, str] | None = None) -> Any:
+    async def post_json(
+        self, url: str, body: Any, dep: Deployment, params: dict[str, str] | None = None
+    ) -> Any:
         try:
             async with self.session().post(
                 url, data=orjson.dumps(body), timeout=_timeout(dep), params=params
@@ -57,8 +61,9 @@ class HttpConnection:
                 "upstream sent a response that is not JSON", error_class=ErrorClass.malformed
             ) from None
 
-    async def stream_sse(self, url: str, body: Any, dep: Deployment,
-                         params: dict[str, str] | None = None) -> AsyncIterator[bytes]:
+    async def stream_sse(
+        self, url: str, body: Any, dep: Deployment, params: dict[str, str] | None = None
+    ) -> AsyncIterator[bytes]:
         """Yield each SSE `data:` payload. The first token must come within
         `first_token` seconds; a stream that stops without its end marker raises."""
         try:
@@ -76,8 +81,11 @@ class HttpConnection:
 
 
 def _timeout(dep: Deployment) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(total=dep.timeouts.total, sock_connect=dep.timeouts.connect,
-                                 sock_read=dep.timeouts.first_token)
+    return aiohttp.ClientTimeout(
+        total=dep.timeouts.total,
+        sock_connect=dep.timeouts.connect,
+        sock_read=dep.timeouts.first_token,
+    )
 
 
 def _transport_failure(exc: Exception) -> Exception:
@@ -89,8 +97,9 @@ def _transport_failure(exc: Exception) -> Exception:
     if isinstance(exc, aiohttp.ClientPayloadError):
         return UpstreamFailure("upstream stream broke off", error_class=ErrorClass.server_error)
     if isinstance(exc, (aiohttp.ClientError, OSError)):
-        return UpstreamFailure(f"cannot reach upstream: {exc.__class__.__name__}",
-                               error_class=ErrorClass.connect)
+        return UpstreamFailure(
+            f"cannot reach upstream: {exc.__class__.__name__}", error_class=ErrorClass.connect
+        )
     return exc
 
 
@@ -118,7 +127,9 @@ def failure_from(status: int, raw: bytes, retry_after: str | None) -> UpstreamFa
             wait = None
     return UpstreamFailure(
         f"upstream answered {status}: {message}",  # truncated after redaction (executor)
-        error_class=classify_status(status, message), upstream_status=status, retry_after=wait,
+        error_class=classify_status(status, message),
+        upstream_status=status,
+        retry_after=wait,
     )
 
 
@@ -130,8 +141,11 @@ def _message(raw: bytes) -> str:
     if isinstance(data, dict):
         err = data.get("error", data)
         if isinstance(err, dict):
-            parts = [str(err.get("message", "")), str(err.get("code") or ""),
-                     str(err.get("type") or "")]
+            parts = [
+                str(err.get("message", "")),
+                str(err.get("code") or ""),
+                str(err.get("type") or ""),
+            ]
             return " ".join(p for p in parts if p).strip() or "error"
         return str(err)
     return "error"

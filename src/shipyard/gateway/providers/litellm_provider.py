@@ -12,12 +12,32 @@ from shipyard.gateway.providers.base import Unsupported
 from shipyard.gateway.specs import Deployment, ProviderSpec
 
 Body = dict[str, Any]
-_ALLOWED = frozenset({
-    "messages", "input", "prompt", "temperature", "top_p", "n", "stop", "max_tokens",
-    "max_completion_tokens", "presence_penalty", "frequency_penalty", "logit_bias", "user",
-    "seed", "tools", "tool_choice", "response_format", "parallel_tool_calls", "logprobs",
-    "top_logprobs", "encoding_format", "dimensions",
-})
+_ALLOWED = frozenset(
+    {
+        "messages",
+        "input",
+        "prompt",
+        "temperature",
+        "top_p",
+        "n",
+        "stop",
+        "max_tokens",
+        "max_completion_tokens",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "user",
+        "seed",
+        "tools",
+        "tool_choice",
+        "response_format",
+        "parallel_tool_calls",
+        "logprobs",
+        "top_logprobs",
+        "encoding_format",
+        "dimensions",
+    }
+)
 
 
 class LiteLLMProvider(Unsupported):
@@ -30,8 +50,10 @@ class LiteLLMProvider(Unsupported):
         try:
             import litellm
         except ImportError:
-            raise UpstreamFailure("the litellm provider needs `pip install shipyard[litellm]`",
-                                  error_class=ErrorClass.server_error) from None
+            raise UpstreamFailure(
+                "the litellm provider needs `pip install shipyard[litellm]`",
+                error_class=ErrorClass.server_error,
+            ) from None
         return litellm
 
     def _kwargs(self, body: Body, dep: Deployment) -> Body:
@@ -54,24 +76,30 @@ class LiteLLMProvider(Unsupported):
             return await getattr(lib, fn)(**kwargs)
         except Exception as exc:  # noqa: BLE001 - litellm raises its own tree
             status = int(getattr(exc, "status_code", 502) or 502)
-            raise UpstreamFailure(f"litellm: {str(exc)[:300]}",
-                                  error_class=classify_status(status, str(exc)),
-                                  upstream_status=status) from None
+            raise UpstreamFailure(
+                f"litellm: {str(exc)[:300]}",
+                error_class=classify_status(status, str(exc)),
+                upstream_status=status,
+            ) from None
 
     async def chat(self, body: Body, dep: Deployment) -> Body:
         result = await self._call("acompletion", self._kwargs(body, dep))
         return result.model_dump()  # type: ignore[no-any-return]
 
     async def chat_stream(self, body: Body, dep: Deployment) -> AsyncIterator[Body]:
-        kwargs = {**self._kwargs(body, dep), "stream": True,
-                  "stream_options": {"include_usage": True}}
+        kwargs = {
+            **self._kwargs(body, dep),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
         stream = await self._call("acompletion", kwargs)
         try:
             async for chunk in stream:
                 yield chunk.model_dump()
         except Exception as exc:  # noqa: BLE001 - litellm raises its own tree mid-stream too
-            raise UpstreamFailure(f"litellm stream: {str(exc)[:300]}",
-                                  error_class=ErrorClass.server_error) from None
+            raise UpstreamFailure(
+                f"litellm stream: {str(exc)[:300]}", error_class=ErrorClass.server_error
+            ) from None
 
     async def embeddings(self, body: Body, dep: Deployment) -> Body:
         result = await self._call("aembedding", self._kwargs(body, dep))

@@ -18,8 +18,18 @@ from shipyard.gateway.providers.base import Unsupported
 from shipyard.gateway.specs import Deployment, ProviderSpec
 
 Body = dict[str, Any]
-_PASS = ("temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty",
-         "response_format", "tools", "tool_choice", "logit_bias")
+_PASS = (
+    "temperature",
+    "top_p",
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "response_format",
+    "tools",
+    "tool_choice",
+    "logit_bias",
+)
 
 
 class LlamaLocal(Unsupported):
@@ -42,13 +52,19 @@ class LlamaLocal(Unsupported):
             with self._load_lock:
                 if self._model is None:
                     if not self._path or not os.path.isfile(self._path):
-                        raise UpstreamFailure(f"model file not found: {self._path!r}",
-                                              error_class=ErrorClass.server_error)
+                        raise UpstreamFailure(
+                            f"model file not found: {self._path!r}",
+                            error_class=ErrorClass.server_error,
+                        )
                     from llama_cpp import Llama
 
-                    self._model = Llama(model_path=self._path, n_ctx=self._ctx,
-                                        n_threads=self._threads, n_threads_batch=self._threads,
-                                        verbose=False)
+                    self._model = Llama(
+                        model_path=self._path,
+                        n_ctx=self._ctx,
+                        n_threads=self._threads,
+                        n_threads_batch=self._threads,
+                        verbose=False,
+                    )
         return self._model
 
     def _kwargs(self, body: Body, dep: Deployment) -> Body:
@@ -78,8 +94,9 @@ class LlamaLocal(Unsupported):
         return await asyncio.to_thread(self._generate, fn, first, kwargs)
 
     async def chat(self, body: Body, dep: Deployment) -> Body:
-        result = await self._run("create_chat_completion", body["messages"],
-                                 self._kwargs(body, dep))
+        result = await self._run(
+            "create_chat_completion", body["messages"], self._kwargs(body, dep)
+        )
         result["model"] = dep.model
         return result
 
@@ -96,8 +113,9 @@ class LlamaLocal(Unsupported):
         prompt = body["prompt"] if isinstance(body["prompt"], str) else body["prompt"][0]
         return self._stream("create_completion", prompt, body, dep, "text")
 
-    async def _stream(self, fn: str, first: Any, body: Body, dep: Deployment, kind: str
-                      ) -> AsyncIterator[Body]:
+    async def _stream(
+        self, fn: str, first: Any, body: Body, dep: Deployment, kind: str
+    ) -> AsyncIterator[Body]:
         """Generate in a thread (or the worker process), hand chunks over through a queue;
         stop generating as soon as the consumer goes away."""
         if self._worker is not None:
@@ -107,11 +125,18 @@ class LlamaLocal(Unsupported):
                     yield value
                 else:
                     prompt, completion = value
-                    yield {"id": f"chatcmpl-{secrets.token_hex(12)}",
-                           "object": "chat.completion.chunk", "created": int(time.time()),
-                           "model": dep.model, "choices": [],
-                           "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                                     "total_tokens": prompt + completion}}
+                    yield {
+                        "id": f"chatcmpl-{secrets.token_hex(12)}",
+                        "object": "chat.completion.chunk",
+                        "created": int(time.time()),
+                        "model": dep.model,
+                        "choices": [],
+                        "usage": {
+                            "prompt_tokens": prompt,
+                            "completion_tokens": completion,
+                            "total_tokens": prompt + completion,
+                        },
+                    }
             return
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -140,8 +165,10 @@ class LlamaLocal(Unsupported):
             except UpstreamFailure as exc:
                 loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
             except Exception as exc:  # noqa: BLE001 - surface as an upstream failure
-                failure = UpstreamFailure(f"local model failed: {exc.__class__.__name__}",
-                                          error_class=ErrorClass.server_error)
+                failure = UpstreamFailure(
+                    f"local model failed: {exc.__class__.__name__}",
+                    error_class=ErrorClass.server_error,
+                )
                 loop.call_soon_threadsafe(queue.put_nowait, ("error", failure))
 
         worker = threading.Thread(target=produce, name="shipyard-llama", daemon=True)
@@ -154,10 +181,18 @@ class LlamaLocal(Unsupported):
                     raise value
                 if what == "end":
                     prompt, completion = value
-                    yield {"id": chunk_id, "object": "chat.completion.chunk",
-                           "created": int(time.time()), "model": dep.model, "choices": [],
-                           "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                                     "total_tokens": prompt + completion}}
+                    yield {
+                        "id": chunk_id,
+                        "object": "chat.completion.chunk",
+                        "created": int(time.time()),
+                        "model": dep.model,
+                        "choices": [],
+                        "usage": {
+                            "prompt_tokens": prompt,
+                            "completion_tokens": completion,
+                            "total_tokens": prompt + completion,
+                        },
+                    }
                     return
                 value["model"] = dep.model
                 yield value

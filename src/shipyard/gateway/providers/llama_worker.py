@@ -16,11 +16,14 @@ from shipyard.gateway.errors import ErrorClass, UpstreamFailure
 Body = dict[str, Any]
 
 
-def _serve(conn: Connection, path: str, threads: int, n_ctx: int) -> None:  # pragma: no cover - child
+def _serve(
+    conn: Connection, path: str, threads: int, n_ctx: int
+) -> None:  # pragma: no cover - child
     from llama_cpp import Llama
 
-    model = Llama(model_path=path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-                  verbose=False)
+    model = Llama(
+        model_path=path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False
+    )
     while True:
         try:
             message = conn.recv()
@@ -64,8 +67,12 @@ class LlamaWorker:
             if self._proc is None or not self._proc.is_alive():
                 ctx = multiprocessing.get_context("spawn")
                 parent, child = ctx.Pipe()
-                self._proc = ctx.Process(target=_serve, args=(child, *self._args), daemon=True,
-                                         name="shipyard-llama-worker")
+                self._proc = ctx.Process(
+                    target=_serve,
+                    args=(child, *self._args),
+                    daemon=True,
+                    name="shipyard-llama-worker",
+                )
                 self._proc.start()
                 child.close()
                 self._conn = parent

@@ -28,8 +28,11 @@ PROFILES: dict[str, dict[str, Any]] = {
         "query": {"api-version": "2024-10-21"},
     },
 }
-DEFAULT_PATHS = {"chat": "/chat/completions", "completions": "/completions",
-                 "embeddings": "/embeddings"}
+DEFAULT_PATHS = {
+    "chat": "/chat/completions",
+    "completions": "/completions",
+    "embeddings": "/embeddings",
+}
 
 
 class OpenAICompatible:
@@ -54,8 +57,9 @@ class OpenAICompatible:
         return out
 
     async def chat(self, body: Body, dep: Deployment) -> Body:
-        data = await self._http.post_json(self._url("chat", dep.model), self._body(body, dep), dep,
-                                          self._query)
+        data = await self._http.post_json(
+            self._url("chat", dep.model), self._body(body, dep), dep, self._query
+        )
         return _expect(data, "choices")
 
     async def chat_stream(self, body: Body, dep: Deployment) -> AsyncIterator[Body]:
@@ -83,8 +87,9 @@ class OpenAICompatible:
         payload["stream"] = True
         payload["stream_options"] = {"include_usage": True}
         done = False
-        async for data in self._http.stream_sse(self._url(op, dep.model), payload, dep,
-                                                self._query):
+        async for data in self._http.stream_sse(
+            self._url(op, dep.model), payload, dep, self._query
+        ):
             if data == b"[DONE]":
                 done = True
                 break
@@ -102,7 +107,9 @@ class OpenAICompatible:
                 )
             yield chunk
         if not done:
-            raise UpstreamFailure("upstream stream ended early", error_class=ErrorClass.server_error)
+            raise UpstreamFailure(
+                "upstream stream ended early", error_class=ErrorClass.server_error
+            )
 
     async def healthy(self, dep: Deployment) -> bool:
         """Active health check: the smallest real call the deployment can answer."""
@@ -111,8 +118,9 @@ class OpenAICompatible:
         if self.spec.options.get("health_check") == "embeddings":
             body, op = {"input": "ping"}, "embeddings"
         try:
-            await self._http.post_json(self._url(op, dep.model), self._body(body, dep), dep,
-                                       self._query)
+            await self._http.post_json(
+                self._url(op, dep.model), self._body(body, dep), dep, self._query
+            )
         except UpstreamFailure:
             return False
         return True

@@ -27,8 +27,10 @@ class SentenceTransformersProvider(Unsupported):
             with self._lock:
                 if self._model is None:
                     if not os.path.isdir(self._path):
-                        raise UpstreamFailure(f"model folder not found: {self._path!r}",
-                                              error_class=ErrorClass.server_error)
+                        raise UpstreamFailure(
+                            f"model folder not found: {self._path!r}",
+                            error_class=ErrorClass.server_error,
+                        )
                     os.environ.setdefault("HF_HUB_OFFLINE", "1")
                     from sentence_transformers import SentenceTransformer
 
@@ -48,11 +50,18 @@ class SentenceTransformersProvider(Unsupported):
         b64 = body.get("encoding_format") == "base64"
         data = []
         for i, vec in enumerate(vectors):
-            emb: Any = (base64.b64encode(vec.astype("<f4").tobytes()).decode() if b64
-                        else [float(x) for x in vec])
+            emb: Any = (
+                base64.b64encode(vec.astype("<f4").tobytes()).decode()
+                if b64
+                else [float(x) for x in vec]
+            )
             data.append({"object": "embedding", "index": i, "embedding": emb})
-        return {"object": "list", "model": dep.model, "data": data,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        return {
+            "object": "list",
+            "model": dep.model,
+            "data": data,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
 
     async def healthy(self, dep: Deployment) -> bool:
         return os.path.isdir(self._path)

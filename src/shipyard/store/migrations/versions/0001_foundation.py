@@ -59,11 +59,15 @@ def upgrade() -> None:
     op.create_table(
         "memberships",
         sa.Column(
-            "user_id", sa.String(32), sa.ForeignKey("users.id", ondelete="CASCADE"),
+            "user_id",
+            sa.String(32),
+            sa.ForeignKey("users.id", ondelete="CASCADE"),
             primary_key=True,
         ),
         sa.Column(
-            "workspace_id", sa.String(32), sa.ForeignKey("workspaces.id", ondelete="CASCADE"),
+            "workspace_id",
+            sa.String(32),
+            sa.ForeignKey("workspaces.id", ondelete="CASCADE"),
             primary_key=True,
         ),
         sa.Column("role", sa.String(16), nullable=False),
@@ -76,7 +80,9 @@ def upgrade() -> None:
         sa.Column("secret_hash", sa.String(64), nullable=False),
         sa.Column("name", sa.String(200), nullable=False),
         sa.Column(
-            "workspace_id", sa.String(32), sa.ForeignKey("workspaces.id", ondelete="CASCADE"),
+            "workspace_id",
+            sa.String(32),
+            sa.ForeignKey("workspaces.id", ondelete="CASCADE"),
             nullable=False,
         ),
         sa.Column("role", sa.String(16), nullable=False),
@@ -89,11 +95,15 @@ def upgrade() -> None:
         "login_sessions",
         sa.Column("id", sa.String(64), primary_key=True),
         sa.Column(
-            "user_id", sa.String(32), sa.ForeignKey("users.id", ondelete="CASCADE"),
+            "user_id",
+            sa.String(32),
+            sa.ForeignKey("users.id", ondelete="CASCADE"),
             nullable=False,
         ),
         sa.Column(
-            "workspace_id", sa.String(32), sa.ForeignKey("workspaces.id", ondelete="CASCADE"),
+            "workspace_id",
+            sa.String(32),
+            sa.ForeignKey("workspaces.id", ondelete="CASCADE"),
             nullable=False,
         ),
         sa.Column("csrf_token", sa.String(64), nullable=False),
@@ -142,7 +152,13 @@ def _make_append_only(table: str) -> None:
 
 def downgrade() -> None:
     for table in (
-        "audit_events", "login_sessions", "api_keys", "memberships", "users",
-        "environments", "workspaces", "organizations",
+        "audit_events",
+        "login_sessions",
+        "api_keys",
+        "memberships",
+        "users",
+        "environments",
+        "workspaces",
+        "organizations",
     ):
         op.drop_table(table)

@@ -17,7 +17,9 @@ depends_on = None
 
 def _ws() -> sa.Column:
     return sa.Column(
-        "workspace_id", sa.String(32), sa.ForeignKey("workspaces.id", ondelete="CASCADE"),
+        "workspace_id",
+        sa.String(32),
+        sa.ForeignKey("workspaces.id", ondelete="CASCADE"),
         nullable=False,
     )
 
@@ -56,12 +58,16 @@ def upgrade() -> None:
         "gateway_deployments",
         sa.Column("id", sa.String(32), primary_key=True),
         sa.Column(
-            "route_id", sa.String(32), sa.ForeignKey("gateway_routes.id", ondelete="CASCADE"),
+            "route_id",
+            sa.String(32),
+            sa.ForeignKey("gateway_routes.id", ondelete="CASCADE"),
             nullable=False,
         ),
         sa.Column(
-            "provider_id", sa.String(32),
-            sa.ForeignKey("gateway_providers.id", ondelete="CASCADE"), nullable=False,
+            "provider_id",
+            sa.String(32),
+            sa.ForeignKey("gateway_providers.id", ondelete="CASCADE"),
+            nullable=False,
         ),
         sa.Column("model", sa.String(200), nullable=False),
         sa.Column("weight", sa.Float(), nullable=False),
@@ -91,8 +97,12 @@ def upgrade() -> None:
     op.execute("INSERT INTO gateway_config_version (id, version) VALUES (1, 0)")
     op.create_table(
         "gateway_requests",
-        sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
-                  autoincrement=True),
+        sa.Column(
+            "seq",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
         sa.Column("id", sa.String(40), nullable=False),
         sa.Column("at", UTCDateTime(), nullable=False),
         sa.Column("workspace_id", sa.String(32), nullable=False),
@@ -120,6 +130,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("gateway_requests", "gateway_config_version", "gateway_limits",
-                  "gateway_prices", "gateway_deployments", "gateway_routes", "gateway_providers"):
+    for table in (
+        "gateway_requests",
+        "gateway_config_version",
+        "gateway_limits",
+        "gateway_prices",
+        "gateway_deployments",
+        "gateway_routes",
+        "gateway_providers",
+    ):
         op.drop_table(table)

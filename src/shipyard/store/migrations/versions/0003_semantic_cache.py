@@ -16,8 +16,14 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("gateway_routes") as batch:
         batch.add_column(sa.Column("semantic_threshold", sa.Float(), nullable=True))
-        batch.add_column(sa.Column("semantic_embedding_route", sa.String(128), nullable=False,
-                                   server_default="all-minilm-l6-v2"))
+        batch.add_column(
+            sa.Column(
+                "semantic_embedding_route",
+                sa.String(128),
+                nullable=False,
+                server_default="all-minilm-l6-v2",
+            )
+        )
 
 
 def downgrade() -> None:
