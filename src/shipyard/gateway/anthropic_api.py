@@ -26,8 +26,9 @@ async def messages_handler(
     raw = await app.read_json(receive, headers)
     body = fmt.request_to_openai(raw)
     model = check_chat(body)
-    no_cache = b"no-cache" in headers.get(b"cache-control", b"").lower()
-    call = Call(actor=actor, api="messages", body=body, no_cache=no_cache)
+    from shipyard.gateway.asgi import no_cache
+
+    call = Call(actor=actor, api="messages", body=body, no_cache=no_cache(headers))
     route = app.gateway.route_for(call, model, "chat")
     result = await app.gateway.run(call, route)
     if isinstance(result, StreamReply):

@@ -67,9 +67,9 @@ class GatewayApp:
         self.any_host = b"*" in self.hosts
         self.anthropic = anthropic
         self.handlers: dict[tuple[str, str], Handler] = {
-            ("POST", "/v1/chat/completions"): _chat,
-            ("POST", "/v1/completions"): _completions,
-            ("POST", "/v1/embeddings"): _embeddings,
+            ("POST", "/v1/chat/completions"): _endpoint("chat", "chat", validate.chat),
+            ("POST", "/v1/completions"): _endpoint("completions", "chat", validate.completion),
+            ("POST", "/v1/embeddings"): _endpoint("embeddings", "embedding", validate.embeddings),
             ("GET", "/v1/models"): _models,
         }
 
@@ -280,63 +280,33 @@ def _hostname(host: bytes) -> bytes:
     return host.rsplit(b":", 1)[0] if b":" in host else host
 
 
-def _no_cache(headers: dict[bytes, bytes]) -> bool:
+def no_cache(headers: dict[bytes, bytes]) -> bool:
     value = headers.get(b"cache-control", b"").lower()
     return b"no-cache" in value or b"no-store" in value
 
 
-async def _run(
-    app: GatewayApp,
-    receive: Receive,
-    send: Send,
-    actor: Actor,
-    headers: dict[bytes, bytes],
-    api: str,
-    kind: str,
-    check: Callable[[Any], str],
-) -> None:
-    body = await app.read_json(receive, headers)
-    model = check(body)
-    call = Call(actor=actor, api=api, body=body, no_cache=_no_cache(headers))
-    route = app.gateway.route_for(call, model, kind)
-    result = await app.gateway.run(call, route)
-    if isinstance(result, StreamReply):
-        await app.stream(receive, send, result)
-    else:
-        await app.reply(send, result)
+def _endpoint(api: str, kind: str, check: Callable[[Any], str]) -> Handler:
+    """A handler for one OpenAI-shaped call: read, check, route, run, reply."""
 
+    async def handle(
+        app: GatewayApp,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        actor: Actor,
+        headers: dict[bytes, bytes],
+    ) -> None:
+        body = await app.read_json(receive, headers)
+        model = check(body)
+        call = Call(actor=actor, api=api, body=body, no_cache=no_cache(headers))
+        route = app.gateway.route_for(call, model, kind)
+        result = await app.gateway.run(call, route)
+        if isinstance(result, StreamReply):
+            await app.stream(receive, send, result)
+        else:
+            await app.reply(send, result)
 
-async def _chat(
-    app: GatewayApp,
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-    actor: Actor,
-    headers: dict[bytes, bytes],
-) -> None:
-    await _run(app, receive, send, actor, headers, "chat", "chat", validate.chat)
-
-
-async def _completions(
-    app: GatewayApp,
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-    actor: Actor,
-    headers: dict[bytes, bytes],
-) -> None:
-    await _run(app, receive, send, actor, headers, "completions", "chat", validate.completion)
-
-
-async def _embeddings(
-    app: GatewayApp,
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-    actor: Actor,
-    headers: dict[bytes, bytes],
-) -> None:
-    await _run(app, receive, send, actor, headers, "embeddings", "embedding", validate.embeddings)
+    return handle
 
 
 def _model_entry(route: Any) -> dict[str, Any]:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
 from shipyard.gateway import admin
 from shipyard.gateway.cost import SEED_PRICES
-from shipyard.gateway.governance import scopes_for  # noqa: F401  (documented scope names)
 from shipyard.gateway.models import PriceRow, ProviderRow
 from shipyard.gateway.schemas import (
     DeploymentPublic,
@@ -30,6 +31,7 @@ from shipyard.identity.roles import Role
 from shipyard.store import utcnow
 
 router = APIRouter(prefix="/api/gateway", tags=["gateway"])
+T = TypeVar("T")
 
 
 def _provider(row: ProviderRow) -> ProviderPublic:
@@ -47,8 +49,12 @@ def _provider(row: ProviderRow) -> ProviderPublic:
     )
 
 
-async def _reload(ctx: Ctx) -> None:
+async def _change(ctx: Ctx, work: Callable[[], T]) -> T:
+    """Run a configuration change (its own transaction) off the event loop, then reload
+    this replica's snapshot; other replicas pick the change up from the version row."""
+    out = await run_in_threadpool(work)
     await ctx.platform.gateway.reload()
+    return out
 
 
 @router.get("/providers", name="gateway.providers.list")
@@ -74,9 +80,7 @@ async def create_provider(
             )
             return _provider(row)
 
-    out = await run_in_threadpool(work)
-    await _reload(ctx)
-    return out
+    return await _change(ctx, work)
 
 
 @router.patch("/providers/{name}", name="gateway.providers.update")
@@ -95,9 +99,7 @@ async def update_provider(
             )
             return _provider(row)
 
-    out = await run_in_threadpool(work)
-    await _reload(ctx)
-    return out
+    return await _change(ctx, work)
 
 
 @router.delete("/providers/{name}", status_code=204, name="gateway.providers.delete")
@@ -106,8 +108,7 @@ async def delete_provider(name: str, ctx: Ctx = Authorized("gateway:manage")) ->
         with ctx.tx(target=f"provider:{name}") as tx:
             admin.delete_provider(tx.session, workspace_id=ctx.workspace_id, name=name)
 
-    await run_in_threadpool(work)
-    await _reload(ctx)
+    await _change(ctx, work)
     return Response(status_code=204)
 
 
@@ -163,8 +164,7 @@ async def put_route(
         with ctx.tx(target=f"route:{name}") as tx:
             admin.put_route(tx.session, workspace_id=ctx.workspace_id, body=body)
 
-    await run_in_threadpool(work)
-    await _reload(ctx)
+    await _change(ctx, work)
     route = ctx.platform.gateway.snapshot.route(ctx.workspace_id, name)
     assert route is not None
     return route_public(ctx, route)
@@ -176,8 +176,7 @@ async def delete_route(name: str, ctx: Ctx = Authorized("gateway:manage")) -> Re
         with ctx.tx(target=f"route:{name}") as tx:
             admin.delete_route(tx.session, workspace_id=ctx.workspace_id, name=name)
 
-    await run_in_threadpool(work)
-    await _reload(ctx)
+    await _change(ctx, work)
     return Response(status_code=204)
 
 
@@ -198,8 +197,7 @@ async def put_price(
         with ctx.tx(target=f"price:{model}") as tx:
             return admin.set_price(tx.session, model=model, body=body)
 
-    row = await run_in_threadpool(work)
-    await _reload(ctx)
+    row = await _change(ctx, work)
     return PricePublic(
         model=row.model, input=row.input, output=row.output, cached_input=row.cached_input
     )
@@ -255,8 +253,7 @@ async def put_limits(
             admin.set_limits(tx.session, workspace_id=ctx.workspace_id, scope=scope, body=body)
             return scope
 
-    scope = await run_in_threadpool(work)
-    await _reload(ctx)
+    scope = await _change(ctx, work)
     return await _limits_public(ctx, scope, ctx.platform.gateway.snapshot.limits[scope])
 
 
@@ -268,8 +265,7 @@ async def delete_limits(kind: str, ref: str, ctx: Ctx = Authorized("gateway:mana
             tx.target = f"limits:{scope}"
             admin.delete_limits(tx.session, scope=scope)
 
-    await run_in_threadpool(work)
-    await _reload(ctx)
+    await _change(ctx, work)
     return Response(status_code=204)
 
 
@@ -346,8 +342,7 @@ async def import_litellm(
             tx.detail = f"{len(imported.providers)} providers, {len(imported.routes)} routes"
 
     if not dry_run:
-        await run_in_threadpool(work)
-        await _reload(ctx)
+        await _change(ctx, work)
     return {
         "dry_run": dry_run,
         "providers": [

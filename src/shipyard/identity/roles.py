@@ -51,9 +51,3 @@ def can_grant(granter: Role | str, role: Role | str) -> bool:
     if granter not in _ADMINS:
         return False
     return RANK[role] <= RANK[granter]
-
-
-def lowest_role_allowed(permission: str) -> Role | None:
-    roles = PERMISSIONS.get(permission, frozenset())
-    ladder = [r for r in (Role.viewer, Role.developer, Role.admin, Role.owner) if r in roles]
-    return ladder[0] if ladder else None

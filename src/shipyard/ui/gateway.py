@@ -48,6 +48,12 @@ def _attempt(ctx: Ctx, work: Callable[[], None]) -> str | None:
     return None
 
 
+async def _attempt_and_reload(ctx: Ctx, work: Callable[[], None]) -> str | None:
+    error = await run_in_threadpool(_attempt, ctx, work)
+    await ctx.platform.gateway.reload()
+    return error
+
+
 @router.get("", name="ui.gateway")
 async def overview(ctx: Ctx = Authorized("gateway:read")) -> Response:
     def load() -> tuple[list[dict[str, Any]], list[Any]]:
@@ -124,8 +130,7 @@ async def providers_create(
                 operator=ctx.actor.role is Role.owner,
             )
 
-    error = await run_in_threadpool(_attempt, ctx, work)
-    await ctx.platform.gateway.reload()
+    error = await _attempt_and_reload(ctx, work)
     return await run_in_threadpool(_providers, ctx, error)
 
 
@@ -168,8 +173,7 @@ async def routes_create(
         with ctx.tx(target=f"route:{name}") as tx:
             admin.put_route(tx.session, workspace_id=ctx.workspace_id, body=body)
 
-    error = await run_in_threadpool(_attempt, ctx, work)
-    await ctx.platform.gateway.reload()
+    error = await _attempt_and_reload(ctx, work)
     return await run_in_threadpool(_routes, ctx, error)
 
 
@@ -230,8 +234,7 @@ async def keys_limits(
             )
             admin.set_limits(tx.session, workspace_id=ctx.workspace_id, scope=scope, body=body)
 
-    error = await run_in_threadpool(_attempt, ctx, work)
-    await ctx.platform.gateway.reload()
+    error = await _attempt_and_reload(ctx, work)
     return await _keys(ctx, error)
 
 
