@@ -5,8 +5,11 @@ up:            ## set up and start Shipyard with its embedded defaults
 	@scripts/setup.sh
 	.venv/bin/shipyard up
 
-test:          ## set up and run the whole test suite (SQLite, PostgreSQL, Redis, Chromium)
+test:          ## set up, lint, type-check and run the whole test suite (SQLite, PostgreSQL, Redis, Chromium)
 	@scripts/setup.sh --test
+	.venv/bin/ruff check src tests bench
+	.venv/bin/ruff format --check src tests bench
+	.venv/bin/mypy
 	.venv/bin/python -m pytest
 
 bench:         ## startup and gateway benchmarks, side by side with LiteLLM (prints figures)

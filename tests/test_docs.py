@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from pathlib import Path
 
-from shipyard.gateway.providers.base import registered
+from shipyard import plugins
+from shipyard.plugins import PROVIDERS, Plugins
 from shipyard.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,7 +20,7 @@ def test_every_setting_is_in_the_readme() -> None:
 
 
 def test_every_provider_kind_is_documented() -> None:
-    missing = [kind for kind in registered() if f"`{kind}`" not in README]
+    missing = [kind for kind in Plugins().names(PROVIDERS) if f"`{kind}`" not in README]
     assert not missing, f"provider kinds missing from the README: {missing}"
 
 
@@ -39,3 +41,27 @@ def test_the_architecture_names_every_capability_package() -> None:
     ]
     missing = [p for p in packages if f"shipyard.{p}" not in text]
     assert not missing, f"docs/architecture.md does not mention: {missing}"
+
+
+def test_every_extension_contract_is_documented_with_an_example() -> None:
+    """Each Protocol of `shipyard.plugins` has a section in docs/extending.md that names
+    it and shows code."""
+    text = (ROOT / "docs" / "extending.md").read_text()
+    protocols = [
+        name
+        for name, obj in vars(plugins).items()
+        if inspect.isclass(obj)
+        and getattr(obj, "_is_protocol", False)
+        and obj.__module__ == plugins.__name__
+    ]
+    assert len(protocols) >= 6
+    for name in protocols:
+        section = re.search(rf"^## [^\n]*`{name}`[^\n]*\n(.*?)(?=^## |\Z)", text, re.S | re.M)
+        assert section is not None, f"docs/extending.md has no section for {name}"
+        assert "```python" in section.group(1), f"the {name} section has no example"
+
+
+def test_every_capability_is_in_the_architecture() -> None:
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    missing = [c.name for c in Plugins().capabilities() if f"`{c.name}`" not in text]
+    assert not missing, f"docs/architecture.md does not describe capabilities: {missing}"

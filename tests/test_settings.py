@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from shipyard.capability import migration_folders
 from shipyard.errors import ConfigError
 from shipyard.identity.bootstrap import bootstrap
 from shipyard.settings import load_settings
@@ -54,7 +55,7 @@ def test_postgres_url_gets_the_psycopg_driver(tmp_path: Path) -> None:
 def test_weak_admin_password_is_refused(tmp_path: Path, weak: str) -> None:
     s = load_settings(home=tmp_path, admin_password=weak or None)
     db = Database(s.sqlalchemy_url)
-    db.upgrade()
+    db.upgrade(migration_folders())
     if not weak:  # empty means "generate one": that is allowed and printed once
         first = bootstrap(db, s)
         assert first is not None and first.password and len(first.password) >= 12

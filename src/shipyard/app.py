@@ -1,11 +1,13 @@
-"""`create_app(settings)` builds one ASGI app with every face of the platform:
-/v1 gateway, /api platform API, / web UI, /metrics, /healthz, /readyz."""
+"""`create_app(settings)` builds one ASGI app with every face of the platform: each
+capability's pure-ASGI mounts (the `/v1` gateway), its routers under `/api`, its web UI
+pages, plus `/metrics`, `/healthz` and `/readyz`. Nothing here names a capability."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
@@ -13,38 +15,57 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shipyard import __version__
-from shipyard.audit.router import router as audit_router
-from shipyard.gateway.anthropic_api import messages_handler
-from shipyard.gateway.asgi import GatewayApp, GatewayDispatch
-from shipyard.gateway.router import router as gateway_router
+from shipyard.capability import Capability, resolve
 from shipyard.http import problems
 from shipyard.http.metrics import MetricsMiddleware
 from shipyard.http.middleware import EdgeGuard
-from shipyard.http.system import router as system_router
-from shipyard.identity.router import router as identity_router
 from shipyard.platform import Platform
 from shipyard.settings import Settings, load_settings
-from shipyard.ui.gateway import router as ui_gateway_router
-from shipyard.ui.router import router as ui_router
 
 STATIC = Path(__file__).parent / "ui" / "static"
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+class ShipyardApp:
+    """The one dispatcher: paths under a capability's mount go straight to its pure
+    ASGI app (no framework on the hot path); everything else, and the lifespan, to
+    FastAPI. `state`, `routes` and `openapi` are FastAPI's."""
+
+    def __init__(self, api: FastAPI, mounts: list[tuple[str, ASGIApp]]) -> None:
+        self.api = api
+        self.mounts = tuple(mounts)
+        self.state = api.state
+        self.routes = api.routes
+
+    def openapi(self) -> dict[str, Any]:
+        return self.api.openapi()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            for prefix, target in self.mounts:
+                if path.startswith(prefix):
+                    await target(scope, receive, send)
+                    return
+        await self.api(scope, receive, send)
+
+
+def create_app(
+    settings: Settings | None = None, capabilities: Sequence[Capability] | None = None
+) -> ShipyardApp:
     settings = settings or load_settings()
-    platform = Platform(settings)
+    platform = Platform(settings, capabilities)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(platform.start)
-        await platform.gateway.start()
+        await platform.start_services()
         try:
             yield
         finally:
-            await platform.gateway.stop()
+            await platform.stop_services()
             await run_in_threadpool(platform.stop)
 
-    app = FastAPI(
+    api = FastAPI(
         title="Shipyard",
         version=__version__,
         lifespan=lifespan,
@@ -52,54 +73,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-    app.state.platform = platform
-    problems.install(app)
-    for router in (
-        system_router,
-        identity_router,
-        audit_router,
-        gateway_router,
-        ui_gateway_router,
-        ui_router,
-    ):
-        app.include_router(router)
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-
+    api.state.platform = platform
+    problems.install(api)
+    for cap in platform.capabilities:
+        for target in (*cap.routers, *cap.pages):
+            api.include_router(resolve(target))
+    api.mount("/static", StaticFiles(directory=STATIC), name="static")
     # Outermost first: metrics see every request, the guard runs before routing.
-    app.add_middleware(
-        EdgeGuard, allowed_hosts=_hosts(settings), max_body_bytes=settings.max_body_bytes
-    )
-    app.add_middleware(MetricsMiddleware, metrics=platform.metrics)
-    gateway_app = GatewayApp(
-        platform.gateway,
-        platform.keys,
-        platform.db,
-        max_body=settings.max_body_bytes,
-        allowed_hosts=_hosts(settings),
-        anthropic=messages_handler,
-    )
-    app.state.gateway_app = gateway_app
-    app.add_middleware(GatewayDispatch, gateway_app=lambda: gateway_app)
-    return app
-
-
-def _hosts(settings: Settings) -> list[str]:
-    hosts = list(settings.allowed_hosts)
-    if settings.host not in ("0.0.0.0", "::") and settings.host not in hosts:
-        hosts.append(settings.host if ":" not in settings.host else f"[{settings.host}]")
-    return hosts
-
-
-def serve(app: FastAPI) -> ASGIApp:
-    """What `shipyard up` serves: `/v1/*` goes straight to the gateway's pure ASGI app,
-    everything else (and the lifespan) to FastAPI. Behaviour is the same as `app`'s own
-    dispatch middleware; this only skips FastAPI's outer layers on the hot path."""
-    gateway_app = app.state.gateway_app
-
-    async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
-            await gateway_app(scope, receive, send)
-        else:
-            await app(scope, receive, send)
-
-    return asgi
+    api.add_middleware(EdgeGuard, edge=platform.edge)
+    api.add_middleware(MetricsMiddleware, metrics=platform.metrics)
+    mounts = [
+        (prefix, build(platform))
+        for cap in platform.capabilities
+        for prefix, build in cap.mounts.items()
+    ]
+    return ShipyardApp(api, mounts)

@@ -1,32 +1,50 @@
-"""One exception hierarchy for the whole platform, mapped to HTTP in `http/problems.py`.
+"""One exception hierarchy for the whole platform. Services and the gateway raise these
+and never import FastAPI; `shipyard.http.render` turns them into HTTP replies in three
+shapes (RFC 9457 problem+json for /api, OpenAI's error object on /v1, Anthropic's on
+/v1/messages).
 
-    ShipyardError
-    ├── ConfigError              settings are invalid (start-up, not HTTP)
-    ├── InvalidInput        400  the request is well-formed JSON but makes no sense
-    ├── Unauthenticated     401  no or bad credentials
-    ├── PermissionDenied    403  credentials are fine, the role is not enough
-    ├── NotFound            404
-    ├── Conflict            409  a unique name is taken, a state forbids the change
-    ├── PayloadTooLarge     413
-    ├── UnsupportedMedia    415
-    ├── RateLimited         429
-    └── UpstreamError       502  a provider failed (the gateway refines this)
+    ShipyardError              500  a bug or an unexpected failure ("api_error")
+    ├── ConfigError                 settings are invalid (start-up, not HTTP)
+    ├── InvalidInput           400  well-formed but wrong; names the field (`param`)
+    ├── Unauthenticated        401  no or bad credentials
+    ├── PermissionDenied       403  credentials are fine, the role or a limit is not
+    ├── NotFound               404
+    ├── Conflict               409  a unique name is taken, a state forbids the change
+    ├── PayloadTooLarge        413
+    ├── UnsupportedMedia       415
+    ├── RateLimited            429  a rate or token limit (`retry_after` set)
+    │   └── QuotaExceeded      429  a budget is spent
+    └── UpstreamError     4xx/5xx  a provider failed; `error_class` drives retries,
+                                    cooldowns and fallbacks, and sets the status
 
-Services raise these; they never import FastAPI.
+`detail` is the human message, `code` a stable machine code (OpenAI's `code`), `param`
+the offending parameter, `retry_after` seconds for a `Retry-After` header.
 """
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 
 class ShipyardError(Exception):
     status = 500
     title = "Internal error"
-    type = "about:blank"
+    code: str | None = None
 
-    def __init__(self, detail: str = "", **extra: object) -> None:
+    def __init__(
+        self,
+        detail: str = "",
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(detail or self.title)
         self.detail = detail or self.title
-        self.extra = extra
+        self.param = param
+        self.retry_after = retry_after
+        if code is not None:
+            self.code = code
 
 
 class ConfigError(ShipyardError):
@@ -41,6 +59,7 @@ class InvalidInput(ShipyardError):
 class Unauthenticated(ShipyardError):
     status = 401
     title = "Authentication required"
+    code = "invalid_api_key"
 
 
 class PermissionDenied(ShipyardError):
@@ -61,18 +80,113 @@ class Conflict(ShipyardError):
 class PayloadTooLarge(ShipyardError):
     status = 413
     title = "Payload too large"
+    code = "request_too_large"
 
 
 class UnsupportedMedia(ShipyardError):
     status = 415
     title = "Unsupported media type"
+    code = "unsupported_media_type"
 
 
 class RateLimited(ShipyardError):
     status = 429
     title = "Too many requests"
+    code = "rate_limit_exceeded"
+
+
+class QuotaExceeded(RateLimited):
+    title = "Budget spent"
+    code = "insufficient_quota"
+
+
+class ErrorClass(StrEnum):
+    """Why a provider call failed, as retries, cooldowns and fallbacks see it."""
+
+    rate_limit = "rate_limit"
+    server_error = "server_error"
+    timeout = "timeout"
+    connect = "connect"
+    context_length = "context_length"
+    content_policy = "content_policy"
+    bad_request = "bad_request"
+    auth = "auth"
+    malformed = "malformed"
+
+
+RETRYABLE = frozenset(
+    {
+        ErrorClass.rate_limit,
+        ErrorClass.server_error,
+        ErrorClass.timeout,
+        ErrorClass.connect,
+        ErrorClass.malformed,
+    }
+)
+_UPSTREAM_STATUS = {
+    ErrorClass.rate_limit: 429,
+    ErrorClass.timeout: 504,
+    ErrorClass.context_length: 400,
+    ErrorClass.content_policy: 400,
+    ErrorClass.bad_request: 400,
+    # server_error, connect, malformed and auth (the provider refused *our* credentials:
+    # not the client's fault) are 502
+}
 
 
 class UpstreamError(ShipyardError):
-    status = 502
+    """A provider call failed. The executor adds what it tried (`retries`, `fallbacks`)."""
+
     title = "Upstream error"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        error_class: ErrorClass,
+        upstream_status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(detail, retry_after=retry_after, code=error_class.value)
+        self.error_class = error_class
+        self.upstream_status = upstream_status
+        self.status = _UPSTREAM_STATUS.get(error_class, 502)
+        self.retries = 0
+        self.fallbacks: list[str] = []
+
+    @property
+    def retryable(self) -> bool:
+        return self.error_class in RETRYABLE
+
+    def scrub(self, secrets: list[str]) -> UpstreamError:
+        """Make the message safe to show a client: no provider secret (redacted before
+        truncating, so no fragment survives), and no upstream text on auth failures."""
+        if self.error_class is ErrorClass.auth:
+            text = "the provider refused Shipyard's credentials"
+            if self.upstream_status:
+                text += f" ({self.upstream_status})"
+        else:
+            text = self.detail
+            for secret in secrets:
+                if secret and len(secret) >= 6:
+                    text = text.replace(secret, "[redacted]")
+        self.detail = text[:500]
+        self.args = (self.detail,)
+        return self
+
+
+def classify_status(status: int, message: str = "") -> ErrorClass:
+    text = message.lower()
+    if status == 429:
+        return ErrorClass.rate_limit
+    if status in (401, 403):
+        return ErrorClass.auth
+    if status in (408, 504):
+        return ErrorClass.timeout
+    if status >= 500:
+        return ErrorClass.server_error
+    if "context length" in text or "context_length" in text or "maximum context" in text:
+        return ErrorClass.context_length
+    if "content policy" in text or "content_filter" in text or "safety" in text:
+        return ErrorClass.content_policy
+    return ErrorClass.bad_request

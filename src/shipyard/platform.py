@@ -1,21 +1,28 @@
 """The Platform: every long-lived object of one app instance, built by `create_app`.
 
-Capabilities hang their services here; routes reach them through `Ctx.platform`."""
+It assembles the capabilities (registered under the `shipyard.capabilities` entry
+points) without naming any: their permissions become the actors' grants, their
+migrations run at start, and each capability's service is built here, started after
+migrations in capability order and stopped in reverse. Routes reach a service as
+`ctx.platform.services["gateway"]` (or `ctx.platform.gateway`)."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
+from typing import Any
 
-from shipyard.gateway.balancer import Balancer
-from shipyard.gateway.crypto import SecretBox
-from shipyard.gateway.executor import RetryPolicy
-from shipyard.gateway.limits import LimitBackend
-from shipyard.gateway.service import Gateway
+from shipyard.capability import Capability, migration_folders
+from shipyard.crypto import SecretBox
 from shipyard.http.metrics import Metrics
+from shipyard.http.middleware import EdgeCheck
+from shipyard.identity.actor import Grants
 from shipyard.identity.authn import KeyAuthenticator, SessionAuthenticator
 from shipyard.identity.bootstrap import FirstStart, bootstrap
+from shipyard.identity.roles import Role
 from shipyard.identity.throttle import LoginThrottle
+from shipyard.plugins import CallSink, Plugins
 from shipyard.settings import Settings
 from shipyard.store import Database
 
@@ -23,52 +30,81 @@ log = logging.getLogger("shipyard")
 
 
 class Platform:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, capabilities: Sequence[Capability] | None = None
+    ) -> None:
         self.settings = settings
         settings.home.mkdir(parents=True, exist_ok=True)
+        self.plugins = Plugins()
+        self.capabilities = list(capabilities or self.plugins.capabilities())
+        self.grants: Grants = grants_of(self.capabilities)
         self.db = Database(settings.sqlalchemy_url)
         self.metrics = Metrics()
-        self.keys = KeyAuthenticator(self.db, ttl=settings.key_cache_ttl_seconds)
-        self.sessions = SessionAuthenticator(self.db, ttl_hours=settings.session_ttl_hours)
+        self.edge = EdgeCheck(allowed_hosts=hosts(settings), max_body_bytes=settings.max_body_bytes)
+        self.keys = KeyAuthenticator(self.db, self.grants, ttl=settings.key_cache_ttl_seconds)
+        self.sessions = SessionAuthenticator(
+            self.db, self.grants, ttl_hours=settings.session_ttl_hours
+        )
         self.login_throttle = LoginThrottle()
         secret = settings.secret_key.get_secret_value() if settings.secret_key else None
         self.box = SecretBox(secret, settings.home / "secret.key")
-        self.gateway = Gateway(
-            db=self.db,
-            box=self.box,
-            registry=self.metrics.registry,
-            backend=_limit_backend(settings),
-            retry=RetryPolicy(base=settings.gateway_retry_base_seconds),
-            balancer=Balancer(
-                failures=settings.gateway_cooldown_failures,
-                cooldown=settings.gateway_cooldown_seconds,
-            ),
-            local_threads=settings.local_threads,
-            probe_interval=settings.gateway_probe_seconds,
-        )
+        # every finished gateway call goes to each of these (tracing appends its own)
+        self.call_sinks: list[CallSink] = []
+        self.services: dict[str, Any] = {}
+        for cap in self.capabilities:
+            if cap.service is not None:
+                self.services[cap.name] = cap.service(self)
         self.first_start: FirstStart | None = None
         self.started = False
+
+    def __getattr__(self, name: str) -> Any:
+        """`platform.gateway` is the gateway capability's service."""
+        services = self.__dict__.get("services", {})
+        if name in services:
+            return services[name]
+        raise AttributeError(name)
 
     def start(self) -> None:
         """Migrate the store and run the first-start bootstrap. Idempotent."""
         if self.started:
             return
-        self.db.upgrade()
+        self.db.upgrade(migration_folders(self.capabilities))
         self.first_start = bootstrap(self.db, self.settings)
         if self.first_start is not None:
             announce(self.first_start)
         self.started = True
 
+    async def start_services(self) -> None:
+        for cap in self.capabilities:
+            service = self.services.get(cap.name)
+            if service is not None:
+                await service.start()
+
+    async def stop_services(self) -> None:
+        for cap in reversed(self.capabilities):
+            service = self.services.get(cap.name)
+            if service is not None:
+                await service.stop()
+
     def stop(self) -> None:
         self.db.close()
 
 
-def _limit_backend(settings: Settings) -> LimitBackend | None:
-    if settings.redis_url is None:
-        return None  # the gateway's in-process default
-    from shipyard.gateway.redis_backend import RedisBackend
+def grants_of(capabilities: Sequence[Capability]) -> dict[str, frozenset[Role]]:
+    grants: dict[str, frozenset[Role]] = {}
+    for cap in capabilities:
+        for permission, roles in cap.permissions.items():
+            if permission in grants:
+                raise RuntimeError(f"permission {permission!r} is declared twice ({cap.name})")
+            grants[permission] = frozenset(roles)
+    return grants
 
-    return RedisBackend(settings.redis_url)
+
+def hosts(settings: Settings) -> list[str]:
+    found = list(settings.allowed_hosts)
+    if settings.host not in ("0.0.0.0", "::") and settings.host not in found:
+        found.append(settings.host if ":" not in settings.host else f"[{settings.host}]")
+    return found
 
 
 def announce(first: FirstStart) -> None:

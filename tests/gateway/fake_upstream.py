@@ -5,6 +5,7 @@ bursts, hangs, slow first tokens, truncated streams, malformed JSON."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections import deque
@@ -87,10 +88,8 @@ class FakeUpstream:
             await self._runner.cleanup()
 
         fut = asyncio.run_coroutine_threadsafe(shutdown(), self._loop)
-        try:
+        with contextlib.suppress(Exception):
             fut.result(timeout=10)
-        except Exception:  # noqa: BLE001
-            pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
 

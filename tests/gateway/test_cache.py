@@ -53,7 +53,7 @@ def test_cache_is_scoped_to_the_workspace(env: Env) -> None:
     )
     assert env.admin.post("/api/workspaces", json={"slug": "other"}).status_code == 201
     gw = env.app.state.platform.gateway
-    from shipyard.gateway.service import _cache_key
+    from shipyard.gateway.core.service import _cache_key
 
     body = {"model": "cached", "messages": MSG}
     ws = next(iter(gw.snapshot.routes))[0]

@@ -159,7 +159,7 @@ def test_semantic_cache_with_local_embeddings(local: Env) -> None:
 
 
 def test_smollm2_in_a_worker_process(local: Env) -> None:
-    from shipyard.gateway.tokenizer import smollm2_path
+    from shipyard.gateway.core.tokenizer import smollm2_path
 
     r = local.admin.post(
         "/api/gateway/providers",

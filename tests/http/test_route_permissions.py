@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
-from shipyard.identity.roles import PERMISSIONS, Role
+from shipyard.identity.roles import Role
 from tests.conftest import as_key, key_for
 
 PUBLIC = {"/healthz", "/readyz", "/login", "/static"}
@@ -61,6 +61,7 @@ def concrete(path: str) -> str:
 
 def test_every_route_declares_a_known_permission_or_is_public(sqlite_client: TestClient) -> None:
     seen_public = set()
+    grants = sqlite_client.app.state.platform.grants  # type: ignore[attr-defined]
     for method, path, route in endpoints(sqlite_client.app):
         kind, perm = declared(route)
         assert kind != "undeclared", f"{method} {path} declares no permission"
@@ -68,7 +69,7 @@ def test_every_route_declares_a_known_permission_or_is_public(sqlite_client: Tes
             assert path in PUBLIC, f"{method} {path} is public but not on the allowlist"
             seen_public.add(path)
         else:
-            assert perm in PERMISSIONS, f"{method} {path} uses unknown permission {perm!r}"
+            assert perm in grants, f"{method} {path} uses unknown permission {perm!r}"
     assert seen_public == PUBLIC - {"/static"}
 
 
@@ -87,6 +88,7 @@ def test_no_credentials_means_401(sqlite_client: TestClient) -> None:
 
 def test_roles_below_the_requirement_get_403(sqlite_client: TestClient) -> None:
     keys = {role: key_for(sqlite_client, role.value) for role in Role if role is not Role.owner}
+    grants = sqlite_client.app.state.platform.grants  # type: ignore[attr-defined]
     anonymous = TestClient(sqlite_client.app, base_url="http://localhost")
     denied = 0
     for method, path, route in endpoints(sqlite_client.app):
@@ -94,7 +96,7 @@ def test_roles_below_the_requirement_get_403(sqlite_client: TestClient) -> None:
         if kind == "public":
             continue
         for role, key in keys.items():
-            if role in PERMISSIONS[perm]:
+            if role in grants[perm]:
                 continue
             r = anonymous.request(
                 method, concrete(path), headers=as_key(key), json={} if method != "GET" else None

@@ -8,6 +8,7 @@ from sqlalchemy.exc import DBAPIError
 
 from shipyard.audit.models import AuditEvent
 from shipyard.audit.service import Entry, record
+from shipyard.capability import migration_folders
 from shipyard.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from shipyard.identity import service
 from shipyard.identity.actor import Actor
@@ -23,13 +24,13 @@ from shipyard.store import Database
 def db(settings: Settings) -> Database:
     settings.home.mkdir(parents=True, exist_ok=True)
     database = Database(settings.sqlalchemy_url)
-    database.upgrade()
+    database.upgrade(migration_folders())
     yield database
     database.close()
 
 
 def test_migrations_are_idempotent(db: Database) -> None:
-    db.upgrade()
+    db.upgrade(migration_folders())
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
 

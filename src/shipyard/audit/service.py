@@ -3,15 +3,19 @@ e-mail or key name and id, targets by resource id."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from shipyard.audit.models import AuditEvent
+from shipyard.identity.actor import Actor
 from shipyard.store import Database
+
+log = logging.getLogger("shipyard.audit")
 
 
 @dataclass(slots=True)
@@ -51,6 +55,38 @@ def record_now(db: Database, entry: Entry) -> None:
         s.add(entry.row())
 
 
+def refusal(
+    *,
+    actor: Actor | None,
+    action: str,
+    status: int,
+    target: str = "",
+    client_addr: str = "",
+    detail: str = "",
+) -> Entry:
+    """The entry for a request that was denied (401, 403) or failed: one shape for the
+    API, the gateway and the UI."""
+    return Entry(
+        actor=actor.ref if actor else "anonymous",
+        actor_kind=actor.kind if actor else "anonymous",
+        action=action[:100],
+        outcome="denied" if status in (401, 403) else "failed",
+        status=status,
+        workspace_id=actor.workspace_id if actor else None,
+        target=target,
+        client_addr=client_addr,
+        detail=detail,
+    )
+
+
+def record_refusal(db: Database, entry: Entry) -> None:
+    """Record a refusal; never raises (the reply must still go out)."""
+    try:
+        record_now(db, entry)
+    except Exception:  # noqa: BLE001
+        log.exception("could not write audit entry")
+
+
 @dataclass(slots=True)
 class AuditQuery:
     workspace_id: str
@@ -64,7 +100,7 @@ class AuditQuery:
     include_unscoped: bool = False  # org-level entries (anonymous denials); owners only
 
 
-def _select(q: AuditQuery):  # type: ignore[no-untyped-def]
+def _select(q: AuditQuery) -> Select[AuditEvent]:
     scope = AuditEvent.workspace_id == q.workspace_id
     if q.include_unscoped:
         scope = or_(scope, AuditEvent.workspace_id.is_(None))

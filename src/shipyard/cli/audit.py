@@ -7,16 +7,17 @@ from typing import Annotated
 
 import typer
 
+from shipyard.audit.schemas import AuditEventPublic
 from shipyard.cli.common import KeyOpt, UrlOpt, client, console
 
 app = typer.Typer(help="Audit log.", no_args_is_help=True)
 
 
-def _line(e: object) -> str:
-    colour = {"success": "green", "denied": "red", "failed": "yellow"}.get(e.outcome, "white")  # type: ignore[attr-defined]
+def _line(e: AuditEventPublic) -> str:
+    colour = {"success": "green", "denied": "red", "failed": "yellow"}.get(e.outcome, "white")
     return (
-        f"{e.at:%Y-%m-%d %H:%M:%S} [{colour}]{e.outcome:<7}[/{colour}] {e.status} "  # type: ignore[attr-defined]
-        f"{e.actor} {e.action} {e.target} {e.client_addr} {e.detail}"  # type: ignore[attr-defined]
+        f"{e.at:%Y-%m-%d %H:%M:%S} [{colour}]{e.outcome:<7}[/{colour}] {e.status} "
+        f"{e.actor} {e.action} {e.target} {e.client_addr} {e.detail}"
     )
 
 

@@ -55,5 +55,5 @@ def _cell(value: Any) -> str:
     if value is None:
         return "-"
     if hasattr(value, "strftime"):
-        return value.strftime("%Y-%m-%d %H:%M")
+        return str(value.strftime("%Y-%m-%d %H:%M"))
     return str(getattr(value, "value", value))

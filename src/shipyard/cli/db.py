@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from shipyard.capability import migration_folders
 from shipyard.cli.common import console, err
 
 app = typer.Typer(help="Metadata database.", no_args_is_help=True)
@@ -24,7 +25,7 @@ def upgrade() -> None:
     settings.home.mkdir(parents=True, exist_ok=True)
     db = Database(settings.sqlalchemy_url)
     try:
-        db.upgrade()
+        db.upgrade(migration_folders())
     finally:
         db.close()
     console.print("database is up to date")

@@ -45,7 +45,7 @@ def import_litellm(
     key: KeyOpt = None,
 ) -> None:
     """Import a LiteLLM proxy config.yaml (os.environ/ references are read here)."""
-    from shipyard.gateway.litellm_import import resolve_env
+    from shipyard.gateway.config.litellm_import import resolve_env
 
     try:
         config = yaml.safe_load(path.read_text())

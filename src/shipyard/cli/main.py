@@ -1,10 +1,12 @@
-"""Entry point: assembles the command groups."""
+"""Entry point: `up` and `db`, plus every capability's command groups."""
 
 from __future__ import annotations
 
 import typer
 
-from shipyard.cli import audit, db, gateway, keys, up, users, workspaces
+from shipyard.capability import resolve
+from shipyard.cli import db, up
+from shipyard.plugins import Plugins
 
 app = typer.Typer(
     name="shipyard",
@@ -14,11 +16,9 @@ app = typer.Typer(
 )
 app.command("up")(up.up)
 app.add_typer(db.app, name="db")
-app.add_typer(users.app, name="users")
-app.add_typer(keys.app, name="keys")
-app.add_typer(workspaces.app, name="workspaces")
-app.add_typer(audit.app, name="audit")
-app.add_typer(gateway.app, name="gateway")
+for capability in Plugins().capabilities():
+    for name, target in capability.cli:
+        app.add_typer(resolve(target), name=name)
 
 
 def main() -> None:

@@ -101,7 +101,7 @@ def Authorized(permission: str) -> Any:  # noqa: N802 - reads like a type in sig
             raise PermissionDenied(f"the {actor.role.value} role does not grant '{permission}'")
         return Ctx(request=request, actor=actor, platform=platform, permission=permission)
 
-    dependency.shipyard_permission = permission  # type: ignore[attr-defined]
+    dependency.shipyard_permission = permission  # type: ignore[attr-defined]  # a marker the route sweep reads
     return Depends(dependency)
 
 
@@ -109,5 +109,5 @@ def Public() -> Any:  # noqa: N802
     def dependency() -> None:
         return None
 
-    dependency.shipyard_public = True  # type: ignore[attr-defined]
+    dependency.shipyard_public = True  # type: ignore[attr-defined]  # a marker the route sweep reads
     return Depends(dependency)

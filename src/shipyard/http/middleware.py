@@ -1,5 +1,6 @@
 """Pure ASGI middleware (no BaseHTTPMiddleware): Host check, body limits, JSON-only
-state changes, security headers. One class keeps the per-request cost to a few checks."""
+state changes, security headers. `EdgeCheck` is the one check of a request's headers,
+shared by `EdgeGuard` (in front of FastAPI) and the `/v1` gateway app."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shipyard.http.problems import PROBLEM, problem_bytes
+from shipyard.errors import InvalidInput, PayloadTooLarge, ShipyardError, UnsupportedMedia
+from shipyard.http.render import Shape, render
 
-_UNSAFE = frozenset({b"POST", b"PUT", b"PATCH", b"DELETE"})
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -17,29 +19,28 @@ _SECURITY_HEADERS = [
 ]
 
 
-class EdgeGuard:
-    """Rejects, before any routing: unknown Host headers (DNS rebinding), bodies over
-    the size limit (413), and non-JSON state changes under the JSON prefixes (415)."""
+class EdgeCheck:
+    """What every request must pass before anything reads it: a Host this server
+    serves (DNS rebinding), a declared body within the size limit, and JSON bodies for
+    state changes under the JSON prefixes (OTLP's `/v1/traces` takes protobuf too)."""
 
     def __init__(
         self,
-        app: ASGIApp,
         *,
         allowed_hosts: Iterable[str],
         max_body_bytes: int,
         json_prefixes: tuple[str, ...] = ("/api/", "/v1/"),
+        any_media: tuple[str, ...] = ("/v1/traces",),
     ) -> None:
-        self.app = app
-        hosts = {h.lower() for h in allowed_hosts}
-        self.any_host = "*" in hosts
+        hosts = {h.lower().encode() for h in allowed_hosts}
+        self.any_host = b"*" in hosts
         self.hosts = hosts
         self.max_body = max_body_bytes
         self.json_prefixes = json_prefixes
+        self.any_media = any_media
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def check(self, scope: Scope) -> tuple[ShipyardError | None, bool]:
+        """(the rejection or None, whether the body is chunked)."""
         host = b""
         length = None
         ctype = b""
@@ -54,28 +55,40 @@ class EdgeGuard:
             elif name == b"transfer-encoding":
                 chunked = b"chunked" in value.lower()
         if not self.any_host and _hostname(host) not in self.hosts:
-            await _reject(
-                send, 400, "Invalid host", "the Host header is not one this server serves"
-            )
-            return
+            return InvalidInput("the Host header is not one this server serves"), chunked
         if length is not None:
-            try:
-                too_big = int(length) > self.max_body
-            except ValueError:
-                await _reject(send, 400, "Invalid header", "Content-Length is not a number")
-                return
-            if too_big:
-                await _reject(send, 413, "Payload too large", f"body exceeds {self.max_body} bytes")
-                return
+            if not length.isdigit():
+                return InvalidInput("Content-Length is not a number"), chunked
+            if int(length) > self.max_body:
+                return PayloadTooLarge(f"the request body exceeds {self.max_body} bytes"), chunked
         path: str = scope["path"]
         if (
-            scope["method"].encode() in _UNSAFE
+            scope["method"] in _UNSAFE
             and path.startswith(self.json_prefixes)
             and (chunked or (length is not None and length != b"0"))
             and not _is_json(ctype)
-            and not path.startswith("/v1/traces")
+            and not path.startswith(self.any_media)
         ):
-            await _reject(send, 415, "Unsupported media type", "send the body as application/json")
+            return UnsupportedMedia("send the body as application/json"), chunked
+        return None, chunked
+
+
+class EdgeGuard:
+    """Runs `EdgeCheck` before any routing; counts chunked bodies as they arrive (413
+    past the limit) and adds security headers to every reply."""
+
+    def __init__(self, app: ASGIApp, *, edge: EdgeCheck) -> None:
+        self.app = app
+        self.edge = edge
+        self.max_body = edge.max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rejection, chunked = self.edge.check(scope)
+        if rejection is not None:
+            await reject(send, rejection)
             return
         if chunked:
             await self._call_limited(scope, receive, send)
@@ -117,7 +130,7 @@ class EdgeGuard:
             if not too_big or started:
                 raise
         if too_big and not started:
-            await _reject(send, 413, "Payload too large", f"body exceeds {limit} bytes")
+            await reject(send, PayloadTooLarge(f"the request body exceeds {limit} bytes"))
 
     @staticmethod
     def _headers(send: Send) -> Send:
@@ -130,12 +143,11 @@ class EdgeGuard:
         return wrapped
 
 
-def _hostname(host: bytes) -> str:
-    text = host.decode("latin-1").lower()
-    if text.startswith("["):
-        end = text.find("]")
-        return text[: end + 1]
-    return text.rsplit(":", 1)[0] if ":" in text else text
+def _hostname(host: bytes) -> bytes:
+    host = host.lower()
+    if host.startswith(b"["):
+        return host[: host.find(b"]") + 1]
+    return host.rsplit(b":", 1)[0] if b":" in host else host
 
 
 def _is_json(ctype: bytes) -> bool:
@@ -143,17 +155,8 @@ def _is_json(ctype: bytes) -> bool:
     return main == b"application/json" or main.endswith(b"+json")
 
 
-async def _reject(send: Send, status: int, title: str, detail: str) -> None:
-    body = problem_bytes(status, title, detail)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", PROBLEM.encode()),
-                (b"content-length", str(len(body)).encode()),
-                *_SECURITY_HEADERS,
-            ],
-        }
-    )
+async def reject(send: Send, exc: ShipyardError, shape: Shape = Shape.problem) -> None:
+    status, headers, body = render(exc, shape)
+    headers += [(b"content-length", str(len(body)).encode()), *_SECURITY_HEADERS]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -9,28 +9,30 @@ import logging
 from html import escape
 from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from shipyard.audit.service import Entry, record_now
+from shipyard.audit.service import record_refusal, refusal
 from shipyard.errors import ShipyardError
+from shipyard.http.render import PROBLEM, Shape, problem_bytes, render
 
 log = logging.getLogger("shipyard.http")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-PROBLEM = "application/problem+json"
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    body = problem_bytes(status, title, detail, **extra)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM, headers=headers)
+    return Response(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
-def problem_bytes(status: int, title: str, detail: str) -> bytes:
-    return orjson.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail})
+def error_response(exc: ShipyardError) -> Response:
+    status, headers, body = render(exc, Shape.problem)
+    response = Response(body, status_code=status)
+    response.raw_headers = headers + [(b"content-length", str(len(body)).encode())]
+    return response
 
 
 def audit_failure(request: Request, status: int, detail: str) -> None:
@@ -46,22 +48,16 @@ def audit_failure(request: Request, status: int, detail: str) -> None:
     actor = getattr(request.state, "actor", None)
     route = request.scope.get("route")
     action = getattr(route, "name", None) or f"{request.method} {request.url.path}"
-    entry = Entry(
-        actor=actor.ref if actor else "anonymous",
-        actor_kind=actor.kind if actor else "anonymous",
+    request.state.audited = True
+    entry = refusal(
+        actor=actor,
         action=action,
-        outcome="denied" if denied else "failed",
         status=status,
-        workspace_id=actor.workspace_id if actor else None,
         target=request.url.path,
         client_addr=request.client.host if request.client else "",
         detail=detail,
     )
-    request.state.audited = True
-    try:
-        record_now(platform.db, entry)
-    except Exception:  # noqa: BLE001 - the reply must still go out
-        log.exception("could not write audit entry")
+    record_refusal(platform.db, entry)
 
 
 def _validation_detail(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
@@ -86,7 +82,7 @@ def install(app: FastAPI) -> None:
             await _audit(request, status, exc.detail)
         if is_browser_page(request) and status in (401, 403):
             return _browser_denial(request, status, exc.detail)
-        return problem(status, exc.title, exc.detail, **exc.extra)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -122,7 +118,10 @@ def _browser_denial(request: Request, status: int, detail: str) -> Response:
         if "hx-request" in request.headers:
             return Response(status_code=401, headers={"HX-Redirect": "/login"})
         return RedirectResponse("/login", status_code=303)
-    body = f"<!doctype html><title>Not allowed</title><p>{escape(detail)}</p><p><a href='/'>Back</a></p>"
+    body = (
+        f"<!doctype html><title>Not allowed</title><p>{escape(detail)}</p>"
+        "<p><a href='/'>Back</a></p>"
+    )
     return HTMLResponse(body, status_code=403)
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from shipyard.identity.roles import Role, allows
+from shipyard.identity.roles import Role
+
+Grants = Mapping[str, frozenset[Role]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,9 +18,12 @@ class Actor:
     workspace_id: str
     role: Role
     csrf_token: str | None = None  # set for cookie sessions
+    # permission -> roles that hold it, assembled from every capability's declaration;
+    # a permission not in it is held by nobody (deny by default)
+    grants: Grants = field(default_factory=dict, repr=False, compare=False)
 
     def can(self, permission: str) -> bool:
-        return allows(self.role, permission)
+        return self.role in self.grants.get(permission, ())
 
     @property
     def ref(self) -> str:

@@ -6,13 +6,14 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 
 from shipyard.errors import Unauthenticated
-from shipyard.identity.actor import Actor
+from shipyard.identity.actor import Actor, Grants
 from shipyard.identity.credentials import same, sha256, split_api_key
 from shipyard.identity.models import ApiKey, LoginSession, Membership, User
 from shipyard.identity.roles import Role
@@ -33,12 +34,14 @@ class KeyAuthenticator:
     path reads no database; revocation through this replica takes effect at once, through
     another replica within `ttl`."""
 
-    def __init__(self, db: Database, ttl: float = 30.0) -> None:
+    def __init__(self, db: Database, grants: Grants, ttl: float = 30.0) -> None:
         self._db = db
+        self._grants = grants
         self._ttl = ttl
         self._cache: dict[str, _CachedKey] = {}
         self._missing: dict[str, float] = {}  # key ids that do not exist, and since when
         self._lock = threading.Lock()
+        self.on_revoke: list[Callable[[str], None]] = []  # e.g. broadcast to other replicas
 
     def authenticate(self, presented: str) -> Actor:
         """Verify a key; may read the database (call from a thread on the event loop)."""
@@ -82,6 +85,12 @@ class KeyAuthenticator:
             raise Unauthenticated("API key has expired")
         return entry.actor
 
+    def revoked(self, kid: str) -> None:
+        """A key was revoked here: drop it now, and tell the other processes."""
+        self.forget(kid)
+        for hook in self.on_revoke:
+            hook(kid)
+
     def forget(self, kid: str) -> None:
         with self._lock:
             self._cache.pop(kid, None)
@@ -100,6 +109,7 @@ class KeyAuthenticator:
                 label=f"{row.name} ({row.kid})",
                 workspace_id=row.workspace_id,
                 role=Role(row.role),
+                grants=self._grants,
             ),
             expires_at=row.expires_at,
             revoked=row.revoked_at is not None,
@@ -115,8 +125,9 @@ class KeyAuthenticator:
 class SessionAuthenticator:
     """Login sessions for the web UI: opaque cookie, stored hashed, with a CSRF token."""
 
-    def __init__(self, db: Database, ttl_hours: int) -> None:
+    def __init__(self, db: Database, grants: Grants, ttl_hours: int) -> None:
         self._db = db
+        self._grants = grants
         self._ttl = timedelta(hours=ttl_hours)
 
     def open(self, user: User, workspace_id: str) -> tuple[str, str]:
@@ -151,6 +162,7 @@ class SessionAuthenticator:
                 workspace_id=row.workspace_id,
                 role=Role(member.role),
                 csrf_token=row.csrf_token,
+                grants=self._grants,
             )
 
     def switch_workspace(self, token: str, workspace_id: str) -> None:

@@ -1,5 +1,6 @@
-"""Roles and the permissions they grant. Deny by default: a permission not listed
-here is granted to nobody."""
+"""Roles, and the role sets capabilities grant their permissions to (each capability
+declares its permissions in its `capability.py`). Deny by default: a permission no
+capability declares is granted to nobody."""
 
 from __future__ import annotations
 
@@ -17,37 +18,15 @@ class Role(StrEnum):
 # Human roles form a ladder; `app` stands beside it.
 RANK = {Role.viewer: 1, Role.developer: 2, Role.admin: 3, Role.owner: 4, Role.app: 0}
 
-_HUMAN = {Role.owner, Role.admin, Role.developer, Role.viewer}
-_ADMINS = {Role.owner, Role.admin}
-
-PERMISSIONS: dict[str, frozenset[Role]] = {
-    "me:read": frozenset(_HUMAN | {Role.app}),
-    "ui:view": frozenset(_HUMAN),
-    "metrics:read": frozenset(_ADMINS),  # spans every workspace's routes
-    "api:schema": frozenset(_HUMAN),
-    "workspaces:read": frozenset(_HUMAN),
-    "workspaces:manage": frozenset({Role.owner}),
-    "members:read": frozenset(_ADMINS),
-    "members:manage": frozenset(_ADMINS),
-    "users:read": frozenset(_ADMINS),
-    "users:manage": frozenset({Role.owner}),
-    "keys:read": frozenset(_ADMINS),
-    "keys:manage": frozenset(_ADMINS),
-    "audit:read": frozenset(_ADMINS),
-    "gateway:call": frozenset({Role.owner, Role.admin, Role.developer, Role.app}),
-    "gateway:read": frozenset(_HUMAN),
-    "gateway:manage": frozenset(_ADMINS),
-    "gateway:prices": frozenset({Role.owner}),  # prices are shared by every workspace
-}
-
-
-def allows(role: Role | str, permission: str) -> bool:
-    return Role(role) in PERMISSIONS.get(permission, frozenset())
+HUMAN = frozenset({Role.owner, Role.admin, Role.developer, Role.viewer})
+ADMINS = frozenset({Role.owner, Role.admin})
+OWNER = frozenset({Role.owner})
+CALLERS = frozenset({Role.owner, Role.admin, Role.developer, Role.app})  # may call models
 
 
 def can_grant(granter: Role | str, role: Role | str) -> bool:
     """A principal may hand out its own role or a lesser one (admins may mint app keys)."""
     granter, role = Role(granter), Role(role)
-    if granter not in _ADMINS:
+    if granter not in ADMINS:
         return False
     return RANK[role] <= RANK[granter]

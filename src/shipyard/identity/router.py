@@ -175,5 +175,5 @@ def create_key(body: KeyCreate, ctx: Ctx = Authorized("keys:manage")) -> KeyCrea
 def revoke_key(key_id: str, ctx: Ctx = Authorized("keys:manage")) -> KeyPublic:
     with ctx.tx(target=f"key:{key_id}") as tx:
         row = service.revoke_key(tx.session, workspace_id=ctx.workspace_id, key_id=key_id)
-    ctx.platform.keys.forget(row.kid)
+    ctx.platform.keys.revoked(row.kid)
     return KeyPublic.model_validate(_key(row))

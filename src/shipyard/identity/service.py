@@ -3,6 +3,7 @@ the transaction. They raise `shipyard.errors`, never HTTP exceptions."""
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime
 
@@ -31,7 +32,13 @@ from shipyard.store import new_id, utcnow
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
-_DUMMY_HASH = hash_password("timing-equaliser-not-a-password")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A real hash to verify against for unknown users (same cost as a known one);
+    computed on the first login, not at import."""
+    return hash_password("timing-equaliser-not-a-password")
 
 
 # Organization and workspaces ---------------------------------------------------------
@@ -177,7 +184,7 @@ def login(s: Session, *, email: str, password: str) -> tuple[User, str]:
     """Check credentials; return the user and the workspace to open the session in."""
     user = s.scalars(select(User).where(User.email == email.strip().lower())).first()
     if user is None:
-        verify_password(_DUMMY_HASH, password)  # same cost for unknown and known users
+        verify_password(_dummy_hash(), password)  # same cost for unknown and known users
         raise Unauthenticated("wrong e-mail or password")
     if not user.is_active or not verify_password(user.password_hash, password):
         raise Unauthenticated("wrong e-mail or password")
@@ -246,3 +253,8 @@ def revoke_key(s: Session, *, workspace_id: str, key_id: str) -> ApiKey:
         row.revoked_at = utcnow()
     s.flush()
     return row
+
+
+def key_in_workspace(s: Session, *, workspace_id: str, key_id: str) -> bool:
+    key = s.get(ApiKey, key_id)
+    return key is not None and key.workspace_id == workspace_id

@@ -145,7 +145,8 @@ def resolve_credentials(url: str | None = None, api_key: str | None = None) -> t
         raise ShipyardAPIError(
             401,
             "No credentials",
-            "pass --url and --key, set SHIPYARD_URL and SHIPYARD_API_KEY, or run `shipyard up` once",
+            "pass --url and --key, set SHIPYARD_URL and SHIPYARD_API_KEY,"
+            " or run `shipyard up` once",
         )
     return url.rstrip("/"), api_key
 
@@ -198,7 +199,8 @@ class Client(_Resources):
         return _decode(call, r)
 
     def me(self) -> MePublic:
-        return self._run(Call("GET", "/api/me", _as(MePublic)))
+        me: MePublic = self._run(Call("GET", "/api/me", _as(MePublic)))
+        return me
 
     def get(self, path: str, **params: Any) -> Any:
         """Any GET of the API, decoded JSON (for resources without typed helpers yet)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,14 +44,16 @@ class Database:
         except Exception:  # noqa: BLE001 - readiness only reports
             return False
 
-    def upgrade(self) -> None:
-        """Apply Alembic migrations up to head."""
+    def upgrade(self, locations: list[Path]) -> None:
+        """Apply Alembic migrations up to head; `locations` are the capabilities'
+        folders of revisions (`shipyard.capability.migration_folders()`), one history."""
         from alembic import command
         from alembic.config import Config
 
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         cfg.set_main_option("path_separator", "os")
+        cfg.set_main_option("version_locations", os.pathsep.join(str(f) for f in locations))
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
@@ -60,8 +63,8 @@ class Database:
 
 
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
-    dbapi_conn.isolation_level = None  # type: ignore[attr-defined]  # we issue BEGIN
-    cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
+    dbapi_conn.isolation_level = None  # type: ignore[attr-defined]  # sqlite3; we issue BEGIN
+    cur = dbapi_conn.cursor()  # type: ignore[attr-defined]  # a sqlite3 connection
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")

@@ -13,7 +13,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.responses import RedirectResponse, Response
 
 from shipyard.audit import service as audit
-from shipyard.audit.service import Entry, record_now
+from shipyard.audit.service import Entry, record_now, record_refusal, refusal
 from shipyard.errors import InvalidInput, PermissionDenied, ShipyardError, Unauthenticated
 from shipyard.http.deps import SESSION_COOKIE, Authorized, Ctx, Public
 from shipyard.identity import service
@@ -70,18 +70,9 @@ def login(
             user, workspace_id = service.login(s, email=email, password=password)
     except Unauthenticated as exc:
         platform.login_throttle.failed(client, email)
-        record_now(
-            platform.db,
-            Entry(
-                actor=f"login:{email.strip().lower()[:100]}",
-                actor_kind="anonymous",
-                action="ui.login",
-                outcome="denied",
-                status=401,
-                client_addr=request.client.host if request.client else "",
-                detail=exc.detail,
-            ),
-        )
+        entry = refusal(actor=None, action="ui.login", status=401, client_addr=client)
+        entry.actor, entry.detail = f"login:{email.strip().lower()[:100]}", exc.detail
+        record_refusal(platform.db, entry)
         return templates.TemplateResponse(
             request, "login.html", {"error": exc.detail, "email": email}, status_code=401
         )
@@ -232,7 +223,7 @@ def keys_revoke(key_id: str, ctx: Ctx = Authorized("keys:manage")) -> Response:
     try:
         with ctx.tx(target=f"key:{key_id}") as tx:
             row = service.revoke_key(tx.session, workspace_id=ctx.workspace_id, key_id=key_id)
-        ctx.platform.keys.forget(row.kid)
+        ctx.platform.keys.revoked(row.kid)
     except ShipyardError as exc:
         error = exc.detail
         _audit_ui_failure(ctx, exc)
@@ -273,16 +264,12 @@ async def audit_page(
 
 def _audit_ui_failure(ctx: Ctx, exc: ShipyardError) -> None:
     ctx.request.state.audited = True
-    record_now(
-        ctx.platform.db,
-        Entry(
-            actor=ctx.actor.ref,
-            actor_kind=ctx.actor.kind,
-            action=getattr(ctx.request.scope.get("route"), "name", "ui"),
-            outcome="failed",
-            status=exc.status,
-            workspace_id=ctx.workspace_id,
-            client_addr=ctx.request.client.host if ctx.request.client else "",
-            detail=exc.detail,
-        ),
+    entry = refusal(
+        actor=ctx.actor,
+        action=getattr(ctx.request.scope.get("route"), "name", "ui"),
+        status=exc.status,
+        client_addr=ctx.request.client.host if ctx.request.client else "",
+        detail=exc.detail,
     )
+    entry.outcome = "failed"  # a UI form that failed, even on a permission check
+    record_refusal(ctx.platform.db, entry)

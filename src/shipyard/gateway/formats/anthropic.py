@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from shipyard.gateway.errors import GatewayError, InvalidRequest
+from shipyard.errors import InvalidInput
 
 Body = dict[str, Any]
 
@@ -29,22 +29,6 @@ STOP_TO_OPENAI = {
     "refusal": "content_filter",
     "pause_turn": "stop",
 }
-ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    529: "overloaded_error",
-}
-
-
-def error_body(exc: GatewayError) -> Body:
-    return {
-        "type": "error",
-        "error": {"type": ERROR_TYPES.get(exc.status, "api_error"), "message": exc.message},
-    }
 
 
 def _text(content: Any) -> str:
@@ -62,22 +46,20 @@ def _text(content: Any) -> str:
 
 def request_to_openai(body: Any) -> Body:
     if not isinstance(body, dict):
-        raise InvalidRequest("the request body must be a JSON object")
+        raise InvalidInput("the request body must be a JSON object")
     for name in ("model", "max_tokens", "messages"):
         if name not in body:
-            raise InvalidRequest(f"'{name}' is required", param=name)
+            raise InvalidInput(f"'{name}' is required", param=name)
     if not isinstance(body["messages"], list) or not body["messages"]:
-        raise InvalidRequest("'messages' must be a non-empty list", param="messages")
+        raise InvalidInput("'messages' must be a non-empty list", param="messages")
     out: Body = {"model": body["model"], "max_tokens": body["max_tokens"], "messages": []}
     if body.get("system"):
         if not isinstance(body["system"], (str, list)):
-            raise InvalidRequest(
-                "'system' must be a string or a list of text blocks", param="system"
-            )
+            raise InvalidInput("'system' must be a string or a list of text blocks", param="system")
         out["messages"].append({"role": "system", "content": _text(body["system"])})
     for i, m in enumerate(body["messages"]):
         if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
-            raise InvalidRequest(
+            raise InvalidInput(
                 f"messages.{i}.role must be user or assistant", param=f"messages.{i}.role"
             )
         out["messages"] += _message_to_openai(m, i)
@@ -91,11 +73,11 @@ def request_to_openai(body: Any) -> Body:
             out[dst] = body[src]
     metadata = body.get("metadata") or {}
     if not isinstance(metadata, dict):
-        raise InvalidRequest("'metadata' must be an object", param="metadata")
+        raise InvalidInput("'metadata' must be an object", param="metadata")
     if body.get("tools") is not None and not (
         isinstance(body["tools"], list) and all(isinstance(t, dict) for t in body["tools"])
     ):
-        raise InvalidRequest("'tools' must be a list of objects", param="tools")
+        raise InvalidInput("'tools' must be a list of objects", param="tools")
     user = metadata.get("user_id")
     if isinstance(user, str):
         out["user"] = user
@@ -114,7 +96,7 @@ def request_to_openai(body: Any) -> Body:
         ]
     choice = body.get("tool_choice")
     if choice is not None and not isinstance(choice, dict):
-        raise InvalidRequest("'tool_choice' must be an object", param="tool_choice")
+        raise InvalidInput("'tool_choice' must be an object", param="tool_choice")
     if isinstance(choice, dict):
         kind = choice.get("type")
         if kind == "any":
@@ -135,7 +117,7 @@ def _message_to_openai(m: Body, i: int) -> list[Body]:
     if isinstance(content, str):
         return [{"role": m["role"], "content": content}]
     if not isinstance(content, list):
-        raise InvalidRequest(
+        raise InvalidInput(
             f"messages.{i}.content must be a string or a list of blocks",
             param=f"messages.{i}.content",
         )
@@ -174,7 +156,7 @@ def _message_to_openai(m: Body, i: int) -> list[Body]:
                 }
             )
         else:
-            raise InvalidRequest(
+            raise InvalidInput(
                 f"messages.{i}.content: unsupported block type {kind!r}",
                 param=f"messages.{i}.content",
             )
@@ -307,7 +289,7 @@ async def stream_from_openai(chunks: AsyncIterator[Body], model: str) -> AsyncIt
                 if choice.get("finish_reason"):
                     stop = STOP_TO_ANTHROPIC.get(choice["finish_reason"], "end_turn")
     finally:
-        await chunks.aclose()  # type: ignore[attr-defined]
+        await chunks.aclose()  # type: ignore[attr-defined]  # the relay is an async generator
     if open_kind is not None:
         yield {"type": "content_block_stop", "index": index}
     yield {
@@ -322,7 +304,8 @@ async def stream_from_openai(chunks: AsyncIterator[Body], model: str) -> AsyncIt
 
 
 def sse_event(event: Body) -> bytes:
-    return b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+    kind: str = event["type"]
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
 
 
 # canonical request -> Anthropic API (the Anthropic provider) ---------------------------

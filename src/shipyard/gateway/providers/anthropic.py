@@ -10,17 +10,20 @@ from typing import Any
 
 import orjson
 
-from shipyard.gateway.errors import ErrorClass, UpstreamFailure
+from shipyard.errors import ErrorClass, UpstreamError
+from shipyard.gateway.config.specs import Deployment, ProviderSpec
 from shipyard.gateway.formats import anthropic as fmt
-from shipyard.gateway.providers.base import Unsupported
+from shipyard.gateway.providers.base import ProviderBase
 from shipyard.gateway.providers.http import HttpConnection
-from shipyard.gateway.specs import Deployment, ProviderSpec
+from shipyard.plugins import CHAT, STREAMING, TOOLS
 
 Body = dict[str, Any]
 VERSION = "2023-06-01"
 
 
-class AnthropicProvider(Unsupported):
+class AnthropicProvider(ProviderBase):
+    capabilities = frozenset({CHAT, STREAMING, TOOLS})
+
     def __init__(self, spec: ProviderSpec) -> None:
         self.spec = spec
         headers = {"anthropic-version": spec.options.get("version", VERSION)}
@@ -33,9 +36,7 @@ class AnthropicProvider(Unsupported):
         payload = fmt.request_from_openai({**dep.params, **body}, dep.model)
         data = await self._http.post_json(self._url, payload, dep)
         if not isinstance(data, dict) or "content" not in data:
-            raise UpstreamFailure(
-                "Anthropic reply lacks 'content'", error_class=ErrorClass.malformed
-            )
+            raise UpstreamError("Anthropic reply lacks 'content'", error_class=ErrorClass.malformed)
         return fmt.response_to_openai(data, dep.model)
 
     async def chat_stream(self, body: Body, dep: Deployment) -> AsyncIterator[Body]:
@@ -60,7 +61,7 @@ class AnthropicProvider(Unsupported):
             try:
                 event = orjson.loads(data)
             except orjson.JSONDecodeError:
-                raise UpstreamFailure(
+                raise UpstreamError(
                     "Anthropic sent a stream event that is not JSON",
                     error_class=ErrorClass.malformed,
                 ) from None
@@ -109,14 +110,12 @@ class AnthropicProvider(Unsupported):
                 stopped = True
                 break
             elif kind == "error":
-                raise UpstreamFailure(
+                raise UpstreamError(
                     f"Anthropic stream error: {str(event.get('error'))[:200]}",
                     error_class=ErrorClass.server_error,
                 )
         if not stopped:
-            raise UpstreamFailure(
-                "Anthropic stream ended early", error_class=ErrorClass.server_error
-            )
+            raise UpstreamError("Anthropic stream ended early", error_class=ErrorClass.server_error)
         yield {
             "id": chunk_id,
             "object": "chat.completion.chunk",

@@ -9,10 +9,11 @@ from typing import Any
 
 import orjson
 
-from shipyard.gateway.errors import ErrorClass, UpstreamFailure
-from shipyard.gateway.providers.base import Unsupported
+from shipyard.errors import ErrorClass, UpstreamError
+from shipyard.gateway.config.specs import Deployment, ProviderSpec
+from shipyard.gateway.providers.base import ProviderBase
 from shipyard.gateway.providers.http import HttpConnection
-from shipyard.gateway.specs import Deployment, ProviderSpec
+from shipyard.plugins import CHAT, STREAMING, TOOLS
 
 Body = dict[str, Any]
 FINISH = {
@@ -68,7 +69,7 @@ def to_gemini(body: Body) -> Body:
                         parts.append({"inlineData": {"mimeType": mime, "data": data}})
         for tc in m.get("tool_calls") or ():
             fn = tc.get("function") or {}
-            names[tc.get("id")] = fn.get("name")
+            names[str(tc.get("id"))] = str(fn.get("name") or "tool")
             try:
                 args = orjson.loads(fn.get("arguments") or "{}")
             except orjson.JSONDecodeError:
@@ -161,7 +162,9 @@ def _usage(data: Body) -> Body:
     }
 
 
-class GeminiProvider(Unsupported):
+class GeminiProvider(ProviderBase):
+    capabilities = frozenset({CHAT, STREAMING, TOOLS})
+
     def __init__(self, spec: ProviderSpec) -> None:
         self.spec = spec
         headers = {"x-goog-api-key": spec.api_key} if spec.api_key else {}
@@ -176,9 +179,7 @@ class GeminiProvider(Unsupported):
         )
         candidates = data.get("candidates") if isinstance(data, dict) else None
         if not candidates:
-            raise UpstreamFailure(
-                "Gemini reply has no candidates", error_class=ErrorClass.malformed
-            )
+            raise UpstreamError("Gemini reply has no candidates", error_class=ErrorClass.malformed)
         choices = []
         for i, cand in enumerate(candidates):
             message, finish = _message(cand)
@@ -203,7 +204,7 @@ class GeminiProvider(Unsupported):
             try:
                 event = orjson.loads(data)
             except orjson.JSONDecodeError:
-                raise UpstreamFailure(
+                raise UpstreamError(
                     "Gemini sent a stream event that is not JSON", error_class=ErrorClass.malformed
                 ) from None
             if event.get("usageMetadata"):

@@ -4,14 +4,15 @@ SSE line reading, error classification. Keeps each vendor module about its wire 
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import orjson
 
-from shipyard.gateway.errors import ErrorClass, UpstreamFailure, classify_status
-from shipyard.gateway.specs import Deployment, ProviderSpec
+from shipyard.errors import ErrorClass, UpstreamError, classify_status
+from shipyard.gateway.config.specs import Deployment, ProviderSpec
 
 
 class HttpConnection:
@@ -20,8 +21,8 @@ class HttpConnection:
         self._headers = {"Content-Type": "application/json", **dict(spec.headers), **headers}
         self._session: aiohttp.ClientSession | None = None
 
-    def _failure(self, status: int, raw: bytes, retry_after: str | None) -> UpstreamFailure:
-        # secrets are scrubbed centrally (Executor -> UpstreamFailure.scrub)
+    def _failure(self, status: int, raw: bytes, retry_after: str | None) -> UpstreamError:
+        # secrets are scrubbed centrally (Executor -> UpstreamError.scrub)
         return failure_from(status, raw, retry_after)
 
     def session(self) -> aiohttp.ClientSession:
@@ -57,7 +58,7 @@ class HttpConnection:
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
-            raise UpstreamFailure(
+            raise UpstreamError(
                 "upstream sent a response that is not JSON", error_class=ErrorClass.malformed
             ) from None
 
@@ -90,14 +91,14 @@ def _timeout(dep: Deployment) -> aiohttp.ClientTimeout:
 
 def _transport_failure(exc: Exception) -> Exception:
     """Transport errors as upstream failures with their class; others unchanged."""
-    if isinstance(exc, UpstreamFailure):
+    if isinstance(exc, UpstreamError):
         return exc
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
-        return UpstreamFailure("upstream timed out", error_class=ErrorClass.timeout)
+        return UpstreamError("upstream timed out", error_class=ErrorClass.timeout)
     if isinstance(exc, aiohttp.ClientPayloadError):
-        return UpstreamFailure("upstream stream broke off", error_class=ErrorClass.server_error)
+        return UpstreamError("upstream stream broke off", error_class=ErrorClass.server_error)
     if isinstance(exc, (aiohttp.ClientError, OSError)):
-        return UpstreamFailure(
+        return UpstreamError(
             f"cannot reach upstream: {exc.__class__.__name__}", error_class=ErrorClass.connect
         )
     return exc
@@ -107,8 +108,10 @@ class CheckedResolver(aiohttp.ThreadedResolver):
     """Resolves like aiohttp, then drops link-local and metadata addresses: a name that
     passed the check when it was configured cannot be re-pointed later (DNS rebinding)."""
 
-    async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[Any]:  # type: ignore[override]
-        from shipyard.gateway.urlcheck import forbidden_ip
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[Any]:
+        from shipyard.gateway.providers.urlcheck import forbidden_ip
 
         found = await super().resolve(host, port, family)
         allowed = [r for r in found if not forbidden_ip(r["host"])]
@@ -117,7 +120,7 @@ class CheckedResolver(aiohttp.ThreadedResolver):
         return allowed
 
 
-def failure_from(status: int, raw: bytes, retry_after: str | None) -> UpstreamFailure:
+def failure_from(status: int, raw: bytes, retry_after: str | None) -> UpstreamError:
     message = _message(raw)
     wait = None
     if retry_after:
@@ -125,7 +128,7 @@ def failure_from(status: int, raw: bytes, retry_after: str | None) -> UpstreamFa
             wait = max(0.0, float(retry_after))
         except ValueError:
             wait = None
-    return UpstreamFailure(
+    return UpstreamError(
         f"upstream answered {status}: {message}",  # truncated after redaction (executor)
         error_class=classify_status(status, message),
         upstream_status=status,

@@ -7,9 +7,10 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-from shipyard.gateway.errors import ErrorClass, UpstreamFailure, classify_status
-from shipyard.gateway.providers.base import Unsupported
-from shipyard.gateway.specs import Deployment, ProviderSpec
+from shipyard.errors import ErrorClass, UpstreamError, classify_status
+from shipyard.gateway.config.specs import Deployment, ProviderSpec
+from shipyard.gateway.providers.base import ProviderBase
+from shipyard.plugins import CHAT, EMBEDDINGS, STREAMING, TOOLS
 
 Body = dict[str, Any]
 _ALLOWED = frozenset(
@@ -40,7 +41,9 @@ _ALLOWED = frozenset(
 )
 
 
-class LiteLLMProvider(Unsupported):
+class LiteLLMProvider(ProviderBase):
+    capabilities = frozenset({CHAT, STREAMING, TOOLS, EMBEDDINGS})
+
     def __init__(self, spec: ProviderSpec) -> None:
         self.spec = spec
 
@@ -50,7 +53,7 @@ class LiteLLMProvider(Unsupported):
         try:
             import litellm
         except ImportError:
-            raise UpstreamFailure(
+            raise UpstreamError(
                 "the litellm provider needs `pip install shipyard[litellm]`",
                 error_class=ErrorClass.server_error,
             ) from None
@@ -76,7 +79,7 @@ class LiteLLMProvider(Unsupported):
             return await getattr(lib, fn)(**kwargs)
         except Exception as exc:  # noqa: BLE001 - litellm raises its own tree
             status = int(getattr(exc, "status_code", 502) or 502)
-            raise UpstreamFailure(
+            raise UpstreamError(
                 f"litellm: {str(exc)[:300]}",
                 error_class=classify_status(status, str(exc)),
                 upstream_status=status,
@@ -84,7 +87,7 @@ class LiteLLMProvider(Unsupported):
 
     async def chat(self, body: Body, dep: Deployment) -> Body:
         result = await self._call("acompletion", self._kwargs(body, dep))
-        return result.model_dump()  # type: ignore[no-any-return]
+        return result.model_dump()  # type: ignore[no-any-return]  # litellm is untyped
 
     async def chat_stream(self, body: Body, dep: Deployment) -> AsyncIterator[Body]:
         kwargs = {
@@ -97,13 +100,13 @@ class LiteLLMProvider(Unsupported):
             async for chunk in stream:
                 yield chunk.model_dump()
         except Exception as exc:  # noqa: BLE001 - litellm raises its own tree mid-stream too
-            raise UpstreamFailure(
+            raise UpstreamError(
                 f"litellm stream: {str(exc)[:300]}", error_class=ErrorClass.server_error
             ) from None
 
     async def embeddings(self, body: Body, dep: Deployment) -> Body:
         result = await self._call("aembedding", self._kwargs(body, dep))
-        return result.model_dump()  # type: ignore[no-any-return]
+        return result.model_dump()  # type: ignore[no-any-return]  # litellm is untyped
 
 
 def create(spec: ProviderSpec) -> LiteLLMProvider:

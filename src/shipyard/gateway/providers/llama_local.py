@@ -13,9 +13,10 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from shipyard.gateway.errors import ErrorClass, UpstreamFailure
-from shipyard.gateway.providers.base import Unsupported
-from shipyard.gateway.specs import Deployment, ProviderSpec
+from shipyard.errors import ErrorClass, UpstreamError
+from shipyard.gateway.config.specs import Deployment, ProviderSpec
+from shipyard.gateway.providers.base import ProviderBase
+from shipyard.plugins import CHAT, COMPLETIONS, STREAMING, TOOLS
 
 Body = dict[str, Any]
 _PASS = (
@@ -32,7 +33,9 @@ _PASS = (
 )
 
 
-class LlamaLocal(Unsupported):
+class LlamaLocal(ProviderBase):
+    capabilities = frozenset({CHAT, COMPLETIONS, STREAMING, TOOLS})
+
     def __init__(self, spec: ProviderSpec) -> None:
         self.spec = spec
         self._path = str(spec.options.get("model_path", ""))
@@ -52,7 +55,7 @@ class LlamaLocal(Unsupported):
             with self._load_lock:
                 if self._model is None:
                     if not self._path or not os.path.isfile(self._path):
-                        raise UpstreamFailure(
+                        raise UpstreamError(
                             f"model file not found: {self._path!r}",
                             error_class=ErrorClass.server_error,
                         )
@@ -85,7 +88,7 @@ class LlamaLocal(Unsupported):
             except ValueError as exc:  # llama.cpp says so when the prompt is too long
                 text = str(exc)
                 cls = ErrorClass.context_length if "context" in text else ErrorClass.bad_request
-                raise UpstreamFailure(text[:300], error_class=cls) from None
+                raise UpstreamError(text[:300], error_class=cls) from None
             return result
 
     async def _run(self, fn: str, first: Any, kwargs: Body) -> Body:
@@ -162,10 +165,10 @@ class LlamaLocal(Unsupported):
                         close()
                     prompt = max(0, (started_tokens or llama.n_tokens) - 1)
                 loop.call_soon_threadsafe(queue.put_nowait, ("end", (prompt, count)))
-            except UpstreamFailure as exc:
+            except UpstreamError as exc:
                 loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
             except Exception as exc:  # noqa: BLE001 - surface as an upstream failure
-                failure = UpstreamFailure(
+                failure = UpstreamError(
                     f"local model failed: {exc.__class__.__name__}",
                     error_class=ErrorClass.server_error,
                 )

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from multiprocessing.connection import Connection
 from typing import Any
 
-from shipyard.gateway.errors import ErrorClass, UpstreamFailure
+from shipyard.errors import ErrorClass, UpstreamError
 
 Body = dict[str, Any]
 
@@ -82,7 +82,7 @@ class LlamaWorker:
     @staticmethod
     def _recv(conn: Connection) -> tuple[str, Any]:
         try:
-            return conn.recv()  # type: ignore[no-any-return]
+            return conn.recv()  # type: ignore[no-any-return]  # the worker sends (tag, value) pairs
         except EOFError:
             return ("error", ("server_error", "the model worker exited"))
 
@@ -92,8 +92,8 @@ class LlamaWorker:
             conn.send((fn, first, kwargs))
             kind, value = await asyncio.to_thread(self._recv, conn)
         if kind == "error":
-            raise UpstreamFailure(value[1], error_class=ErrorClass(value[0]))
-        return value  # type: ignore[no-any-return]
+            raise UpstreamError(value[1], error_class=ErrorClass(value[0]))
+        return value  # type: ignore[no-any-return]  # a completion dict from the worker
 
     async def stream(self, fn: str, first: Any, kwargs: Body) -> AsyncIterator[tuple[str, Any]]:
         async with self._lock:
@@ -105,7 +105,7 @@ class LlamaWorker:
                     kind, value = await asyncio.to_thread(self._recv, conn)
                     if kind == "error":
                         finished = True
-                        raise UpstreamFailure(value[1], error_class=ErrorClass(value[0]))
+                        raise UpstreamError(value[1], error_class=ErrorClass(value[0]))
                     yield kind, value
                     if kind == "done":
                         finished = True

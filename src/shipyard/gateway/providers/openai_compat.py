@@ -9,46 +9,33 @@ from typing import Any
 
 import orjson
 
-from shipyard.gateway.errors import ErrorClass, UpstreamFailure
+from shipyard.errors import ErrorClass, UpstreamError
+from shipyard.gateway.config.specs import Deployment, ProviderSpec
+from shipyard.gateway.config.vendors import DEFAULT_PATHS, PROFILES
+from shipyard.gateway.providers.base import ProviderBase
 from shipyard.gateway.providers.http import HttpConnection
-from shipyard.gateway.specs import Deployment, ProviderSpec
+from shipyard.plugins import CHAT, COMPLETIONS, EMBEDDINGS, STREAMING, TOOLS
 
 Body = dict[str, Any]
 
-# path templates take {model}; auth is (header, format)
-PROFILES: dict[str, dict[str, Any]] = {
-    "openai": {"paths": {}, "auth": ("Authorization", "Bearer {key}"), "query": {}},
-    "azure": {
-        "paths": {
-            "chat": "/openai/deployments/{model}/chat/completions",
-            "completions": "/openai/deployments/{model}/completions",
-            "embeddings": "/openai/deployments/{model}/embeddings",
-        },
-        "auth": ("api-key", "{key}"),
-        "query": {"api-version": "2024-10-21"},
-    },
-}
-DEFAULT_PATHS = {
-    "chat": "/chat/completions",
-    "completions": "/completions",
-    "embeddings": "/embeddings",
-}
 
+class OpenAICompatible(ProviderBase):
+    capabilities = frozenset({CHAT, COMPLETIONS, EMBEDDINGS, STREAMING, TOOLS})
 
-class OpenAICompatible:
     def __init__(self, spec: ProviderSpec) -> None:
         self.spec = spec
         profile = PROFILES.get(spec.options.get("profile", "openai"), PROFILES["openai"])
-        self._paths = {**DEFAULT_PATHS, **profile["paths"], **spec.options.get("paths", {})}
-        self._query = {**profile["query"], **spec.options.get("query", {})} or None
+        self._paths = {**DEFAULT_PATHS, **profile.paths, **spec.options.get("paths", {})}
+        self._query = {**profile.query, **spec.options.get("query", {})} or None
         headers = {}
         if spec.api_key:
-            name, fmt = profile["auth"]
+            name, fmt = profile.auth
             headers[name] = fmt.format(key=spec.api_key)
         self._http = HttpConnection(spec, headers)
 
     def _url(self, op: str, model: str) -> str:
-        return self.spec.base_url + self._paths[op].format(model=model)
+        path: str = self._paths[op]
+        return self.spec.base_url + path.format(model=model)
 
     @staticmethod
     def _body(body: Body, dep: Deployment) -> Body:
@@ -96,20 +83,18 @@ class OpenAICompatible:
             try:
                 chunk = orjson.loads(data)
             except orjson.JSONDecodeError:
-                raise UpstreamFailure(
+                raise UpstreamError(
                     "upstream sent a stream event that is not JSON",
                     error_class=ErrorClass.malformed,
                 ) from None
             if isinstance(chunk, dict) and "error" in chunk:
-                raise UpstreamFailure(
+                raise UpstreamError(
                     f"upstream stream error: {str(chunk['error'])[:200]}",
                     error_class=ErrorClass.server_error,
                 )
             yield chunk
         if not done:
-            raise UpstreamFailure(
-                "upstream stream ended early", error_class=ErrorClass.server_error
-            )
+            raise UpstreamError("upstream stream ended early", error_class=ErrorClass.server_error)
 
     async def healthy(self, dep: Deployment) -> bool:
         """Active health check: the smallest real call the deployment can answer."""
@@ -121,7 +106,7 @@ class OpenAICompatible:
             await self._http.post_json(
                 self._url(op, dep.model), self._body(body, dep), dep, self._query
             )
-        except UpstreamFailure:
+        except UpstreamError:
             return False
         return True
 
@@ -131,9 +116,7 @@ class OpenAICompatible:
 
 def _expect(data: Any, field: str) -> Body:
     if not isinstance(data, dict) or field not in data:
-        raise UpstreamFailure(
-            f"upstream response lacks '{field}'", error_class=ErrorClass.malformed
-        )
+        raise UpstreamError(f"upstream response lacks '{field}'", error_class=ErrorClass.malformed)
     return data
 
 

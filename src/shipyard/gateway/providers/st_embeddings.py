@@ -8,14 +8,17 @@ import os
 import threading
 from typing import Any
 
-from shipyard.gateway.errors import ErrorClass, UpstreamFailure
-from shipyard.gateway.providers.base import Unsupported
-from shipyard.gateway.specs import Deployment, ProviderSpec
+from shipyard.errors import ErrorClass, UpstreamError
+from shipyard.gateway.config.specs import Deployment, ProviderSpec
+from shipyard.gateway.providers.base import ProviderBase
+from shipyard.plugins import EMBEDDINGS
 
 Body = dict[str, Any]
 
 
-class SentenceTransformersProvider(Unsupported):
+class SentenceTransformersProvider(ProviderBase):
+    capabilities = frozenset({EMBEDDINGS})
+
     def __init__(self, spec: ProviderSpec) -> None:
         self.spec = spec
         self._path = str(spec.options.get("model_path", ""))
@@ -27,7 +30,7 @@ class SentenceTransformersProvider(Unsupported):
             with self._lock:
                 if self._model is None:
                     if not os.path.isdir(self._path):
-                        raise UpstreamFailure(
+                        raise UpstreamError(
                             f"model folder not found: {self._path!r}",
                             error_class=ErrorClass.server_error,
                         )

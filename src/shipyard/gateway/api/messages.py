@@ -1,0 +1,37 @@
+"""`POST /v1/messages`: the Anthropic Messages API in front of any route."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.types import Receive, Scope, Send
+
+from shipyard.gateway.core.call import MESSAGES_API, Call, Reply, StreamReply
+from shipyard.gateway.formats import anthropic as fmt
+from shipyard.identity.actor import Actor
+
+if TYPE_CHECKING:
+    from shipyard.gateway.api.v1 import GatewayApp
+
+
+async def messages_handler(
+    app: GatewayApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    actor: Actor,
+    headers: dict[bytes, bytes],
+) -> None:
+    from shipyard.gateway.api.v1 import no_cache
+
+    body = fmt.request_to_openai(await app.read_json(receive))
+    model = MESSAGES_API.check(body)
+    call = Call(actor=actor, api=MESSAGES_API, body=body, no_cache=no_cache(headers))
+    result = await app.gateway.run(call, app.gateway.route_for(call, model))
+    if isinstance(result, StreamReply):
+        events = fmt.stream_from_openai(result.chunks, model)
+        stream = StreamReply(result.headers, events, result.finalize)
+        await app.stream(receive, send, stream, encode=fmt.sse_event, done=b"")
+        return
+    reply = Reply(fmt.response_from_openai(result.json(), model), result.headers)
+    await app.reply(send, reply)

@@ -1,0 +1,330 @@
+"""The `/v1` face: a pure ASGI app, dispatched before FastAPI so the hot path pays for
+no framework machinery. It runs the shared edge check, authenticates from the in-memory
+key cache, reads the body, hands a `Call` to the `Gateway` and writes OpenAI-shaped
+replies (Anthropic-shaped on `/v1/messages`, see `messages.py`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.types import Receive, Scope, Send
+
+from shipyard.audit.service import record_refusal, refusal
+from shipyard.errors import (
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    ShipyardError,
+    Unauthenticated,
+)
+from shipyard.gateway.config.specs import RouteSpec
+from shipyard.gateway.core.call import (
+    CHAT_API,
+    COMPLETIONS_API,
+    EMBEDDINGS_API,
+    Api,
+    Call,
+    Reply,
+    StreamReply,
+)
+from shipyard.gateway.core.service import Gateway
+from shipyard.http.middleware import EdgeCheck
+from shipyard.http.render import Shape, openai_body, render
+from shipyard.identity.actor import Actor
+from shipyard.identity.authn import KeyAuthenticator
+from shipyard.store import Database
+
+log = logging.getLogger("shipyard.gateway.http")
+JSON_HEADERS = [(b"content-type", b"application/json")]
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+Handler = Callable[["GatewayApp", Scope, Receive, Send, Actor, dict[bytes, bytes]], Awaitable[None]]
+
+# method, path, permission: the route-permission test reads this table too.
+ROUTES: list[tuple[str, str, str]] = [
+    ("POST", "/v1/chat/completions", "gateway:call"),
+    ("POST", "/v1/completions", "gateway:call"),
+    ("POST", "/v1/embeddings", "gateway:call"),
+    ("GET", "/v1/models", "gateway:call"),
+    ("GET", "/v1/models/{model}", "gateway:call"),
+    ("POST", "/v1/messages", "gateway:call"),
+]
+
+
+class GatewayApp:
+    def __init__(
+        self,
+        gateway: Gateway,
+        keys: KeyAuthenticator,
+        db: Database,
+        *,
+        edge: EdgeCheck,
+        handlers: dict[tuple[str, str], Handler] | None = None,
+    ) -> None:
+        self.gateway = gateway
+        self.keys = keys
+        self.db = db
+        self.edge = edge
+        self.max_body = edge.max_body
+        self.handlers: dict[tuple[str, str], Handler] = {
+            ("POST", "/v1/chat/completions"): endpoint(CHAT_API),
+            ("POST", "/v1/completions"): endpoint(COMPLETIONS_API),
+            ("POST", "/v1/embeddings"): endpoint(EMBEDDINGS_API),
+            ("GET", "/v1/models"): _models,
+            **(handlers or {}),
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        shape = Shape.anthropic if scope["path"] == "/v1/messages" else Shape.openai
+        try:
+            rejection, _ = self.edge.check(scope)
+            if rejection is not None:
+                raise rejection
+            handler = self._handler(scope)
+            headers: dict[bytes, bytes] = dict(scope["headers"])
+            actor = await self._authenticate(scope, headers)
+            if not actor.can("gateway:call"):
+                await self._audit_denied(scope, actor, 403, "role lacks gateway:call")
+                raise PermissionDenied(
+                    f"the {actor.role.value} role cannot call the gateway", code="permission_denied"
+                )
+            await handler(self, scope, receive, send, actor, headers)
+        except ShipyardError as exc:
+            await self._error(send, exc, shape)
+        except Exception:  # a bug: log it, answer without a stack trace
+            log.exception("gateway failure on %s", scope["path"])
+            await self._error(send, ShipyardError("the gateway failed; see its log"), shape)
+
+    def _handler(self, scope: Scope) -> Handler:
+        method, path = scope["method"], scope["path"]
+        handler = self.handlers.get((method, path))
+        if handler is not None:
+            return handler
+        if method == "GET" and path.startswith("/v1/models/"):
+            return _model_one
+        if path in {p for _, p in self.handlers}:
+            raise InvalidInput(f"{method} is not allowed on {path}", code="method_not_allowed")
+        raise NotFound(f"no gateway route for {method} {path}", code="unknown_url")
+
+    async def _authenticate(self, scope: Scope, headers: dict[bytes, bytes]) -> Actor:
+        raw = headers.get(b"authorization")
+        token = None
+        if raw is not None:
+            scheme, _, value = raw.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and value.strip():
+                token = value.strip()
+        elif b"x-api-key" in headers:  # the Anthropic SDK's header
+            token = headers[b"x-api-key"].decode("latin-1").strip()
+        try:
+            if not token:
+                raise Unauthenticated("no API key: send 'Authorization: Bearer <key>'")
+            actor = self.keys.cached(token)
+            if actor is None:
+                actor = await asyncio.to_thread(self.keys.authenticate, token)
+            return actor
+        except Unauthenticated as exc:
+            await self._audit_denied(scope, None, 401, exc.detail)
+            raise
+
+    async def _audit_denied(
+        self, scope: Scope, actor: Actor | None, status: int, detail: str
+    ) -> None:
+        client = scope.get("client")
+        entry = refusal(
+            actor=actor,
+            action=f"gateway {scope['method']} {scope['path']}",
+            status=status,
+            target=scope["path"],
+            client_addr=client[0] if client else "",
+            detail=detail,
+        )
+        await asyncio.to_thread(record_refusal, self.db, entry)
+
+    async def read_json(self, receive: Receive) -> Any:
+        """The body, parsed; its declared size and type passed the edge check, a chunked
+        one is counted here."""
+        chunks = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise InvalidInput("client disconnected")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise PayloadTooLarge(f"the request body exceeds {self.max_body} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        try:
+            return orjson.loads(b"".join(chunks))
+        except orjson.JSONDecodeError:
+            raise InvalidInput("the request body is not valid JSON", code="invalid_json") from None
+
+    async def _error(self, send: Send, exc: ShipyardError, shape: Shape) -> None:
+        status, headers, body = render(exc, shape)
+        try:
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+        except Exception:  # noqa: BLE001 - the response had already started
+            pass
+
+    async def reply(self, send: Send, result: Reply) -> None:
+        body = result.body if isinstance(result.body, bytes) else orjson.dumps(result.body)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": result.status,
+                "headers": JSON_HEADERS + result.headers,
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def stream(
+        self,
+        receive: Receive,
+        send: Send,
+        result: StreamReply,
+        encode: Callable[[dict[str, Any]], bytes] | None = None,
+        done: bytes = b"data: [DONE]\n\n",
+    ) -> None:
+        """Relay chunks as SSE until the end or until the client goes away."""
+        encode = encode or _sse
+        gone = asyncio.Event()
+
+        async def watch() -> None:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    gone.set()
+                    return
+
+        watcher = asyncio.create_task(watch())
+        chunks = result.chunks
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": SSE_HEADERS + result.headers,
+                }
+            )
+            try:
+                async for chunk in chunks:
+                    if gone.is_set():
+                        break
+                    await send(
+                        {"type": "http.response.body", "body": encode(chunk), "more_body": True}
+                    )
+            except Exception as exc:  # the response has started: end it with an error event
+                if not isinstance(exc, ShipyardError):
+                    log.exception("gateway stream failure")
+                    exc = ShipyardError("the gateway failed mid-stream; see its log")
+                payload = orjson.dumps(openai_body(exc))
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": b"data: " + payload + b"\n\n",
+                        "more_body": True,
+                    }
+                )
+            if not gone.is_set():
+                await send({"type": "http.response.body", "body": done, "more_body": False})
+        finally:
+            watcher.cancel()
+            try:
+                await chunks.aclose()  # type: ignore[attr-defined]  # the service's relay is an async generator
+            finally:
+                await result.finalize()
+
+
+def _sse(chunk: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+def no_cache(headers: dict[bytes, bytes]) -> bool:
+    value = headers.get(b"cache-control", b"").lower()
+    return b"no-cache" in value or b"no-store" in value
+
+
+def endpoint(api: Api) -> Handler:
+    """A handler for one OpenAI-shaped call: read, check, route, run, reply."""
+
+    async def handle(
+        app: GatewayApp,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        actor: Actor,
+        headers: dict[bytes, bytes],
+    ) -> None:
+        body = await app.read_json(receive)
+        model = api.check(body)
+        call = Call(actor=actor, api=api, body=body, no_cache=no_cache(headers))
+        result = await app.gateway.run(call, app.gateway.route_for(call, model))
+        if isinstance(result, StreamReply):
+            await app.stream(receive, send, result)
+        else:
+            await app.reply(send, result)
+
+    return handle
+
+
+def _model_entry(route: RouteSpec) -> dict[str, Any]:
+    return {
+        "id": route.name,
+        "object": "model",
+        "created": 0,
+        "owned_by": "shipyard",
+        "kind": route.kind,
+        "description": route.description,
+    }
+
+
+def _allowed(app: GatewayApp, actor: Actor) -> Callable[[str], bool]:
+    lim = app.gateway.snapshot.limits.get(f"key:{actor.id}")
+    if lim is None or lim.allowed_routes is None:
+        return lambda name: True
+    allowed = set(lim.allowed_routes)
+    return lambda name: name in allowed
+
+
+async def _models(
+    app: GatewayApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    actor: Actor,
+    headers: dict[bytes, bytes],
+) -> None:
+    ok = _allowed(app, actor)
+    data = [
+        _model_entry(r)
+        for r in app.gateway.snapshot.visible_routes(actor.workspace_id)
+        if ok(r.name)
+    ]
+    await app.reply(send, Reply({"object": "list", "data": data}, []))
+
+
+async def _model_one(
+    app: GatewayApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    actor: Actor,
+    headers: dict[bytes, bytes],
+) -> None:
+    name = scope["path"][len("/v1/models/") :]
+    route = app.gateway.snapshot.route(actor.workspace_id, name)
+    if route is None or not _allowed(app, actor)(name):
+        raise NotFound(f"the model '{name}' does not exist", param="model", code="model_not_found")
+    await app.reply(send, Reply(_model_entry(route), []))

@@ -1,0 +1,273 @@
+"""Gateway configuration services: providers, routes, prices, limits, records.
+Keyword-only functions over a session; every change bumps the config version so each
+replica reloads its snapshot."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from shipyard.crypto import SecretBox
+from shipyard.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from shipyard.gateway.config.schemas import (
+    LimitsIn,
+    PriceIn,
+    ProviderCreate,
+    ProviderUpdate,
+    RouteIn,
+)
+from shipyard.gateway.config.snapshot import bump_version
+from shipyard.gateway.config.vendors import default_base_url
+from shipyard.gateway.providers.urlcheck import check_base_url
+from shipyard.gateway.tables import (
+    DeploymentRow,
+    LimitRow,
+    PriceRow,
+    ProviderRow,
+    RouteRow,
+)
+from shipyard.identity import service as identity
+from shipyard.store import new_id, utcnow
+
+REMOTE_KINDS = {"openai", "anthropic", "gemini"}
+LOCAL_KINDS = {"llama_cpp", "sentence_transformers"}  # load files from the server's disk
+_PATH = re.compile(r"^/[A-Za-z0-9_.{}/-]*$")
+
+
+def _check_privileges(
+    *, operator: bool, kind: str, allow_internal: bool, options: dict[str, Any]
+) -> None:
+    """What only the platform's operators (owners) may configure: internal addresses,
+    models loaded from the server's disk. Path overrides are checked for everyone."""
+    for op, path in (options.get("paths") or {}).items():
+        if not isinstance(path, str) or not _PATH.match(path) or "//" in path:
+            raise InvalidInput(f"options.paths.{op}: must be a path starting with '/'")
+    if operator:
+        return
+    if allow_internal:
+        raise PermissionDenied("allow_internal: only an owner may allow internal addresses")
+    if kind in LOCAL_KINDS:
+        raise PermissionDenied(f"kind: only an owner may configure {kind} (it reads local files)")
+
+
+def _check_kind(kind: str, kinds: Collection[str]) -> None:
+    if kind not in kinds:
+        raise InvalidInput(
+            f"kind: unknown provider kind '{kind}'; known: " + ", ".join(sorted(kinds))
+        )
+
+
+def create_provider(
+    s: Session,
+    *,
+    box: SecretBox,
+    kinds: Collection[str],
+    workspace_id: str,
+    body: ProviderCreate,
+    operator: bool,
+) -> ProviderRow:
+    _check_kind(body.kind, kinds)
+    _check_privileges(
+        operator=operator, kind=body.kind, allow_internal=body.allow_internal, options=body.options
+    )
+    base_url = body.base_url or default_base_url(body.kind)
+    if body.kind in REMOTE_KINDS or base_url:
+        if not base_url:
+            raise InvalidInput("base_url: required for this provider kind")
+        base_url = check_base_url(base_url, allow_internal=body.allow_internal)
+    if s.scalars(
+        select(ProviderRow).where(
+            ProviderRow.workspace_id == workspace_id, ProviderRow.name == body.name
+        )
+    ).first():
+        raise Conflict(f"a provider named '{body.name}' already exists")
+    row = ProviderRow(
+        id=new_id("prv"),
+        workspace_id=workspace_id,
+        name=body.name,
+        kind=body.kind,
+        base_url=base_url,
+        api_key_enc=box.seal(body.api_key) if body.api_key else None,
+        headers={k: box.seal(v) for k, v in body.headers.items()},
+        options=body.options,
+        allow_internal=body.allow_internal,
+    )
+    s.add(row)
+    s.flush()
+    bump_version(s)
+    return row
+
+
+def get_provider(s: Session, *, workspace_id: str, name: str) -> ProviderRow:
+    row = s.scalars(
+        select(ProviderRow).where(
+            ProviderRow.workspace_id == workspace_id, ProviderRow.name == name
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"provider '{name}' not found")
+    return row
+
+
+def update_provider(
+    s: Session,
+    *,
+    box: SecretBox,
+    workspace_id: str,
+    name: str,
+    body: ProviderUpdate,
+    operator: bool,
+) -> ProviderRow:
+    row = get_provider(s, workspace_id=workspace_id, name=name)
+    allow = body.allow_internal if body.allow_internal is not None else row.allow_internal
+    _check_privileges(
+        operator=operator,
+        kind=row.kind,
+        allow_internal=allow,
+        options=body.options if body.options is not None else row.options,
+    )
+    if body.base_url is not None or body.allow_internal is not None:
+        url = body.base_url if body.base_url is not None else row.base_url
+        row.base_url = check_base_url(url, allow_internal=allow) if url else ""
+    row.allow_internal = allow
+    if body.api_key is not None:
+        row.api_key_enc = box.seal(body.api_key) if body.api_key else None
+    if body.headers is not None:
+        row.headers = {k: box.seal(v) for k, v in body.headers.items()}
+    if body.options is not None:
+        row.options = body.options
+    row.updated_at = utcnow()
+    s.flush()
+    bump_version(s)
+    return row
+
+
+def delete_provider(s: Session, *, workspace_id: str, name: str) -> None:
+    row = get_provider(s, workspace_id=workspace_id, name=name)
+    used = s.scalar(
+        select(func.count()).select_from(DeploymentRow).where(DeploymentRow.provider_id == row.id)
+    )
+    if used:
+        raise Conflict(f"provider '{name}' is used by {used} deployment(s); remove them first")
+    s.delete(row)
+    bump_version(s)
+
+
+def list_providers(s: Session, *, workspace_id: str) -> list[ProviderRow]:
+    return list(
+        s.scalars(
+            select(ProviderRow)
+            .where(ProviderRow.workspace_id == workspace_id)
+            .order_by(ProviderRow.name)
+        )
+    )
+
+
+def put_route(s: Session, *, workspace_id: str, body: RouteIn) -> RouteRow:
+    """Create or replace a route with its deployments."""
+    providers = {p.name: p for p in list_providers(s, workspace_id=workspace_id)}
+    for i, d in enumerate(body.deployments):
+        if d.provider not in providers:
+            raise InvalidInput(f"deployments.{i}.provider: no provider named '{d.provider}'")
+    for cls, targets in body.fallbacks.items():
+        if body.name in targets:
+            raise InvalidInput(f"fallbacks.{cls}: a route cannot fall back to itself")
+    row = s.scalars(
+        select(RouteRow).where(RouteRow.workspace_id == workspace_id, RouteRow.name == body.name)
+    ).first()
+    if row is None:
+        row = RouteRow(id=new_id("rte"), workspace_id=workspace_id, name=body.name)
+        s.add(row)
+    row.kind, row.strategy, row.retries = body.kind, body.strategy, body.retries
+    row.fallbacks = {k: list(v) for k, v in body.fallbacks.items()}
+    row.cache_ttl, row.description = body.cache_ttl, body.description
+    row.semantic_threshold = body.semantic_threshold
+    row.semantic_embedding_route = body.semantic_embedding_route
+    s.flush()
+    s.execute(delete(DeploymentRow).where(DeploymentRow.route_id == row.id))
+    for d in body.deployments:
+        s.add(
+            DeploymentRow(
+                id=new_id("dep"),
+                route_id=row.id,
+                provider_id=providers[d.provider].id,
+                model=d.model,
+                weight=d.weight,
+                params=d.params,
+                timeouts=d.timeouts.model_dump(),
+            )
+        )
+    s.flush()
+    bump_version(s)
+    return row
+
+
+def delete_route(s: Session, *, workspace_id: str, name: str) -> None:
+    row = s.scalars(
+        select(RouteRow).where(RouteRow.workspace_id == workspace_id, RouteRow.name == name)
+    ).first()
+    if row is None:
+        raise NotFound(f"route '{name}' not found")
+    s.delete(row)
+    bump_version(s)
+
+
+def set_price(s: Session, *, model: str, body: PriceIn) -> PriceRow:
+    if not model or len(model) > 200:
+        raise InvalidInput("model: 1 to 200 characters")
+    row = s.get(PriceRow, model)
+    if row is None:
+        row = PriceRow(model=model, input=body.input, output=body.output)
+        s.add(row)
+    row.input, row.output, row.cached_input = body.input, body.output, body.cached_input
+    row.updated_at = utcnow()
+    s.flush()
+    bump_version(s)
+    return row
+
+
+def scope_for(s: Session, *, workspace_id: str, kind: str, ref: str) -> str:
+    if kind == "workspace":
+        return f"workspace:{workspace_id}"
+    if kind == "key":
+        if not identity.key_in_workspace(s, workspace_id=workspace_id, key_id=ref):
+            raise NotFound(f"key '{ref}' not found")
+        return f"key:{ref}"
+    if kind == "user":
+        if not ref or len(ref) > 200:
+            raise InvalidInput("user: 1 to 200 characters")
+        return f"user:{workspace_id}:{ref}"
+    raise NotFound(f"unknown limit scope '{kind}'; use key, user or workspace")
+
+
+def set_limits(s: Session, *, workspace_id: str, scope: str, body: LimitsIn) -> LimitRow:
+    row = s.get(LimitRow, scope)
+    values = body.model_dump()
+    if row is None:
+        row = LimitRow(scope=scope, workspace_id=workspace_id, values=values)
+        s.add(row)
+    row.values = values
+    row.updated_at = utcnow()
+    s.flush()
+    bump_version(s)
+    return row
+
+
+def delete_limits(s: Session, *, scope: str) -> None:
+    row = s.get(LimitRow, scope)
+    if row is None:
+        raise NotFound(f"no limits set for {scope}")
+    s.delete(row)
+    bump_version(s)
+
+
+def list_limits(s: Session, *, workspace_id: str) -> list[LimitRow]:
+    return list(
+        s.scalars(
+            select(LimitRow).where(LimitRow.workspace_id == workspace_id).order_by(LimitRow.scope)
+        )
+    )

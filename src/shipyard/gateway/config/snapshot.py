@@ -1,0 +1,129 @@
+"""The gateway's in-memory configuration snapshot. Built from the database (and the
+built-in local models) on start and after every change; requests only read it. A
+version row tells every replica when to rebuild it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from shipyard.crypto import SecretBox
+from shipyard.gateway.config.builtins import builtin_routes
+from shipyard.gateway.config.prices import SEED_PRICES
+from shipyard.gateway.config.specs import (
+    Deployment,
+    Limits,
+    Price,
+    ProviderSpec,
+    RouteSpec,
+    Timeouts,
+)
+from shipyard.gateway.tables import (
+    ConfigVersion,
+    DeploymentRow,
+    LimitRow,
+    PriceRow,
+    ProviderRow,
+    RouteRow,
+)
+from shipyard.store import Database
+
+
+@dataclass
+class Snapshot:
+    version: int = -1
+    routes: dict[tuple[str | None, str], RouteSpec] = field(default_factory=dict)
+    prices: dict[str, Price] = field(default_factory=dict)
+    limits: dict[str, Limits] = field(default_factory=dict)
+
+    def route(self, workspace_id: str, name: str) -> RouteSpec | None:
+        return self.routes.get((workspace_id, name)) or self.routes.get((None, name))
+
+    def deployment(self, dep_id: str) -> Deployment | None:
+        for route in self.routes.values():
+            for dep in route.deployments:
+                if dep.id == dep_id:
+                    return dep
+        return None
+
+    def visible_routes(self, workspace_id: str) -> list[RouteSpec]:
+        own = {n: r for (ws, n), r in self.routes.items() if ws == workspace_id}
+        shared = {n: r for (ws, n), r in self.routes.items() if ws is None and n not in own}
+        return sorted([*own.values(), *shared.values()], key=lambda r: r.name)
+
+
+def read_version(db: Database) -> int:
+    with db.transaction() as s:
+        return int(s.scalar(select(ConfigVersion.version).where(ConfigVersion.id == 1)) or 0)
+
+
+def bump_version(s: Session) -> None:
+    s.execute(
+        update(ConfigVersion).where(ConfigVersion.id == 1).values(version=ConfigVersion.version + 1)
+    )
+
+
+def provider_spec(row: ProviderRow, box: SecretBox) -> ProviderSpec:
+    return ProviderSpec(
+        id=row.id,
+        name=row.name,
+        kind=row.kind,
+        workspace_id=row.workspace_id,
+        base_url=row.base_url,
+        api_key=box.open(row.api_key_enc) if row.api_key_enc else None,
+        headers=tuple((k, box.open(v)) for k, v in sorted((row.headers or {}).items())),
+        options={**(row.options or {}), "allow_internal": row.allow_internal},
+    )
+
+
+def load(db: Database, box: SecretBox, builtin_options: dict[str, object]) -> Snapshot:
+    snap = Snapshot()
+    with db.transaction() as s:
+        snap.version = int(
+            s.scalar(select(ConfigVersion.version).where(ConfigVersion.id == 1)) or 0
+        )
+        providers = {p.id: provider_spec(p, box) for p in s.scalars(select(ProviderRow))}
+        deployments: dict[str, list[DeploymentRow]] = {}
+        for d in s.scalars(select(DeploymentRow).order_by(DeploymentRow.id)):
+            deployments.setdefault(d.route_id, []).append(d)
+        for r in s.scalars(select(RouteRow)):
+            deps = tuple(
+                Deployment(
+                    id=d.id,
+                    route=r.name,
+                    provider=providers[d.provider_id],
+                    model=d.model,
+                    weight=d.weight,
+                    params=dict(d.params or {}),
+                    timeouts=Timeouts(**(d.timeouts or {})),
+                )
+                for d in deployments.get(r.id, [])
+                if d.provider_id in providers
+            )
+            snap.routes[(r.workspace_id, r.name)] = RouteSpec(
+                id=r.id,
+                name=r.name,
+                workspace_id=r.workspace_id,
+                kind=r.kind,
+                deployments=deps,
+                strategy=r.strategy,
+                retries=r.retries,
+                fallbacks={k: tuple(v) for k, v in (r.fallbacks or {}).items()},
+                cache_ttl=r.cache_ttl,
+                description=r.description,
+                semantic_threshold=r.semantic_threshold,
+                semantic_embedding_route=r.semantic_embedding_route,
+            )
+        snap.prices = dict(SEED_PRICES)
+        for p in s.scalars(select(PriceRow)):
+            snap.prices[p.model] = Price(p.input, p.output, p.cached_input)
+        for lim in s.scalars(select(LimitRow)):
+            v = dict(lim.values or {})
+            if v.get("allowed_routes") is not None:
+                v["allowed_routes"] = tuple(v["allowed_routes"])
+            snap.limits[lim.scope] = Limits(**v)
+    for route in builtin_routes(builtin_options):
+        snap.routes.setdefault((None, route.name), route)
+    return snap

@@ -1,0 +1,203 @@
+"""Limits and budgets on the gateway path.
+
+    async with await governor.admit(snap, route, body, ...) as admission:
+        ...                                   # call upstream
+        admission.charge(cost, tokens)        # what the call really cost
+
+`admit` checks the route, max tokens, rpm and tpm, and reserves the request's maximum
+cost on every budget that applies (or raises). Leaving the block settles: with a
+charge, reservations are reconciled to the real cost and tokens counted; without one
+(the call failed or was answered from the cache), they are given back."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+from shipyard.errors import (
+    InvalidInput,
+    PermissionDenied,
+    QuotaExceeded,
+    RateLimited,
+)
+from shipyard.gateway.config.prices import price_for
+from shipyard.gateway.config.snapshot import Snapshot
+from shipyard.gateway.config.specs import Limits, RouteSpec
+from shipyard.gateway.core.cost import estimate_tokens
+from shipyard.plugins import Counters
+
+DEFAULT_MAX_OUTPUT = 4096
+_PERIOD_TTL = {"day": 2 * 86400, "month": 40 * 86400, "total": 10 * 365 * 86400}
+
+
+def scopes_for(workspace_id: str, key_id: str, end_user: str) -> list[str]:
+    out = [f"key:{key_id}", f"workspace:{workspace_id}"]
+    if end_user:
+        out.append(f"user:{workspace_id}:{end_user}")
+    return out
+
+
+def period_id(period: str, now: datetime) -> str:
+    """The calendar period (UTC) a budget counts in."""
+    if period == "day":
+        return now.strftime("%Y-%m-%d")
+    if period == "month":
+        return now.strftime("%Y-%m")
+    return "total"
+
+
+@dataclass
+class Admission:
+    """A request let in. As an async context manager it settles exactly once on exit."""
+
+    governor: Governor
+    scopes: list[tuple[str, Limits]]
+    reserved: list[tuple[str, float, float]] = field(default_factory=list)  # key, amount, ttl
+    max_output: int | None = None
+    cost: float | None = None
+    tokens: int = 0
+    settled: bool = False
+
+    def charge(self, cost: float, tokens: int) -> None:
+        self.cost, self.tokens = cost, tokens
+
+    async def __aenter__(self) -> Admission:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # shielded: a cancelled request must still give its reservation back
+        await asyncio.shield(self.governor.settle(self))
+
+
+class Governor:
+    def __init__(self, counters: Counters) -> None:
+        self.counters = counters
+        self._periods: dict[tuple[str, int], str] = {}
+
+    def budget_key(self, scope: str, period: str) -> str:
+        """The counter of `scope`'s budget in the current period (memoised per minute:
+        this is on the hot path)."""
+        minute = int(time.time() // 60)
+        found = self._periods.get((period, minute))
+        if found is None:
+            if len(self._periods) > 64:
+                self._periods.clear()
+            found = self._periods[(period, minute)] = period_id(period, datetime.now(UTC))
+        return f"budget:{scope}:{found}"
+
+    async def admit(
+        self,
+        snap: Snapshot,
+        route: RouteSpec,
+        body: dict[str, Any],
+        workspace_id: str,
+        key_id: str,
+        end_user: str,
+    ) -> Admission:
+        scopes = [
+            (s, snap.limits[s])
+            for s in scopes_for(workspace_id, key_id, end_user)
+            if s in snap.limits
+        ]
+        adm = Admission(self, scopes=scopes)
+        if not scopes:
+            return adm
+        requested = body.get("max_completion_tokens") or body.get("max_tokens")
+        cap = None
+        for scope, lim in scopes:
+            if lim.allowed_routes is not None and route.name not in lim.allowed_routes:
+                raise PermissionDenied(
+                    f"{_who(scope)} may not use model '{route.name}'",
+                    param="model",
+                    code="model_not_allowed",
+                )
+            if lim.max_tokens is not None:
+                if requested is not None and requested > lim.max_tokens:
+                    raise InvalidInput(
+                        f"max_tokens {requested} is over the limit of {lim.max_tokens} for "
+                        f"{_who(scope)}",
+                        param="max_tokens",
+                        code="max_tokens_exceeded",
+                    )
+                cap = lim.max_tokens if cap is None else min(cap, lim.max_tokens)
+        for scope, lim in scopes:
+            if lim.rpm is not None:
+                wait = await self.counters.hit(f"rpm:{scope}", lim.rpm, 60.0)
+                if wait > 0:
+                    raise RateLimited(
+                        f"rate limit of {lim.rpm} requests per minute reached for {_who(scope)}",
+                        retry_after=wait,
+                    )
+            if lim.tpm is not None:
+                used = await self.counters.window_total(f"tpm:{scope}", 60.0)
+                if used >= lim.tpm:
+                    raise RateLimited(
+                        f"token limit of {lim.tpm} tokens per minute reached for {_who(scope)}",
+                        retry_after=60.0 - (datetime.now(UTC).timestamp() % 60.0),
+                    )
+        budgets = [(s, lim) for s, lim in scopes if lim.budget_usd is not None]
+        if budgets and route.kind == "chat":
+            adm.max_output = requested or cap or DEFAULT_MAX_OUTPUT
+        elif cap is not None and requested is None:
+            adm.max_output = cap
+        if budgets:
+            worst = max(
+                (price_for(snap.prices, d.model) for d in route.deployments),
+                key=lambda p: p.input + p.output,
+                default=None,
+            )
+            prompt = estimate_tokens(
+                body.get("messages") or body.get("prompt") or body.get("input") or ""
+            )
+            n = body.get("n")
+            choices = n if isinstance(n, int) else 1
+            max_cost = worst.cost(prompt, (adm.max_output or 0) * choices) if worst else 0.0
+            try:
+                for scope, lim in budgets:
+                    key = self.budget_key(scope, lim.budget_period)
+                    ttl = _PERIOD_TTL.get(lim.budget_period, _PERIOD_TTL["month"])
+                    if not await self.counters.reserve(key, max_cost, lim.budget_usd or 0.0, ttl):
+                        raise QuotaExceeded(
+                            f"budget of ${lim.budget_usd:.4f} per {lim.budget_period} is spent "
+                            f"for {_who(scope)}"
+                        )
+                    adm.reserved.append((key, max_cost, ttl))
+            except BaseException:
+                await self.settle(adm)  # give back what was reserved before the refusal
+                raise
+        return adm
+
+    async def settle(self, adm: Admission) -> None:
+        """Reconcile reservations to the charge (none: give them back); once only."""
+        if adm.settled:
+            return
+        adm.settled = True
+        cost = adm.cost or 0.0
+        reserved, adm.reserved = adm.reserved, []
+        for key, amount, ttl in reserved:
+            if cost != amount:
+                await self.counters.adjust(key, cost - amount, ttl)
+        if adm.cost is None or not adm.tokens:
+            return
+        for scope, lim in adm.scopes:
+            if lim.tpm is not None:
+                await self.counters.add(f"tpm:{scope}", adm.tokens, 60.0)
+
+    async def spent(self, scope: str, period: str) -> float:
+        return await self.counters.spent(self.budget_key(scope, period))
+
+
+def _who(scope: str) -> str:
+    kind, _, rest = scope.partition(":")
+    if kind == "user":
+        return f"end user '{rest.partition(':')[2]}'"
+    return f"this {kind}"

@@ -1,0 +1,559 @@
+"""The Gateway: holds the configuration snapshot, providers, balancer, governor, caches
+and call sinks, and runs one call end to end. No HTTP here: `api/v1.py` and
+`api/messages.py` are the HTTP faces; `chat()` and `chat_stream()` are the typed
+in-process call, governed and recorded like any other.
+
+A call, top to bottom (`run`):
+
+    record = new record                       # finished once, when the call's exits run
+    admission = governor.admit(...)           # limits; budget reserved (or refused)
+    reply from the exact or semantic cache    # admission released: nothing was spent
+    outcome = executor.call(...)              # deployment, result, retries, fallbacks
+    admission.charge(cost, tokens)            # settled when the exits run
+    -> Reply
+  or, streaming, the exits move to the stream and run when it ends or is abandoned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from shipyard.crypto import SecretBox
+from shipyard.errors import NotFound, ShipyardError, UpstreamError
+from shipyard.gateway.backends.memory import InProcessCache, InProcessCounters
+from shipyard.gateway.config import snapshot as gw_state
+from shipyard.gateway.config.prices import price_for
+from shipyard.gateway.config.snapshot import Snapshot
+from shipyard.gateway.config.specs import Price, RouteSpec
+from shipyard.gateway.core.balancer import Balancer
+from shipyard.gateway.core.call import (
+    CHAT_API,
+    EMBEDDINGS_API,
+    Call,
+    ChatRequest,
+    ChatResult,
+    Reply,
+    StreamReply,
+)
+from shipyard.gateway.core.cost import count_text_tokens
+from shipyard.gateway.core.executor import Executor, RetryPolicy, StreamOutcome
+from shipyard.gateway.core.governance import Admission, Governor
+from shipyard.gateway.core.semantic import SemanticCache, prompt_text
+from shipyard.gateway.providers.pool import ProviderPool
+from shipyard.gateway.records.record import Record
+from shipyard.gateway.records.store import record_store
+from shipyard.gateway.records.writer import RecordWriter
+from shipyard.identity.actor import Actor
+from shipyard.plugins import CallSink, Counters, Plugins, ResponseCache
+from shipyard.store import Database, utcnow
+
+log = logging.getLogger("shipyard.gateway")
+Body = dict[str, Any]
+Exit = Callable[
+    [type[BaseException] | None, BaseException | None, TracebackType | None], Awaitable[bool]
+]
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "shipyard_gateway_requests",
+            "Gateway calls by route and status.",
+            ["route", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "shipyard_gateway_request_duration_seconds",
+            "Gateway call latency by route.",
+            ["route"],
+            registry=registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.tokens = Counter(
+            "shipyard_gateway_tokens",
+            "Tokens by route and direction.",
+            ["route", "direction"],
+            registry=registry,
+        )
+        self.cost = Counter(
+            "shipyard_gateway_cost_usd", "Cost in USD by route.", ["route"], registry=registry
+        )
+        self.records_dropped = Counter(
+            "shipyard_gateway_records_dropped",
+            "Request records dropped (queue full or write failed).",
+            registry=registry,
+        )
+        self.records_written = Counter(
+            "shipyard_gateway_records_written", "Request records written.", registry=registry
+        )
+        self.cache = Counter(
+            "shipyard_gateway_cache", "Cache lookups by result.", ["result"], registry=registry
+        )
+        self._children: dict[tuple[str, int], tuple[Any, ...]] = {}
+
+    def for_route(self, route: str, status: int) -> tuple[Any, ...]:
+        """Labelled children, looked up once per (route, status): `.labels()` costs more
+        than the increment itself."""
+        key = (route, status)
+        found = self._children.get(key)
+        if found is None:
+            if len(self._children) > 10_000:
+                self._children.clear()
+            found = self._children[key] = (
+                self.requests.labels(route, str(status)),
+                self.latency.labels(route),
+                self.tokens.labels(route, "input"),
+                self.tokens.labels(route, "output"),
+                self.cost.labels(route),
+            )
+        return found
+
+
+class Gateway:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        box: SecretBox,
+        plugins: Plugins,
+        registry: CollectorRegistry,
+        sinks: list[CallSink] | None = None,
+        counters: Counters | None = None,
+        cache: ResponseCache | None = None,
+        retry: RetryPolicy | None = None,
+        balancer: Balancer | None = None,
+        local_threads: int | None = None,
+        reload_interval: float = 2.0,
+        probe_interval: float = 5.0,
+    ) -> None:
+        self.db = db
+        self.box = box
+        self.metrics = GatewayMetrics(registry)
+        self.counters: Counters = counters or InProcessCounters()
+        self.cache: ResponseCache = cache or InProcessCache()
+        self.governor = Governor(self.counters)
+        self.pool = ProviderPool(plugins)
+        self.balancer = balancer or Balancer()
+        self.executor = Executor(self.pool, self.balancer, retry or RetryPolicy())
+        self.records = RecordWriter(
+            record_store(db), self.metrics.records_dropped, self.metrics.records_written
+        )
+        # every finished call goes to each sink; other capabilities append theirs
+        self.sinks: list[CallSink] = sinks if sinks is not None else []
+        self.sinks.insert(0, self.records)
+        self.snapshot = Snapshot()
+        self.semantic = SemanticCache()
+        self._builtin_options: dict[str, object] = {}
+        if local_threads:
+            self._builtin_options["n_threads"] = local_threads
+        self._reload_interval = reload_interval
+        self._probe_interval = probe_interval
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # Life cycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.reload()
+        self.records.start()
+        self._tasks = [
+            asyncio.create_task(self._watch_config()),
+            asyncio.create_task(self._probe()),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        await self.pool.close()
+        await self.counters.close()
+        await self.cache.close()
+        await asyncio.to_thread(self.records.stop)
+
+    async def reload(self) -> None:
+        self.snapshot = await asyncio.to_thread(
+            gw_state.load, self.db, self.box, self._builtin_options
+        )
+
+    async def _watch_config(self) -> None:
+        """Other replicas change the configuration too: reload when its version moves."""
+        while True:
+            await asyncio.sleep(self._reload_interval)
+            try:
+                version = await asyncio.to_thread(gw_state.read_version, self.db)
+                if version != self.snapshot.version:
+                    await self.reload()
+            except Exception:  # noqa: BLE001 - keep serving the last good snapshot
+                log.warning("gateway configuration reload failed", exc_info=True)
+
+    async def _probe(self) -> None:
+        """Active health checks: a cooling deployment that answers comes back early."""
+        while True:
+            await asyncio.sleep(self._probe_interval)
+            for dep_id in self.balancer.cooling():
+                dep = self.snapshot.deployment(dep_id)
+                if dep is None:
+                    continue
+                try:
+                    provider = self.pool.get(dep.provider)
+                    if await asyncio.wait_for(provider.healthy(dep), timeout=3.0):
+                        self.balancer.recover(dep_id)
+                except Exception:  # noqa: BLE001 - still down
+                    continue
+
+    # Calls -------------------------------------------------------------------------------
+
+    def route_for(self, call: Call, model: str) -> RouteSpec:
+        route = self.snapshot.route(call.actor.workspace_id, model)
+        if route is None or route.kind != call.api.route_kind:
+            raise NotFound(
+                f"the model '{model}' does not exist or you do not have access to it",
+                param="model",
+                code="model_not_found",
+            )
+        return route
+
+    async def run(self, call: Call, route: RouteSpec) -> Reply | StreamReply:
+        """One call end to end (see the module's docstring)."""
+        snap, body = self.snapshot, call.body
+        rec = Record(
+            id=call.request_id,
+            at=utcnow(),
+            workspace_id=call.actor.workspace_id,
+            key_id=call.actor.id,
+            api=call.api.name,
+            route=route.name,
+            end_user=body.get("user") or "",
+            stream=bool(body.get("stream")),
+        )
+        async with AsyncExitStack() as exits:
+            exits.push_async_exit(self._finisher(call, rec))
+            adm = await exits.enter_async_context(
+                await self.governor.admit(
+                    snap, route, body, call.actor.workspace_id, call.actor.id, rec.end_user
+                )
+            )
+            if adm.max_output is not None and not (
+                body.get("max_tokens") or body.get("max_completion_tokens")
+            ):
+                body = {**body, "max_tokens": adm.max_output}
+            if rec.stream and call.api.stream is not None:
+                opened = await self.executor.stream(
+                    snap, call.actor.workspace_id, route, call.api.stream, body
+                )
+                return self._streamed(call, rec, adm, opened, body, snap, exits.pop_all())
+            return await self._unary(call, route, snap, body, rec, adm)
+        raise AssertionError("unreachable")  # the exit stack never swallows exceptions
+
+    def _finisher(self, call: Call, rec: Record) -> Exit:
+        """The call's last exit: the record, once, with the status the call ended in."""
+
+        async def finish(
+            exc_type: type[BaseException] | None,
+            exc: BaseException | None,
+            tb: TracebackType | None,
+        ) -> bool:
+            if isinstance(exc, UpstreamError):
+                rec.status, rec.error_class = exc.status, exc.error_class.value
+                rec.retries, rec.fallbacks = exc.retries, exc.fallbacks
+            elif isinstance(exc, ShipyardError):
+                rec.status, rec.error_class = exc.status, exc.code or type(exc).__name__
+            elif isinstance(exc, asyncio.CancelledError):
+                rec.status, rec.error_class = 499, "client_closed"
+            elif exc is not None:
+                rec.status, rec.error_class = 500, "internal"
+            self._finish(call, rec)
+            return False
+
+        return finish
+
+    async def _unary(
+        self, call: Call, route: RouteSpec, snap: Snapshot, body: Body, rec: Record, adm: Admission
+    ) -> Reply:
+        cache_key = None
+        cache_state = b"bypass"
+        if route.cache_ttl > 0 and not call.no_cache:
+            cache_key = _cache_key(call.actor.workspace_id, route.name, call.api.name, body)
+            cached = await self.cache.get(cache_key)
+            if cached is not None:
+                self.metrics.cache.labels("hit").inc()
+                rec.cache_hit = True
+                rec.provider, rec.model = "cache", route.name
+                return Reply(cached, self._headers(call, rec, b"hit"), rec)
+            self.metrics.cache.labels("miss").inc()
+            cache_state = b"miss"
+        vector = None
+        # similar prompts share a reply only when everything else about the call is equal
+        semantic_scope = (
+            call.actor.workspace_id,
+            route.name
+            + ":"
+            + _cache_key("", "", call.api.name, {k: v for k, v in body.items() if k != "messages"}),
+        )
+        if cache_key is not None and route.semantic_threshold is not None:
+            vector = await self._embed(call, route, snap, body)
+            found = None
+            if vector:
+                found = await asyncio.to_thread(
+                    self.semantic.lookup, semantic_scope, vector, route.semantic_threshold
+                )
+            if found:
+                self.metrics.cache.labels("semantic_hit").inc()
+                rec.cache_hit = True
+                rec.provider, rec.model = "semantic-cache", route.name
+                return Reply(found[0], self._headers(call, rec, b"semantic-hit"), rec)
+        outcome = await self.executor.call(
+            snap, call.actor.workspace_id, route, call.api.unary, body
+        )
+        dep, result = outcome.deployment, outcome.result
+        rec.deployment_id, rec.provider, rec.model = dep.id, dep.provider.name, dep.model
+        rec.retries, rec.fallbacks = outcome.retries, outcome.fallbacks
+        usage = result.get("usage") or {}
+        prompt = _int(usage.get("prompt_tokens"))
+        completion = _int(usage.get("completion_tokens"))
+        if not usage:
+            prompt = _count_prompt(body)
+            completion = sum(count_text_tokens(_choice_text(c)) for c in result.get("choices", []))
+            result["usage"] = {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            }
+        cached_tokens = _int((usage.get("prompt_tokens_details") or {}).get("cached_tokens"))
+        rec.prompt_tokens, rec.completion_tokens = prompt, completion
+        rec.cost_usd = price_for(snap.prices, dep.model).cost(prompt, completion, cached_tokens)
+        adm.charge(rec.cost_usd, prompt + completion)
+        payload = orjson.dumps(result)
+        if cache_key is not None:
+            await self.cache.set(cache_key, payload, route.cache_ttl)
+        if vector:
+            self.semantic.store(semantic_scope, vector, payload, route.cache_ttl)
+        return Reply(payload, self._headers(call, rec, cache_state), rec)
+
+    def _streamed(
+        self,
+        call: Call,
+        rec: Record,
+        adm: Admission,
+        opened: StreamOutcome,
+        body: Body,
+        snap: Snapshot,
+        exits: AsyncExitStack,
+    ) -> StreamReply:
+        dep = opened.deployment
+        rec.deployment_id, rec.provider, rec.model = dep.id, dep.provider.name, dep.model
+        rec.retries, rec.fallbacks = opened.retries, opened.fallbacks
+        rec.ttft_ms = (time.perf_counter() - call.started) * 1000
+        stream = CallStream(rec, adm, opened, body, price_for(snap.prices, dep.model), exits)
+        want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return StreamReply(
+            self._headers(call, rec, b"bypass"), stream.relay(want_usage), stream.finalize, rec
+        )
+
+    async def _embed(
+        self, call: Call, route: RouteSpec, snap: Snapshot, body: Body
+    ) -> list[float] | None:
+        """The prompt's embedding through the route's embedding route; None if unavailable
+        (the semantic cache is an optimisation: it never fails a call)."""
+        target = snap.route(call.actor.workspace_id, route.semantic_embedding_route)
+        if target is None or target.kind != "embedding":
+            return None
+        try:
+            outcome = await self.executor.call(
+                snap,
+                call.actor.workspace_id,
+                target,
+                EMBEDDINGS_API.unary,
+                {"input": prompt_text(body), "model": target.name},
+            )
+            vector = outcome.result["data"][0]["embedding"]
+        except (ShipyardError, KeyError, IndexError, TypeError):
+            return None
+        return vector if isinstance(vector, list) else None
+
+    def _headers(self, call: Call, rec: Record, cache: bytes) -> list[tuple[bytes, bytes]]:
+        return [
+            (b"x-request-id", call.request_id.encode()),
+            (b"x-shipyard-trace-id", call.trace_id.encode()),
+            (b"x-shipyard-route", rec.route.encode()),
+            (b"x-shipyard-deployment", rec.deployment_id.encode()),
+            (b"x-shipyard-cost-usd", f"{rec.cost_usd:.8f}".encode()),
+            (b"x-shipyard-cache", cache),
+            (b"x-shipyard-retries", str(rec.retries).encode()),
+            (b"x-shipyard-fallbacks", ",".join(rec.fallbacks).encode()),
+        ]
+
+    def _finish(self, call: Call, rec: Record) -> None:
+        rec.latency_ms = (time.perf_counter() - call.started) * 1000
+        for sink in self.sinks:
+            sink.emit(rec)
+        requests, latency, tokens_in, tokens_out, cost = self.metrics.for_route(
+            rec.route, rec.status
+        )
+        requests.inc()
+        latency.observe(rec.latency_ms / 1000)
+        if rec.prompt_tokens:
+            tokens_in.inc(rec.prompt_tokens)
+        if rec.completion_tokens:
+            tokens_out.inc(rec.completion_tokens)
+        if rec.cost_usd:
+            cost.inc(rec.cost_usd)
+
+    # The typed in-process call -----------------------------------------------------------
+
+    async def chat(self, request: ChatRequest, *, actor: Actor) -> ChatResult:
+        """A chat completion without HTTP, with the same checks, governance and record
+        as `/v1/chat/completions` (the actor's limits and budgets apply)."""
+        call, route = self._call(request.body(stream=False), actor)
+        reply = await self.run(call, route)
+        assert isinstance(reply, Reply) and reply.record is not None
+        cache = dict(reply.headers).get(b"x-shipyard-cache", b"bypass").decode()
+        rec = reply.record
+        return ChatResult(
+            reply.json(), call.request_id, rec.route, rec.deployment_id, rec.cost_usd, cache
+        )
+
+    async def chat_stream(self, request: ChatRequest, *, actor: Actor) -> AsyncIterator[Body]:
+        """`chat.completion.chunk` dicts of a streamed chat completion (the last carries
+        `usage`); settled and recorded when the stream ends or is closed early."""
+        call, route = self._call(request.body(stream=True), actor)
+        reply = await self.run(call, route)
+        assert isinstance(reply, StreamReply)
+        try:
+            async for chunk in reply.chunks:
+                yield chunk
+        finally:
+            await reply.finalize()
+
+    def _call(self, body: Body, actor: Actor) -> tuple[Call, RouteSpec]:
+        model = CHAT_API.check(body)
+        call = Call(actor=actor, api=CHAT_API, body=body)
+        return call, self.route_for(call, model)
+
+
+class CallStream:
+    """A streaming call after its first chunk: relays the rest, keeps what it needs to
+    count tokens, and settles once, however the stream ends (done, upstream error,
+    client gone, or never read)."""
+
+    def __init__(
+        self,
+        rec: Record,
+        adm: Admission,
+        opened: StreamOutcome,
+        body: Body,
+        price: Price,
+        exits: AsyncExitStack,
+    ) -> None:
+        self.rec, self.adm, self.body, self.price, self.exits = rec, adm, body, price, exits
+        self.first, self.rest = opened.first, opened.rest
+        self.text: list[str] = []
+        self.usage: Body | None = None
+        rec.status, rec.error_class = 499, "client_closed"  # until the stream ends well
+        self._done = False
+
+    async def relay(self, want_usage: bool) -> AsyncIterator[Body]:
+        try:
+            chunk: Body | None = self.first
+            while chunk is not None:
+                self._observe(chunk)
+                if chunk.get("choices") or want_usage:
+                    yield chunk
+                chunk = await anext(self.rest, None)
+            self.rec.status, self.rec.error_class = 200, ""
+        except UpstreamError as exc:
+            self.rec.status, self.rec.error_class = exc.status, exc.error_class.value
+            raise
+        finally:
+            await self.finalize()
+
+    def _observe(self, chunk: Body) -> None:
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        for choice in chunk.get("choices") or ():
+            piece = _delta_text(choice)
+            if piece:
+                self.text.append(piece)
+
+    async def finalize(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        try:
+            await self.rest.aclose()
+        finally:
+            rec = self.rec
+            try:
+                if self.usage:
+                    prompt = _int(self.usage.get("prompt_tokens"))
+                    completion = _int(self.usage.get("completion_tokens"))
+                else:  # cut off, or a provider without usage: count with the tokenizer
+                    prompt = _count_prompt(self.body)
+                    completion = count_text_tokens("".join(self.text))
+                rec.prompt_tokens, rec.completion_tokens = prompt, completion
+                rec.cost_usd = self.price.cost(prompt, completion)
+                self.adm.charge(rec.cost_usd, prompt + completion)
+            finally:
+                await asyncio.shield(self.exits.aclose())  # settle, then the record
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _cache_key(workspace_id: str, route: str, api: str, body: Body) -> str:
+    material = {k: v for k, v in body.items() if k not in ("user", "stream_options")}
+    digest = hashlib.sha256(orjson.dumps(material, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return f"{workspace_id}:{route}:{api}:{digest}"
+
+
+def _choice_text(choice: Body) -> str:
+    msg = choice.get("message") or {}
+    parts = [choice.get("text") or "", msg.get("content") or ""]
+    for tc in msg.get("tool_calls") or ():
+        fn = tc.get("function") or {}
+        parts.append((fn.get("name") or "") + (fn.get("arguments") or ""))
+    return "".join(p for p in parts if isinstance(p, str))
+
+
+def _delta_text(choice: Body) -> str:
+    delta = choice.get("delta") or {}
+    parts = [choice.get("text") or "", delta.get("content") or ""]
+    for tc in delta.get("tool_calls") or ():
+        fn = tc.get("function") or {}
+        parts.append((fn.get("name") or "") + (fn.get("arguments") or ""))
+    return "".join(p for p in parts if isinstance(p, str))
+
+
+def _count_prompt(body: Body) -> int:
+    texts: list[str] = []
+    for m in body.get("messages") or ():
+        content = m.get("content")
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts += [p.get("text", "") for p in content if isinstance(p, dict)]
+    prompt = body.get("prompt")
+    if isinstance(prompt, str):
+        texts.append(prompt)
+    elif isinstance(prompt, list):
+        texts += [p for p in prompt if isinstance(p, str)]
+    inp = body.get("input")
+    if isinstance(inp, str):
+        texts.append(inp)
+    elif isinstance(inp, list):
+        texts += [p for p in inp if isinstance(p, str)]
+    return count_text_tokens("\n".join(texts))

@@ -1,0 +1,207 @@
+"""Every extension contract of Shipyard, on one page.
+
+A plugin implements one of these Protocols and registers it under an entry-point group
+of its distribution's `pyproject.toml`; Shipyard's own built-ins register the same way
+(see this project's `pyproject.toml`). `docs/extending.md` shows each with a short
+example, and a test fails when a Protocol here is missing from it.
+
+| Protocol        | entry-point group        | what it is                                   |
+| --------------- | ------------------------ | -------------------------------------------- |
+| `Provider`      | `shipyard.providers`     | one upstream connection (a model vendor, a   |
+|                 |                          | local runtime), created per provider config  |
+| `Capability`    | `shipyard.capabilities`  | a product capability: routers, pages,        |
+|                 |                          | permissions, migrations, services, CLI       |
+| `Counters`      | (setting `redis_url`)    | rate windows, token windows, budgets         |
+| `ResponseCache` | (setting `redis_url`)    | the gateway's exact-match response cache     |
+| `RecordStore`   | (the metadata database)  | where request records (the ledger) are kept  |
+| `CallSink`      | (a capability's service) | receives every finished gateway call         |
+| `Service`       | (a capability's service) | a long-lived object with start and stop      |
+
+Import cost matters: this module imports nothing heavy, and plugins are imported only
+when a configuration names them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from shipyard.capability import Capability
+    from shipyard.gateway.config.specs import Deployment, ProviderSpec
+    from shipyard.gateway.records.record import Record
+
+Body = dict[str, Any]
+
+PROVIDERS = "shipyard.providers"
+CAPABILITIES = "shipyard.capabilities"
+
+# What a provider may declare in `capabilities`.
+CHAT, COMPLETIONS, EMBEDDINGS, STREAMING, TOOLS = (
+    "chat",
+    "completions",
+    "embeddings",
+    "streaming",
+    "tools",
+)
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """One upstream connection. It speaks Shipyard's canonical format, OpenAI's: request
+    bodies and responses are plain dicts shaped like OpenAI's API. Failures are raised
+    as `shipyard.errors.UpstreamError` with an `ErrorClass`. Operations a provider does
+    not offer (not in `capabilities`) raise `InvalidInput`; `ProviderBase` does that."""
+
+    spec: ProviderSpec
+    capabilities: frozenset[str]  # of CHAT, COMPLETIONS, EMBEDDINGS, STREAMING, TOOLS
+
+    async def chat(self, body: Body, dep: Deployment) -> Body:
+        """A `chat.completion` for a chat request (stream is false)."""
+        ...
+
+    def chat_stream(self, body: Body, dep: Deployment) -> AsyncIterator[Body]:
+        """`chat.completion.chunk` dicts; the last one carries `usage` when known."""
+        ...
+
+    async def completion(self, body: Body, dep: Deployment) -> Body:
+        """A `text_completion` for a legacy completions request."""
+        ...
+
+    def completion_stream(self, body: Body, dep: Deployment) -> AsyncIterator[Body]: ...
+
+    async def embeddings(self, body: Body, dep: Deployment) -> Body:
+        """An embeddings `list` response."""
+        ...
+
+    async def healthy(self, dep: Deployment) -> bool:
+        """Active health check of a cooling deployment: True brings it back early."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+ProviderFactory = Callable[["ProviderSpec"], Provider]
+
+
+class Counters(Protocol):
+    """Counters behind rate limits, token limits and budgets. Every operation is atomic
+    with respect to the others, so concurrent requests cannot overspend."""
+
+    async def hit(self, key: str, limit: int, window: float) -> float:
+        """Count one event in the current window; 0 if within `limit`, else the seconds
+        until the window resets (the event is then not counted)."""
+        ...
+
+    async def window_total(self, key: str, window: float) -> float:
+        """Amount added to the current window of `key` (tokens per minute)."""
+        ...
+
+    async def add(self, key: str, amount: float, window: float) -> None: ...
+
+    async def reserve(self, key: str, amount: float, budget: float, ttl: float) -> bool:
+        """Atomically add `amount` to `key` if the total stays within `budget`."""
+        ...
+
+    async def adjust(self, key: str, delta: float, ttl: float) -> None:
+        """Add `delta` (may be negative) to a budget counter: reconcile a reservation."""
+        ...
+
+    async def spent(self, key: str) -> float: ...
+
+    async def close(self) -> None: ...
+
+
+class ResponseCache(Protocol):
+    """Exact-match response cache: bytes by key, with a time to live."""
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class RecordStore(Protocol):
+    """Where request records are kept: written in batches by one writer thread, read by
+    the API. One implementation per engine; `tests/store/test_record_store_contract.py`
+    runs the same suite on each."""
+
+    def write_batch(self, records: Sequence[Record]) -> None:
+        """Store every record or none (one transaction). Called from one thread."""
+        ...
+
+    def search(
+        self,
+        *,
+        workspace_id: str,
+        route: str | None = None,
+        key_id: str | None = None,
+        status: int | None = None,
+        errors_only: bool = False,
+        since: datetime | None = None,
+        before: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Record]:
+        """Newest first."""
+        ...
+
+    def usage(self, *, workspace_id: str, since: datetime) -> list[dict[str, Any]]:
+        """Per route: requests, prompt and completion tokens, cost, mean latency."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class CallSink(Protocol):
+    """Receives every finished gateway call (HTTP or in-process), once, on the event
+    loop: it must not block. The request-record writer is one; tracing adds another by
+    appending to `Platform.call_sinks` from its capability."""
+
+    def emit(self, record: Record) -> None: ...
+
+
+class Service(Protocol):
+    """A capability's long-lived object. Started in capability order after migrations,
+    stopped in reverse order."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class Plugins:
+    """Entry points, read once per instance (not per process: tests build many)."""
+
+    def __init__(self) -> None:
+        self._groups: dict[str, dict[str, str]] = {}
+
+    def names(self, group: str) -> dict[str, str]:
+        found = self._groups.get(group)
+        if found is None:
+            found = {ep.name: ep.value for ep in entry_points(group=group)}
+            if not found and group in (PROVIDERS, CAPABILITIES):
+                raise RuntimeError(
+                    f"no '{group}' entry points: install Shipyard (pip install -e .)"
+                )
+            self._groups[group] = found
+        return found
+
+    def load(self, group: str, name: str) -> Any:
+        target = self.names(group).get(name)
+        if target is None:
+            raise KeyError(name)
+        module_name, _, attr = target.partition(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+    def provider_factory(self, kind: str) -> ProviderFactory:
+        factory: ProviderFactory = self.load(PROVIDERS, kind)
+        return factory
+
+    def capabilities(self) -> list[Capability]:
+        """Every registered capability, ordered by `order` then name."""
+        found = [self.load(CAPABILITIES, name) for name in self.names(CAPABILITIES)]
+        return sorted(found, key=lambda c: (c.order, c.name))
