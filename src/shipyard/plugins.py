@@ -91,6 +91,8 @@ class Counters(Protocol):
     """Counters behind rate limits, token limits and budgets. Every operation is atomic
     with respect to the others, so concurrent requests cannot overspend."""
 
+    local: bool  # True: in this process, and no operation ever suspends
+
     async def hit(self, key: str, limit: int, window: float) -> float:
         """Count one event in the current window; 0 if within `limit`, else the seconds
         until the window resets (the event is then not counted)."""

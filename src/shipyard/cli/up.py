@@ -51,7 +51,7 @@ def up(
                 "limits, budgets, the response cache and key revocations through Redis"
             )
         if workers == 1:
-            app = create_app(settings)
+            app = create_app(settings, serving=True)
         else:  # migrate and bootstrap once, here, before the workers start
             Platform(settings).start()
     except ConfigError as exc:
@@ -105,4 +105,5 @@ def worker_app() -> ShipyardApp:
     tune()
     given = orjson.loads(os.environ.get(_OVERRIDES, "{}"))
     config = given.pop("config_file", None)
-    return create_app(load_settings(config_file=Path(config) if config else None, **given))
+    settings = load_settings(config_file=Path(config) if config else None, **given)
+    return create_app(settings, serving=True)

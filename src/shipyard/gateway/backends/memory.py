@@ -9,6 +9,8 @@ from collections import OrderedDict
 
 
 class InProcessCounters:
+    local = True
+
     def __init__(self) -> None:
         self._windows: dict[str, tuple[int, float]] = {}  # key -> (window index, total)
         self._budgets: dict[str, tuple[float, float]] = {}  # key -> (spent, expires at)

@@ -41,6 +41,8 @@ def connect(url: str) -> aioredis.Redis:
 
 
 class RedisCounters:
+    local = False
+
     def __init__(self, client: aioredis.Redis, prefix: str = "shipyard:") -> None:
         self._redis = client
         self._p = prefix

@@ -10,7 +10,7 @@ from typing import Any
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     connect: float = 5.0
-    first_token: float = 60.0
+    first_token: float = 60.0  # a stream's wait for its first (and each next) chunk
     total: float = 600.0
 
 

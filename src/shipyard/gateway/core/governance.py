@@ -26,7 +26,7 @@ from shipyard.errors import (
 )
 from shipyard.gateway.config.prices import price_for
 from shipyard.gateway.config.snapshot import Snapshot
-from shipyard.gateway.config.specs import Limits, RouteSpec
+from shipyard.gateway.config.specs import Limits, Price, RouteSpec
 from shipyard.gateway.core.cost import estimate_tokens
 from shipyard.plugins import Counters
 
@@ -50,20 +50,34 @@ def period_id(period: str, now: datetime) -> str:
     return "total"
 
 
+@dataclass(frozen=True, slots=True)
+class Scope:
+    scope: str
+    limits: Limits
+    rpm_key: str
+    tpm_key: str
+
+
 @dataclass
 class Admission:
     """A request let in. As an async context manager it settles exactly once on exit."""
 
     governor: Governor
-    scopes: list[tuple[str, Limits]]
+    scopes: list[Scope]
     reserved: list[tuple[str, float, float]] = field(default_factory=list)  # key, amount, ttl
     max_output: int | None = None
     cost: float | None = None
     tokens: int = 0
     settled: bool = False
+    handed_over: bool = False
 
     def charge(self, cost: float, tokens: int) -> None:
         self.cost, self.tokens = cost, tokens
+
+    def hand_over(self) -> Admission:
+        """Leaving the block no longer settles: the new owner calls `governor.settle`."""
+        self.handed_over = True
+        return self
 
     async def __aenter__(self) -> Admission:
         return self
@@ -74,14 +88,49 @@ class Admission:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        # shielded: a cancelled request must still give its reservation back
-        await asyncio.shield(self.governor.settle(self))
+        if self.handed_over or self.settled:
+            return
+        if self.governor.counters.local:  # never suspends, so cannot be cancelled midway
+            await self.governor.settle(self)
+        else:  # shielded: a cancelled request must still give its reservation back
+            await asyncio.shield(self.governor.settle(self))
 
 
 class Governor:
     def __init__(self, counters: Counters) -> None:
         self.counters = counters
         self._periods: dict[tuple[str, int], str] = {}
+        # per configuration snapshot: which limits apply to a caller, a route's worst price
+        self._memo_of: Snapshot | None = None
+        self._scopes: dict[tuple[str, str, str], list[Scope]] = {}
+        self._worst: dict[str, Price | None] = {}
+
+    def _memo(self, snap: Snapshot) -> None:
+        if self._memo_of is not snap or len(self._scopes) > 100_000:
+            self._memo_of, self._scopes, self._worst = snap, {}, {}
+
+    def _scopes_of(
+        self, snap: Snapshot, workspace_id: str, key_id: str, end_user: str
+    ) -> list[Scope]:
+        found = self._scopes.get((workspace_id, key_id, end_user))
+        if found is None:
+            found = [
+                Scope(s, snap.limits[s], f"rpm:{s}", f"tpm:{s}")
+                for s in scopes_for(workspace_id, key_id, end_user)
+                if s in snap.limits
+            ]
+            self._scopes[(workspace_id, key_id, end_user)] = found
+        return found
+
+    def _worst_price(self, snap: Snapshot, route: RouteSpec) -> Price | None:
+        """The most expensive deployment's price: what a reservation must cover."""
+        if route.id not in self._worst:
+            self._worst[route.id] = max(
+                (price_for(snap.prices, d.model) for d in route.deployments),
+                key=lambda p: p.input + p.output,
+                default=None,
+            )
+        return self._worst[route.id]
 
     def budget_key(self, scope: str, period: str) -> str:
         """The counter of `scope`'s budget in the current period (memoised per minute:
@@ -103,17 +152,15 @@ class Governor:
         key_id: str,
         end_user: str,
     ) -> Admission:
-        scopes = [
-            (s, snap.limits[s])
-            for s in scopes_for(workspace_id, key_id, end_user)
-            if s in snap.limits
-        ]
-        adm = Admission(self, scopes=scopes)
-        if not scopes:
-            return adm
+        self._memo(snap)
+        plan = self._scopes_of(snap, workspace_id, key_id, end_user)
+        if not plan:
+            return Admission(self, scopes=[])
+        adm = Admission(self, scopes=plan)
         requested = body.get("max_completion_tokens") or body.get("max_tokens")
         cap = None
-        for scope, lim in scopes:
+        for p in plan:
+            scope, lim = p.scope, p.limits
             if lim.allowed_routes is not None and route.name not in lim.allowed_routes:
                 raise PermissionDenied(
                     f"{_who(scope)} may not use model '{route.name}'",
@@ -129,32 +176,29 @@ class Governor:
                         code="max_tokens_exceeded",
                     )
                 cap = lim.max_tokens if cap is None else min(cap, lim.max_tokens)
-        for scope, lim in scopes:
+        for p in plan:
+            scope, lim = p.scope, p.limits
             if lim.rpm is not None:
-                wait = await self.counters.hit(f"rpm:{scope}", lim.rpm, 60.0)
+                wait = await self.counters.hit(p.rpm_key, lim.rpm, 60.0)
                 if wait > 0:
                     raise RateLimited(
                         f"rate limit of {lim.rpm} requests per minute reached for {_who(scope)}",
                         retry_after=wait,
                     )
             if lim.tpm is not None:
-                used = await self.counters.window_total(f"tpm:{scope}", 60.0)
+                used = await self.counters.window_total(p.tpm_key, 60.0)
                 if used >= lim.tpm:
                     raise RateLimited(
                         f"token limit of {lim.tpm} tokens per minute reached for {_who(scope)}",
                         retry_after=60.0 - (datetime.now(UTC).timestamp() % 60.0),
                     )
-        budgets = [(s, lim) for s, lim in scopes if lim.budget_usd is not None]
+        budgets = [(p.scope, p.limits) for p in plan if p.limits.budget_usd is not None]
         if budgets and route.kind == "chat":
             adm.max_output = requested or cap or DEFAULT_MAX_OUTPUT
         elif cap is not None and requested is None:
             adm.max_output = cap
         if budgets:
-            worst = max(
-                (price_for(snap.prices, d.model) for d in route.deployments),
-                key=lambda p: p.input + p.output,
-                default=None,
-            )
+            worst = self._worst_price(snap, route)
             prompt = estimate_tokens(
                 body.get("messages") or body.get("prompt") or body.get("input") or ""
             )
@@ -188,9 +232,9 @@ class Governor:
                 await self.counters.adjust(key, cost - amount, ttl)
         if adm.cost is None or not adm.tokens:
             return
-        for scope, lim in adm.scopes:
-            if lim.tpm is not None:
-                await self.counters.add(f"tpm:{scope}", adm.tokens, 60.0)
+        for p in adm.scopes:
+            if p.limits.tpm is not None:
+                await self.counters.add(p.tpm_key, adm.tokens, 60.0)
 
     async def spent(self, scope: str, period: str) -> float:
         return await self.counters.spent(self.budget_key(scope, period))

@@ -5,29 +5,31 @@ in-process call, governed and recorded like any other.
 
 A call, top to bottom (`run`):
 
-    record = new record                       # finished once, when the call's exits run
-    admission = governor.admit(...)           # limits; budget reserved (or refused)
-    reply from the exact or semantic cache    # admission released: nothing was spent
-    outcome = executor.call(...)              # deployment, result, retries, fallbacks
-    admission.charge(cost, tokens)            # settled when the exits run
-    -> Reply
-  or, streaming, the exits move to the stream and run when it ends or is abandoned.
+    record = new record                       # completed once, in `_finish`
+    async with governor.admit(...) as admission:   # limits; budget reserved (or refused)
+        reply from the exact or semantic cache     # nothing charged: reservation given back
+        outcome = executor.call(...)               # deployment, result, retries, fallbacks
+        admission.charge(cost, tokens)             # settled when the block ends
+    _finish(record)                           # status from how the call ended; to the sinks
+  or, streaming, the admission is handed over to the stream, which settles it and
+  finishes the record when the stream ends, fails, or is abandoned.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
-from types import TracebackType
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from shipyard.crypto import SecretBox
 from shipyard.errors import NotFound, ShipyardError, UpstreamError
@@ -60,35 +62,83 @@ from shipyard.store import Database, utcnow
 
 log = logging.getLogger("shipyard.gateway")
 Body = dict[str, Any]
-Exit = Callable[
-    [type[BaseException] | None, BaseException | None, TracebackType | None], Awaitable[bool]
-]
+
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+@dataclass
+class _RouteStats:
+    statuses: dict[int, int] = field(default_factory=dict)
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    latency_sum: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+
+
+class CallStats:
+    """Per-route call statistics for Prometheus: plain numbers updated on the event loop
+    (no lock per increment, as `prometheus_client` children take), read at scrape time."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._routes: dict[str, _RouteStats] = {}
+        registry.register(self)
+
+    def observe(self, rec: Record) -> None:
+        stats = self._routes.get(rec.route)
+        if stats is None:
+            if len(self._routes) > 10_000:  # bounded: routes are configuration, not input
+                self._routes.clear()
+            stats = self._routes[rec.route] = _RouteStats()
+        stats.statuses[rec.status] = stats.statuses.get(rec.status, 0) + 1
+        seconds = rec.latency_ms / 1000
+        stats.buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        stats.latency_sum += seconds
+        stats.tokens_in += rec.prompt_tokens
+        stats.tokens_out += rec.completion_tokens
+        stats.cost += rec.cost_usd
+
+    def collect(self) -> Iterator[Metric]:
+        routes = dict(self._routes)  # one atomic copy; the loop keeps counting
+        requests = CounterMetricFamily(
+            "shipyard_gateway_requests",
+            "Gateway calls by route and status.",
+            labels=["route", "status"],
+        )
+        latency = HistogramMetricFamily(
+            "shipyard_gateway_request_duration_seconds",
+            "Gateway call latency by route.",
+            labels=["route"],
+        )
+        tokens = CounterMetricFamily(
+            "shipyard_gateway_tokens",
+            "Tokens by route and direction.",
+            labels=["route", "direction"],
+        )
+        cost = CounterMetricFamily(
+            "shipyard_gateway_cost_usd", "Cost in USD by route.", labels=["route"]
+        )
+        for route, stats in sorted(routes.items()):
+            for status, count in sorted(dict(stats.statuses).items()):
+                requests.add_metric([route, str(status)], count)
+            counts, running = list(stats.buckets), 0
+            cumulative = []
+            for bound, count in zip((*LATENCY_BUCKETS, float("inf")), counts, strict=True):
+                running += count
+                cumulative.append(
+                    ("+Inf" if bound == float("inf") else repr(float(bound)), running)
+                )
+            latency.add_metric([route], cumulative, sum_value=stats.latency_sum)
+            tokens.add_metric([route, "input"], stats.tokens_in)
+            tokens.add_metric([route, "output"], stats.tokens_out)
+            cost.add_metric([route], stats.cost)
+        yield from (requests, latency, tokens, cost)
 
 
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Counter(
-            "shipyard_gateway_requests",
-            "Gateway calls by route and status.",
-            ["route", "status"],
-            registry=registry,
-        )
-        self.latency = Histogram(
-            "shipyard_gateway_request_duration_seconds",
-            "Gateway call latency by route.",
-            ["route"],
-            registry=registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-        )
-        self.tokens = Counter(
-            "shipyard_gateway_tokens",
-            "Tokens by route and direction.",
-            ["route", "direction"],
-            registry=registry,
-        )
-        self.cost = Counter(
-            "shipyard_gateway_cost_usd", "Cost in USD by route.", ["route"], registry=registry
-        )
+        self.calls = CallStats(registry)
         self.records_dropped = Counter(
             "shipyard_gateway_records_dropped",
             "Request records dropped (queue full or write failed).",
@@ -100,24 +150,6 @@ class GatewayMetrics:
         self.cache = Counter(
             "shipyard_gateway_cache", "Cache lookups by result.", ["result"], registry=registry
         )
-        self._children: dict[tuple[str, int], tuple[Any, ...]] = {}
-
-    def for_route(self, route: str, status: int) -> tuple[Any, ...]:
-        """Labelled children, looked up once per (route, status): `.labels()` costs more
-        than the increment itself."""
-        key = (route, status)
-        found = self._children.get(key)
-        if found is None:
-            if len(self._children) > 10_000:
-                self._children.clear()
-            found = self._children[key] = (
-                self.requests.labels(route, str(status)),
-                self.latency.labels(route),
-                self.tokens.labels(route, "input"),
-                self.tokens.labels(route, "output"),
-                self.cost.labels(route),
-            )
-        return found
 
 
 class Gateway:
@@ -239,46 +271,31 @@ class Gateway:
             end_user=body.get("user") or "",
             stream=bool(body.get("stream")),
         )
-        async with AsyncExitStack() as exits:
-            exits.push_async_exit(self._finisher(call, rec))
-            adm = await exits.enter_async_context(
-                await self.governor.admit(
-                    snap, route, body, call.actor.workspace_id, call.actor.id, rec.end_user
-                )
+        failure: BaseException | None = None
+        streaming = False
+        try:
+            admission = await self.governor.admit(
+                snap, route, body, call.actor.workspace_id, call.actor.id, rec.end_user
             )
-            if adm.max_output is not None and not (
-                body.get("max_tokens") or body.get("max_completion_tokens")
-            ):
-                body = {**body, "max_tokens": adm.max_output}
-            if rec.stream and call.api.stream is not None:
-                opened = await self.executor.stream(
-                    snap, call.actor.workspace_id, route, call.api.stream, body
-                )
-                return self._streamed(call, rec, adm, opened, body, snap, exits.pop_all())
-            return await self._unary(call, route, snap, body, rec, adm)
-        raise AssertionError("unreachable")  # the exit stack never swallows exceptions
-
-    def _finisher(self, call: Call, rec: Record) -> Exit:
-        """The call's last exit: the record, once, with the status the call ended in."""
-
-        async def finish(
-            exc_type: type[BaseException] | None,
-            exc: BaseException | None,
-            tb: TracebackType | None,
-        ) -> bool:
-            if isinstance(exc, UpstreamError):
-                rec.status, rec.error_class = exc.status, exc.error_class.value
-                rec.retries, rec.fallbacks = exc.retries, exc.fallbacks
-            elif isinstance(exc, ShipyardError):
-                rec.status, rec.error_class = exc.status, exc.code or type(exc).__name__
-            elif isinstance(exc, asyncio.CancelledError):
-                rec.status, rec.error_class = 499, "client_closed"
-            elif exc is not None:
-                rec.status, rec.error_class = 500, "internal"
-            self._finish(call, rec)
-            return False
-
-        return finish
+            async with admission:  # settles on the way out (or gives the reservation back)
+                if admission.max_output is not None and not (
+                    body.get("max_tokens") or body.get("max_completion_tokens")
+                ):
+                    body = {**body, "max_tokens": admission.max_output}
+                if rec.stream and call.api.stream is not None:
+                    opened = await self.executor.stream(
+                        snap, call.actor.workspace_id, route, call.api.stream, body
+                    )
+                    reply = self._streamed(call, rec, admission.hand_over(), opened, body, snap)
+                    streaming = True  # the stream settles and records when it ends
+                    return reply
+                return await self._unary(call, route, snap, body, rec, admission)
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            if not streaming:
+                self._finish(call, rec, failure)
 
     async def _unary(
         self, call: Call, route: RouteSpec, snap: Snapshot, body: Body, rec: Record, adm: Admission
@@ -296,14 +313,14 @@ class Gateway:
             self.metrics.cache.labels("miss").inc()
             cache_state = b"miss"
         vector = None
-        # similar prompts share a reply only when everything else about the call is equal
-        semantic_scope = (
-            call.actor.workspace_id,
-            route.name
-            + ":"
-            + _cache_key("", "", call.api.name, {k: v for k, v in body.items() if k != "messages"}),
-        )
+        semantic_scope = ("", "")
         if cache_key is not None and route.semantic_threshold is not None:
+            # similar prompts share a reply only when everything else about the call is equal
+            rest = {k: v for k, v in body.items() if k != "messages"}
+            semantic_scope = (
+                call.actor.workspace_id,
+                route.name + ":" + _cache_key("", "", call.api.name, rest),
+            )
             vector = await self._embed(call, route, snap, body)
             found = None
             if vector:
@@ -351,13 +368,13 @@ class Gateway:
         opened: StreamOutcome,
         body: Body,
         snap: Snapshot,
-        exits: AsyncExitStack,
     ) -> StreamReply:
         dep = opened.deployment
         rec.deployment_id, rec.provider, rec.model = dep.id, dep.provider.name, dep.model
         rec.retries, rec.fallbacks = opened.retries, opened.fallbacks
         rec.ttft_ms = (time.perf_counter() - call.started) * 1000
-        stream = CallStream(rec, adm, opened, body, price_for(snap.prices, dep.model), exits)
+        price = price_for(snap.prices, dep.model)
+        stream = CallStream(rec, adm, opened, body, price, lambda: self._finish(call, rec, None))
         want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         return StreamReply(
             self._headers(call, rec, b"bypass"), stream.relay(want_usage), stream.finalize, rec
@@ -385,32 +402,36 @@ class Gateway:
         return vector if isinstance(vector, list) else None
 
     def _headers(self, call: Call, rec: Record, cache: bytes) -> list[tuple[bytes, bytes]]:
-        return [
+        headers = [
             (b"x-request-id", call.request_id.encode()),
             (b"x-shipyard-trace-id", call.trace_id.encode()),
             (b"x-shipyard-route", rec.route.encode()),
             (b"x-shipyard-deployment", rec.deployment_id.encode()),
-            (b"x-shipyard-cost-usd", f"{rec.cost_usd:.8f}".encode()),
+            (b"x-shipyard-cost-usd", b"%.8f" % rec.cost_usd),
             (b"x-shipyard-cache", cache),
-            (b"x-shipyard-retries", str(rec.retries).encode()),
-            (b"x-shipyard-fallbacks", ",".join(rec.fallbacks).encode()),
         ]
+        if rec.retries:
+            headers.append((b"x-shipyard-retries", b"%d" % rec.retries))
+        if rec.fallbacks:
+            headers.append((b"x-shipyard-fallbacks", ",".join(rec.fallbacks).encode()))
+        return headers
 
-    def _finish(self, call: Call, rec: Record) -> None:
+    def _finish(self, call: Call, rec: Record, failure: BaseException | None) -> None:
+        """The one place a call's record is completed and handed to the sinks, with the
+        status the call ended in."""
+        if isinstance(failure, UpstreamError):
+            rec.status, rec.error_class = failure.status, failure.error_class.value
+            rec.retries, rec.fallbacks = failure.retries, failure.fallbacks
+        elif isinstance(failure, ShipyardError):
+            rec.status, rec.error_class = failure.status, failure.code or type(failure).__name__
+        elif isinstance(failure, asyncio.CancelledError):
+            rec.status, rec.error_class = 499, "client_closed"
+        elif failure is not None:
+            rec.status, rec.error_class = 500, "internal"
         rec.latency_ms = (time.perf_counter() - call.started) * 1000
         for sink in self.sinks:
             sink.emit(rec)
-        requests, latency, tokens_in, tokens_out, cost = self.metrics.for_route(
-            rec.route, rec.status
-        )
-        requests.inc()
-        latency.observe(rec.latency_ms / 1000)
-        if rec.prompt_tokens:
-            tokens_in.inc(rec.prompt_tokens)
-        if rec.completion_tokens:
-            tokens_out.inc(rec.completion_tokens)
-        if rec.cost_usd:
-            cost.inc(rec.cost_usd)
+        self.metrics.calls.observe(rec)
 
     # The typed in-process call -----------------------------------------------------------
 
@@ -456,9 +477,9 @@ class CallStream:
         opened: StreamOutcome,
         body: Body,
         price: Price,
-        exits: AsyncExitStack,
+        on_end: Callable[[], None],
     ) -> None:
-        self.rec, self.adm, self.body, self.price, self.exits = rec, adm, body, price, exits
+        self.rec, self.adm, self.body, self.price, self.on_end = rec, adm, body, price, on_end
         self.first, self.rest = opened.first, opened.rest
         self.text: list[str] = []
         self.usage: Body | None = None
@@ -507,7 +528,10 @@ class CallStream:
                 rec.cost_usd = self.price.cost(prompt, completion)
                 self.adm.charge(rec.cost_usd, prompt + completion)
             finally:
-                await asyncio.shield(self.exits.aclose())  # settle, then the record
+                try:
+                    await asyncio.shield(self.adm.governor.settle(self.adm))
+                finally:
+                    self.on_end()  # the record
 
 
 def _int(value: Any) -> int:

@@ -33,12 +33,16 @@ FORBIDDEN = (
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 
+_FORBIDDEN = frozenset(FORBIDDEN)
+
+
 def _forbid(body: dict[str, Any]) -> None:
-    for name in FORBIDDEN:
-        if name in body:
-            raise InvalidInput(
-                f"'{name}' cannot be set by clients", param=name, code="forbidden_parameter"
-            )
+    found = _FORBIDDEN.intersection(body)
+    if found:
+        name = next(n for n in FORBIDDEN if n in found)  # the first, in a stable order
+        raise InvalidInput(
+            f"'{name}' cannot be set by clients", param=name, code="forbidden_parameter"
+        )
 
 
 def _model(body: dict[str, Any]) -> str:

@@ -36,7 +36,10 @@ class RecordWriter:
         linger: float = 0.05,
     ) -> None:
         self.store = store
-        self._queue: queue.Queue[Record | _Marker | None] = queue.Queue(maxsize=capacity)
+        # SimpleQueue: a C queue, several times cheaper per put than queue.Queue; bounded
+        # by checking its size first (one producer thread: the event loop)
+        self._queue: queue.SimpleQueue[Record | _Marker | None] = queue.SimpleQueue()
+        self._capacity = capacity
         self._batch = batch
         self._dropped = dropped
         self._written = written
@@ -49,18 +52,15 @@ class RecordWriter:
             self._thread.start()
 
     def emit(self, record: Record) -> None:
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
+        if self._queue.qsize() >= self._capacity:
             self._dropped.inc()
+            return
+        self._queue.put_nowait(record)
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until everything submitted so far is written (tests, shutdown)."""
         done = threading.Event()
-        try:
-            self._queue.put(_Marker(done), timeout=timeout)
-        except queue.Full:
-            return
+        self._queue.put(_Marker(done))
         done.wait(timeout)
 
     def stop(self) -> None:
