@@ -344,6 +344,26 @@ def shipyard_has_workers() -> bool:
     return "--workers" in out.stdout + out.stderr
 
 
+def start_redis(home: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Debian's redis-server on a Unix socket (scripts/setup.sh --test installs it)."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise SystemExit("--workers needs redis-server (scripts/setup.sh --test installs it)")
+    sock = home / "redis.sock"
+    proc = subprocess.Popen(
+        ["taskset", "-c", LOAD_CPU, exe, "--port", "0", "--unixsocket", str(sock)]
+        + ["--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir", str(home)],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while not sock.exists():
+        if time.monotonic() > deadline:
+            stop(proc, 5, signal.SIGTERM)
+            raise SystemExit("redis-server did not start")
+        time.sleep(0.02)
+    return proc, f"unix://{sock}"
+
+
 def start_shipyard(up_port: int, workers: int | None = None) -> Server:
     home = Path(tempfile.mkdtemp(prefix="shipyard-bench-"))
     port = free_port()
@@ -355,7 +375,10 @@ def start_shipyard(up_port: int, workers: int | None = None) -> Server:
     }
     exe = Path(sys.executable).with_name("shipyard")
     cmd = [str(exe), "up", "--port", str(port)]
+    redis: subprocess.Popen[bytes] | None = None
     if workers:
+        # workers share limits, budgets, the cache and revocations through Redis
+        redis, env["SHIPYARD_REDIS_URL"] = start_redis(home)
         cmd = ["taskset", "-c", ALL_CPUS, *cmd, "--workers", str(workers)]
     else:
         cmd = ["taskset", "-c", SERVER_CPU, *cmd]
@@ -396,6 +419,8 @@ def start_shipyard(up_port: int, workers: int | None = None) -> Server:
         ).raise_for_status()
     except BaseException:
         stop(proc)
+        if redis is not None:
+            stop(redis, 10, signal.SIGTERM)
         shutil.rmtree(home, ignore_errors=True)
         raise
     name = f"Shipyard -w{workers}" if workers else "Shipyard"
@@ -406,6 +431,8 @@ def start_shipyard(up_port: int, workers: int | None = None) -> Server:
     def close() -> None:
         admin.close()
         stop(proc)
+        if redis is not None:
+            stop(redis, 10, signal.SIGTERM)
         shutil.rmtree(home, ignore_errors=True)
 
     s.close = close

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -87,29 +88,55 @@ class Provider(Protocol):
 ProviderFactory = Callable[["ProviderSpec"], Provider]
 
 
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A rate window to check at admission: `count` adds one event (requests per minute);
+    otherwise only the amount already counted is compared (tokens per minute)."""
+
+    key: str
+    limit: float
+    seconds: float
+    count: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    key: str
+    amount: float
+    budget: float
+    ttl: float
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Which window (or budget) refused, and for windows how long until it resets."""
+
+    window: int | None = None
+    budget: int | None = None
+    retry_after: float = 0.0
+
+
 class Counters(Protocol):
-    """Counters behind rate limits, token limits and budgets. Every operation is atomic
-    with respect to the others, so concurrent requests cannot overspend."""
+    """Counters behind rate limits, token limits and budgets: one call to admit a
+    request and one to settle it, each atomic (all or nothing), so concurrent requests
+    cannot overspend and a shared backend costs one round trip each."""
 
     local: bool  # True: in this process, and no operation ever suspends
 
-    async def hit(self, key: str, limit: int, window: float) -> float:
-        """Count one event in the current window; 0 if within `limit`, else the seconds
-        until the window resets (the event is then not counted)."""
+    async def admit(
+        self, windows: Sequence[Window], reservations: Sequence[Reservation]
+    ) -> Refusal | None:
+        """Check every window and budget; if all pass, count the counting windows and
+        reserve every amount, else change nothing and say what refused."""
         ...
 
-    async def window_total(self, key: str, window: float) -> float:
-        """Amount added to the current window of `key` (tokens per minute)."""
-        ...
-
-    async def add(self, key: str, amount: float, window: float) -> None: ...
-
-    async def reserve(self, key: str, amount: float, budget: float, ttl: float) -> bool:
-        """Atomically add `amount` to `key` if the total stays within `budget`."""
-        ...
-
-    async def adjust(self, key: str, delta: float, ttl: float) -> None:
-        """Add `delta` (may be negative) to a budget counter: reconcile a reservation."""
+    async def settle(
+        self,
+        adjustments: Sequence[tuple[str, float, float]],  # budget key, delta, ttl
+        additions: Sequence[tuple[str, float, float]],  # window key, amount, seconds
+    ) -> None:
+        """Reconcile reservations (deltas may be negative; a budget never goes below
+        0) and add amounts to windows (tokens used)."""
         ...
 
     async def spent(self, key: str) -> float: ...

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from starlette.types import Receive, Scope, Send
 
-from shipyard.gateway.core.call import MESSAGES_API, Call, Reply, StreamReply
+from shipyard.gateway.core.call import MESSAGES_API, Reply, StreamReply
 from shipyard.gateway.formats import anthropic as fmt
 from shipyard.identity.actor import Actor
 
@@ -22,12 +22,9 @@ async def messages_handler(
     actor: Actor,
     headers: dict[bytes, bytes],
 ) -> None:
-    from shipyard.gateway.api.v1 import no_cache
-
     body = fmt.request_to_openai(await app.read_json(receive))
-    model = MESSAGES_API.check(body)
-    call = Call(actor=actor, api=MESSAGES_API, body=body, no_cache=no_cache(headers))
-    result = await app.gateway.run(call, app.gateway.route_for(call, model))
+    result = await app.call(MESSAGES_API, actor, body, headers)
+    model = body["model"]
     if isinstance(result, StreamReply):
         events = fmt.stream_from_openai(result.chunks, model)
         stream = StreamReply(result.headers, events, result.finalize)

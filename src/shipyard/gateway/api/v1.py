@@ -149,6 +149,14 @@ class GatewayApp:
         )
         await asyncio.to_thread(record_refusal, self.db, entry)
 
+    async def call(
+        self, api: Api, actor: Actor, body: Any, headers: dict[bytes, bytes]
+    ) -> Reply | StreamReply:
+        """Check a body for `api`, route it and run it through the gateway."""
+        model = api.check(body)
+        call = Call(actor=actor, api=api, body=body, no_cache=no_cache(headers))
+        return await self.gateway.run(call, self.gateway.route_for(call, model))
+
     async def read_json(self, receive: Receive) -> Any:
         """The body, parsed; its declared size and type passed the edge check, a chunked
         one is counted here."""
@@ -263,10 +271,7 @@ def endpoint(api: Api) -> Handler:
         actor: Actor,
         headers: dict[bytes, bytes],
     ) -> None:
-        body = await app.read_json(receive)
-        model = api.check(body)
-        call = Call(actor=actor, api=api, body=body, no_cache=no_cache(headers))
-        result = await app.gateway.run(call, app.gateway.route_for(call, model))
+        result = await app.call(api, actor, await app.read_json(receive), headers)
         if isinstance(result, StreamReply):
             await app.stream(receive, send, result)
         else:

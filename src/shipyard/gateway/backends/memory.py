@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
+
+from shipyard.plugins import Refusal, Reservation, Window
 
 
 class InProcessCounters:
@@ -25,35 +28,42 @@ class InProcessCounters:
             self._windows[key] = current
         return current
 
-    async def hit(self, key: str, limit: int, window: float) -> float:
-        index, total = self._bucket(key, window)
-        if total + 1 > limit:
-            return (index + 1) * window - time.time()
-        self._windows[key] = (index, total + 1)
-        return 0.0
-
-    async def window_total(self, key: str, window: float) -> float:
-        return self._bucket(key, window)[1]
-
-    async def add(self, key: str, amount: float, window: float) -> None:
-        index, total = self._bucket(key, window)
-        self._windows[key] = (index, total + amount)
-
     def _budget(self, key: str) -> float:
         entry = self._budgets.get(key)
         if entry is None or entry[1] < time.time():
             return 0.0
         return entry[0]
 
-    async def reserve(self, key: str, amount: float, budget: float, ttl: float) -> bool:
-        spent = self._budget(key)
-        if spent + amount > budget:
-            return False
-        self._budgets[key] = (spent + amount, time.time() + ttl)
-        return True
+    async def admit(
+        self, windows: Sequence[Window], reservations: Sequence[Reservation]
+    ) -> Refusal | None:
+        buckets = [self._bucket(w.key, w.seconds) for w in windows]
+        for i, (w, (index, total)) in enumerate(zip(windows, buckets, strict=True)):
+            if (total + 1 > w.limit) if w.count else (total >= w.limit):
+                return Refusal(window=i, retry_after=(index + 1) * w.seconds - time.time())
+        spent = [self._budget(r.key) for r in reservations]
+        for i, (r, already) in enumerate(zip(reservations, spent, strict=True)):
+            if already + r.amount > r.budget:
+                return Refusal(budget=i)
+        for w, (index, total) in zip(windows, buckets, strict=True):
+            if w.count:
+                self._windows[w.key] = (index, total + 1)
+        now = time.time()
+        for r, already in zip(reservations, spent, strict=True):
+            self._budgets[r.key] = (already + r.amount, now + r.ttl)
+        return None
 
-    async def adjust(self, key: str, delta: float, ttl: float) -> None:
-        self._budgets[key] = (max(0.0, self._budget(key) + delta), time.time() + ttl)
+    async def settle(
+        self,
+        adjustments: Sequence[tuple[str, float, float]],
+        additions: Sequence[tuple[str, float, float]],
+    ) -> None:
+        now = time.time()
+        for key, delta, ttl in adjustments:
+            self._budgets[key] = (max(0.0, self._budget(key) + delta), now + ttl)
+        for key, amount, seconds in additions:
+            index, total = self._bucket(key, seconds)
+            self._windows[key] = (index, total + amount)
 
     async def spent(self, key: str) -> float:
         return self._budget(key)

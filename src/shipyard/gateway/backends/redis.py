@@ -1,37 +1,64 @@
-"""Redis counters and response cache: several replicas share limits, budgets and
-cached replies. Every check-and-count is one Lua script, so it is atomic across
-replicas."""
+"""Redis counters and response cache: several replicas and workers share limits,
+budgets and cached replies. Admission and settlement are one Lua script each, so each
+is atomic across replicas and costs one round trip."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
-_HIT = """
-local n = tonumber(redis.call('GET', KEYS[1]) or '0')
-if n + 1 > tonumber(ARGV[1]) then
-  local ttl = redis.call('PTTL', KEYS[1])
-  if ttl < 0 then ttl = tonumber(ARGV[2]) * 1000 end
-  return ttl
+from shipyard.plugins import Refusal, Reservation, Window
+
+# KEYS: window keys, then budget keys. ARGV: the number of windows; per window its
+# limit, seconds and 1 (count an event) or 0 (compare only); per budget its amount,
+# budget and ttl. Returns {0} when admitted, {1, i, ms} when window i refused (ms until
+# it resets), {2, i} when budget i would be overspent. Nothing changes on a refusal.
+_ADMIT = """
+local nw = tonumber(ARGV[1])
+for w = 1, nw do
+  local a = 2 + (w - 1) * 3
+  local limit, count = tonumber(ARGV[a]), tonumber(ARGV[a + 2])
+  local n = tonumber(redis.call('GET', KEYS[w]) or '0')
+  if (count == 1 and n + 1 > limit) or (count == 0 and n >= limit) then
+    local ttl = redis.call('PTTL', KEYS[w])
+    if ttl < 0 then ttl = tonumber(ARGV[a + 1]) * 1000 end
+    return {1, w, ttl}
+  end
 end
-redis.call('INCR', KEYS[1])
-if n == 0 then redis.call('PEXPIRE', KEYS[1], math.floor(tonumber(ARGV[2]) * 1000)) end
-return 0
+local base = 2 + nw * 3
+for b = 1, #KEYS - nw do
+  local a = base + (b - 1) * 3
+  local spent = tonumber(redis.call('GET', KEYS[nw + b]) or '0')
+  if spent + tonumber(ARGV[a]) > tonumber(ARGV[a + 1]) then return {2, b} end
+end
+for w = 1, nw do
+  local a = 2 + (w - 1) * 3
+  if tonumber(ARGV[a + 2]) == 1 then
+    if redis.call('INCR', KEYS[w]) == 1 then
+      redis.call('PEXPIRE', KEYS[w], math.floor(tonumber(ARGV[a + 1]) * 1000))
+    end
+  end
+end
+for b = 1, #KEYS - nw do
+  local a = base + (b - 1) * 3
+  redis.call('INCRBYFLOAT', KEYS[nw + b], ARGV[a])
+  redis.call('EXPIRE', KEYS[nw + b], ARGV[a + 2])
+end
+return {0}
 """
 
-_RESERVE = """
-local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
-if spent + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return 0 end
-redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-return 1
-"""
-
-_ADJUST = """
-local v = tonumber(redis.call('INCRBYFLOAT', KEYS[1], ARGV[1]))
-if v < 0 then redis.call('SET', KEYS[1], '0') end
-redis.call('EXPIRE', KEYS[1], ARGV[2])
+# KEYS: budget keys, then window keys. ARGV: the number of budget keys; per budget its
+# delta and ttl (never below 0); per window its amount and ttl.
+_SETTLE = """
+local nb = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  local a = 2 + (i - 1) * 2
+  local v = tonumber(redis.call('INCRBYFLOAT', KEYS[i], ARGV[a]))
+  if i <= nb and v < 0 then redis.call('SET', KEYS[i], '0') end
+  redis.call('EXPIRE', KEYS[i], ARGV[a + 1])
+end
 return 1
 """
 
@@ -46,34 +73,44 @@ class RedisCounters:
     def __init__(self, client: aioredis.Redis, prefix: str = "shipyard:") -> None:
         self._redis = client
         self._p = prefix
-        self._hit = self._redis.register_script(_HIT)
-        self._reserve = self._redis.register_script(_RESERVE)
-        self._adjust = self._redis.register_script(_ADJUST)
+        self._admit = self._redis.register_script(_ADMIT)
+        self._settle = self._redis.register_script(_SETTLE)
 
-    def _window_key(self, key: str, window: float) -> str:
-        return f"{self._p}w:{key}:{int(time.time() // window)}"
+    def _window_key(self, key: str, seconds: float) -> str:
+        return f"{self._p}w:{key}:{int(time.time() // seconds)}"
 
-    async def hit(self, key: str, limit: int, window: float) -> float:
-        wait = await self._hit(keys=[self._window_key(key, window)], args=[limit, window])
-        return float(wait) / 1000.0
+    async def admit(
+        self, windows: Sequence[Window], reservations: Sequence[Reservation]
+    ) -> Refusal | None:
+        keys = [self._window_key(w.key, w.seconds) for w in windows]
+        keys += [self._p + "b:" + r.key for r in reservations]
+        args: list[float | int] = [len(windows)]
+        for w in windows:
+            args += [w.limit, w.seconds, 1 if w.count else 0]
+        for r in reservations:
+            args += [r.amount, r.budget, int(r.ttl)]
+        verdict = await self._admit(keys=keys, args=args)
+        if verdict[0] == 1:
+            return Refusal(window=int(verdict[1]) - 1, retry_after=float(verdict[2]) / 1000.0)
+        if verdict[0] == 2:
+            return Refusal(budget=int(verdict[1]) - 1)
+        return None
 
-    async def window_total(self, key: str, window: float) -> float:
-        value = await self._redis.get(self._window_key(key, window))
-        return float(value or 0)
-
-    async def add(self, key: str, amount: float, window: float) -> None:
-        k = self._window_key(key, window)
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.incrbyfloat(k, amount)
-        pipe.expire(k, int(window) + 1)
-        await pipe.execute()
-
-    async def reserve(self, key: str, amount: float, budget: float, ttl: float) -> bool:
-        ok = await self._reserve(keys=[self._p + "b:" + key], args=[amount, budget, int(ttl)])
-        return bool(ok)
-
-    async def adjust(self, key: str, delta: float, ttl: float) -> None:
-        await self._adjust(keys=[self._p + "b:" + key], args=[delta, int(ttl)])
+    async def settle(
+        self,
+        adjustments: Sequence[tuple[str, float, float]],
+        additions: Sequence[tuple[str, float, float]],
+    ) -> None:
+        if not adjustments and not additions:
+            return
+        keys = [self._p + "b:" + key for key, _, _ in adjustments]
+        keys += [self._window_key(key, seconds) for key, _, seconds in additions]
+        args: list[float | int] = [len(adjustments)]
+        for _, delta, ttl in adjustments:
+            args += [delta, int(ttl)]
+        for _, amount, seconds in additions:
+            args += [amount, int(seconds) + 1]
+        await self._settle(keys=keys, args=args)
 
     async def spent(self, key: str) -> float:
         return float(await self._redis.get(self._p + "b:" + key) or 0)

@@ -8,7 +8,7 @@ import random
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -43,14 +43,7 @@ CHAT_API = Api(
     lambda p, b, d: p.chat(b, d),
     lambda p, b, d: p.chat_stream(b, d),
 )
-MESSAGES_API = Api(
-    "messages",
-    "chat",
-    CHAT,
-    validate.chat,
-    lambda p, b, d: p.chat(b, d),
-    lambda p, b, d: p.chat_stream(b, d),
-)
+MESSAGES_API = replace(CHAT_API, name="messages")  # Anthropic's shape in front, chat behind
 COMPLETIONS_API = Api(
     "completions",
     "chat",

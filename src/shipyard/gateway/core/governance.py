@@ -1,6 +1,6 @@
 """Limits and budgets on the gateway path.
 
-    async with await governor.admit(snap, route, body, ...) as admission:
+    async with governor.admit(snap, route, body, ...) as admission:
         ...                                   # call upstream
         admission.charge(cost, tokens)        # what the call really cost
 
@@ -28,7 +28,7 @@ from shipyard.gateway.config.prices import price_for
 from shipyard.gateway.config.snapshot import Snapshot
 from shipyard.gateway.config.specs import Limits, Price, RouteSpec
 from shipyard.gateway.core.cost import estimate_tokens
-from shipyard.plugins import Counters
+from shipyard.plugins import Counters, Reservation, Window
 
 DEFAULT_MAX_OUTPUT = 4096
 _PERIOD_TTL = {"day": 2 * 86400, "month": 40 * 86400, "total": 10 * 365 * 86400}
@@ -52,10 +52,24 @@ def period_id(period: str, now: datetime) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Scope:
+    """One scope's limits as admission needs them, built once per configuration."""
+
     scope: str
     limits: Limits
-    rpm_key: str
     tpm_key: str
+    windows: tuple[tuple[Window, str], ...]  # each with what to say when it refuses
+
+    @classmethod
+    def of(cls, scope: str, lim: Limits) -> Scope:
+        windows = []
+        who = _who(scope)
+        if lim.rpm is not None:
+            why = f"rate limit of {lim.rpm} requests per minute reached for {who}"
+            windows.append((Window(f"rpm:{scope}", lim.rpm, 60.0, count=True), why))
+        if lim.tpm is not None:
+            why = f"token limit of {lim.tpm} tokens per minute reached for {who}"
+            windows.append((Window(f"tpm:{scope}", lim.tpm, 60.0, count=False), why))
+        return cls(scope, lim, f"tpm:{scope}", tuple(windows))
 
 
 @dataclass
@@ -70,6 +84,7 @@ class Admission:
     tokens: int = 0
     settled: bool = False
     handed_over: bool = False
+    request: tuple[Any, ...] | None = None  # what `__aenter__` checks
 
     def charge(self, cost: float, tokens: int) -> None:
         self.cost, self.tokens = cost, tokens
@@ -80,6 +95,9 @@ class Admission:
         return self
 
     async def __aenter__(self) -> Admission:
+        if self.request is not None:
+            request, self.request = self.request, None
+            await self.governor.check(self, *request)
         return self
 
     async def __aexit__(
@@ -115,7 +133,7 @@ class Governor:
         found = self._scopes.get((workspace_id, key_id, end_user))
         if found is None:
             found = [
-                Scope(s, snap.limits[s], f"rpm:{s}", f"tpm:{s}")
+                Scope.of(s, snap.limits[s])
                 for s in scopes_for(workspace_id, key_id, end_user)
                 if s in snap.limits
             ]
@@ -143,7 +161,7 @@ class Governor:
             found = self._periods[(period, minute)] = period_id(period, datetime.now(UTC))
         return f"budget:{scope}:{found}"
 
-    async def admit(
+    def admit(
         self,
         snap: Snapshot,
         route: RouteSpec,
@@ -152,11 +170,29 @@ class Governor:
         key_id: str,
         end_user: str,
     ) -> Admission:
+        """`async with governor.admit(...) as admission:` entering checks the limits and
+        reserves the budget (or raises, holding nothing); leaving settles."""
+        adm = Admission(self, scopes=[])
+        adm.request = (snap, route, body, workspace_id, key_id, end_user)
+        return adm
+
+    async def check(
+        self,
+        adm: Admission,
+        snap: Snapshot,
+        route: RouteSpec,
+        body: dict[str, Any],
+        workspace_id: str,
+        key_id: str,
+        end_user: str,
+    ) -> None:
+        """Allowed routes and max tokens here; then rpm, tpm and the reservation of the
+        request's maximum cost on every budget, in one atomic call to the counters."""
         self._memo(snap)
         plan = self._scopes_of(snap, workspace_id, key_id, end_user)
         if not plan:
-            return Admission(self, scopes=[])
-        adm = Admission(self, scopes=plan)
+            return
+        adm.scopes = plan
         requested = body.get("max_completion_tokens") or body.get("max_tokens")
         cap = None
         for p in plan:
@@ -176,27 +212,13 @@ class Governor:
                         code="max_tokens_exceeded",
                     )
                 cap = lim.max_tokens if cap is None else min(cap, lim.max_tokens)
-        for p in plan:
-            scope, lim = p.scope, p.limits
-            if lim.rpm is not None:
-                wait = await self.counters.hit(p.rpm_key, lim.rpm, 60.0)
-                if wait > 0:
-                    raise RateLimited(
-                        f"rate limit of {lim.rpm} requests per minute reached for {_who(scope)}",
-                        retry_after=wait,
-                    )
-            if lim.tpm is not None:
-                used = await self.counters.window_total(p.tpm_key, 60.0)
-                if used >= lim.tpm:
-                    raise RateLimited(
-                        f"token limit of {lim.tpm} tokens per minute reached for {_who(scope)}",
-                        retry_after=60.0 - (datetime.now(UTC).timestamp() % 60.0),
-                    )
-        budgets = [(p.scope, p.limits) for p in plan if p.limits.budget_usd is not None]
+        budgets = [p for p in plan if p.limits.budget_usd is not None]
         if budgets and route.kind == "chat":
             adm.max_output = requested or cap or DEFAULT_MAX_OUTPUT
         elif cap is not None and requested is None:
             adm.max_output = cap
+        windows = [w for p in plan for w in p.windows]
+        reservations: list[Reservation] = []
         if budgets:
             worst = self._worst_price(snap, route)
             prompt = estimate_tokens(
@@ -205,20 +227,30 @@ class Governor:
             n = body.get("n")
             choices = n if isinstance(n, int) else 1
             max_cost = worst.cost(prompt, (adm.max_output or 0) * choices) if worst else 0.0
-            try:
-                for scope, lim in budgets:
-                    key = self.budget_key(scope, lim.budget_period)
-                    ttl = _PERIOD_TTL.get(lim.budget_period, _PERIOD_TTL["month"])
-                    if not await self.counters.reserve(key, max_cost, lim.budget_usd or 0.0, ttl):
-                        raise QuotaExceeded(
-                            f"budget of ${lim.budget_usd:.4f} per {lim.budget_period} is spent "
-                            f"for {_who(scope)}"
-                        )
-                    adm.reserved.append((key, max_cost, ttl))
-            except BaseException:
-                await self.settle(adm)  # give back what was reserved before the refusal
-                raise
-        return adm
+            for p in budgets:
+                period = p.limits.budget_period
+                reservations.append(
+                    Reservation(
+                        self.budget_key(p.scope, period),
+                        max_cost,
+                        p.limits.budget_usd or 0.0,
+                        _PERIOD_TTL.get(period, _PERIOD_TTL["month"]),
+                    )
+                )
+        if not windows and not reservations:
+            return
+        refusal = await self.counters.admit([w for w, _ in windows], reservations)
+        # (a refusal changed nothing: there is nothing to give back)
+        if refusal is None:
+            adm.reserved = [(r.key, r.amount, r.ttl) for r in reservations]
+            return
+        if refusal.window is not None:
+            raise RateLimited(windows[refusal.window][1], retry_after=refusal.retry_after)
+        lim = budgets[refusal.budget or 0].limits
+        raise QuotaExceeded(
+            f"budget of ${lim.budget_usd:.4f} per {lim.budget_period} is spent for "
+            f"{_who(budgets[refusal.budget or 0].scope)}"
+        )
 
     async def settle(self, adm: Admission) -> None:
         """Reconcile reservations to the charge (none: give them back); once only."""
@@ -227,14 +259,12 @@ class Governor:
         adm.settled = True
         cost = adm.cost or 0.0
         reserved, adm.reserved = adm.reserved, []
-        for key, amount, ttl in reserved:
-            if cost != amount:
-                await self.counters.adjust(key, cost - amount, ttl)
-        if adm.cost is None or not adm.tokens:
-            return
-        for p in adm.scopes:
-            if p.limits.tpm is not None:
-                await self.counters.add(p.tpm_key, adm.tokens, 60.0)
+        adjustments = [(key, cost - amount, ttl) for key, amount, ttl in reserved if cost != amount]
+        additions = []
+        if adm.cost is not None and adm.tokens:
+            additions = [(p.tpm_key, float(adm.tokens), 60.0) for p in adm.scopes if p.limits.tpm]
+        if adjustments or additions:
+            await self.counters.settle(adjustments, additions)
 
     async def spent(self, scope: str, period: str) -> float:
         return await self.counters.spent(self.budget_key(scope, period))

@@ -274,10 +274,9 @@ class Gateway:
         failure: BaseException | None = None
         streaming = False
         try:
-            admission = await self.governor.admit(
+            async with self.governor.admit(  # settles on the way out, or gives it back
                 snap, route, body, call.actor.workspace_id, call.actor.id, rec.end_user
-            )
-            async with admission:  # settles on the way out (or gives the reservation back)
+            ) as admission:
                 if admission.max_output is not None and not (
                     body.get("max_tokens") or body.get("max_completion_tokens")
                 ):

@@ -4,7 +4,6 @@ SSE line reading, error classification. Keeps each vendor module about its wire 
 from __future__ import annotations
 
 import asyncio
-import functools
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,6 +20,18 @@ class HttpConnection:
         self.spec = spec
         self._headers = {"Content-Type": "application/json", **dict(spec.headers), **headers}
         self._session: aiohttp.ClientSession | None = None
+        # a deployment's timeouts as aiohttp's, built once (they are immutable)
+        self._timeouts: dict[tuple[Timeouts, bool], aiohttp.ClientTimeout] = {}
+
+    def _timeout(self, dep: Deployment, *, stream: bool = False) -> aiohttp.ClientTimeout:
+        found = self._timeouts.get((dep.timeouts, stream))
+        if found is None:
+            if len(self._timeouts) > 1000:
+                self._timeouts.clear()
+            found = self._timeouts[(dep.timeouts, stream)] = client_timeout(
+                dep.timeouts, stream=stream
+            )
+        return found
 
     def _failure(self, status: int, raw: bytes, retry_after: str | None) -> UpstreamError:
         # secrets are scrubbed centrally (Executor -> UpstreamError.scrub)
@@ -49,7 +60,7 @@ class HttpConnection:
     ) -> Any:
         try:
             async with self.session().post(
-                url, data=orjson.dumps(body), timeout=_timeout(dep), params=params
+                url, data=orjson.dumps(body), timeout=self._timeout(dep), params=params
             ) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
@@ -70,7 +81,7 @@ class HttpConnection:
         `first_token` seconds; a stream that stops without its end marker raises."""
         try:
             async with self.session().post(
-                url, data=orjson.dumps(body), timeout=_timeout(dep, stream=True), params=params
+                url, data=orjson.dumps(body), timeout=self._timeout(dep, stream=True), params=params
             ) as resp:
                 if resp.status >= 400:
                     raw = await resp.read()
@@ -82,8 +93,7 @@ class HttpConnection:
             raise _transport_failure(exc) from None
 
 
-@functools.lru_cache(maxsize=1024)
-def _client_timeout(timeouts: Timeouts, stream: bool) -> aiohttp.ClientTimeout:
+def client_timeout(timeouts: Timeouts, *, stream: bool) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(
         total=timeouts.total,
         sock_connect=timeouts.connect,
@@ -92,11 +102,6 @@ def _client_timeout(timeouts: Timeouts, stream: bool) -> aiohttp.ClientTimeout:
         # call's CPU, measured)
         sock_read=timeouts.first_token if stream else None,
     )
-
-
-def _timeout(dep: Deployment, *, stream: bool = False) -> aiohttp.ClientTimeout:
-    """A deployment's timeouts as aiohttp's (immutable, so shared: not built per call)."""
-    return _client_timeout(dep.timeouts, stream)
 
 
 def _transport_failure(exc: Exception) -> Exception:
