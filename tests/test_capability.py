@@ -29,12 +29,18 @@ def list_widgets(ctx: Ctx = Authorized("widgets:read")) -> dict[str, Any]:
     return {"started": service.started, "calls": [r.route for r in service.seen]}
 
 
+class Broken:
+    def emit(self, record: Record) -> None:
+        raise RuntimeError("a sink that fails")
+
+
 class Widgets:
     """A service that is also a call sink: what tracing will do."""
 
     def __init__(self, platform: Platform) -> None:
         self.started = False
         self.seen: list[Record] = []
+        platform.call_sinks.append(Broken())  # a failing sink fails neither the call nor us
         platform.call_sinks.append(self)
 
     async def start(self) -> None:

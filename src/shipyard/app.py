@@ -33,7 +33,8 @@ class ShipyardApp:
 
     def __init__(self, api: FastAPI, mounts: list[tuple[str, ASGIApp]]) -> None:
         self.api = api
-        self.mounts = tuple(mounts)
+        # the longest prefix first: a capability's /v1/traces before the gateway's /v1/
+        self.mounts = tuple(sorted(mounts, key=lambda m: -len(m[0])))
         self.state = api.state
         self.routes = api.routes
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from shipyard.errors import InvalidInput, NotFound, QuotaExceeded
+from shipyard.errors import InvalidInput, NotFound, PermissionDenied, QuotaExceeded
 from shipyard.gateway.core.call import ChatRequest
 from shipyard.gateway.core.service import Gateway
 from shipyard.identity.actor import Actor
@@ -90,3 +90,11 @@ async def test_limits_and_checks_apply(env: Env, platform: Platform) -> None:
     platform.gateway.records.flush()
     statuses = sorted(r["status"] for r in env.records(key_id=key_id))
     assert statuses == [200, 429]  # refused by the budget: recorded; bad input never routed
+
+
+async def test_the_callers_role_is_checked(env: Env, platform: Platform) -> None:
+    viewer, _ = env.key("reader", role="viewer")
+    with pytest.raises(PermissionDenied):
+        await platform.gateway.chat(
+            ChatRequest(model="mini", messages=MSG), actor=_actor(platform, viewer)
+        )

@@ -53,7 +53,9 @@ def up(
         if workers == 1:
             app = create_app(settings, serving=True)
         else:  # migrate and bootstrap once, here, before the workers start
-            Platform(settings).start()
+            parent = Platform(settings)
+            parent.start()
+            parent.stop()
     except ConfigError as exc:
         err.print(f"[red]error:[/red] {exc.detail}")
         raise typer.Exit(2) from None

@@ -31,7 +31,9 @@ class KeyRevocations:
 
         try:
             if self._publisher is None:
-                self._publisher = redis.Redis.from_url(self.url or "")
+                self._publisher = redis.Redis.from_url(
+                    self.url or "", socket_timeout=2, socket_connect_timeout=2
+                )
             self._publisher.publish(CHANNEL, kid.encode())
         except redis.RedisError:  # the local cache is already clear; others fall back to TTL
             log.warning("could not broadcast a key revocation", exc_info=True)
@@ -47,7 +49,8 @@ class KeyRevocations:
         import redis.asyncio as aioredis
 
         while True:
-            client = aioredis.Redis.from_url(self.url or "")
+            # pings a quiet connection, so a half-open one is noticed and replaced
+            client = aioredis.Redis.from_url(self.url or "", health_check_interval=30)
             try:
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(CHANNEL)

@@ -13,19 +13,15 @@ from shipyard.plugins import Refusal, Reservation, Window
 
 # KEYS: window keys, then budget keys. ARGV: the number of windows; per window its
 # limit, seconds and 1 (count an event) or 0 (compare only); per budget its amount,
-# budget and ttl. Returns {0} when admitted, {1, i, ms} when window i refused (ms until
-# it resets), {2, i} when budget i would be overspent. Nothing changes on a refusal.
+# budget and ttl. Returns {0} when admitted, {1, i} when window i refused, {2, i} when
+# budget i would be overspent. Nothing changes on a refusal.
 _ADMIT = """
 local nw = tonumber(ARGV[1])
 for w = 1, nw do
   local a = 2 + (w - 1) * 3
   local limit, count = tonumber(ARGV[a]), tonumber(ARGV[a + 2])
   local n = tonumber(redis.call('GET', KEYS[w]) or '0')
-  if (count == 1 and n + 1 > limit) or (count == 0 and n >= limit) then
-    local ttl = redis.call('PTTL', KEYS[w])
-    if ttl < 0 then ttl = tonumber(ARGV[a + 1]) * 1000 end
-    return {1, w, ttl}
-  end
+  if (count == 1 and n + 1 > limit) or (count == 0 and n >= limit) then return {1, w} end
 end
 local base = 2 + nw * 3
 for b = 1, #KEYS - nw do
@@ -91,7 +87,11 @@ class RedisCounters:
             args += [r.amount, r.budget, int(r.ttl)]
         verdict = await self._admit(keys=keys, args=args)
         if verdict[0] == 1:
-            return Refusal(window=int(verdict[1]) - 1, retry_after=float(verdict[2]) / 1000.0)
+            window = windows[int(verdict[1]) - 1]  # windows are calendar-aligned: until its end
+            return Refusal(
+                window=int(verdict[1]) - 1,
+                retry_after=window.seconds - time.time() % window.seconds,
+            )
         if verdict[0] == 2:
             return Refusal(budget=int(verdict[1]) - 1)
         return None

@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from shipyard.crypto import SecretBox
-from shipyard.errors import NotFound, ShipyardError, UpstreamError
+from shipyard.errors import NotFound, PermissionDenied, ShipyardError, UpstreamError
 from shipyard.gateway.backends.memory import InProcessCache, InProcessCounters
 from shipyard.gateway.config import snapshot as gw_state
 from shipyard.gateway.config.prices import price_for
@@ -56,6 +56,7 @@ from shipyard.gateway.providers.pool import ProviderPool
 from shipyard.gateway.records.record import Record
 from shipyard.gateway.records.store import record_store
 from shipyard.gateway.records.writer import RecordWriter
+from shipyard.http.render import openai_type
 from shipyard.identity.actor import Actor
 from shipyard.plugins import CallSink, Counters, Plugins, ResponseCache
 from shipyard.store import Database, utcnow
@@ -285,7 +286,8 @@ class Gateway:
                     opened = await self.executor.stream(
                         snap, call.actor.workspace_id, route, call.api.stream, body
                     )
-                    reply = self._streamed(call, rec, admission.hand_over(), opened, body, snap)
+                    reply = self._streamed(call, rec, admission, opened, body, snap)
+                    admission.hand_over()
                     streaming = True  # the stream settles and records when it ends
                     return reply
                 return await self._unary(call, route, snap, body, rec, admission)
@@ -422,14 +424,17 @@ class Gateway:
             rec.status, rec.error_class = failure.status, failure.error_class.value
             rec.retries, rec.fallbacks = failure.retries, failure.fallbacks
         elif isinstance(failure, ShipyardError):
-            rec.status, rec.error_class = failure.status, failure.code or type(failure).__name__
+            rec.status, rec.error_class = failure.status, failure.code or openai_type(failure)
         elif isinstance(failure, asyncio.CancelledError):
             rec.status, rec.error_class = 499, "client_closed"
         elif failure is not None:
             rec.status, rec.error_class = 500, "internal"
         rec.latency_ms = (time.perf_counter() - call.started) * 1000
         for sink in self.sinks:
-            sink.emit(rec)
+            try:
+                sink.emit(rec)
+            except Exception:  # noqa: BLE001 - a sink's failure must not fail the call
+                log.exception("call sink %s failed", type(sink).__name__)
         self.metrics.calls.observe(rec)
 
     # The typed in-process call -----------------------------------------------------------
@@ -459,6 +464,8 @@ class Gateway:
             await reply.finalize()
 
     def _call(self, body: Body, actor: Actor) -> tuple[Call, RouteSpec]:
+        if not actor.can("gateway:call"):
+            raise PermissionDenied(f"the {actor.role.value} role cannot call the gateway")
         model = CHAT_API.check(body)
         call = Call(actor=actor, api=CHAT_API, body=body)
         return call, self.route_for(call, model)

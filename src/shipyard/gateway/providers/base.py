@@ -14,16 +14,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from shipyard.errors import InvalidInput, UpstreamError
+from shipyard.errors import InvalidInput
 from shipyard.gateway.config.specs import Deployment, ProviderSpec
-from shipyard.plugins import CHAT, EMBEDDINGS
 
 Body = dict[str, Any]
 
 
 class ProviderBase:
     """Defaults for a provider: operations outside its `capabilities` answer with a
-    clear 400, and `healthy` makes the smallest real call the provider can answer."""
+    clear 400, and there is no active health check."""
 
     spec: ProviderSpec
     capabilities: frozenset[str] = frozenset()
@@ -53,17 +52,10 @@ class ProviderBase:
         raise self._unsupported("embeddings")
 
     async def healthy(self, dep: Deployment) -> bool:
-        try:
-            if CHAT in self.capabilities:
-                ping = {"messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
-                await self.chat(ping, dep)
-            elif EMBEDDINGS in self.capabilities:
-                await self.embeddings({"input": "ping"}, dep)
-            else:
-                return False
-        except (UpstreamError, InvalidInput):
-            return False
-        return True
+        """No active check by default (a probe of a paid API is a paid call): a cooling
+        deployment comes back when its cooldown ends. Providers whose check is free or
+        cheap (local models, OpenAI-compatible servers) override this."""
+        return False
 
     async def close(self) -> None:
         return None
