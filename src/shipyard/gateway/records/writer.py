@@ -69,6 +69,9 @@ class RecordWriter:
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join(timeout=30)
+            if self._thread.is_alive():  # still writing: leave its connection to it
+                log.error("the record writer did not finish within 30 s")
+                return
             self._thread = None
         self.store.close()
 
