@@ -36,264 +36,39 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import orjson
-
-ROOT = Path(__file__).resolve().parents[1]
-PEERS = ROOT.parent / "shared" / "peers" / "litellm-proxy-1.110.2.txt"
-PEER_VENV = ROOT / ".bench" / "peer-litellm"
-SERVER_CPU, LOAD_CPU = "0", "1"
-ALL_CPUS = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
-BODY = '{"model":"bench","messages":[{"role":"user","content":"ping"}],"max_tokens":16}'
-FLOOR_TOKEN = "sk-floor-bench"
-MB = 1e6
-
-
-# --- processes --------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, timeout: float = 120, headers: dict[str, str] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, headers=headers, timeout=2).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise SystemExit(f"{url} did not come up")
-
-
-def process_tree(pid: int) -> list[int]:
-    """`pid` and all its descendants (uvicorn workers, model worker processes)."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        with contextlib.suppress(OSError):
-            for task in Path(f"/proc/{p}/task").iterdir():
-                with contextlib.suppress(OSError):
-                    todo.extend(int(c) for c in (task / "children").read_text().split())
-    return out
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of the process tree (reaped children included)."""
-    ticks = 0
-    for p in process_tree(pid):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def tree_rss_mb(pid: int) -> float:
-    total = 0
-    for p in process_tree(pid):
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-                    break
-    return total / MB
-
-
-class PeakRss:
-    """Samples the process tree's RSS every 50 ms while load runs."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid, self.peak = pid, 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            self.peak = max(self.peak, tree_rss_mb(self.pid))
-
-    @contextlib.contextmanager
-    def sampling(self) -> Iterator[None]:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        try:
-            yield
-        finally:
-            self._stop.set()
-            self._thread.join()
-            self.peak = max(self.peak, tree_rss_mb(self.pid))
-
-
-def stop(proc: subprocess.Popen[bytes], timeout: float = 60, sig: int = signal.SIGINT) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-# --- load -------------------------------------------------------------------------------
-
-
-@dataclass
-class WrkResult:
-    connections: int
-    requests: int
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    cpu_ms: float = math.nan  # server CPU per request during the run
-
-
-_UNIT = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
-
-
-def wrk(url: str, auth: str, connections: int, seconds: float) -> WrkResult:
-    fd, name = tempfile.mkstemp(suffix=".lua")
-    os.close(fd)
-    script = Path(name)
-    script.write_text(
-        'wrk.method = "POST"\n'
-        f"wrk.body = '{BODY}'\n"
-        'wrk.headers["Content-Type"] = "application/json"\n'
-        f'wrk.headers["Authorization"] = "Bearer {auth}"\n'
-    )
-    try:
-        out = subprocess.run(
-            ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s"]
-            + ["--timeout", "10s", "--latency", "-s", str(script), url],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    finally:
-        script.unlink()
-
-    def pct(p: str) -> float:
-        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        return float(m.group(1)) * _UNIT[m.group(2)] if m else math.nan
-
-    requests = re.search(r"(\d+) requests in", out)
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if requests is None or rps is None:
-        raise SystemExit(f"could not read wrk's output:\n{out}")
-    errs = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    errors = (int(errs.group(1)) if errs else 0) + (sum(map(int, sock.groups())) if sock else 0)
-    return WrkResult(
-        connections, int(requests.group(1)), float(rps.group(1)), pct("50"), pct("99"), errors
-    )
-
-
-@dataclass
-class Plan:
-    rounds: int
-    latency_s: float
-    step_s: float
-    sweep: tuple[int, ...]
-    warm_requests: int  # before the first round
-    long_run: bool  # after the rounds, load on until a server's `long_run` requests
-
-
-QUICK = Plan(2, latency_s=3, step_s=2, sweep=(4, 16, 32, 64), warm_requests=0, long_run=False)
-FULL = Plan(
-    3, latency_s=10, step_s=5, sweep=(2, 4, 8, 16, 32, 64), warm_requests=10_000, long_run=True
+from harness import (
+    ALL_CPUS,
+    BODY,
+    FLOOR_TOKEN,
+    FULL,
+    LOAD_CPU,
+    PEER_VENV,
+    PEERS,
+    QUICK,
+    ROOT,
+    SERVER_CPU,
+    Plan,
+    Server,
+    free_port,
+    long_run,
+    one_round,
+    process_tree,
+    settle,
+    stop,
+    tree_rss_mb,
+    wait_http,
+    warm_up,
 )
-
-
-@dataclass
-class Server:
-    name: str
-    proc: subprocess.Popen[bytes]
-    url: str
-    auth: str
-    start_s: float = math.nan
-    long_run: int = 200_000
-    served: int = 0
-    errors: int = 0
-    idle_rss: float = math.nan
-    warm_rss: float = math.nan
-    warm_served: int = 0
-    end_rss: float = math.nan
-    latency: list[WrkResult] = field(default_factory=list)
-    sweeps: list[list[WrkResult]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    rss: PeakRss | None = None
-    close: Callable[[], None] | None = None
-    finish: Callable[[], None] | None = None  # after the load, before close (read metrics)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def load(self, connections: int, seconds: float) -> WrkResult:
-        if self.rss is None:
-            self.rss = PeakRss(self.pid)
-        before = tree_cpu_seconds(self.pid)
-        with self.rss.sampling():
-            r = wrk(self.url, self.auth, connections, seconds)
-        r.cpu_ms = (tree_cpu_seconds(self.pid) - before) / max(1, r.requests) * 1000
-        self.served += r.requests
-        self.errors += r.errors
-        return r
-
-
-def settle(servers: list[Server], timeout: float = 3.0) -> None:
-    """Wait until no server burns CPU (a record writer flushing, say) before the next one."""
-    deadline = time.monotonic() + timeout
-    last = [tree_cpu_seconds(s.pid) for s in servers]
-    while time.monotonic() < deadline:
-        time.sleep(0.2)
-        now = [tree_cpu_seconds(s.pid) for s in servers]
-        if all(n - b < 0.011 for n, b in zip(now, last, strict=True)):
-            return
-        last = now
-
-
-def warm_up(server: Server, plan: Plan) -> None:
-    server.idle_rss = tree_rss_mb(server.pid)
-    server.load(8, 2)
-    while server.served < plan.warm_requests:
-        server.load(8, 2)
-    server.warm_rss, server.warm_served = tree_rss_mb(server.pid), server.served
-
-
-def one_round(server: Server, plan: Plan) -> None:
-    server.load(4, 1)  # untimed: the first requests after idle cost more
-    server.latency.append(server.load(1, plan.latency_s))
-    server.sweeps.append([server.load(c, plan.step_s) for c in plan.sweep])
-
-
-def long_run(server: Server) -> None:
-    conns = best_connections(server)
-    while server.served < server.long_run:
-        server.load(conns, 10)
-
-
-def best_connections(server: Server) -> int:
-    ok = [r for sweep in server.sweeps for r in sweep if r.p99_ms <= 10.0]
-    return max(ok, key=lambda r: r.rps).connections if ok else 8
-
+from report import Figures, figures, report, targets
 
 # --- servers ----------------------------------------------------------------------------
 
@@ -525,174 +300,6 @@ def start_litellm(exe: Path, up_port: int) -> Server:
 
     s.close = close
     return s
-
-
-# --- figures ----------------------------------------------------------------------------
-
-
-@dataclass
-class Figures:
-    name: str
-    p50_ms: float
-    p99_ms: float
-    added_p50_ms: float
-    added_p99_ms: float
-    peak_rps: float
-    peak_connections: int
-    peak_p99_ms: float
-    p99_32_ms: float
-    max_rps_10ms: float
-    max_rps_connections: int
-    cpu_ms_peak: float
-    cpu_ms_one: float
-    idle_rss: float
-    peak_rss: float
-    warm_rss: float
-    end_rss: float
-    warm_served: int
-    served: int
-    start_s: float
-    errors: int
-    notes: list[str]
-
-
-def figures(s: Server, direct: Server | None) -> Figures:
-    p50 = min(r.p50_ms for r in s.latency)
-    p99 = min(r.p99_ms for r in s.latency)
-    steps = [r for sweep in s.sweeps for r in sweep]
-    peak = max(steps, key=lambda r: r.rps)
-    round_peaks = [max(sweep, key=lambda r: r.rps) for sweep in s.sweeps]
-    at_32 = [r.p99_ms for r in steps if r.connections == 32]
-    ok = [r for r in steps if r.p99_ms <= 10.0]
-    best = max(ok, key=lambda r: r.rps) if ok else None
-    d50 = min(r.p50_ms for r in direct.latency) if direct else p50
-    d99 = min(r.p99_ms for r in direct.latency) if direct else p99
-    return Figures(
-        name=s.name,
-        p50_ms=p50,
-        p99_ms=p99,
-        added_p50_ms=p50 - d50,
-        added_p99_ms=p99 - d99,
-        peak_rps=peak.rps,
-        peak_connections=peak.connections,
-        peak_p99_ms=peak.p99_ms,
-        p99_32_ms=min(at_32) if at_32 else math.nan,
-        max_rps_10ms=best.rps if best else math.nan,
-        max_rps_connections=best.connections if best else 0,
-        cpu_ms_peak=min(r.cpu_ms for r in round_peaks),
-        cpu_ms_one=min(r.cpu_ms for r in s.latency),
-        idle_rss=s.idle_rss,
-        peak_rss=s.rss.peak if s.rss else math.nan,
-        warm_rss=s.warm_rss,
-        end_rss=s.end_rss,
-        warm_served=s.warm_served,
-        served=s.served,
-        start_s=s.start_s,
-        errors=s.errors,
-        notes=s.notes,
-    )
-
-
-def ratio(value: float, floor: float) -> str:
-    if not (math.isfinite(value) and math.isfinite(floor)) or floor <= 0:
-        return "n/a"
-    return f"{value / floor:.2f}x"
-
-
-Row = tuple[str, Callable[[Figures], float], str, bool]  # label, figure, format, with ratio
-
-ROWS: list[Row] = [
-    ("latency p50, 1 client (ms)", lambda f: f.p50_ms, "{:.3f}", True),
-    ("latency p99, 1 client (ms)", lambda f: f.p99_ms, "{:.3f}", True),
-    ("added p50 over direct (ms)", lambda f: f.added_p50_ms, "{:.3f}", True),
-    ("added p99 over direct (ms)", lambda f: f.added_p99_ms, "{:.3f}", True),
-    ("peak rps, one core", lambda f: f.peak_rps, "{:,.0f}", True),
-    ("p99 at 32 connections (ms)", lambda f: f.p99_32_ms, "{:.2f}", True),
-    ("max rps with p99 <= 10 ms", lambda f: f.max_rps_10ms, "{:,.0f}", True),
-    ("CPU ms per request, at peak", lambda f: f.cpu_ms_peak, "{:.3f}", True),
-    ("CPU ms per request, 1 client", lambda f: f.cpu_ms_one, "{:.3f}", True),
-    ("RSS idle (MB)", lambda f: f.idle_rss, "{:.0f}", True),
-    ("RSS peak under load (MB)", lambda f: f.peak_rss, "{:.0f}", True),
-    ("RSS at end (MB)", lambda f: f.end_rss, "{:.0f}", True),
-    ("RSS growth, warm-up -> end", lambda f: 100 * (f.end_rss / f.warm_rss - 1), "{:+.1f}%", False),
-    ("requests served", lambda f: f.served, "{:,}", False),
-    ("start to ready (s)", lambda f: f.start_s, "{:.2f}", True),
-    ("errors (non-2xx, socket)", lambda f: f.errors, "{}", False),
-]
-
-
-def cell(fmt: str, value: float) -> str:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "–"
-    return fmt.format(value)
-
-
-def report(rows: list[Figures], plan: Plan) -> Figures | None:
-    floor = next((f for f in rows if f.name == "floor"), None)
-    width = 22
-    print()
-    print(
-        f"Best of {plan.rounds} rounds; latency runs {plan.latency_s:g} s, sweep "
-        f"c={','.join(map(str, plan.sweep))} at {plan.step_s:g} s each. Ratios are to the floor."
-    )
-    print(f"{'':31}" + "".join(f"{f.name:>{width}}" for f in rows))
-    for label, get, fmt, with_ratio in ROWS:
-        line = f"{label:31}"
-        for f in rows:
-            value = get(f)
-            text = cell(fmt, value)
-            if f.name == "direct" and label.startswith("added"):
-                text = "–"
-            elif with_ratio and floor is not None and f.name not in ("direct", "floor"):
-                text = f"{text} ({ratio(value, get(floor))})"
-            line += f"{text:>{width}}"
-        print(line)
-    print("  direct: the upstream shares core 1 with wrk, so its rps and CPU are not one core's")
-    for f in rows:
-        if f.peak_connections:
-            print(
-                f"  {f.name}: peak at c={f.peak_connections} (p99 {f.peak_p99_ms:.1f} ms)", end=""
-            )
-            if f.max_rps_connections:
-                print(f"; max rps with p99 <= 10 ms at c={f.max_rps_connections}", end="")
-            print()
-        if f.warm_served != f.served and f.name != "direct":
-            print(
-                f"  {f.name}: RSS growth from {f.warm_rss:.0f} MB after {f.warm_served:,} "
-                f"requests to {f.end_rss:.0f} MB after {f.served:,}"
-            )
-        for note in f.notes:
-            print(f"  {f.name}: {note}")
-    return floor
-
-
-def targets(ship: Figures, floor: Figures) -> None:
-    checks = [
-        (
-            "added p50 <= floor + 0.15 ms",
-            ship.added_p50_ms,
-            floor.added_p50_ms + 0.15,
-            "{:.3f} ms",
-        ),
-        ("added p99, 1 client <= 2x floor", ship.added_p99_ms, 2 * floor.added_p99_ms, "{:.3f} ms"),
-        ("p99 at 32 connections <= 2x floor", ship.p99_32_ms, 2 * floor.p99_32_ms, "{:.2f} ms"),
-        ("CPU per request <= 1.6x floor", ship.cpu_ms_peak, 1.6 * floor.cpu_ms_peak, "{:.3f} ms"),
-        ("peak RSS under load <= 150 MB", ship.peak_rss, 150.0, "{:.0f} MB"),
-    ]
-    print()
-    print("Shipyard's targets (against the floor measured in this run):")
-    for label, value, limit, fmt in checks:
-        ok = value <= limit
-        print(
-            f"  {label:36} {fmt.format(value):>12} vs {fmt.format(limit):>12}  "
-            f"{'pass' if ok else 'FAIL'}"
-        )
-    limit = 0.65 * floor.peak_rps
-    ok = ship.peak_rps >= limit
-    print(
-        f"  {'throughput >= 0.65x floor':36} {ship.peak_rps:>8,.0f} rps vs {limit:>8,.0f} rps  "
-        f"{'pass' if ok else 'FAIL'}"
-    )
 
 
 # --- workers and the local model --------------------------------------------------------
