@@ -80,7 +80,6 @@ class EdgeGuard:
     def __init__(self, app: ASGIApp, *, edge: EdgeCheck) -> None:
         self.app = app
         self.edge = edge
-        self.max_body = edge.max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -101,7 +100,7 @@ class EdgeGuard:
         seen = 0
         too_big = False
         started = False
-        limit = self.max_body
+        limit = self.edge.max_body
         headed = self._headers(send)
 
         async def counted() -> Message:

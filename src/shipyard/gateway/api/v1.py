@@ -74,7 +74,6 @@ class GatewayApp:
         self.keys = keys
         self.db = db
         self.edge = edge
-        self.max_body = edge.max_body
         self.handlers: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): endpoint(CHAT_API),
             ("POST", "/v1/completions"): endpoint(COMPLETIONS_API),
@@ -168,8 +167,8 @@ class GatewayApp:
                 raise InvalidInput("client disconnected")
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body:
-                raise PayloadTooLarge(f"the request body exceeds {self.max_body} bytes")
+            if size > self.edge.max_body:
+                raise PayloadTooLarge(f"the request body exceeds {self.edge.max_body} bytes")
             chunks.append(chunk)
             if not message.get("more_body"):
                 break

@@ -158,8 +158,6 @@ class SqliteRecordStore(SqlRecordStore):
     """SQLite: datetimes as text in SQLAlchemy's format; our connections run in
     autocommit mode, so the batch's transaction is explicit."""
 
-    mark = "?"
-
     def _row(self, record: Record) -> tuple[object, ...]:
         return _values(record, record.at.strftime("%Y-%m-%d %H:%M:%S.%f"))
 
