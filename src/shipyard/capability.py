@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 from starlette.types import ASGIApp
 
 if TYPE_CHECKING:
-    from shipyard.identity.roles import Role
     from shipyard.platform import Platform
 
 
@@ -39,7 +38,7 @@ if TYPE_CHECKING:
 class Capability:
     name: str
     order: int = 100  # start order; lower starts first, stops last
-    permissions: Mapping[str, frozenset[Role]] = field(default_factory=dict)
+    permissions: Mapping[str, frozenset[str]] = field(default_factory=dict)
     routers: tuple[str, ...] = ()
     pages: tuple[str, ...] = ()
     migrations: str | None = None  # "package:folder" of Alembic revisions

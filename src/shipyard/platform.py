@@ -20,7 +20,6 @@ from shipyard.http.middleware import EdgeCheck
 from shipyard.identity.actor import Grants
 from shipyard.identity.authn import KeyAuthenticator, SessionAuthenticator
 from shipyard.identity.bootstrap import FirstStart, bootstrap
-from shipyard.identity.roles import Role
 from shipyard.identity.throttle import LoginThrottle
 from shipyard.plugins import CallSink, Plugins
 from shipyard.settings import Settings
@@ -90,8 +89,8 @@ class Platform:
         self.db.close()
 
 
-def grants_of(capabilities: Sequence[Capability]) -> dict[str, frozenset[Role]]:
-    grants: dict[str, frozenset[Role]] = {}
+def grants_of(capabilities: Sequence[Capability]) -> dict[str, frozenset[str]]:
+    grants: dict[str, frozenset[str]] = {}
     for cap in capabilities:
         for permission, roles in cap.permissions.items():
             if permission in grants:

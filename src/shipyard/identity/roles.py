@@ -23,6 +23,13 @@ ADMINS = frozenset({Role.owner, Role.admin})
 OWNER = frozenset({Role.owner})
 CALLERS = frozenset({Role.owner, Role.admin, Role.developer, Role.app})  # may call models
 
+# Instance-wide powers (the price table, internal addresses, files on the server's disk,
+# entries of no workspace) belong to no workspace role: a permission granted to
+# `PLATFORM` is held only by platform administrators, a flag on users and keys that only
+# a platform administrator hands out (the bootstrap admin is the first).
+PLATFORM_ADMIN = "platform-admin"
+PLATFORM: frozenset[str] = frozenset({PLATFORM_ADMIN})
+
 
 def can_grant(granter: Role | str, role: Role | str) -> bool:
     """A principal may hand out its own role or a lesser one (admins may mint app keys)."""
