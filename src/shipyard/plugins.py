@@ -90,13 +90,15 @@ ProviderFactory = Callable[["ProviderSpec"], Provider]
 
 @dataclass(frozen=True, slots=True)
 class Window:
-    """A rate window to check at admission: `count` adds one event (requests per minute);
-    otherwise only the amount already counted is compared (tokens per minute)."""
+    """A rate window to reserve in at admission: `amount` is what the request adds (1 for
+    requests per minute, its worst-case tokens for tokens per minute); it is refused when
+    the window's total plus `amount` would pass `limit`. Windows are calendar-aligned
+    (`int(time // seconds)`)."""
 
     key: str
     limit: float
     seconds: float
-    count: bool
+    amount: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,10 +135,19 @@ class Counters(Protocol):
     async def settle(
         self,
         adjustments: Sequence[tuple[str, float, float]],  # budget key, delta, ttl
-        additions: Sequence[tuple[str, float, float]],  # window key, amount, seconds
+        windows: Sequence[tuple[str, float, float]],  # window key, delta, seconds
+        admitted_at: float,
     ) -> None:
-        """Reconcile reservations (deltas may be negative; a budget never goes below
-        0) and add amounts to windows (tokens used)."""
+        """Reconcile reservations to what was used: budget deltas (never below 0) and
+        window deltas in the window the request was admitted in (`admitted_at`, a
+        `time.time()`); if that window has ended, only a positive delta counts, in the
+        current one."""
+        ...
+
+    async def seed(self, budgets: Sequence[tuple[str, float, float]]) -> None:
+        """Raise budget counters to at least the ledger's amounts (key, amount, ttl):
+        at start, after a flush of a shared backend, when a budget is added. Never
+        lowers one (reservations in flight sit on top of the ledger)."""
         ...
 
     async def spent(self, key: str) -> float: ...
@@ -180,6 +191,11 @@ class RecordStore(Protocol):
 
     def usage(self, *, workspace_id: str, since: datetime) -> list[dict[str, Any]]:
         """Per route: requests, prompt and completion tokens, cost, mean latency."""
+        ...
+
+    def spend(self, *, since: datetime | None) -> list[tuple[str, str, str, float]]:
+        """The spend ledger: USD per (workspace, key, end user) since `since` (None: all
+        time). Budget counters are rebuilt from it."""
         ...
 
     def close(self) -> None: ...

@@ -187,3 +187,28 @@ def test_smollm2_in_a_worker_process(local: Env) -> None:
         )
     )
     assert chunks[-1].usage.completion_tokens > 0
+
+
+def test_a_stream_reports_the_models_own_usage_and_ends_well(client: OpenAI, local: Env) -> None:
+    """Usage is the model's: a stream cut at max_tokens counts max_tokens (not the role
+    and finish chunks too), and a stream the SDK read to the end is recorded as 200."""
+    body = {
+        "model": "smollm2",
+        "messages": [{"role": "user", "content": "Write a long story about a dragon."}],
+        "max_tokens": 40,
+        "temperature": 0,
+        "seed": 1,
+    }
+    whole = client.chat.completions.create(**body)  # type: ignore[call-overload]  # a dict of known keys
+    chunks = list(
+        client.chat.completions.create(  # type: ignore[call-overload]  # a dict of known keys
+            **body, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    usage = chunks[-1].usage
+    assert whole.choices[0].finish_reason == "length"
+    assert usage.completion_tokens == whole.usage.completion_tokens == 40
+    assert usage.prompt_tokens == whole.usage.prompt_tokens
+    streamed = next(r for r in local.records(route="smollm2") if r["stream"])
+    assert streamed["status"] == 200 and streamed["error_class"] == ""
+    assert streamed["completion_tokens"] == 40

@@ -25,9 +25,14 @@ class Database:
         self.engine: Engine = create_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
-            # SQLite's driver opens transactions lazily; make BEGIN explicit so that a
-            # read-then-write unit of work cannot interleave with another writer.
-            event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+            # SQLite's driver opens transactions lazily; begin IMMEDIATE so that a
+            # read-then-write unit of work takes the write lock first: a deferred one
+            # that read before another writer (the record writer) committed cannot
+            # upgrade, and fails at once with "database is locked" whatever the
+            # busy timeout.
+            event.listen(
+                self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE")
+            )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager

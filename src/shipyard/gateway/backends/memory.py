@@ -39,15 +39,14 @@ class InProcessCounters:
     ) -> Refusal | None:
         buckets = [self._bucket(w.key, w.seconds) for w in windows]
         for i, (w, (index, total)) in enumerate(zip(windows, buckets, strict=True)):
-            if (total + 1 > w.limit) if w.count else (total >= w.limit):
+            if total + w.amount > w.limit:
                 return Refusal(window=i, retry_after=(index + 1) * w.seconds - time.time())
         spent = [self._budget(r.key) for r in reservations]
         for i, (r, already) in enumerate(zip(reservations, spent, strict=True)):
             if already + r.amount > r.budget:
                 return Refusal(budget=i)
         for w, (index, total) in zip(windows, buckets, strict=True):
-            if w.count:
-                self._windows[w.key] = (index, total + 1)
+            self._windows[w.key] = (index, total + w.amount)
         now = time.time()
         for r, already in zip(reservations, spent, strict=True):
             self._budgets[r.key] = (already + r.amount, now + r.ttl)
@@ -56,14 +55,23 @@ class InProcessCounters:
     async def settle(
         self,
         adjustments: Sequence[tuple[str, float, float]],
-        additions: Sequence[tuple[str, float, float]],
+        windows: Sequence[tuple[str, float, float]],
+        admitted_at: float,
     ) -> None:
         now = time.time()
         for key, delta, ttl in adjustments:
             self._budgets[key] = (max(0.0, self._budget(key) + delta), now + ttl)
-        for key, amount, seconds in additions:
+        for key, delta, seconds in windows:
             index, total = self._bucket(key, seconds)
-            self._windows[key] = (index, total + amount)
+            if index != int(admitted_at // seconds) and delta < 0:
+                continue  # reserved in a window that has ended
+            self._windows[key] = (index, max(0.0, total + delta))
+
+    async def seed(self, budgets: Sequence[tuple[str, float, float]]) -> None:
+        now = time.time()
+        for key, amount, ttl in budgets:
+            if amount > self._budget(key):
+                self._budgets[key] = (amount, now + ttl)
 
     async def spent(self, key: str) -> float:
         return self._budget(key)

@@ -4,16 +4,26 @@
         ...                                   # call upstream
         admission.charge(cost, tokens)        # what the call really cost
 
-`admit` checks the route, max tokens, rpm and tpm, and reserves the request's maximum
-cost on every budget that applies (or raises). Leaving the block settles: with a
-charge, reservations are reconciled to the real cost and tokens counted; without one
-(the call failed or was answered from the cache), they are given back."""
+`admit` checks the route and max tokens, then reserves, in one atomic call to the
+counters, one request in every rpm window, the request's worst-case tokens in every
+tpm window and its worst-case cost on every budget that applies (or raises, holding
+nothing). The worst case covers everything the request can trigger: every prompt of a
+completions list, `n` (and `best_of`) choices each up to the output cap, the tokens of
+tools and response formats, and the most expensive deployment among the route and its
+fallbacks. Leaving the block settles: with a charge, reservations are reconciled to the
+real cost and tokens; without one (the call failed or was answered from the cache), they
+are given back.
+
+The counters are a cache of the spend ledger (the request records): `ledger_seeds`
+turns the ledger's sums into the amounts `Counters.seed` raises them to, at start and
+whenever the configuration or the period changes."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -24,9 +34,9 @@ from shipyard.errors import (
     QuotaExceeded,
     RateLimited,
 )
-from shipyard.gateway.config.prices import price_for
+from shipyard.gateway.config.prices import deployment_price
 from shipyard.gateway.config.snapshot import Snapshot
-from shipyard.gateway.config.specs import Limits, Price, RouteSpec
+from shipyard.gateway.config.specs import Deployment, Limits, Price, RouteSpec
 from shipyard.gateway.core.cost import estimate_tokens
 from shipyard.plugins import Counters, Reservation, Window
 
@@ -50,26 +60,36 @@ def period_id(period: str, now: datetime) -> str:
     return "total"
 
 
+def period_start(period: str, now: datetime) -> datetime | None:
+    """When the current calendar period (UTC) began; None for `total`."""
+    now = now.astimezone(UTC)
+    if period == "day":
+        return now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "month":
+        return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Scope:
     """One scope's limits as admission needs them, built once per configuration."""
 
     scope: str
     limits: Limits
-    tpm_key: str
-    windows: tuple[tuple[Window, str], ...]  # each with what to say when it refuses
+    rpm: tuple[Window, str] | None  # with what to say when it refuses
+    tpm: tuple[Window, str] | None  # its amount is set per request
 
     @classmethod
     def of(cls, scope: str, lim: Limits) -> Scope:
-        windows = []
         who = _who(scope)
+        rpm = tpm = None
         if lim.rpm is not None:
             why = f"rate limit of {lim.rpm} requests per minute reached for {who}"
-            windows.append((Window(f"rpm:{scope}", lim.rpm, 60.0, count=True), why))
+            rpm = (Window(f"rpm:{scope}", lim.rpm, 60.0), why)
         if lim.tpm is not None:
             why = f"token limit of {lim.tpm} tokens per minute reached for {who}"
-            windows.append((Window(f"tpm:{scope}", lim.tpm, 60.0, count=False), why))
-        return cls(scope, lim, f"tpm:{scope}", tuple(windows))
+            tpm = (Window(f"tpm:{scope}", lim.tpm, 60.0), why)
+        return cls(scope, lim, rpm, tpm)
 
 
 @dataclass
@@ -79,6 +99,8 @@ class Admission:
     governor: Governor
     scopes: list[Scope]
     reserved: list[tuple[str, float, float]] = field(default_factory=list)  # key, amount, ttl
+    tokens_reserved: list[tuple[str, float, float]] = field(default_factory=list)  # key, n, s
+    admitted_at: float = 0.0
     max_output: int | None = None
     cost: float | None = None
     tokens: int = 0
@@ -121,7 +143,7 @@ class Governor:
         # per configuration snapshot: which limits apply to a caller, a route's worst price
         self._memo_of: Snapshot | None = None
         self._scopes: dict[tuple[str, str, str], list[Scope]] = {}
-        self._worst: dict[str, Price | None] = {}
+        self._worst: dict[tuple[str, str], tuple[tuple[Price, ...], str | None]] = {}
 
     def _memo(self, snap: Snapshot) -> None:
         if self._memo_of is not snap or len(self._scopes) > 100_000:
@@ -140,15 +162,24 @@ class Governor:
             self._scopes[(workspace_id, key_id, end_user)] = found
         return found
 
-    def _worst_price(self, snap: Snapshot, route: RouteSpec) -> Price | None:
-        """The most expensive deployment's price: what a reservation must cover."""
-        if route.id not in self._worst:
-            self._worst[route.id] = max(
-                (price_for(snap.prices, d.model) for d in route.deployments),
-                key=lambda p: p.input + p.output,
-                default=None,
-            )
-        return self._worst[route.id]
+    def _prices(
+        self, snap: Snapshot, workspace_id: str, route: RouteSpec
+    ) -> tuple[tuple[Price, ...], str | None]:
+        """The prices of the deployments the call can reach (the route's and, to the
+        executor's depth, its fallbacks'), and the first model among them whose price is
+        unknown."""
+        memo = (workspace_id, route.id)
+        if memo not in self._worst:
+            prices: set[Price] = set()
+            unknown = None
+            for dep in _reachable(snap, workspace_id, route):
+                price = deployment_price(snap.prices, dep)
+                if price is None:
+                    unknown = unknown or dep.model
+                else:
+                    prices.add(price)
+            self._worst[memo] = (tuple(prices), unknown)
+        return self._worst[memo]
 
     def budget_key(self, scope: str, period: str) -> str:
         """The counter of `scope`'s budget in the current period (memoised per minute:
@@ -171,7 +202,7 @@ class Governor:
         end_user: str,
     ) -> Admission:
         """`async with governor.admit(...) as admission:` entering checks the limits and
-        reserves the budget (or raises, holding nothing); leaving settles."""
+        reserves (or raises, holding nothing); leaving settles."""
         adm = Admission(self, scopes=[])
         adm.request = (snap, route, body, workspace_id, key_id, end_user)
         return adm
@@ -186,8 +217,8 @@ class Governor:
         key_id: str,
         end_user: str,
     ) -> None:
-        """Allowed routes and max tokens here; then rpm, tpm and the reservation of the
-        request's maximum cost on every budget, in one atomic call to the counters."""
+        """Allowed routes and max tokens here; then the reservations in rpm and tpm
+        windows and on every budget, in one atomic call to the counters."""
         self._memo(snap)
         plan = self._scopes_of(snap, workspace_id, key_id, end_user)
         if not plan:
@@ -213,20 +244,29 @@ class Governor:
                     )
                 cap = lim.max_tokens if cap is None else min(cap, lim.max_tokens)
         budgets = [p for p in plan if p.limits.budget_usd is not None]
-        if budgets and route.kind == "chat":
+        metered = [p for p in plan if p.tpm is not None]
+        if (budgets or metered) and route.kind == "chat":
             adm.max_output = requested or cap or DEFAULT_MAX_OUTPUT
         elif cap is not None and requested is None:
             adm.max_output = cap
-        windows = [w for p in plan for w in p.windows]
+        prompt = output = 0
+        if budgets or metered:
+            prompt, output = worst_case_tokens(body, adm.max_output or 0)
+        tpm = [replace(p.tpm[0], amount=float(prompt + output)) for p in metered if p.tpm]
+        windows = [p.rpm for p in plan if p.rpm is not None]
+        windows += [(w, p.tpm[1]) for w, p in zip(tpm, metered, strict=True) if p.tpm]
         reservations: list[Reservation] = []
         if budgets:
-            worst = self._worst_price(snap, route)
-            prompt = estimate_tokens(
-                body.get("messages") or body.get("prompt") or body.get("input") or ""
-            )
-            n = body.get("n")
-            choices = n if isinstance(n, int) else 1
-            max_cost = worst.cost(prompt, (adm.max_output or 0) * choices) if worst else 0.0
+            prices, unknown = self._prices(snap, workspace_id, route)
+            if unknown is not None:
+                raise PermissionDenied(
+                    f"the price of model '{unknown}' is unknown, so the budget of "
+                    f"{_who(budgets[0].scope)} cannot be kept; a platform administrator "
+                    "must add it to the price table (at 0 to mark it free)",
+                    param="model",
+                    code="model_price_unknown",
+                )
+            max_cost = max((pr.cost(prompt, output) for pr in prices), default=0.0)
             for p in budgets:
                 period = p.limits.budget_period
                 reservations.append(
@@ -239,10 +279,13 @@ class Governor:
                 )
         if not windows and not reservations:
             return
+        admitted_at = time.time()
         refusal = await self.counters.admit([w for w, _ in windows], reservations)
         # (a refusal changed nothing: there is nothing to give back)
         if refusal is None:
+            adm.admitted_at = admitted_at
             adm.reserved = [(r.key, r.amount, r.ttl) for r in reservations]
+            adm.tokens_reserved = [(w.key, w.amount, w.seconds) for w in tpm]
             return
         if refusal.window is not None:
             raise RateLimited(windows[refusal.window][1], retry_after=refusal.retry_after)
@@ -260,14 +303,68 @@ class Governor:
         cost = adm.cost or 0.0
         reserved, adm.reserved = adm.reserved, []
         adjustments = [(key, cost - amount, ttl) for key, amount, ttl in reserved if cost != amount]
-        additions = []
-        if adm.cost is not None and adm.tokens:
-            additions = [(p.tpm_key, float(adm.tokens), 60.0) for p in adm.scopes if p.limits.tpm]
-        if adjustments or additions:
-            await self.counters.settle(adjustments, additions)
+        used = float(adm.tokens) if adm.cost is not None else 0.0
+        windows = [
+            (key, used - amount, s) for key, amount, s in adm.tokens_reserved if used != amount
+        ]
+        adm.tokens_reserved = []
+        if adjustments or windows:
+            await self.counters.settle(adjustments, windows, adm.admitted_at)
 
     async def spent(self, scope: str, period: str) -> float:
+        """What the counters hold for `scope`'s budget now: the ledger plus reservations
+        in flight."""
         return await self.counters.spent(self.budget_key(scope, period))
+
+    def ledger_seeds(
+        self, snap: Snapshot, spend: Iterable[tuple[str, str, str, float]], period: str
+    ) -> list[tuple[str, float, float]]:
+        """The budget counters of `period` as the ledger has them: `spend` is the
+        ledger's (workspace, key, end user, USD) sums over the current period."""
+        totals: dict[str, float] = {}
+        for workspace_id, key_id, end_user, usd in spend:
+            for scope in scopes_for(workspace_id, key_id, end_user):
+                totals[scope] = totals.get(scope, 0.0) + usd
+        ttl = _PERIOD_TTL.get(period, _PERIOD_TTL["month"])
+        return [
+            (self.budget_key(scope, period), totals.get(scope, 0.0), ttl)
+            for scope, lim in snap.limits.items()
+            if lim.budget_usd is not None and lim.budget_period == period
+        ]
+
+
+def worst_case_tokens(body: dict[str, Any], max_output: int) -> tuple[int, int]:
+    """Prompt and output tokens a request can use at most: the prompt estimate covers the
+    whole body (messages, every prompt of a list, tools, response format); the output is
+    the cap times the choices (`n`, `best_of`) times the prompts of a completions list."""
+    prompt = estimate_tokens(body)
+    choices = max(_count(body.get("n")), _count(body.get("best_of")))
+    prompts = body.get("prompt")
+    if isinstance(prompts, list) and prompts and not isinstance(prompts[0], int):
+        choices *= len(prompts)  # a list of strings (or of token lists): one each
+    return prompt, max_output * choices
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 1 else 1
+
+
+def _reachable(snap: Snapshot, workspace_id: str, route: RouteSpec) -> list[Deployment]:
+    """The deployments of the route and of the fallbacks it can reach (depth 3, as the
+    executor follows them)."""
+    seen, found, frontier = {route.name}, list(route.deployments), [route]
+    for _ in range(3):
+        nxt = []
+        for r in frontier:
+            for names in r.fallbacks.values():
+                for name in names:
+                    target = snap.route(workspace_id, name)
+                    if target is not None and target.name not in seen:
+                        seen.add(target.name)
+                        found += target.deployments
+                        nxt.append(target)
+        frontier = nxt
+    return found
 
 
 def _who(scope: str) -> str:

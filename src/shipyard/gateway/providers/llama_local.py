@@ -16,6 +16,7 @@ from typing import Any
 from shipyard.errors import ErrorClass, UpstreamError
 from shipyard.gateway.config.specs import Deployment, ProviderSpec
 from shipyard.gateway.providers.base import ProviderBase
+from shipyard.gateway.providers.llama_worker import tokens_in
 from shipyard.plugins import CHAT, COMPLETIONS, STREAMING, TOOLS
 
 Body = dict[str, Any]
@@ -56,7 +57,8 @@ class LlamaLocal(ProviderBase):
                 if self._model is None:
                     if not self._path or not os.path.isfile(self._path):
                         raise UpstreamError(
-                            f"model file not found: {self._path!r}",
+                            # the path is the operator's business, not the caller's
+                            f"provider '{self.spec.name}': its model file is missing",
                             error_class=ErrorClass.server_error,
                         )
                     from llama_cpp import Llama
@@ -158,12 +160,14 @@ class LlamaLocal(ProviderBase):
                             break
                         if started_tokens is None:
                             started_tokens = llama.n_tokens
-                        count += 1
+                        count += tokens_in(chunk)
                         loop.call_soon_threadsafe(queue.put_nowait, ("chunk", chunk))
                     close = getattr(chunks, "close", None)
                     if close is not None:
                         close()
-                    prompt = max(0, (started_tokens or llama.n_tokens) - 1)
+                    prompt = (
+                        started_tokens or llama.n_tokens
+                    )  # the prompt, evaluated before the first token
                 loop.call_soon_threadsafe(queue.put_nowait, ("end", (prompt, count)))
             except UpstreamError as exc:
                 loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))

@@ -41,12 +41,12 @@ def _serve(
                     break
                 if started is None:
                     started = model.n_tokens
-                count += 1
+                count += tokens_in(chunk)
                 conn.send(("chunk", chunk))
             close = getattr(chunks, "close", None)
             if close is not None:
                 close()
-            conn.send(("done", (max(0, (started or model.n_tokens) - 1), count)))
+            conn.send(("done", (started or model.n_tokens, count)))  # prompt evaluated first
         except ValueError as exc:
             cls = "context_length" if "context" in str(exc) else "bad_request"
             conn.send(("error", (cls, str(exc)[:300])))
@@ -123,3 +123,12 @@ class LlamaWorker:
             self._proc.terminate()
             self._proc.join(timeout=5)
         self._proc = None
+
+
+def tokens_in(chunk: dict[str, Any]) -> int:
+    """llama.cpp streams one generated token per chunk that carries text; the first
+    (the role) and the last (the finish reason) carry none."""
+    choices = chunk.get("choices") or [{}]
+    choice = choices[0]
+    text = choice.get("text") or (choice.get("delta") or {}).get("content")
+    return 1 if text else 0
