@@ -111,11 +111,11 @@ def test_budget_race_never_overspends(replicas: tuple[Env, list[str]]) -> None:
         _wait_limits(env, url)
     results = asyncio.run(_burst(urls, key, 200, body))
     assert results[200] == 20 and results[429] == 180, results
+    for app in _apps:  # each replica writes its own records (the ledger)
+        app.state.platform.gateway.records.flush()
     limits = env.admin.get("/api/gateway/limits").json()
     mine = next(lim for lim in limits if lim["scope"] == f"key:{key_id}")
     assert mine["spent_usd"] == pytest.approx(20 * PER_CALL)
-    for app in _apps:  # each replica writes its own records
-        app.state.platform.gateway.records.flush()
     records = env.records(key_id=key_id, limit=1000)
     assert sum(r["cost_usd"] for r in records) == pytest.approx(20 * PER_CALL)
     assert Counter(r["status"] for r in records) == {200: 20, 429: 180}
