@@ -256,3 +256,42 @@ def test_a_semantic_cache_embedding_is_budgeted_and_recorded(env: Env) -> None:
     embed = next(r for r in records if r["api"] == "embeddings")
     assert embed["route"] == "embedder" and embed["cost_usd"] > 0
     assert _spent(env, key_id) == pytest.approx(sum(r["cost_usd"] for r in records))
+
+
+def test_counting_a_prompt_of_odd_shapes_never_raises() -> None:
+    """The stream clean-up counts the prompt when a provider reports no usage: parts
+    whose `text` is not a string (or messages that are not objects) must not make it
+    raise before settlement."""
+    from shipyard.gateway.core.service import _count_prompt
+
+    body = {
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": 5}, {"type": "text"}]},
+            {"role": "user", "content": [{"type": "text", "text": "real words"}]},
+            "not a message",
+        ],
+        "prompt": ["a", 3],
+        "input": [None],
+    }
+    assert _count_prompt(body) > 0
+
+
+def test_a_stream_without_usage_settles_and_is_recorded(env: Env) -> None:
+    env.provider(allow_internal=True)
+    _priced(env)
+    env.upstream.then("no_usage")
+    key, key_id = env.key("streamer", budget_usd=10 * PER_CALL)
+    with httpx.stream(
+        "POST",
+        env.url + "/v1/chat/completions",
+        json={"model": "pricey", "messages": MSG, "max_tokens": 5, "stream": True},
+        headers={"Authorization": f"Bearer {key}"},
+    ) as r:
+        assert r.status_code == 200
+        body = r.read()
+    assert body.endswith(b"data: [DONE]\n\n")
+    (rec,) = env.records(key_id=key_id)
+    assert rec["status"] == 200 and rec["completion_tokens"] > 0
+    assert _spent(env, key_id) == pytest.approx(rec["cost_usd"])
+    # the reservation was reconciled: the rest of the budget is still there
+    assert all(_chat(env, key).status_code == 200 for _ in range(8))
