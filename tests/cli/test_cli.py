@@ -63,6 +63,32 @@ def test_key_user_workspace_and_audit_commands(sqlite_client: TestClient) -> Non
         assert "keys.revoke" in tail.output and "users.create" in tail.output
 
 
+def test_platform_admin_commands(sqlite_client: TestClient) -> None:
+    key = sqlite_client.headers["Authorization"].split(" ", 1)[1]
+    with live_server(sqlite_client.app) as url:
+        auth = ["--url", url, "--key", key]
+        pw = ["--password", "Sturdy-Passphrase-42"]
+        made = runner.invoke(app, ["users", "create", "ops@example.com", *pw, *auth])
+        assert made.exit_code == 0, made.output
+        granted = runner.invoke(
+            app, ["users", "update", "ops@example.com", "--platform-admin", *auth]
+        )
+        assert granted.exit_code == 0 and "platform administrator yes" in granted.output
+        minted = runner.invoke(
+            app, ["keys", "create", "ops", "--role", "owner", "--platform-admin", *auth]
+        )
+        assert minted.exit_code == 0 and "platform administrator" in minted.output
+        plain = runner.invoke(app, ["keys", "create", "own", "--role", "owner", *auth])
+        owner = ["--url", url, "--key", plain.output.strip().splitlines()[-1]]
+        refused = runner.invoke(app, ["keys", "create", "up", "--platform-admin", *owner])
+        assert refused.exit_code == 1 and "403" in refused.output
+        refused = runner.invoke(app, ["users", "update", "ops@example.com", "--deactivate", *owner])
+        assert refused.exit_code == 1 and "platform administrator" in refused.output
+        off = runner.invoke(app, ["users", "update", "ops@example.com", "--deactivate", *auth])
+        assert off.exit_code == 0 and "deactivated" in off.output
+        assert runner.invoke(app, ["users", "update", "ops@example.com", *auth]).exit_code == 2
+
+
 def test_cli_reads_the_saved_credential(sqlite_client: TestClient, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     settings = sqlite_client.app.state.platform.settings
     port = free_port()

@@ -18,13 +18,15 @@ from aiohttp import web
 
 @dataclass
 class Step:
-    kind: str = "ok"  # ok | status | hang | slow | truncated | malformed | no_usage
+    # ok | status | raw | redirect | hang | slow | truncated | malformed | no_usage
+    kind: str = "ok"
     status: int = 200
     retry_after: str | None = None
     delay: float = 0.0
     content: str | None = None
     tool_call: dict[str, Any] | None = None
-    message: str = "scripted failure"
+    message: str = "scripted failure"  # for raw: the whole (text/plain) body
+    location: str = ""  # for redirect
 
 
 @dataclass
@@ -110,6 +112,10 @@ class FakeUpstream:
                 }
             }
             return web.json_response(body, status=step.status, headers=headers)
+        if step.kind == "raw":
+            return web.Response(text=step.message, status=step.status, content_type="text/plain")
+        if step.kind == "redirect":
+            return web.Response(status=step.status, headers={"Location": step.location})
         if step.kind == "hang":
             await asyncio.sleep(step.delay or 30)
         if step.kind == "malformed":

@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
-from shipyard.identity.roles import Role
+from shipyard.identity.roles import PLATFORM, Role
 from tests.conftest import as_key, key_for
 
 PUBLIC = {"/healthz", "/readyz", "/login", "/static"}
@@ -105,6 +105,27 @@ def test_roles_below_the_requirement_get_403(sqlite_client: TestClient) -> None:
             assert perm in r.json()["detail"]
             denied += 1
     assert denied >= 30
+
+
+def test_platform_routes_refuse_every_workspace_role(sqlite_client: TestClient) -> None:
+    """A permission granted to PLATFORM is held by no workspace role, owner included:
+    only the platform-admin flag opens it."""
+    keys = {role: key_for(sqlite_client, role.value) for role in Role}  # none has the flag
+    grants = sqlite_client.app.state.platform.grants  # type: ignore[attr-defined]
+    anonymous = TestClient(sqlite_client.app, base_url="http://localhost")
+    checked = set()
+    for method, path, route in endpoints(sqlite_client.app):
+        kind, perm = declared(route)
+        if kind == "public" or not grants[perm] <= PLATFORM:
+            continue
+        for role, key in keys.items():
+            r = anonymous.request(
+                method, concrete(path), headers=as_key(key), json={} if method != "GET" else None
+            )
+            assert r.status_code == 403, f"{role.value} on {method} {path}: {r.status_code}"
+            assert perm in r.json()["detail"] and "platform administrator" in r.json()["detail"]
+        checked.add(route.name)
+    assert {"workspaces.create", "users.update_account"} <= checked
 
 
 def test_browsers_are_sent_to_the_login_page(sqlite_client: TestClient) -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from shipyard.capability import Capability
-from shipyard.identity.roles import ADMINS
+from shipyard.identity.roles import ADMINS, PLATFORM
 
 CAPABILITY = Capability(
     name="audit",
     order=20,
-    permissions={"audit:read": ADMINS},
+    permissions={
+        "audit:read": ADMINS,
+        "audit:unscoped": PLATFORM,  # also entries of no workspace (anonymous denials...)
+    },
     routers=("shipyard.audit.router:router",),
     cli=(("audit", "shipyard.cli.audit:app"),),
 )

@@ -14,7 +14,6 @@ from shipyard.audit import service
 from shipyard.audit.models import AuditEvent
 from shipyard.audit.schemas import AuditEventPublic
 from shipyard.http.deps import Authorized, Ctx
-from shipyard.identity.roles import Role
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
 
@@ -42,7 +41,7 @@ def _query(
         until=until,
         before_id=before_id,
         limit=limit,
-        include_unscoped=ctx.actor.role is Role.owner,
+        include_unscoped=ctx.actor.can("audit:unscoped"),
     )
 
 

@@ -97,7 +97,7 @@ class AuditQuery:
     until: datetime | None = None
     before_id: int | None = None
     limit: int = 100
-    include_unscoped: bool = False  # org-level entries (anonymous denials); owners only
+    include_unscoped: bool = False  # entries of no workspace; platform admins only
 
 
 def _select(q: AuditQuery) -> Select[AuditEvent]:

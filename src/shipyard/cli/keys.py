@@ -30,6 +30,9 @@ def create(
     name: str,
     role: Annotated[str, typer.Option(help="app, viewer, developer, admin or owner")] = "app",
     expires_in_days: Annotated[int | None, typer.Option(min=1, max=3650)] = None,
+    platform_admin: Annotated[
+        bool, typer.Option(help="A platform administrator's key (needs one to mint it).")
+    ] = False,
     url: UrlOpt = None,
     key: KeyOpt = None,
 ) -> None:
@@ -38,9 +41,10 @@ def create(
 
     expires = utcnow() + timedelta(days=expires_in_days) if expires_in_days else None
     with client(url, key) as c:
-        created = c.keys.create(name, role=role, expires_at=expires)
+        created = c.keys.create(name, role=role, expires_at=expires, platform_admin=platform_admin)
+    extra = ", platform administrator" if created.platform_admin else ""
     console.print(
-        f"created key [bold]{created.name}[/bold] ({created.id}), role {created.role.value}"
+        f"created key [bold]{created.name}[/bold] ({created.id}), role {created.role.value}{extra}"
     )
     console.print("Copy it now, it is shown once:")
     print(created.key)

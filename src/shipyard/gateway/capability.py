@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from starlette.types import ASGIApp
 
 from shipyard.capability import Capability
-from shipyard.identity.roles import ADMINS, CALLERS, HUMAN, OWNER
+from shipyard.identity.roles import ADMINS, CALLERS, HUMAN, PLATFORM
 
 if TYPE_CHECKING:
     from shipyard.gateway.core.service import Gateway
@@ -65,7 +65,11 @@ CAPABILITY = Capability(
         "gateway:call": CALLERS,
         "gateway:read": HUMAN,
         "gateway:manage": ADMINS,
-        "gateway:prices": OWNER,  # prices are shared by every workspace
+        # instance-wide: the price table is shared by every workspace; internal
+        # addresses, files on the server's disk and the litellm library (the host's
+        # environment) reach beyond any workspace
+        "gateway:prices": PLATFORM,
+        "gateway:internal": PLATFORM,
     },
     routers=("shipyard.gateway.api.admin:router",),
     pages=("shipyard.gateway.api.pages:router",),

@@ -19,6 +19,7 @@ from shipyard.audit.service import Entry, record
 from shipyard.errors import PermissionDenied, Unauthenticated
 from shipyard.http.problems import SAFE_METHODS
 from shipyard.identity.actor import Actor
+from shipyard.identity.roles import PLATFORM
 
 if TYPE_CHECKING:
     from shipyard.platform import Platform
@@ -98,11 +99,18 @@ def Authorized(permission: str) -> Any:  # noqa: N802 - reads like a type in sig
         actor = resolve_actor(request, platform)
         request.state.actor = actor
         if not actor.can(permission):
-            raise PermissionDenied(f"the {actor.role.value} role does not grant '{permission}'")
+            raise PermissionDenied(_refusal(actor, permission))
         return Ctx(request=request, actor=actor, platform=platform, permission=permission)
 
     dependency.shipyard_permission = permission  # type: ignore[attr-defined]  # a marker the route sweep reads
     return Depends(dependency)
+
+
+def _refusal(actor: Actor, permission: str) -> str:
+    roles = actor.grants.get(permission, frozenset())
+    if roles and roles <= PLATFORM:
+        return f"'{permission}' needs a platform administrator"
+    return f"the {actor.role.value} role does not grant '{permission}'"
 
 
 def Public() -> Any:  # noqa: N802

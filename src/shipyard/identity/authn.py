@@ -110,6 +110,7 @@ class KeyAuthenticator:
                 workspace_id=row.workspace_id,
                 role=Role(row.role),
                 grants=self._grants,
+                platform_admin=row.platform_admin,  # fixed at minting: safe to cache
             ),
             expires_at=row.expires_at,
             revoked=row.revoked_at is not None,
@@ -163,6 +164,7 @@ class SessionAuthenticator:
                 role=Role(member.role),
                 csrf_token=row.csrf_token,
                 grants=self._grants,
+                platform_admin=user.is_platform_admin,  # read per request: revocable at once
             )
 
     def switch_workspace(self, token: str, workspace_id: str) -> None:

@@ -1,5 +1,6 @@
 """First start: create the organization, the default workspace, the admin user and an
-admin key; save the key for the CLI in a 0600 file. Runs once, when no user exists."""
+admin key, both owners and platform administrators; save the key for the CLI in a 0600
+file. Runs once, when no user exists."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import orjson
 from sqlalchemy import func, select
 
+from shipyard.audit import service as audit
 from shipyard.errors import ConfigError, InvalidInput
 from shipyard.identity import service
 from shipyard.identity.credentials import check_password_strength, generate_password
@@ -39,16 +41,35 @@ def bootstrap(db: Database, settings: Settings) -> FirstStart | None:
             return None
         ws = service.create_workspace(s, slug="default", name="Default")
         password = given or generate_password()
-        service.create_user(
+        admin = service.create_user(
             s,
+            actor=None,
             email=settings.admin_email,
             password=password,
             name="Administrator",
             workspace_id=ws.id,
             role=Role.owner,
+            platform_admin=True,
         )
-        _, key = service.create_key(
-            s, actor=None, workspace_id=ws.id, name="admin (bootstrap)", role=Role.owner
+        row, key = service.create_key(
+            s,
+            actor=None,
+            workspace_id=ws.id,
+            name="admin (bootstrap)",
+            role=Role.owner,
+            platform_admin=True,
+        )
+        audit.record(
+            s,
+            audit.Entry(
+                actor="bootstrap",
+                actor_kind="system",
+                action="platform.bootstrap",
+                outcome="success",
+                status=200,
+                target=f"user:{admin.email},key:{row.id}",
+                detail="role=owner platform_admin=true",
+            ),
         )
     url = f"http://{settings.host}:{settings.port}"
     path = save_credentials(settings.credentials_path, url=url, api_key=key)

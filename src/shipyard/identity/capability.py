@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from shipyard.capability import Capability
-from shipyard.identity.roles import ADMINS, HUMAN, OWNER, Role
+from shipyard.identity.roles import ADMINS, HUMAN, OWNER, PLATFORM, Role
 
 if TYPE_CHECKING:
     from shipyard.identity.revocations import KeyRevocations
@@ -24,11 +24,15 @@ CAPABILITY = Capability(
     permissions={
         "me:read": HUMAN | {Role.app},
         "workspaces:read": HUMAN,
-        "workspaces:manage": OWNER,
+        # workspaces are the unit the instance is shared out in (the one slug namespace,
+        # the instance's models, storage and, per workspace, budgets): creating them is
+        # the platform's, not any workspace owner's
+        "workspaces:manage": PLATFORM,
         "members:read": ADMINS,
         "members:manage": ADMINS,
         "users:read": ADMINS,
-        "users:manage": OWNER,
+        "users:manage": OWNER,  # a new account, a member of the creator's workspace only
+        "platform:users": PLATFORM,  # the platform-admin flag, deactivating an account
         "keys:read": ADMINS,
         "keys:manage": ADMINS,
     },

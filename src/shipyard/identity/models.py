@@ -44,6 +44,8 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     password_hash: Mapped[str] = mapped_column(String(200))
     is_active: Mapped[bool] = mapped_column(default=True)
+    # holds the instance-wide permissions (roles.PLATFORM); granted by a platform admin
+    is_platform_admin: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -67,6 +69,7 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(200))
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
     role: Mapped[str] = mapped_column(String(16))
+    platform_admin: Mapped[bool] = mapped_column(default=False)  # set when minted, never after
     created_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

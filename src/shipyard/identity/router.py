@@ -7,9 +7,11 @@ from fastapi import APIRouter, Response
 from shipyard.errors import InvalidInput
 from shipyard.http.deps import Authorized, Ctx
 from shipyard.identity import service
-from shipyard.identity.models import ApiKey, Workspace
+from shipyard.identity.models import ApiKey, User, Workspace
 from shipyard.identity.roles import Role
 from shipyard.identity.schemas import (
+    AccountPublic,
+    AccountUpdate,
     KeyCreate,
     KeyCreated,
     KeyPublic,
@@ -41,6 +43,7 @@ def _key(row: ApiKey) -> dict[str, object]:
         "kid": row.kid,
         "name": row.name,
         "role": row.role,
+        "platform_admin": row.platform_admin,
         "workspace_id": row.workspace_id,
         "created_by": row.created_by,
         "created_at": row.created_at,
@@ -56,7 +59,12 @@ def read_me(ctx: Ctx = Authorized("me:read")) -> MePublic:
         envs = service.environments(tx.session, workspace_id=ws.id)
     a = ctx.actor
     return MePublic(
-        kind=a.kind, id=a.id, label=a.label, role=a.role, workspace=_ws(ws, a.role, envs)
+        kind=a.kind,
+        id=a.id,
+        label=a.label,
+        role=a.role,
+        platform_admin=a.platform_admin,
+        workspace=_ws(ws, a.role, envs),
     )
 
 
@@ -86,17 +94,19 @@ def create_workspace(
 def list_users(ctx: Ctx = Authorized("users:read")) -> list[UserPublic]:
     with ctx.tx() as tx:
         rows = service.list_users(tx.session, workspace_id=ctx.workspace_id)
-    return [
-        UserPublic(
-            id=u.id,
-            email=u.email,
-            name=u.name,
-            role=Role(r),
-            is_active=u.is_active,
-            created_at=u.created_at,
-        )
-        for u, r in rows
-    ]
+    return [_user(u, r) for u, r in rows]
+
+
+def _user(u: User, role: str) -> UserPublic:
+    return UserPublic(
+        id=u.id,
+        email=u.email,
+        name=u.name,
+        role=Role(role),
+        is_active=u.is_active,
+        platform_admin=u.is_platform_admin,
+        created_at=u.created_at,
+    )
 
 
 @router.post("/users", status_code=201, name="users.create")
@@ -106,19 +116,43 @@ def create_user(body: UserCreate, ctx: Ctx = Authorized("users:manage")) -> User
     with ctx.tx() as tx:
         user = service.create_user(
             tx.session,
+            actor=ctx.actor,
             email=body.email,
             password=body.password,
             name=body.name,
             workspace_id=ctx.workspace_id,
             role=body.role,
+            platform_admin=body.platform_admin,
         )
         tx.target = f"user:{user.email}"
-    return UserPublic(
+        tx.detail = f"role={body.role.value} platform_admin={str(body.platform_admin).lower()}"
+    return _user(user, body.role)
+
+
+@router.patch("/users/{user_id}", name="users.update_account")
+def update_account(
+    user_id: str, body: AccountUpdate, ctx: Ctx = Authorized("platform:users")
+) -> AccountPublic:
+    """Instance-wide: grant or take back platform administration, deactivate or
+    reactivate an account (in every workspace). `user_id` may be an e-mail."""
+    with ctx.tx(target=f"user:{user_id}") as tx:
+        user = service.update_account(
+            tx.session,
+            actor=ctx.actor,
+            ref=user_id,
+            platform_admin=body.platform_admin,
+            is_active=body.is_active,
+        )
+        tx.target = f"user:{user.email}"
+        tx.detail = " ".join(
+            f"{k}={str(v).lower()}" for k, v in body.model_dump(exclude_none=True).items()
+        )
+    return AccountPublic(
         id=user.id,
         email=user.email,
         name=user.name,
-        role=body.role,
         is_active=user.is_active,
+        platform_admin=user.is_platform_admin,
         created_at=user.created_at,
     )
 
@@ -142,7 +176,9 @@ def update_membership(
 @router.delete("/users/{user_id}/membership", status_code=204, name="members.remove")
 def remove_membership(user_id: str, ctx: Ctx = Authorized("members:manage")) -> Response:
     with ctx.tx(target=f"user:{user_id}") as tx:
-        service.remove_membership(tx.session, user_id=user_id, workspace_id=ctx.workspace_id)
+        service.remove_membership(
+            tx.session, actor=ctx.actor, user_id=user_id, workspace_id=ctx.workspace_id
+        )
     return Response(status_code=204)
 
 
@@ -165,15 +201,18 @@ def create_key(body: KeyCreate, ctx: Ctx = Authorized("keys:manage")) -> KeyCrea
             name=body.name,
             role=body.role,
             expires_at=body.expires_at,
+            platform_admin=body.platform_admin,
         )
         tx.target = f"key:{row.id}"
-        tx.detail = f"role={row.role}"
+        tx.detail = f"role={row.role} platform_admin={str(row.platform_admin).lower()}"
     return KeyCreated.model_validate({**_key(row), "key": full})
 
 
 @router.delete("/keys/{key_id}", name="keys.revoke")
 def revoke_key(key_id: str, ctx: Ctx = Authorized("keys:manage")) -> KeyPublic:
     with ctx.tx(target=f"key:{key_id}") as tx:
-        row = service.revoke_key(tx.session, workspace_id=ctx.workspace_id, key_id=key_id)
+        row = service.revoke_key(
+            tx.session, actor=ctx.actor, workspace_id=ctx.workspace_id, key_id=key_id
+        )
     ctx.platform.keys.revoked(row.kid)
     return KeyPublic.model_validate(_key(row))

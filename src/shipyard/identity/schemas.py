@@ -32,6 +32,7 @@ class MePublic(BaseModel):
     id: str
     label: str
     role: Role
+    platform_admin: bool = False
     workspace: WorkspacePublic
 
 
@@ -40,6 +41,14 @@ class UserCreate(Strict):
     password: str = Field(min_length=1, max_length=256)
     name: str = Field(default="", max_length=200)
     role: Role = Role.developer
+    platform_admin: bool = False  # only a platform administrator may set it
+
+
+class AccountUpdate(Strict):
+    """Instance-wide changes to a user account (platform administrators only)."""
+
+    platform_admin: bool | None = None
+    is_active: bool | None = None
 
 
 class MemberUpdate(Strict):
@@ -52,6 +61,16 @@ class UserPublic(BaseModel):
     name: str
     role: Role
     is_active: bool
+    platform_admin: bool = False
+    created_at: datetime
+
+
+class AccountPublic(BaseModel):
+    id: str
+    email: str
+    name: str
+    is_active: bool
+    platform_admin: bool
     created_at: datetime
 
 
@@ -59,6 +78,7 @@ class KeyCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
     role: Role = Role.app
     expires_at: datetime | None = None
+    platform_admin: bool = False  # only a platform administrator may set it
 
 
 class KeyPublic(BaseModel):
@@ -66,6 +86,7 @@ class KeyPublic(BaseModel):
     kid: str
     name: str
     role: Role
+    platform_admin: bool = False
     workspace_id: str
     created_by: str | None
     created_at: datetime

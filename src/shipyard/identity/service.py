@@ -7,7 +7,7 @@ import functools
 import re
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from shipyard.errors import Conflict, InvalidInput, NotFound, PermissionDenied, Unauthenticated
@@ -22,12 +22,13 @@ from shipyard.identity.models import (
     DEFAULT_ENVIRONMENTS,
     ApiKey,
     Environment,
+    LoginSession,
     Membership,
     Organization,
     User,
     Workspace,
 )
-from shipyard.identity.roles import Role, can_grant
+from shipyard.identity.roles import RANK, Role, can_grant
 from shipyard.store import new_id, utcnow
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -112,20 +113,91 @@ def environments(s: Session, *, workspace_id: str) -> list[str]:
 
 
 def create_user(
-    s: Session, *, email: str, password: str, name: str = "", workspace_id: str, role: Role
+    s: Session,
+    *,
+    actor: Actor | None,
+    email: str,
+    password: str,
+    name: str = "",
+    workspace_id: str,
+    role: Role,
+    platform_admin: bool = False,
 ) -> User:
+    """Create a user with a membership in `workspace_id`; `actor` None is the system
+    (the first start)."""
+    if platform_admin:
+        _may_grant_platform(actor)
     email = email.strip().lower()
     if not EMAIL.match(email):
         raise InvalidInput("email: not an e-mail address")
     check_password_strength(password)
     if s.scalars(select(User).where(User.email == email)).first() is not None:
         raise Conflict(f"a user with e-mail '{email}' already exists")
-    user = User(id=new_id("usr"), email=email, name=name, password_hash=hash_password(password))
+    user = User(
+        id=new_id("usr"),
+        email=email,
+        name=name,
+        password_hash=hash_password(password),
+        is_platform_admin=platform_admin,
+    )
     s.add(user)
     s.flush()
     s.add(Membership(user_id=user.id, workspace_id=workspace_id, role=role.value))
     s.flush()
     return user
+
+
+def get_user(s: Session, *, ref: str) -> User:
+    """A user by id or e-mail."""
+    user = s.get(User, ref) or s.scalars(select(User).where(User.email == ref.lower())).first()
+    if user is None:
+        raise NotFound(f"user '{ref}' not found")
+    return user
+
+
+def update_account(
+    s: Session,
+    *,
+    actor: Actor,
+    ref: str,
+    platform_admin: bool | None = None,
+    is_active: bool | None = None,
+) -> User:
+    """Instance-wide changes to an account (every workspace it belongs to sees them):
+    the platform-admin flag, and deactivation. Platform administrators only; the
+    instance keeps at least one active platform-admin user."""
+    _may_grant_platform(actor)
+    user = get_user(s, ref=ref)
+    if (
+        user.is_platform_admin
+        and user.is_active
+        and (platform_admin is False or is_active is False)
+    ):
+        others = s.scalar(
+            select(func.count())
+            .select_from(User)
+            .where(User.is_platform_admin.is_(True), User.is_active.is_(True), User.id != user.id)
+        )
+        if not others:
+            raise Conflict(
+                f"'{user.email}' is the last active platform administrator: "
+                "make another user one first",
+                code="last_platform_admin",
+            )
+    if platform_admin is not None:
+        user.is_platform_admin = platform_admin
+    if is_active is not None:
+        user.is_active = is_active
+        if not is_active:
+            s.execute(delete(LoginSession).where(LoginSession.user_id == user.id))
+    s.flush()
+    return user
+
+
+def _may_grant_platform(actor: Actor | None) -> None:
+    """Only a platform administrator hands out (or takes back) the flag."""
+    if actor is not None and not actor.platform_admin:
+        raise PermissionDenied("only a platform administrator can grant platform administration")
 
 
 def list_users(s: Session, *, workspace_id: str) -> list[tuple[User, str]]:
@@ -152,32 +224,49 @@ def set_membership(
         member = Membership(user_id=user_id, workspace_id=workspace_id, role=role.value)
         s.add(member)
     else:
-        _keep_an_owner(s, workspace_id=workspace_id, leaving=user_id, new_role=role)
+        _may_change(actor, member, "change the role of")
+        _keep_an_owner(s, member=member, new_role=role)
         member.role = role.value
     s.flush()
     return member
 
 
-def remove_membership(s: Session, *, user_id: str, workspace_id: str) -> None:
+def remove_membership(s: Session, *, actor: Actor, user_id: str, workspace_id: str) -> None:
     member = s.get(Membership, (user_id, workspace_id))
     if member is None:
         raise NotFound(f"user '{user_id}' is not a member of this workspace")
-    _keep_an_owner(s, workspace_id=workspace_id, leaving=user_id, new_role=None)
+    _may_change(actor, member, "remove")
+    _keep_an_owner(s, member=member, new_role=None)
     s.delete(member)
     s.flush()
 
 
-def _keep_an_owner(s: Session, *, workspace_id: str, leaving: str, new_role: Role | None) -> None:
-    member = s.get(Membership, (leaving, workspace_id))
-    if member is None or member.role != Role.owner.value or new_role is Role.owner:
+def _may_change(actor: Actor, member: Membership, verb: str) -> None:
+    """Nobody changes or removes a member at or above their own rank (an admin cannot
+    demote an owner or another admin), except themselves (stepping down) and platform
+    administrators (the way back into a workspace whose owners are gone)."""
+    if actor.platform_admin or (actor.kind == "user" and actor.id == member.user_id):
+        return
+    if RANK[Role(member.role)] >= RANK[actor.role]:
+        raise PermissionDenied(
+            f"a {actor.role.value} cannot {verb} a member who is {member.role}: "
+            "only a higher role can"
+        )
+
+
+def _keep_an_owner(s: Session, *, member: Membership, new_role: Role | None) -> None:
+    if member.role != Role.owner.value or new_role is Role.owner:
         return
     owners = s.scalar(
         select(func.count())
         .select_from(Membership)
-        .where(Membership.workspace_id == workspace_id, Membership.role == Role.owner.value)
+        .where(Membership.workspace_id == member.workspace_id, Membership.role == Role.owner.value)
     )
     if (owners or 0) <= 1:
-        raise Conflict("a workspace must keep at least one owner")
+        raise Conflict(
+            "this member is the workspace's last owner: make another member owner first",
+            code="last_owner",
+        )
 
 
 def login(s: Session, *, email: str, password: str) -> tuple[User, str]:
@@ -214,10 +303,14 @@ def create_key(
     name: str,
     role: Role,
     expires_at: datetime | None = None,
+    platform_admin: bool = False,
 ) -> tuple[ApiKey, str]:
-    """Create a key; return the row and the full key, which is never retrievable again."""
+    """Create a key; return the row and the full key, which is never retrievable again.
+    `actor` None is the system (the first start)."""
     if actor is not None and not can_grant(actor.role, role):
         raise PermissionDenied(f"a {actor.role.value} cannot create a key with role {role.value}")
+    if platform_admin:
+        _may_grant_platform(actor)
     if not name.strip():
         raise InvalidInput("name: must not be empty")
     if expires_at is not None and expires_at <= utcnow():
@@ -230,6 +323,7 @@ def create_key(
         name=name.strip(),
         workspace_id=workspace_id,
         role=role.value,
+        platform_admin=platform_admin,
         created_by=actor.ref if actor else "bootstrap",
         expires_at=expires_at,
     )
@@ -245,10 +339,18 @@ def list_keys(s: Session, *, workspace_id: str, include_revoked: bool = False) -
     return list(s.scalars(q.order_by(ApiKey.created_at.desc())))
 
 
-def revoke_key(s: Session, *, workspace_id: str, key_id: str) -> ApiKey:
+def revoke_key(s: Session, *, actor: Actor | None, workspace_id: str, key_id: str) -> ApiKey:
+    """Revoke a key. A key ranks like the role it carries: nobody revokes one above their
+    own role (an admin cannot revoke an owner's key) or, without the flag, a platform
+    administrator's. The same rank may (an admin cleans up a leaked admin key)."""
     row = s.get(ApiKey, key_id)
     if row is None or row.workspace_id != workspace_id:
         raise NotFound(f"key '{key_id}' not found")
+    if actor is not None and not actor.platform_admin:
+        if row.platform_admin:
+            raise PermissionDenied("only a platform administrator can revoke this key")
+        if RANK[Role(row.role)] > RANK[actor.role]:
+            raise PermissionDenied(f"a {actor.role.value} cannot revoke a key with role {row.role}")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
     s.flush()

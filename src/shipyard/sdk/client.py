@@ -15,7 +15,14 @@ import orjson
 from pydantic import TypeAdapter
 
 from shipyard.audit.schemas import AuditEventPublic
-from shipyard.identity.schemas import KeyCreated, KeyPublic, MePublic, UserPublic, WorkspacePublic
+from shipyard.identity.schemas import (
+    AccountPublic,
+    KeyCreated,
+    KeyPublic,
+    MePublic,
+    UserPublic,
+    WorkspacePublic,
+)
 
 T = TypeVar("T")
 
@@ -72,9 +79,27 @@ class Users:
     def list(self) -> Any:
         return self._run(Call("GET", "/api/users", _as(list[UserPublic])))
 
-    def create(self, email: str, password: str, *, name: str = "", role: str = "developer") -> Any:
-        body = {"email": email, "password": password, "name": name, "role": role}
+    def create(
+        self,
+        email: str,
+        password: str,
+        *,
+        name: str = "",
+        role: str = "developer",
+        platform_admin: bool = False,
+    ) -> Any:
+        body: dict[str, Any] = {"email": email, "password": password, "name": name, "role": role}
+        if platform_admin:
+            body["platform_admin"] = True
         return self._run(Call("POST", "/api/users", _as(UserPublic), json=body))
+
+    def update(
+        self, user: str, *, platform_admin: bool | None = None, is_active: bool | None = None
+    ) -> Any:
+        """Instance-wide account changes (platform administrators); `user` is an id or
+        an e-mail."""
+        body = _clean({"platform_admin": platform_admin, "is_active": is_active})
+        return self._run(Call("PATCH", f"/api/users/{user}", _as(AccountPublic), json=body))
 
     def set_role(self, user_id: str, role: str) -> Any:
         path = f"/api/users/{user_id}/membership"
@@ -92,12 +117,21 @@ class Keys:
         params = {"include_revoked": str(include_revoked).lower()}
         return self._run(Call("GET", "/api/keys", _as(list[KeyPublic]), params=params))
 
-    def create(self, name: str, *, role: str = "app", expires_at: datetime | None = None) -> Any:
-        body = {
+    def create(
+        self,
+        name: str,
+        *,
+        role: str = "app",
+        expires_at: datetime | None = None,
+        platform_admin: bool = False,
+    ) -> Any:
+        body: dict[str, Any] = {
             "name": name,
             "role": role,
             "expires_at": expires_at.isoformat() if expires_at else None,
         }
+        if platform_admin:
+            body["platform_admin"] = True
         return self._run(Call("POST", "/api/keys", _as(KeyCreated), json=body))
 
     def revoke(self, key_id: str) -> Any:

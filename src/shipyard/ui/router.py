@@ -164,6 +164,7 @@ def users_create(
         with ctx.tx() as tx:
             user = service.create_user(
                 tx.session,
+                actor=ctx.actor,
                 email=email,
                 password=password,
                 name=name,
@@ -222,7 +223,9 @@ def keys_revoke(key_id: str, ctx: Ctx = Authorized("keys:manage")) -> Response:
     error = None
     try:
         with ctx.tx(target=f"key:{key_id}") as tx:
-            row = service.revoke_key(tx.session, workspace_id=ctx.workspace_id, key_id=key_id)
+            row = service.revoke_key(
+                tx.session, actor=ctx.actor, workspace_id=ctx.workspace_id, key_id=key_id
+            )
         ctx.platform.keys.revoked(row.kid)
     except ShipyardError as exc:
         error = exc.detail
@@ -246,7 +249,7 @@ async def audit_page(
         action=action[:100] or None,
         outcome=outcome if outcome in ("success", "denied", "failed") else None,
         limit=200,
-        include_unscoped=ctx.actor.role is Role.owner,
+        include_unscoped=ctx.actor.can("audit:unscoped"),
     )
 
     def load() -> list[Any]:

@@ -27,7 +27,6 @@ from shipyard.gateway.config.schemas import (
 from shipyard.gateway.config.specs import Limits, RouteSpec
 from shipyard.gateway.tables import PriceRow, ProviderRow
 from shipyard.http.deps import Authorized, Ctx
-from shipyard.identity.roles import Role
 from shipyard.plugins import PROVIDERS
 from shipyard.store import utcnow
 
@@ -78,7 +77,7 @@ async def create_provider(
                 kinds=ctx.platform.plugins.names(PROVIDERS),
                 workspace_id=ctx.workspace_id,
                 body=body,
-                operator=ctx.actor.role is Role.owner,
+                platform=ctx.actor.can("gateway:internal"),
             )
             return _provider(row)
 
@@ -97,7 +96,7 @@ async def update_provider(
                 workspace_id=ctx.workspace_id,
                 name=name,
                 body=body,
-                operator=ctx.actor.role is Role.owner,
+                platform=ctx.actor.can("gateway:internal"),
             )
             return _provider(row)
 
@@ -307,10 +306,14 @@ def usage(
 
 @router.post("/import/litellm", name="gateway.import_litellm")
 async def import_litellm(
-    body: dict[str, object], dry_run: bool = False, ctx: Ctx = Authorized("gateway:manage")
+    body: dict[str, object],
+    dry_run: bool = False,
+    allow_internal: bool = False,
+    ctx: Ctx = Authorized("gateway:manage"),
 ) -> dict[str, object]:
     """Import a LiteLLM proxy config (parsed YAML as JSON; `os.environ/` resolved by the
-    caller). Existing providers with the same name are kept; routes are replaced."""
+    caller). Existing providers with the same name are kept; routes are replaced.
+    `allow_internal` sets it on every imported provider (platform administrators)."""
     from pydantic import ValidationError
 
     from shipyard.errors import InvalidInput
@@ -335,8 +338,8 @@ async def import_litellm(
                         box=ctx.platform.box,
                         kinds=ctx.platform.plugins.names(PROVIDERS),
                         workspace_id=ctx.workspace_id,
-                        body=p,
-                        operator=ctx.actor.role is Role.owner,
+                        body=p.model_copy(update={"allow_internal": allow_internal}),
+                        platform=ctx.actor.can("gateway:internal"),
                     )
             for r in imported.routes:
                 admin.put_route(tx.session, workspace_id=ctx.workspace_id, body=r)

@@ -17,7 +17,6 @@ from shipyard.gateway.config import manage as admin
 from shipyard.gateway.config.schemas import LimitsIn, ProviderCreate, RouteIn
 from shipyard.http.deps import Authorized, Ctx
 from shipyard.identity import service as identity
-from shipyard.identity.roles import Role
 from shipyard.plugins import PROVIDERS
 from shipyard.store import utcnow
 from shipyard.ui.router import _audit_ui_failure, render
@@ -125,7 +124,7 @@ async def providers_create(
                 kinds=ctx.platform.plugins.names(PROVIDERS),
                 workspace_id=ctx.workspace_id,
                 body=body,
-                operator=ctx.actor.role is Role.owner,
+                platform=ctx.actor.can("gateway:internal"),
             )
 
     error = await _attempt_and_reload(ctx, work)
