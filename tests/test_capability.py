@@ -79,7 +79,12 @@ def test_a_new_capability_plugs_in_without_edits(tmp_path: Path) -> None:
             with httpx.Client(base_url=url, headers=h, timeout=30) as admin:
                 admin.post(
                     "/api/gateway/providers",
-                    json={"name": "fake", "kind": "openai", "base_url": upstream.url},
+                    json={
+                        "name": "fake",
+                        "kind": "openai",
+                        "base_url": upstream.url,
+                        "allow_internal": True,  # loopback; the bootstrap key may
+                    },
                 ).raise_for_status()
                 admin.put(
                     "/api/gateway/routes/mini",

@@ -96,7 +96,13 @@ def test_limits_budgets_cache_and_revocation_hold_across_workers(
     with httpx.Client(base_url=url, headers=h, timeout=30) as admin:
         admin.post(
             "/api/gateway/providers",
-            json={"name": "fake", "kind": "openai", "base_url": upstream.url, "api_key": "sk-x"},
+            json={
+                "name": "fake",
+                "kind": "openai",
+                "base_url": upstream.url,
+                "api_key": "sk-x",
+                "allow_internal": True,  # loopback; the bootstrap key may
+            },
         ).raise_for_status()
         admin.put(
             "/api/gateway/routes/mini",

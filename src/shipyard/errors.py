@@ -23,6 +23,7 @@ the offending parameter, `retry_after` seconds for a `Retry-After` header.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 
@@ -166,13 +167,31 @@ class UpstreamError(ShipyardError):
             if self.upstream_status:
                 text += f" ({self.upstream_status})"
         else:
-            text = self.detail
-            for secret in secrets:
-                if secret and len(secret) >= 6:
-                    text = text.replace(secret, "[redacted]")
+            text = redact(self.detail, secrets)
         self.detail = text[:500]
         self.args = (self.detail,)
         return self
+
+
+REDACTED = "[redacted]"
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret (of 6 characters or more) replaced, and a piece of one
+    that an earlier cut left at the end of the text (or its tail at the start)."""
+    found = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+    for secret in found:  # longest first: one secret may contain another
+        text = text.replace(secret, REDACTED)
+    for secret in found:
+        for size in range(len(secret) - 1, 3, -1):
+            if text.endswith(secret[:size]):
+                text = text[:-size] + REDACTED
+                break
+        for size in range(len(secret) - 1, 3, -1):
+            if text.startswith(secret[-size:]):
+                text = REDACTED + text[size:]
+                break
+    return text
 
 
 def classify_status(status: int, message: str = "") -> ErrorClass:

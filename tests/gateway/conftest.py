@@ -1,5 +1,5 @@
 """Gateway fixtures: the real app on loopback (uvicorn), a scripted fake upstream, an
-admin client with the bootstrap owner key."""
+admin client with the bootstrap key (an owner and a platform administrator)."""
 
 from __future__ import annotations
 
@@ -44,6 +44,9 @@ class Env:
             "kind": kind,
             "base_url": base or self.upstream.url,
             "api_key": "sk-upstream-secret",
+            # the fake upstreams listen on loopback, an internal address: allowed per
+            # provider, by a platform administrator (the bootstrap key is one)
+            "allow_internal": True,
             **extra,
         }
         r = self.admin.post("/api/gateway/providers", json=body)

@@ -57,7 +57,9 @@ def test_import_with_the_cli(env: Env, tmp_path: Path, monkeypatch: pytest.Monke
     assert "would import 2 providers, 3 routes" in dry.output and "rpm" in dry.output
     assert env.admin.get("/api/gateway/providers").json() == []
 
-    done = runner.invoke(app, ["gateway", "import-litellm", str(path), *auth])
+    refused = runner.invoke(app, ["gateway", "import-litellm", str(path), *auth])
+    assert refused.exit_code != 0 and "allow_internal" in refused.output  # loopback
+    done = runner.invoke(app, ["gateway", "import-litellm", str(path), "--allow-internal", *auth])
     assert done.exit_code == 0, done.output
     routes = {r["name"]: r for r in env.admin.get("/api/gateway/routes").json()}
     gpt = routes["gpt-4o"]

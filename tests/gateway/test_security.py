@@ -79,8 +79,9 @@ def test_no_secret_reaches_any_sink(
         ("http://[::ffff:169.254.169.254]/v1", False),
         ("ftp://example.com", False),
         ("http://user:pw@example.com/v1", False),
-        ("http://127.0.0.1:8080/v1", True),
-        ("http://10.1.2.3/v1", True),
+        ("http://127.0.0.1:8080/v1", False),  # more forms: test_outbound.py
+        ("http://10.1.2.3/v1", False),
+        ("http://8.8.8.8/v1", True),
     ],
 )
 def test_provider_urls_are_checked(env: Env, url: str, allowed: bool) -> None:
@@ -121,9 +122,13 @@ def test_provider_admin_needs_an_admin(env: Env) -> None:
     )
 
 
-def test_only_owners_configure_internal_addresses_and_local_files(env: Env) -> None:
-    admin_key, _ = env.key("ws-admin", role="admin")
-    h = {"Authorization": f"Bearer {admin_key}"}
+@pytest.mark.parametrize("role", ["admin", "owner"])
+def test_only_platform_admins_configure_instance_wide_settings(env: Env, role: str) -> None:
+    """Internal addresses, files on the server's disk, the litellm library and the
+    price table reach beyond a workspace: its owner (not a platform admin) may not."""
+    ws_key, _ = env.key(f"ws-{role}", role=role)
+    h = {"Authorization": f"Bearer {ws_key}"}
+    answers = set()
     for body in (
         {
             "name": "a",
@@ -132,9 +137,16 @@ def test_only_owners_configure_internal_addresses_and_local_files(env: Env) -> N
             "allow_internal": True,
         },
         {"name": "b", "kind": "llama_cpp", "options": {"model_path": "/etc/passwd"}},
+        {"name": "b", "kind": "llama_cpp", "options": {"model_path": "/no/such/file.gguf"}},
+        {"name": "b", "kind": "sentence_transformers", "options": {"model_path": "/etc"}},
+        {"name": "d", "kind": "litellm", "base_url": "https://api.example.com", "api_key": "k"},
     ):
         r = httpx.post(env.url + "/api/gateway/providers", headers=h, json=body)
         assert r.status_code == 403, r.text
+        assert "platform administrator" in r.json()["detail"]
+        if body["kind"] == "llama_cpp":
+            answers.add(r.text)
+    assert len(answers) == 1  # the same answer whether the file exists or not
     r = httpx.post(
         env.url + "/api/gateway/providers",
         headers=h,
@@ -147,7 +159,10 @@ def test_only_owners_configure_internal_addresses_and_local_files(env: Env) -> N
     )
     assert r.status_code == 400 and "options.paths.chat" in r.json()["detail"]
     r = httpx.put(env.url + "/api/gateway/prices/gpt-4o", headers=h, json={"input": 0, "output": 0})
-    assert r.status_code == 403  # prices are shared by every workspace: owners only
+    assert r.status_code == 403  # prices are shared by every workspace
+    assert "gateway:prices" in r.json()["detail"]
+    r = env.admin.put("/api/gateway/prices/gpt-4o", json={"input": 1, "output": 2})
+    assert r.status_code == 200  # the bootstrap key is a platform administrator
 
 
 def test_malformed_structures_are_400_not_500(env: Env) -> None:

@@ -41,6 +41,14 @@ def routes(url: UrlOpt = None, key: KeyOpt = None) -> None:
 def import_litellm(
     path: Path,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change.")] = False,
+    allow_internal: Annotated[
+        bool,
+        typer.Option(
+            "--allow-internal",
+            help="Let the providers reach internal addresses (local model servers); "
+            "platform administrators only.",
+        ),
+    ] = False,
     url: UrlOpt = None,
     key: KeyOpt = None,
 ) -> None:
@@ -56,7 +64,10 @@ def import_litellm(
         report = c.post(
             "/api/gateway/import/litellm",
             {"config": resolve_env(config)},
-            params={"dry_run": str(dry_run).lower()},
+            params={
+                "dry_run": str(dry_run).lower(),
+                "allow_internal": str(allow_internal).lower(),
+            },
         )
     verb = "would import" if dry_run else "imported"
     console.print(f"{verb} {len(report['providers'])} providers, {len(report['routes'])} routes")

@@ -22,6 +22,7 @@ from shipyard.gateway.config.schemas import (
 )
 from shipyard.gateway.config.snapshot import bump_version
 from shipyard.gateway.config.vendors import default_base_url
+from shipyard.gateway.providers.litellm_provider import model_problem
 from shipyard.gateway.providers.urlcheck import check_base_url
 from shipyard.gateway.tables import (
     DeploymentRow,
@@ -33,25 +34,37 @@ from shipyard.gateway.tables import (
 from shipyard.identity import service as identity
 from shipyard.store import new_id, utcnow
 
-REMOTE_KINDS = {"openai", "anthropic", "gemini"}
+REMOTE_KINDS = {"openai", "anthropic", "gemini", "litellm"}  # need a base URL
 LOCAL_KINDS = {"llama_cpp", "sentence_transformers"}  # load files from the server's disk
+# kinds that reach beyond a workspace: the server's disk, or (litellm) a library that
+# connects outside Shipyard's checks and reads the host's environment
+PLATFORM_KINDS = LOCAL_KINDS | {"litellm"}
 _PATH = re.compile(r"^/[A-Za-z0-9_.{}/-]*$")
 
 
 def _check_privileges(
-    *, operator: bool, kind: str, allow_internal: bool, options: dict[str, Any]
+    *, platform: bool, kind: str, allow_internal: bool, options: dict[str, Any]
 ) -> None:
-    """What only the platform's operators (owners) may configure: internal addresses,
-    models loaded from the server's disk. Path overrides are checked for everyone."""
+    """What only a platform administrator (`gateway:internal`) may configure: internal
+    addresses, models loaded from the server's disk, the litellm provider. Path
+    overrides are checked for everyone. Refused before anything is looked at, so the
+    answer says nothing about the server (whether a file exists)."""
     for op, path in (options.get("paths") or {}).items():
         if not isinstance(path, str) or not _PATH.match(path) or "//" in path:
             raise InvalidInput(f"options.paths.{op}: must be a path starting with '/'")
-    if operator:
+    if platform:
         return
     if allow_internal:
-        raise PermissionDenied("allow_internal: only an owner may allow internal addresses")
+        raise PermissionDenied(
+            "allow_internal: only a platform administrator may allow internal addresses"
+        )
     if kind in LOCAL_KINDS:
-        raise PermissionDenied(f"kind: only an owner may configure {kind} (it reads local files)")
+        raise PermissionDenied(
+            f"kind: only a platform administrator may configure {kind} (it reads files "
+            "on the server)"
+        )
+    if kind in PLATFORM_KINDS:
+        raise PermissionDenied(f"kind: only a platform administrator may configure {kind}")
 
 
 def _check_kind(kind: str, kinds: Collection[str]) -> None:
@@ -68,17 +81,19 @@ def create_provider(
     kinds: Collection[str],
     workspace_id: str,
     body: ProviderCreate,
-    operator: bool,
+    platform: bool,
 ) -> ProviderRow:
     _check_kind(body.kind, kinds)
     _check_privileges(
-        operator=operator, kind=body.kind, allow_internal=body.allow_internal, options=body.options
+        platform=platform, kind=body.kind, allow_internal=body.allow_internal, options=body.options
     )
     base_url = body.base_url or default_base_url(body.kind)
     if body.kind in REMOTE_KINDS or base_url:
         if not base_url:
             raise InvalidInput("base_url: required for this provider kind")
         base_url = check_base_url(base_url, allow_internal=body.allow_internal)
+    if body.kind == "litellm" and not body.api_key:
+        raise InvalidInput("api_key: required for litellm (it never uses the host's credentials)")
     if s.scalars(
         select(ProviderRow).where(
             ProviderRow.workspace_id == workspace_id, ProviderRow.name == body.name
@@ -120,19 +135,28 @@ def update_provider(
     workspace_id: str,
     name: str,
     body: ProviderUpdate,
-    operator: bool,
+    platform: bool,
 ) -> ProviderRow:
     row = get_provider(s, workspace_id=workspace_id, name=name)
     allow = body.allow_internal if body.allow_internal is not None else row.allow_internal
-    _check_privileges(
-        operator=operator,
-        kind=row.kind,
-        allow_internal=allow,
-        options=body.options if body.options is not None else row.options,
-    )
+    options = body.options if body.options is not None else row.options
+    _check_privileges(platform=platform, kind=row.kind, allow_internal=allow, options=options)
+    url = row.base_url
     if body.base_url is not None or body.allow_internal is not None:
         url = body.base_url if body.base_url is not None else row.base_url
-        row.base_url = check_base_url(url, allow_internal=allow) if url else ""
+        url = check_base_url(url, allow_internal=allow) if url else ""
+        if not url and row.kind in REMOTE_KINDS:
+            raise InvalidInput("base_url: required for this provider kind")
+    # The stored key and headers were given for one server: pointed elsewhere (or spoken
+    # to in another vendor's way), they are cleared unless this request gives new ones,
+    # so nobody can send another admin's write-only key to a server of their choosing.
+    profile = (row.options or {}).get("profile")
+    if url != row.base_url or (options or {}).get("profile") != profile:
+        if body.api_key is None:
+            row.api_key_enc = None
+        if body.headers is None:
+            row.headers = {}
+    row.base_url = url
     row.allow_internal = allow
     if body.api_key is not None:
         row.api_key_enc = box.seal(body.api_key) if body.api_key else None
@@ -140,6 +164,8 @@ def update_provider(
         row.headers = {k: box.seal(v) for k, v in body.headers.items()}
     if body.options is not None:
         row.options = body.options
+    if row.kind == "litellm" and row.api_key_enc is None:
+        raise InvalidInput("api_key: required for litellm (it never uses the host's credentials)")
     row.updated_at = utcnow()
     s.flush()
     bump_version(s)
@@ -173,6 +199,8 @@ def put_route(s: Session, *, workspace_id: str, body: RouteIn) -> RouteRow:
     for i, d in enumerate(body.deployments):
         if d.provider not in providers:
             raise InvalidInput(f"deployments.{i}.provider: no provider named '{d.provider}'")
+        if providers[d.provider].kind == "litellm" and (problem := model_problem(d.model)):
+            raise InvalidInput(f"deployments.{i}.model: {problem}")
     for cls, targets in body.fallbacks.items():
         if body.name in targets:
             raise InvalidInput(f"fallbacks.{cls}: a route cannot fall back to itself")

@@ -21,8 +21,9 @@ class ProviderSpec:
     kind: str  # openai | anthropic | gemini | llama_cpp | sentence_transformers | litellm
     workspace_id: str | None
     base_url: str = ""
-    api_key: str | None = field(default=None, repr=False)  # decrypted, memory only
-    headers: tuple[tuple[str, str], ...] = ()
+    # decrypted, memory only; out of repr (and so out of logs and tracebacks)
+    api_key: str | None = field(default=None, repr=False)
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     options: dict[str, Any] = field(default_factory=dict)
 
     def secrets(self) -> list[str]:

@@ -111,7 +111,7 @@ class AnthropicProvider(ProviderBase):
                 break
             elif kind == "error":
                 raise UpstreamError(
-                    f"Anthropic stream error: {str(event.get('error'))[:200]}",
+                    f"Anthropic stream error: {event.get('error')}",
                     error_class=ErrorClass.server_error,
                 )
         if not stopped:

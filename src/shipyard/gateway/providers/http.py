@@ -60,8 +60,13 @@ class HttpConnection:
     ) -> Any:
         try:
             async with self.session().post(
-                url, data=orjson.dumps(body), timeout=self._timeout(dep), params=params
+                url,
+                data=orjson.dumps(body),
+                timeout=self._timeout(dep),
+                params=params,
+                allow_redirects=False,
             ) as resp:
+                _refuse_redirect(resp.status)
                 raw = await resp.read()
                 if resp.status >= 400:
                     raise self._failure(resp.status, raw, resp.headers.get("Retry-After"))
@@ -81,8 +86,13 @@ class HttpConnection:
         `first_token` seconds; a stream that stops without its end marker raises."""
         try:
             async with self.session().post(
-                url, data=orjson.dumps(body), timeout=self._timeout(dep, stream=True), params=params
+                url,
+                data=orjson.dumps(body),
+                timeout=self._timeout(dep, stream=True),
+                params=params,
+                allow_redirects=False,
             ) as resp:
+                _refuse_redirect(resp.status)
                 if resp.status >= 400:
                     raw = await resp.read()
                     raise self._failure(resp.status, raw, resp.headers.get("Retry-After"))
@@ -91,6 +101,18 @@ class HttpConnection:
                         yield line[5:].strip()
         except Exception as exc:
             raise _transport_failure(exc) from None
+
+
+def _refuse_redirect(status: int) -> None:
+    """Provider calls follow no redirects: a redirect is re-checked by nobody and would
+    carry the provider's auth headers (`x-api-key`, `api-key`...) to another host."""
+    if 300 <= status < 400:
+        raise UpstreamError(
+            f"upstream answered {status}, a redirect; Shipyard follows no redirects "
+            "(set the provider's base_url to the final address)",
+            error_class=ErrorClass.server_error,
+            upstream_status=status,
+        )
 
 
 def client_timeout(timeouts: Timeouts, *, stream: bool) -> aiohttp.ClientTimeout:
@@ -120,8 +142,9 @@ def _transport_failure(exc: Exception) -> Exception:
 
 
 class CheckedResolver(aiohttp.ThreadedResolver):
-    """Resolves like aiohttp, then drops link-local and metadata addresses: a name that
-    passed the check when it was configured cannot be re-pointed later (DNS rebinding)."""
+    """Resolves like aiohttp, then drops internal addresses (urlcheck.forbidden_ip): a
+    name that passed the check when it was configured cannot be re-pointed later (DNS
+    rebinding). IP literals never reach a resolver; they are checked at configuration."""
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
@@ -131,8 +154,11 @@ class CheckedResolver(aiohttp.ThreadedResolver):
         found = await super().resolve(host, port, family)
         allowed = [r for r in found if not forbidden_ip(r["host"])]
         if not allowed:
-            raise OSError(f"{host} resolves only to link-local or metadata addresses")
+            raise OSError(f"{host} resolves only to internal addresses")
         return allowed
+
+
+_RAW_TEXT = 16_384  # of a non-JSON error body; scrub() redacts a secret cut off here
 
 
 def failure_from(status: int, raw: bytes, retry_after: str | None) -> UpstreamError:
@@ -155,7 +181,8 @@ def _message(raw: bytes) -> str:
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return raw[:200].decode("utf-8", "replace")
+        # cut after the secrets are redacted (UpstreamError.scrub), not here
+        return raw[:_RAW_TEXT].decode("utf-8", "replace")
     if isinstance(data, dict):
         err = data.get("error", data)
         if isinstance(err, dict):

@@ -89,7 +89,7 @@ class OpenAICompatible(ProviderBase):
                 ) from None
             if isinstance(chunk, dict) and "error" in chunk:
                 raise UpstreamError(
-                    f"upstream stream error: {str(chunk['error'])[:200]}",
+                    f"upstream stream error: {chunk['error']}",
                     error_class=ErrorClass.server_error,
                 )
             yield chunk

@@ -31,7 +31,8 @@ class SentenceTransformersProvider(ProviderBase):
                 if self._model is None:
                     if not os.path.isdir(self._path):
                         raise UpstreamError(
-                            f"model folder not found: {self._path!r}",
+                            # the path is the operator's business, not the caller's
+                            f"provider '{self.spec.name}': its model folder is missing",
                             error_class=ErrorClass.server_error,
                         )
                     os.environ.setdefault("HF_HUB_OFFLINE", "1")
