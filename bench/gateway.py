@@ -172,6 +172,7 @@ def start_shipyard(up_port: int, workers: int | None = None) -> Server:
                 "kind": "openai",
                 "base_url": f"http://127.0.0.1:{up_port}/v1",
                 "api_key": "sk-fake",
+                "allow_internal": True,  # the fake upstream is on loopback
             },
         ).raise_for_status()
         admin.put(

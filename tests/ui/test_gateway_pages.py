@@ -44,10 +44,12 @@ def test_gateway_pages(browser_env) -> None:  # type: ignore[no-untyped-def]
     page.select_option("select[name=kind]", "openai")
     page.fill("input[name=base_url]", env.upstream.url)
     page.fill("input[name=api_key]", "sk-typed-in-the-browser")
+    page.check("input[name=allow_internal]")  # the fake upstream is on loopback
     page.click("text=Add provider")
     page.wait_for_selector("#providers td:has-text('fake')")
     assert "sk-typed-in-the-browser" not in page.content()
     page.fill("input[name=name]", "meta")
+    page.uncheck("input[name=allow_internal]")
     page.fill("input[name=base_url]", "http://169.254.169.254/v1")
     page.click("text=Add provider")
     assert "metadata" in page.inner_text("#providers [role=alert]")

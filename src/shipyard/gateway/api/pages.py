@@ -113,10 +113,17 @@ async def providers_create(
     kind: str = Form(max_length=32),
     base_url: str = Form(default="", max_length=500),
     api_key: str = Form(default="", max_length=2000),
+    allow_internal: bool = Form(default=False),
     ctx: Ctx = Authorized("gateway:manage"),
 ) -> Response:
     def work() -> None:
-        body = ProviderCreate(name=name, kind=kind, base_url=base_url, api_key=api_key or None)
+        body = ProviderCreate(
+            name=name,
+            kind=kind,
+            base_url=base_url,
+            api_key=api_key or None,
+            allow_internal=allow_internal,
+        )
         with ctx.tx(target=f"provider:{name}") as tx:
             admin.create_provider(
                 tx.session,
