@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     gateway_probe_seconds: float = Field(
         default=5.0, gt=0, le=3600, description="How often cooling deployments are probed."
     )
+    gateway_records_fsync_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=60,
+        description="fsync the request records' write-ahead log this often (power-loss "
+        "durability); unset: the page cache, which survives a killed process.",
+    )
     log_level: str = Field(default="info")
 
     @field_validator("allowed_hosts", mode="before")

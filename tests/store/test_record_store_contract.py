@@ -4,11 +4,18 @@ batches and counts drops."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy.engine import make_url
 
 from shipyard.capability import migration_folders
 from shipyard.gateway.records.record import Record
@@ -20,8 +27,9 @@ from shipyard.gateway.records.store import (
 )
 from shipyard.gateway.records.writer import RecordWriter
 from shipyard.plugins import RecordStore
-from shipyard.settings import Settings
+from shipyard.settings import Settings, load_settings
 from shipyard.store import Database, utcnow
+from tests.conftest import _pg_database
 
 
 @pytest.fixture
@@ -149,3 +157,132 @@ def test_the_writer_batches_and_counts_drops(store: SqlRecordStore) -> None:
     for i in range(12):  # stopped: nothing drains the queue, so it fills and drops are counted
         writer.emit(_rec(100 + i))
     assert reg.get_sample_value("d_total") == 2
+
+
+# Idempotent, storable, split, durable ------------------------------------------------
+
+
+def test_writing_a_record_twice_stores_it_once(store: SqlRecordStore) -> None:
+    store.write_batch([_rec(1), _rec(2)])
+    store.write_batch([_rec(2), _rec(3), _rec(1)])  # replayed after a crash, say
+    assert sorted(r.id for r in store.search(workspace_id="ws")) == ["req_1", "req_2", "req_3"]
+
+
+def test_strings_and_numbers_the_engine_would_refuse_are_made_storable(
+    store: SqlRecordStore,
+) -> None:
+    store.write_batch(
+        [
+            _rec(1, end_user="eve\x00admin", model="m\x00"),
+            _rec(2, end_user="bad \udc80 surrogate", route="r" * 1000),
+            _rec(3, prompt_tokens=2**40, completion_tokens=-(2**40), latency_ms=float("nan")),
+            _rec(4, fallbacks=["f" * 300, "g" * 300], cost_usd=float("inf")),
+        ]
+    )
+    got = {r.id: r for r in store.search(workspace_id="ws")}
+    assert got["req_1"].end_user == "eve\ufffdadmin" and got["req_1"].model == "m\ufffd"
+    assert got["req_2"].end_user == "bad ? surrogate" and got["req_2"].route == "r" * 128
+    assert (got["req_3"].prompt_tokens, got["req_3"].completion_tokens) == (2**31 - 1, -(2**31))
+    assert got["req_3"].latency_ms == 0.0 and got["req_4"].cost_usd == 0.0
+    assert len(",".join(got["req_4"].fallbacks)) == 500
+
+
+def _writer(store: RecordStore, **options: Any) -> tuple[RecordWriter, CollectorRegistry]:
+    reg = CollectorRegistry()
+    dropped, written = Counter("d", "d", registry=reg), Counter("w", "w", registry=reg)
+    return RecordWriter(store, dropped, written, **options), reg
+
+
+def test_a_failing_batch_is_split_and_only_the_record_failing_alone_is_dropped(
+    store: SqlRecordStore,
+) -> None:
+    """A NUL in `user` once made PostgreSQL refuse the whole batch (2,000 records lost)."""
+    writer, reg = _writer(store, batch=2000, linger=0.05)
+    records = [_rec(i) for i in range(600)]
+    records[17].end_user = "nul\x00user"  # storable now
+    records[400].status = None  # type: ignore[assignment]  # NOT NULL: refused on both engines
+    for r in records:
+        writer.emit(r)
+    writer.start()
+    writer.flush()
+    writer.stop()
+    stored = {r.id for r in store.search(workspace_id="ws", limit=1000)}
+    assert stored == {r.id for r in records} - {"req_400"}
+    assert reg.get_sample_value("d_total") == 1 and reg.get_sample_value("w_total") == 599
+
+
+def test_records_logged_by_a_killed_process_are_stored_at_the_next_start(
+    store: SqlRecordStore, settings: Settings, tmp_path: Path
+) -> None:
+    wal = tmp_path / "wal"
+    code = f"""
+import os, signal, sys
+from pathlib import Path
+from datetime import timedelta
+from prometheus_client import CollectorRegistry, Counter
+from shipyard.gateway.records.record import Record
+from shipyard.gateway.records.store import record_store
+from shipyard.gateway.records.writer import RecordWriter
+from shipyard.store import Database, utcnow
+reg = CollectorRegistry()
+writer = RecordWriter(
+    record_store(Database({settings.sqlalchemy_url!r})),
+    Counter("d", "d", registry=reg), Counter("w", "w", registry=reg),
+    linger=3600, wal_dir=Path({str(wal)!r}),  # the thread waits: nothing reaches the store
+)
+writer.start()
+for i in range(300):
+    writer.emit(Record(id=f"req_{{i}}", at=utcnow(), workspace_id="ws", key_id="k", api="chat"))
+print("emitted", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+    assert out.returncode == -signal.SIGKILL and out.stdout == b"emitted\n", out.stderr
+    assert store.search(workspace_id="ws") == []
+    writer, reg = _writer(store, wal_dir=wal)
+    writer.start()  # claims a slot and replays the dead process's slot before serving
+    assert len(store.search(workspace_id="ws", limit=1000)) == 300
+    writer.stop()
+    # a record stored and still logged (a crash between the two) is stored once
+    for slot in wal.iterdir():
+        (slot / "checkpoint").unlink(missing_ok=True)
+    writer, reg = _writer(store, wal_dir=wal)
+    writer.start()
+    writer.emit(_rec(1000))
+    writer.flush()
+    writer.stop()
+    assert len(store.search(workspace_id="ws", limit=1000)) == 301
+    assert reg.get_sample_value("d_total") == 0
+
+
+@pytest.mark.postgres
+def test_while_the_store_is_unavailable_nothing_is_dropped(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    server = request.getfixturevalue("pg_server")
+    settings = load_settings(home=tmp_path / "home", database_url=_pg_database(server))
+    db = Database(settings.sqlalchemy_url)
+    db.upgrade(migration_folders())
+    name = make_url(settings.sqlalchemy_url).database
+    writer, reg = _writer(record_store(db), wal_dir=tmp_path / "wal", linger=0.01)
+    writer.start()
+    writer.emit(_rec(0))
+    writer.flush()
+    server.psql(  # type: ignore[attr-defined]  # pgserver's handle
+        f"ALTER DATABASE {name} ALLOW_CONNECTIONS false; "
+        f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}';"
+    )
+    try:
+        for i in range(1, 101):
+            writer.emit(_rec(i))
+        deadline = time.monotonic() + 60
+        while writer.outages < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert writer.outages >= 2  # tried, failed, backed off: still holding the batch
+    finally:
+        server.psql(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true;")  # type: ignore[attr-defined]  # pgserver's handle
+    writer.flush(timeout=60)
+    writer.stop()
+    assert len(record_store(db).search(workspace_id="ws", limit=1000)) == 101
+    assert reg.get_sample_value("d_total") == 0
+    db.close()

@@ -97,6 +97,7 @@ class RequestRecord(Base):
     __table_args__ = (
         Index("ix_gateway_requests_ws_at", "workspace_id", "at"),
         Index("ix_gateway_requests_key_at", "key_id", "at"),
+        Index("ux_gateway_requests_id", "id", unique=True),  # idempotent writes
     )
     # a sequential key keeps inserts at the B-tree's end (a random text key costs ~40% more)
     seq: Mapped[int] = mapped_column(

@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -169,6 +170,8 @@ class Gateway:
         local_threads: int | None = None,
         reload_interval: float = 2.0,
         probe_interval: float = 5.0,
+        records_dir: Path | None = None,
+        records_fsync: float | None = None,
     ) -> None:
         self.db = db
         self.box = box
@@ -179,8 +182,12 @@ class Gateway:
         self.pool = ProviderPool(plugins)
         self.balancer = balancer or Balancer()
         self.executor = Executor(self.pool, self.balancer, retry or RetryPolicy())
-        self.records = RecordWriter(
-            record_store(db), self.metrics.records_dropped, self.metrics.records_written
+        self.records = RecordWriter(  # records_dir: its write-ahead logs (None: memory only)
+            record_store(db),
+            self.metrics.records_dropped,
+            self.metrics.records_written,
+            wal_dir=records_dir,
+            fsync_interval=records_fsync,
         )
         # every finished call goes to each sink; other capabilities append theirs
         self.sinks: list[CallSink] = sinks if sinks is not None else []
@@ -198,7 +205,7 @@ class Gateway:
 
     async def start(self) -> None:
         await self.reload()
-        self.records.start()
+        await asyncio.to_thread(self.records.start)  # replays the write-ahead log first
         self._tasks = [
             asyncio.create_task(self._watch_config()),
             asyncio.create_task(self._probe()),

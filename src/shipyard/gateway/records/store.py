@@ -1,16 +1,19 @@
 """Request-record stores, one per engine, behind `shipyard.plugins.RecordStore`.
 
 Writes are plain DBAPI `executemany` on a connection of the store's own (the driver
-works outside the GIL and no ORM runs per row); reads go through SQLAlchemy Core."""
+works outside the GIL and no ORM runs per row); reads go through SQLAlchemy Core.
+Writing is idempotent (the request id is unique: a record replayed from the write-ahead
+log after a crash may already be stored), and strings are made storable first."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import String, func, select
 
 from shipyard.gateway.records.record import Record
 from shipyard.gateway.tables import RequestRecord
@@ -21,29 +24,59 @@ _FIELDS = tuple(f.name for f in fields(Record))
 _COLUMNS = [c for c in _TABLE.columns if c.name in _FIELDS]
 
 
+_LENGTH = {c.name: c.type.length for c in _COLUMNS if isinstance(c.type, String) and c.type.length}
+_INT32 = (-(2**31), 2**31 - 1)
+
+
+def _text(value: object, column: str) -> object:
+    """A string every engine's text column takes: NUL replaced (PostgreSQL refuses it
+    and, with it, the whole batch), valid UTF-8 (no lone surrogates), cut to the
+    column's length (PostgreSQL refuses longer)."""
+    if type(value) is not str:
+        return value
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    if not value.isascii():
+        value = value.encode("utf-8", "replace").decode()
+    return value[: _LENGTH[column]]
+
+
+def _int(value: object) -> object:
+    if type(value) is int and not _INT32[0] <= value <= _INT32[1]:
+        return max(_INT32[0], min(_INT32[1], value))
+    return value
+
+
+def _float(value: object) -> object:
+    """NaN and infinities become None (SQLite stores NaN as NULL anyway)."""
+    if type(value) is float and not math.isfinite(value):
+        return None
+    return value
+
+
 def _values(record: Record, at: object) -> tuple[object, ...]:
     return (
-        record.id,
+        _text(record.id, "id"),
         at,
-        record.workspace_id,
-        record.key_id,
-        record.api,
-        record.status,
-        record.end_user,
-        record.route,
-        record.deployment_id,
-        record.provider,
-        record.model,
-        record.error_class,
-        record.latency_ms,
-        record.ttft_ms,
-        record.prompt_tokens,
-        record.completion_tokens,
-        record.cost_usd,
+        _text(record.workspace_id, "workspace_id"),
+        _text(record.key_id, "key_id"),
+        _text(record.api, "api"),
+        _int(record.status),
+        _text(record.end_user, "end_user"),
+        _text(record.route, "route"),
+        _text(record.deployment_id, "deployment_id"),
+        _text(record.provider, "provider"),
+        _text(record.model, "model"),
+        _text(record.error_class, "error_class"),
+        _float(record.latency_ms) or 0.0,
+        _float(record.ttft_ms),
+        _int(record.prompt_tokens),
+        _int(record.completion_tokens),
+        _float(record.cost_usd) or 0.0,
         record.cache_hit,
         record.stream,
-        record.retries,
-        ",".join(record.fallbacks)[:500],
+        _int(record.retries),
+        _text(",".join(record.fallbacks), "fallbacks"),
     )
 
 
@@ -56,7 +89,8 @@ class SqlRecordStore:
         self._db = db
         self._sql = (
             f"INSERT INTO {RequestRecord.__tablename__} ({', '.join(_FIELDS)}) "
-            f"VALUES ({', '.join([self.mark] * len(_FIELDS))})"
+            f"VALUES ({', '.join([self.mark] * len(_FIELDS))}) "
+            "ON CONFLICT (id) DO NOTHING"  # idempotent: a replayed record may be stored
         )
         self._conn: Any = None
 
@@ -147,6 +181,18 @@ class SqlRecordStore:
             }
             for r, n, p, c, cost, lat in rows
         ]
+
+    def spend(self, *, since: datetime | None) -> list[tuple[str, str, str, float]]:
+        """The spend ledger's sums since `since` (None: all time), per workspace, key
+        and end user: what budget counters are rebuilt from."""
+        t = RequestRecord
+        q = select(t.workspace_id, t.key_id, t.end_user, func.sum(t.cost_usd)).where(t.cost_usd > 0)
+        if since is not None:
+            q = q.where(t.at >= since)
+        q = q.group_by(t.workspace_id, t.key_id, t.end_user)
+        with self._db.transaction() as s:
+            rows = s.execute(q).all()
+        return [(w, k, u or "", float(c or 0)) for w, k, u, c in rows]
 
     def close(self) -> None:
         if self._conn is not None:
