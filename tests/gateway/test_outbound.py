@@ -196,12 +196,12 @@ def test_workspace_owners_cannot_allow_internal_addresses(env: Env) -> None:
     assert r.status_code == 400 and "internal address" in r.json()["detail"]
     # a provider a platform admin allowed stays out of a workspace owner's reach
     env.provider("local")
-    r = httpx.patch(
-        env.url + "/api/gateway/providers/local",
-        headers=h,
-        json={"base_url": "http://127.0.0.1:1/v1"},
-    )
-    assert r.status_code == 403
+    for change in ({"base_url": "http://127.0.0.1:1/v1"}, {"options": {"profile": "azure"}}):
+        r = httpx.patch(env.url + "/api/gateway/providers/local", headers=h, json=change)
+        assert r.status_code == 403, change
+    # ...though its key may be rotated: where it connects does not change
+    r = httpx.patch(env.url + "/api/gateway/providers/local", headers=h, json={"api_key": "k2"})
+    assert r.status_code == 200 and r.json()["base_url"] == env.upstream.url
 
 
 def test_the_connection_is_checked_too(env: Env) -> None:
@@ -294,6 +294,30 @@ def test_repointing_sends_the_old_secrets_nowhere(env: Env, second: FakeUpstream
     # speaking another vendor's dialect to the same server is a repoint too
     r = env.admin.patch("/api/gateway/providers/p", json={"options": {"profile": "azure"}})
     assert r.json()["has_api_key"] is False and r.json()["header_names"] == []
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Host": "metadata.google.internal"},
+        {"Transfer-Encoding": "chunked"},
+        {"Content-Length": "0"},
+        {"X-Ok": "a\r\nHost: evil"},
+        {"bad name": "x"},
+        {f"X-{i}": "v" for i in range(51)},
+    ],
+)
+def test_provider_headers_cannot_steer_the_connection(env: Env, headers: dict[str, str]) -> None:
+    r = env.admin.post(
+        "/api/gateway/providers",
+        json={
+            "name": "h",
+            "kind": "openai",
+            "base_url": "https://api.example.com",
+            "headers": headers,
+        },
+    )
+    assert r.status_code == 400 and "headers" in r.json()["detail"], r.text
 
 
 # --- secrets in error text and reprs ------------------------------------------------------

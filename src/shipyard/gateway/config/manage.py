@@ -67,6 +67,36 @@ def _check_privileges(
         raise PermissionDenied(f"kind: only a platform administrator may configure {kind}")
 
 
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
+# headers that steer the connection or its framing rather than carry credentials
+_RESERVED_HEADERS = {
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "expect",
+    "proxy-authorization",
+    "proxy-connection",
+}
+
+
+def _check_headers(headers: dict[str, str] | None) -> None:
+    if not headers:
+        return
+    if len(headers) > 50:
+        raise InvalidInput("headers: at most 50")
+    for name, value in headers.items():
+        if not _HEADER_NAME.match(name) or name.lower() in _RESERVED_HEADERS:
+            raise InvalidInput(f"headers.{name[:100]}: not a header name a provider may set")
+        if len(value) > 4000 or any(ord(c) < 0x20 and c != "\t" or ord(c) == 0x7F for c in value):
+            raise InvalidInput(f"headers.{name}: at most 4000 characters, no control characters")
+
+
 def _check_kind(kind: str, kinds: Collection[str]) -> None:
     if kind not in kinds:
         raise InvalidInput(
@@ -87,6 +117,7 @@ def create_provider(
     _check_privileges(
         platform=platform, kind=body.kind, allow_internal=body.allow_internal, options=body.options
     )
+    _check_headers(body.headers)
     base_url = body.base_url or default_base_url(body.kind)
     if body.kind in REMOTE_KINDS or base_url:
         if not base_url:
@@ -140,7 +171,12 @@ def update_provider(
     row = get_provider(s, workspace_id=workspace_id, name=name)
     allow = body.allow_internal if body.allow_internal is not None else row.allow_internal
     options = body.options if body.options is not None else row.options
-    _check_privileges(platform=platform, kind=row.kind, allow_internal=allow, options=options)
+    # where an internal provider connects is a platform admin's call; its key is not
+    moves = body.base_url is not None or body.allow_internal is not None or body.options is not None
+    _check_privileges(
+        platform=platform, kind=row.kind, allow_internal=allow and moves, options=options
+    )
+    _check_headers(body.headers)
     url = row.base_url
     if body.base_url is not None or body.allow_internal is not None:
         url = body.base_url if body.base_url is not None else row.base_url
