@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -36,3 +37,17 @@ def live_server(app: FastAPI, port: int | None = None) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def form_login(
+    client: Any, email: str, password: str, headers: dict[str, str] | None = None
+) -> Any:
+    """Log in through the web form as a browser does: GET /login (its CSRF cookie and
+    hidden field), then POST the form. Works with httpx and Starlette test clients."""
+    page = client.get("/login", headers=headers)
+    token = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    return client.post(
+        "/login",
+        data={"email": email, "password": password, "csrf_token": token},
+        headers=headers,
+    )

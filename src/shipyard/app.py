@@ -20,6 +20,7 @@ from shipyard.capability import Capability, resolve
 from shipyard.http import problems
 from shipyard.http.metrics import MetricsMiddleware
 from shipyard.http.middleware import EdgeGuard
+from shipyard.http.proxies import ProxyHeaders
 from shipyard.platform import Platform
 from shipyard.settings import Settings, load_settings
 
@@ -31,8 +32,11 @@ class ShipyardApp:
     ASGI app (no framework on the hot path); everything else, and the lifespan, to
     FastAPI. `state`, `routes` and `openapi` are FastAPI's."""
 
-    def __init__(self, api: FastAPI, mounts: list[tuple[str, ASGIApp]]) -> None:
+    def __init__(
+        self, api: FastAPI, mounts: list[tuple[str, ASGIApp]], proxies: ProxyHeaders
+    ) -> None:
         self.api = api
+        self.proxies = proxies  # sets the scope's client before anything reads it
         # the longest prefix first: a capability's /v1/traces before the gateway's /v1/
         self.mounts = tuple(sorted(mounts, key=lambda m: -len(m[0])))
         self.state = api.state
@@ -43,6 +47,7 @@ class ShipyardApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            self.proxies.apply(scope)
             path: str = scope["path"]
             for prefix, target in self.mounts:
                 if path.startswith(prefix):
@@ -103,4 +108,4 @@ def create_app(
         for cap in platform.capabilities
         for prefix, build in cap.mounts.items()
     ]
-    return ShipyardApp(api, mounts)
+    return ShipyardApp(api, mounts, platform.proxies)

@@ -13,14 +13,16 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from shipyard.audit.denials import DenialLog
 from shipyard.capability import Capability, migration_folders
 from shipyard.crypto import SecretBox
 from shipyard.http.metrics import Metrics
 from shipyard.http.middleware import EdgeCheck
+from shipyard.http.proxies import ProxyHeaders
 from shipyard.identity.actor import Grants
 from shipyard.identity.authn import KeyAuthenticator, SessionAuthenticator
 from shipyard.identity.bootstrap import FirstStart, bootstrap
-from shipyard.identity.throttle import LoginThrottle
+from shipyard.identity.throttle import HashGate, LoginThrottle
 from shipyard.plugins import CallSink, Plugins
 from shipyard.settings import Settings
 from shipyard.store import Database
@@ -40,11 +42,18 @@ class Platform:
         self.db = Database(settings.sqlalchemy_url)
         self.metrics = Metrics()
         self.edge = EdgeCheck(allowed_hosts=hosts(settings), max_body_bytes=settings.max_body_bytes)
+        self.proxies = ProxyHeaders(settings.trusted_proxies)
         self.keys = KeyAuthenticator(self.db, self.grants, ttl=settings.key_cache_ttl_seconds)
         self.sessions = SessionAuthenticator(
             self.db, self.grants, ttl_hours=settings.session_ttl_hours
         )
+        self.denials = DenialLog(self.db, self.metrics.denials)  # 401/403s, aggregated
         self.login_throttle = LoginThrottle()
+        self.login_gate = HashGate(
+            settings.login_hash_concurrency,
+            self.metrics.password_checks,
+            self.metrics.password_checks_peak,
+        )
         secret = settings.secret_key.get_secret_value() if settings.secret_key else None
         self.box = SecretBox(secret, settings.home / "secret.key")
         # every finished gateway call goes to each of these (tracing appends its own)
@@ -74,6 +83,7 @@ class Platform:
         self.started = True
 
     async def start_services(self) -> None:
+        await self.denials.start()
         for cap in self.capabilities:
             service = self.services.get(cap.name)
             if service is not None:
@@ -84,6 +94,7 @@ class Platform:
             service = self.services.get(cap.name)
             if service is not None:
                 await service.stop()
+        await self.denials.stop()
 
     def stop(self) -> None:
         self.db.close()

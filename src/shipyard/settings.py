@@ -33,6 +33,13 @@ class Settings(BaseSettings):
         default_factory=lambda: ["localhost", "127.0.0.1", "[::1]"],
         description="Host header values accepted (DNS-rebinding protection); '*' allows any.",
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Reverse proxies (addresses or CIDRs) whose X-Forwarded-For is believed.",
+    )
+    login_hash_concurrency: int = Field(
+        default=2, ge=1, le=64, description="Password checks (64 MiB each) run at once."
+    )
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     session_ttl_hours: int = Field(default=12, ge=1, le=24 * 30)
     secure_cookies: bool = Field(default=False, description="Mark cookies Secure (behind TLS).")
@@ -70,6 +77,23 @@ class Settings(BaseSettings):
     def _split_hosts(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [h.strip() for h in value.split(",") if h.strip()]
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [h.strip() for h in value.split(",") if h.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or CIDR network") from None
         return value
 
     @field_validator("database_url")

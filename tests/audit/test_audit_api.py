@@ -11,6 +11,7 @@ def test_mutations_and_denials_are_recorded(client: TestClient) -> None:
     anonymous = TestClient(client.app, base_url="http://localhost")
     anonymous.post("/api/keys", headers=as_key(viewer), json={"name": "x"})
     anonymous.get("/api/keys")
+    client.app.state.platform.denials.flush(everything=True)  # anonymous ones: per minute
     events = client.get("/api/audit").json()
     created = next(e for e in events if e["action"] == "keys.create" and e["outcome"] == "success")
     assert created["actor"].startswith("key:admin (bootstrap)") and created["target"].startswith(
@@ -23,6 +24,7 @@ def test_mutations_and_denials_are_recorded(client: TestClient) -> None:
     assert denied["status"] == 403 and denied["action"] == "keys.create"
     anon = next(e for e in events if e["actor"] == "anonymous")
     assert anon["status"] == 401 and anon["workspace_id"] is None  # owners see org-level entries
+    assert anon["action"] == "api.denied" and anon["detail"].startswith("count=1;")
 
 
 def test_filters_and_paging(client: TestClient) -> None:

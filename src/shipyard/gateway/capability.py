@@ -54,7 +54,7 @@ def v1(platform: Platform) -> ASGIApp:
     return GatewayApp(
         platform.services["gateway"],
         platform.keys,
-        platform.db,
+        platform.denials,
         edge=platform.edge,
         handlers={("POST", "/v1/messages"): messages_handler},
     )

@@ -7,6 +7,7 @@ import time
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     PlatformCollector,
     ProcessCollector,
@@ -46,6 +47,29 @@ class Metrics:
                 5,
                 10,
             ),
+        )
+        self.denials = Counter(
+            "shipyard_denied_requests",
+            "Requests refused for credentials (401) or permission (403), by face and reason;"
+            " audited aggregated per source and minute.",
+            ["face", "reason"],
+            registry=self.registry,
+        )
+        self.login_refusals = Counter(
+            "shipyard_login_refusals",
+            "Logins refused before the password was checked: throttled, busy, csrf.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.password_checks = Gauge(
+            "shipyard_login_password_checks_in_flight",
+            "Password checks (argon2) running now.",
+            registry=self.registry,
+        )
+        self.password_checks_peak = Gauge(
+            "shipyard_login_password_checks_peak",
+            "The most password checks that ran at once since start.",
+            registry=self.registry,
         )
 
 

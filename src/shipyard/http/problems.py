@@ -49,12 +49,27 @@ def audit_failure(request: Request, status: int, detail: str) -> None:
     route = request.scope.get("route")
     action = getattr(route, "name", None) or f"{request.method} {request.url.path}"
     request.state.audited = True
+    client = request.client.host if request.client else ""
+    face = "api" if request.url.path.startswith("/api/") else "ui"
+    reason = {401: "unauthenticated", 403: "forbidden"}.get(status, "invalid")
+    if actor is None:  # anyone can send these: counted, audited per source and minute
+        platform.denials.note(
+            face=face,
+            reason=reason,
+            status=status,
+            source=client,
+            target=f"{request.method} {request.url.path}",
+            detail=detail,
+        )
+        return
+    if denied:
+        platform.denials.counted(face, reason)
     entry = refusal(
         actor=actor,
         action=action,
         status=status,
         target=request.url.path,
-        client_addr=request.client.host if request.client else "",
+        client_addr=client,
         detail=detail,
     )
     record_refusal(platform.db, entry)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
@@ -15,10 +16,14 @@ from starlette.responses import RedirectResponse, Response
 from shipyard.audit import service as audit
 from shipyard.audit.service import Entry, record_now, record_refusal, refusal
 from shipyard.errors import InvalidInput, PermissionDenied, ShipyardError, Unauthenticated
+from shipyard.http import csrf
 from shipyard.http.deps import SESSION_COOKIE, Authorized, Ctx, Public
 from shipyard.identity import service
 from shipyard.identity.roles import Role
 from shipyard.store import utcnow
+
+if TYPE_CHECKING:
+    from shipyard.platform import Platform
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 router = APIRouter(include_in_schema=False)
@@ -44,27 +49,79 @@ def _fragment(ctx: Ctx, name: str, **values: Any) -> Response:
 
 @router.get("/login", name="ui.login_page")
 def login_page(request: Request, _: None = Public()) -> Response:
-    return templates.TemplateResponse(request, "login.html", {"error": None})
+    return _login_form(request)
+
+
+def _login_form(
+    request: Request,
+    error: str | None = None,
+    email: str = "",
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """The login page; its form carries the login CSRF token, set as a cookie too."""
+    token = csrf.login_token(request)
+    response = templates.TemplateResponse(
+        request,
+        "login.html",
+        {"error": error, "email": email, "csrf_token": token},
+        status_code=status,
+        headers=headers,
+    )
+    secure = request.app.state.platform.settings.secure_cookies
+    csrf.set_login_cookie(response, token, secure=secure)
+    return response
 
 
 @router.post("/login", name="ui.login")
-def login(
+async def login(
     request: Request,
     email: str = Form(max_length=320),
     password: str = Form(max_length=256),
+    csrf_token: str = Form(default="", max_length=128),
     _: None = Public(),
 ) -> Response:
+    """Cheap refusals first (forged form, throttled client, too many checks running);
+    the password check (argon2) runs in a thread, at most `login_hash_concurrency` at
+    once."""
     platform = request.app.state.platform
+    refusals = platform.metrics.login_refusals
     client = request.client.host if request.client else ""
+    forged = csrf.login_problem(request, csrf_token)
+    if forged is not None:
+        refusals.labels("csrf").inc()
+        return _login_form(request, forged, email, status=403)
     wait = platform.login_throttle.blocked_for(client, email)
     if wait:
-        return templates.TemplateResponse(
-            request,
-            "login.html",
-            {"error": f"too many failed attempts; try again in {int(wait) + 1} s", "email": email},
-            status_code=429,
-            headers={"Retry-After": str(int(wait) + 1)},
-        )
+        refusals.labels("throttled").inc()
+        retry = str(math.ceil(wait))
+        message = f"too many failed attempts; try again in {retry} s"
+        return _login_form(request, message, email, 429, {"Retry-After": retry})
+    if not platform.login_gate.try_enter():
+        refusals.labels("busy").inc()
+        message = "too many logins at once; try again in a second"
+        return _login_form(request, message, email, 503, {"Retry-After": "1"})
+    try:
+        token = await run_in_threadpool(_check_login, platform, client, email, password)
+    except Unauthenticated as exc:
+        return _login_form(request, exc.detail, email, status=401)
+    finally:
+        platform.login_gate.leave()
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        httponly=True,
+        samesite="lax",
+        secure=platform.settings.secure_cookies,
+        max_age=platform.settings.session_ttl_hours * 3600,
+    )
+    response.delete_cookie(csrf.LOGIN_COOKIE, path="/login")
+    return response
+
+
+def _check_login(platform: Platform, client: str, email: str, password: str) -> str:
+    """Check the password (one argon2 hash), open a session, audit; the session token."""
     try:
         with platform.db.transaction() as s:
             user, workspace_id = service.login(s, email=email, password=password)
@@ -73,9 +130,7 @@ def login(
         entry = refusal(actor=None, action="ui.login", status=401, client_addr=client)
         entry.actor, entry.detail = f"login:{email.strip().lower()[:100]}", exc.detail
         record_refusal(platform.db, entry)
-        return templates.TemplateResponse(
-            request, "login.html", {"error": exc.detail, "email": email}, status_code=401
-        )
+        raise
     platform.login_throttle.succeeded(client, email)
     token, _csrf = platform.sessions.open(user, workspace_id)
     record_now(
@@ -87,19 +142,10 @@ def login(
             outcome="success",
             status=200,
             workspace_id=workspace_id,
-            client_addr=request.client.host if request.client else "",
+            client_addr=client,
         ),
     )
-    response = RedirectResponse("/", status_code=303)
-    response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        httponly=True,
-        samesite="lax",
-        secure=platform.settings.secure_cookies,
-        max_age=platform.settings.session_ttl_hours * 3600,
-    )
-    return response
+    return token
 
 
 @router.post("/logout", name="ui.logout")

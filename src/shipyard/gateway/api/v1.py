@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from shipyard.audit.service import record_refusal, refusal
+from shipyard.audit.denials import DenialLog
 from shipyard.errors import (
     InvalidInput,
     NotFound,
@@ -23,6 +23,7 @@ from shipyard.errors import (
     Unauthenticated,
 )
 from shipyard.gateway.config.specs import RouteSpec
+from shipyard.gateway.core import validate
 from shipyard.gateway.core.call import (
     CHAT_API,
     COMPLETIONS_API,
@@ -37,7 +38,6 @@ from shipyard.http.middleware import EdgeCheck
 from shipyard.http.render import Shape, openai_body, render
 from shipyard.identity.actor import Actor
 from shipyard.identity.authn import KeyAuthenticator
-from shipyard.store import Database
 
 log = logging.getLogger("shipyard.gateway.http")
 JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -65,14 +65,14 @@ class GatewayApp:
         self,
         gateway: Gateway,
         keys: KeyAuthenticator,
-        db: Database,
+        denials: DenialLog,
         *,
         edge: EdgeCheck,
         handlers: dict[tuple[str, str], Handler] | None = None,
     ) -> None:
         self.gateway = gateway
         self.keys = keys
-        self.db = db
+        self.denials = denials
         self.edge = edge
         self.handlers: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): endpoint(CHAT_API),
@@ -92,7 +92,7 @@ class GatewayApp:
             headers: dict[bytes, bytes] = dict(scope["headers"])
             actor = await self._authenticate(scope, headers)
             if not actor.can("gateway:call"):
-                await self._audit_denied(scope, actor, 403, "role lacks gateway:call")
+                self._denied(scope, actor, 403, "role", "role lacks gateway:call")
                 raise PermissionDenied(
                     f"the {actor.role.value} role cannot call the gateway", code="permission_denied"
                 )
@@ -123,30 +123,33 @@ class GatewayApp:
                 token = value.strip()
         elif b"x-api-key" in headers:  # the Anthropic SDK's header
             token = headers[b"x-api-key"].decode("latin-1").strip()
+        if not token:
+            detail = "no API key: send 'Authorization: Bearer <key>'"
+            self._denied(scope, None, 401, "missing_key", detail)
+            raise Unauthenticated(detail)
         try:
-            if not token:
-                raise Unauthenticated("no API key: send 'Authorization: Bearer <key>'")
             actor = self.keys.cached(token)
             if actor is None:
                 actor = await asyncio.to_thread(self.keys.authenticate, token)
             return actor
         except Unauthenticated as exc:
-            await self._audit_denied(scope, None, 401, exc.detail)
+            self._denied(scope, None, 401, "invalid_key", exc.detail)
             raise
 
-    async def _audit_denied(
-        self, scope: Scope, actor: Actor | None, status: int, detail: str
+    def _denied(
+        self, scope: Scope, actor: Actor | None, status: int, reason: str, detail: str
     ) -> None:
+        """Counted and audited aggregated (per source and minute): no write here."""
         client = scope.get("client")
-        entry = refusal(
-            actor=actor,
-            action=f"gateway {scope['method']} {scope['path']}",
+        self.denials.note(
+            face="gateway",
+            reason=reason,
             status=status,
-            target=scope["path"],
-            client_addr=client[0] if client else "",
+            source=client[0] if client else "",
+            actor=actor,
+            target=f"{scope['method']} {scope['path']}",
             detail=detail,
         )
-        await asyncio.to_thread(record_refusal, self.db, entry)
 
     async def call(
         self, api: Api, actor: Actor, body: Any, headers: dict[bytes, bytes]
@@ -172,10 +175,7 @@ class GatewayApp:
             chunks.append(chunk)
             if not message.get("more_body"):
                 break
-        try:
-            return orjson.loads(b"".join(chunks))
-        except orjson.JSONDecodeError:
-            raise InvalidInput("the request body is not valid JSON", code="invalid_json") from None
+        return validate.parse(b"".join(chunks))
 
     async def _error(self, send: Send, exc: ShipyardError, shape: Shape) -> None:
         status, headers, body = render(exc, shape)
