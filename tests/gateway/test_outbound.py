@@ -218,21 +218,23 @@ def test_the_connection_is_checked_too(env: Env) -> None:
 
     asyncio.run(resolve())
     port = env.upstream.port
-    spec = ProviderSpec(
-        id="p", name="p", kind="openai", workspace_id="w", base_url=f"http://localhost:{port}/v1"
-    )
-    dep = Deployment(id="d", route="r", provider=spec, model="m")
+    # by name (the resolver refuses it), and by literal (a row stored before these checks)
+    for host in ("localhost", "127.0.0.1", "[::ffff:127.0.0.1]"):
+        spec = ProviderSpec(
+            id="p", name="p", kind="openai", workspace_id="w", base_url=f"http://{host}:{port}/v1"
+        )
+        dep = Deployment(id="d", route="r", provider=spec, model="m")
 
-    async def call() -> None:
-        provider = OpenAICompatible(spec)
-        try:
-            await provider.chat({"messages": [{"role": "user", "content": "x"}]}, dep)
-        finally:
-            await provider.close()
+        async def call(spec: ProviderSpec = spec, dep: Deployment = dep) -> None:
+            provider = OpenAICompatible(spec)
+            try:
+                await provider.chat({"messages": [{"role": "user", "content": "x"}]}, dep)
+            finally:
+                await provider.close()
 
-    with pytest.raises(UpstreamError) as info:
-        asyncio.run(call())
-    assert info.value.error_class is ErrorClass.connect
+        with pytest.raises(UpstreamError) as info:
+            asyncio.run(call())
+        assert info.value.error_class is ErrorClass.connect, host
     assert env.upstream.requests == []
 
 

@@ -20,6 +20,7 @@ class HttpConnection:
         self.spec = spec
         self._headers = {"Content-Type": "application/json", **dict(spec.headers), **headers}
         self._session: aiohttp.ClientSession | None = None
+        self._refused = _refusal(spec)
         # a deployment's timeouts as aiohttp's, built once (they are immutable)
         self._timeouts: dict[tuple[Timeouts, bool], aiohttp.ClientTimeout] = {}
 
@@ -38,6 +39,8 @@ class HttpConnection:
         return failure_from(status, raw, retry_after)
 
     def session(self) -> aiohttp.ClientSession:
+        if self._refused is not None:
+            raise UpstreamError(self._refused, error_class=ErrorClass.connect)
         if self._session is None or self._session.closed:
             resolver = None if self.spec.options.get("allow_internal") else CheckedResolver()
             connector = aiohttp.TCPConnector(
@@ -101,6 +104,22 @@ class HttpConnection:
                         yield line[5:].strip()
         except Exception as exc:
             raise _transport_failure(exc) from None
+
+
+def _refusal(spec: ProviderSpec) -> str | None:
+    """Why this provider may not connect at all: a base URL naming an internal address
+    literally (IP literals reach no resolver, so CheckedResolver cannot see them; a row
+    stored before these checks, or written around them, is caught here)."""
+    from shipyard.errors import InvalidInput
+    from shipyard.gateway.providers.urlcheck import check_base_url
+
+    if spec.options.get("allow_internal") or not spec.base_url:
+        return None
+    try:
+        check_base_url(spec.base_url, resolve=False)
+    except InvalidInput:
+        return f"provider '{spec.name}' points at an internal address; it is not called"
+    return None
 
 
 def _refuse_redirect(status: int) -> None:
