@@ -63,3 +63,15 @@ def test_weak_admin_password_is_refused(tmp_path: Path, weak: str) -> None:
     with pytest.raises(ConfigError) as info:
         bootstrap(db, s)
     assert "admin_password" in info.value.detail
+
+
+def test_the_data_dir_and_database_are_private(tmp_path: Path) -> None:
+    import stat
+
+    from shipyard.app import create_app
+
+    home = tmp_path / "data"
+    home.mkdir(mode=0o755)
+    create_app(load_settings(home=home, admin_password="a-Strong-passphrase-1"))
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert stat.S_IMODE((home / "shipyard.db").stat().st_mode) == 0o600

@@ -35,7 +35,7 @@ class Platform:
         self, settings: Settings, capabilities: Sequence[Capability] | None = None
     ) -> None:
         self.settings = settings
-        settings.home.mkdir(parents=True, exist_ok=True)
+        settings.prepare_home()
         self.plugins = Plugins()
         self.capabilities = list(capabilities or self.plugins.capabilities())
         self.grants: Grants = grants_of(self.capabilities)

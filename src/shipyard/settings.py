@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     gateway_probe_seconds: float = Field(
         default=5.0, gt=0, le=3600, description="How often cooling deployments are probed."
     )
+    gateway_ledger_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=86400,
+        description="How often budget counters are re-seeded from the spend ledger.",
+    )
     gateway_records_fsync_seconds: float | None = Field(
         default=None,
         gt=0,
@@ -129,6 +135,16 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings)
+
+    def prepare_home(self) -> None:
+        """Create the data dir readable by this user only (0700), and the embedded
+        database file 0600 (SQLite gives its -wal and -shm files the same mode)."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.home, 0o700)
+        if self.database_url is None:
+            db = self.home / "shipyard.db"
+            os.close(os.open(db, os.O_CREAT | os.O_WRONLY, 0o600))
+            os.chmod(db, 0o600)
 
     # Derived values -------------------------------------------------------------------
     @property

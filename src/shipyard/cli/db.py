@@ -22,7 +22,7 @@ def upgrade() -> None:
     except ConfigError as exc:
         err.print(f"[red]error:[/red] {exc.detail}")
         raise typer.Exit(2) from None
-    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.prepare_home()
     db = Database(settings.sqlalchemy_url)
     try:
         db.upgrade(migration_folders())

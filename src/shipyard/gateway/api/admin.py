@@ -207,7 +207,7 @@ async def put_price(
 async def _limits_public(ctx: Ctx, scope: str, lim: Limits) -> LimitsPublic:
     spent = None
     if lim.budget_usd is not None:
-        spent = await ctx.platform.gateway.governor.spent(scope, lim.budget_period)
+        spent = await ctx.platform.gateway.ledger_spent(scope, lim.budget_period)
     return LimitsPublic(
         scope=scope,
         rpm=lim.rpm,

@@ -193,13 +193,18 @@ async def _keys(ctx: Ctx, error: str | None) -> Response:
 
     rows = await run_in_threadpool(load)
     snap = ctx.platform.gateway.snapshot
-    gov = ctx.platform.gateway.governor
+    ledgers: dict[str, dict[str, float]] = {}  # period -> key id -> spent (the ledger)
     items = []
     for k in rows:
         lim = snap.limits.get(f"key:{k.id}")
-        spent = (
-            await gov.spent(f"key:{k.id}", lim.budget_period) if lim and lim.budget_usd else None
-        )
+        spent = None
+        if lim and lim.budget_usd:
+            if lim.budget_period not in ledgers:
+                by_key: dict[str, float] = {}
+                for _, key_id, _, usd in await ctx.platform.gateway.ledger(lim.budget_period):
+                    by_key[key_id] = by_key.get(key_id, 0.0) + usd
+                ledgers[lim.budget_period] = by_key
+            spent = ledgers[lim.budget_period].get(k.id, 0.0)
         pct = (
             min(100.0, 100 * spent / lim.budget_usd)
             if lim and lim.budget_usd and spent is not None
