@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from shipyard.crypto import SecretBox
 from shipyard.errors import NotFound, PermissionDenied, ShipyardError, UpstreamError
 from shipyard.gateway.backends.memory import InProcessCache, InProcessCounters
 from shipyard.gateway.config import snapshot as gw_state
-from shipyard.gateway.config.prices import price_for
+from shipyard.gateway.config.prices import FREE, deployment_price
 from shipyard.gateway.config.snapshot import Snapshot
 from shipyard.gateway.config.specs import Price, RouteSpec
 from shipyard.gateway.core.balancer import Balancer
@@ -51,7 +52,7 @@ from shipyard.gateway.core.call import (
 )
 from shipyard.gateway.core.cost import count_text_tokens
 from shipyard.gateway.core.executor import Executor, RetryPolicy, StreamOutcome
-from shipyard.gateway.core.governance import Admission, Governor
+from shipyard.gateway.core.governance import Admission, Governor, period_start, scopes_for
 from shipyard.gateway.core.semantic import SemanticCache, prompt_text
 from shipyard.gateway.providers.pool import ProviderPool
 from shipyard.gateway.records.record import Record
@@ -170,6 +171,7 @@ class Gateway:
         local_threads: int | None = None,
         reload_interval: float = 2.0,
         probe_interval: float = 5.0,
+        ledger_interval: float = 60.0,
         records_dir: Path | None = None,
         records_fsync: float | None = None,
     ) -> None:
@@ -199,16 +201,20 @@ class Gateway:
             self._builtin_options["n_threads"] = local_threads
         self._reload_interval = reload_interval
         self._probe_interval = probe_interval
+        self._ledger_interval = ledger_interval
         self._tasks: list[asyncio.Task[None]] = []
 
     # Life cycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # the write-ahead log is replayed into the store first: the budgets the reload
+        # seeds from the ledger then count every record acknowledged before a crash
+        await asyncio.to_thread(self.records.start)
         await self.reload()
-        await asyncio.to_thread(self.records.start)  # replays the write-ahead log first
         self._tasks = [
             asyncio.create_task(self._watch_config()),
             asyncio.create_task(self._probe()),
+            asyncio.create_task(self._keep_budgets()),
         ]
 
     async def stop(self) -> None:
@@ -224,9 +230,12 @@ class Gateway:
         await asyncio.to_thread(self.records.stop)
 
     async def reload(self) -> None:
+        """Load the configuration snapshot, then seed the budget counters from the
+        ledger (a budget added later counts what was already spent)."""
         self.snapshot = await asyncio.to_thread(
             gw_state.load, self.db, self.box, self._builtin_options
         )
+        await self.seed_budgets()
 
     async def _watch_config(self) -> None:
         """Other replicas change the configuration too: reload when its version moves."""
@@ -238,6 +247,43 @@ class Gateway:
                     await self.reload()
             except Exception:  # noqa: BLE001 - keep serving the last good snapshot
                 log.warning("gateway configuration reload failed", exc_info=True)
+
+    async def seed_budgets(self) -> None:
+        """Raise the budget counters to the spend ledger (the request records): the
+        counters are its cache, with reservations in flight on top, so a restart, a
+        deploy or a flushed Redis cannot hand a budget out twice."""
+        snap = self.snapshot
+        periods = {lim.budget_period for lim in snap.limits.values() if lim.budget_usd}
+        for period in sorted(periods):
+            spend = await self.ledger(period, flush=False)
+            seeds = self.governor.ledger_seeds(snap, spend, period)
+            if seeds:
+                await self.counters.seed(seeds)
+
+    async def ledger(self, period: str, *, flush: bool = True) -> list[tuple[str, str, str, float]]:
+        """The spend ledger's sums over the current `period` (UTC calendar day, month,
+        or total), per workspace, key and end user; `flush` first writes what is queued."""
+        if flush:
+            await asyncio.to_thread(self.records.flush, 5.0)
+        since = period_start(period, datetime.now(UTC))
+        return await asyncio.to_thread(self.records.store.spend, since=since)
+
+    async def ledger_spent(self, scope: str, period: str) -> float:
+        """What `scope` spent in the current `period`, as the ledger has it."""
+        total = 0.0
+        for workspace_id, key_id, end_user, usd in await self.ledger(period):
+            if scope in scopes_for(workspace_id, key_id, end_user):
+                total += usd
+        return total
+
+    async def _keep_budgets(self) -> None:
+        """Re-seed now and then: a shared backend may have been flushed or restarted."""
+        while True:
+            await asyncio.sleep(self._ledger_interval)
+            try:
+                await self.seed_budgets()
+            except Exception:  # noqa: BLE001 - keep the counters as they are
+                log.warning("re-seeding budget counters from the ledger failed", exc_info=True)
 
     async def _probe(self) -> None:
         """Active health checks: a cooling deployment that answers comes back early."""
@@ -359,7 +405,8 @@ class Gateway:
             }
         cached_tokens = _int((usage.get("prompt_tokens_details") or {}).get("cached_tokens"))
         rec.prompt_tokens, rec.completion_tokens = prompt, completion
-        rec.cost_usd = price_for(snap.prices, dep.model).cost(prompt, completion, cached_tokens)
+        price = deployment_price(snap.prices, dep) or FREE
+        rec.cost_usd = price.cost(prompt, completion, cached_tokens)
         adm.charge(rec.cost_usd, prompt + completion)
         payload = orjson.dumps(result)
         if cache_key is not None:
@@ -381,7 +428,7 @@ class Gateway:
         rec.deployment_id, rec.provider, rec.model = dep.id, dep.provider.name, dep.model
         rec.retries, rec.fallbacks = opened.retries, opened.fallbacks
         rec.ttft_ms = (time.perf_counter() - call.started) * 1000
-        price = price_for(snap.prices, dep.model)
+        price = deployment_price(snap.prices, dep) or FREE
         stream = CallStream(rec, adm, opened, body, price, lambda: self._finish(call, rec, None))
         want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         return StreamReply(
@@ -391,21 +438,25 @@ class Gateway:
     async def _embed(
         self, call: Call, route: RouteSpec, snap: Snapshot, body: Body
     ) -> list[float] | None:
-        """The prompt's embedding through the route's embedding route; None if unavailable
-        (the semantic cache is an optimisation: it never fails a call)."""
+        """The prompt's embedding through the route's embedding route, as a call of its
+        own: governed by the caller's limits and budgets, and recorded. None if
+        unavailable (the semantic cache is an optimisation: it never fails a call)."""
         target = snap.route(call.actor.workspace_id, route.semantic_embedding_route)
         if target is None or target.kind != "embedding":
             return None
+        inner = Call(
+            actor=call.actor,
+            api=EMBEDDINGS_API,
+            body={"input": prompt_text(body), "model": target.name},
+            no_cache=True,
+            trace_id=call.trace_id,
+        )
+        inner.request_id = call.request_id + "-embed"
         try:
-            outcome = await self.executor.call(
-                snap,
-                call.actor.workspace_id,
-                target,
-                EMBEDDINGS_API.unary,
-                {"input": prompt_text(body), "model": target.name},
-            )
-            vector = outcome.result["data"][0]["embedding"]
-        except (ShipyardError, KeyError, IndexError, TypeError):
+            reply = await self.run(inner, target)
+            assert isinstance(reply, Reply)
+            vector = reply.json()["data"][0]["embedding"]
+        except (ShipyardError, KeyError, IndexError, TypeError, ValueError):
             return None
         return vector if isinstance(vector, list) else None
 
@@ -540,11 +591,20 @@ class CallStream:
                 rec.prompt_tokens, rec.completion_tokens = prompt, completion
                 rec.cost_usd = self.price.cost(prompt, completion)
                 self.adm.charge(rec.cost_usd, prompt + completion)
+            except Exception:  # noqa: BLE001 - counting failed: charge the worst case
+                log.exception("counting a stream's tokens failed")
+                worst = max((amount for _, amount, _ in self.adm.reserved), default=0.0)
+                rec.cost_usd = worst
+                self.adm.charge(worst, 0)
             finally:
                 try:
                     await asyncio.shield(self.adm.governor.settle(self.adm))
                 finally:
                     self.on_end()  # the record
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
 
 
 def _int(value: Any) -> int:
@@ -578,11 +638,11 @@ def _delta_text(choice: Body) -> str:
 def _count_prompt(body: Body) -> int:
     texts: list[str] = []
     for m in body.get("messages") or ():
-        content = m.get("content")
+        content = m.get("content") if isinstance(m, dict) else None
         if isinstance(content, str):
             texts.append(content)
         elif isinstance(content, list):
-            texts += [p.get("text", "") for p in content if isinstance(p, dict)]
+            texts += [p["text"] for p in content if isinstance(p, dict) and _is_str(p.get("text"))]
     prompt = body.get("prompt")
     if isinstance(prompt, str):
         texts.append(prompt)
