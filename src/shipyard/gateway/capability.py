@@ -42,6 +42,7 @@ def build(platform: Platform) -> Gateway:
         ),
         local_threads=settings.local_threads,
         probe_interval=settings.gateway_probe_seconds,
+        ledger_interval=settings.gateway_ledger_seconds,
         records_dir=settings.home / "wal" / "records",
         records_fsync=settings.gateway_records_fsync_seconds,
     )
