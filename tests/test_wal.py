@@ -164,6 +164,7 @@ def test_a_closed_log_refuses(tmp_path: Path) -> None:
     log = WriteAheadLog(tmp_path / "wal")
     log.close()
     assert log.append(b"late") is None and log.dropped == 1
+    log.commit(Position(1, 1))  # a commit after close changes nothing
     log.close()  # twice is fine
 
 

@@ -108,6 +108,7 @@ class WriteAheadLog:
             raise BlockingIOError(f"{directory} is held by another write-ahead log") from None
         self._lock = threading.Lock()  # appends, rolls and the size bookkeeping
         self._commit_lock = threading.Lock()  # one checkpoint write at a time
+        self._checkpoint_fd: int | None = None
         self._sync_lock = threading.Lock()
         self._fd: int | None = None  # the segment being appended to (opened on first use)
         self._segment = 0
@@ -246,7 +247,7 @@ class WriteAheadLog:
         the segments wholly below it are deleted."""
         with self._commit_lock:
             with self._lock:
-                if position <= self._committed:
+                if self._closed or position <= self._committed:
                     return
                 self._committed = position
                 doomed = [
@@ -319,6 +320,10 @@ class WriteAheadLog:
             for fd in [*self._retired, *([self._fd] if self._fd is not None else [])]:
                 os.close(fd)
             self._retired, self._fd = [], None
+        with self._commit_lock:
+            if self._checkpoint_fd is not None:
+                os.close(self._checkpoint_fd)
+                self._checkpoint_fd = None
         os.close(self._lock_fd)  # releases the flock
 
     def __enter__(self) -> WriteAheadLog:
@@ -352,14 +357,12 @@ class WriteAheadLog:
         return Position(segment, offset)
 
     def _write_checkpoint(self, position: Position) -> None:
+        """One pwrite of 20 bytes over the same file (a rename per commit cost ~0.5 ms);
+        a torn one fails its crc and replay starts earlier: more, never less."""
         head = struct.pack("<QQ", *position)
-        tmp = self.directory / "checkpoint.tmp"
-        fd = _open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        try:
-            os.write(fd, head + struct.pack("<I", zlib.crc32(head)))
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.directory / "checkpoint")
+        if self._checkpoint_fd is None:
+            self._checkpoint_fd = _open(self.directory / "checkpoint", os.O_RDWR | os.O_CREAT)
+        os.pwrite(self._checkpoint_fd, head + struct.pack("<I", zlib.crc32(head)), 0)
 
     def _recover(self) -> None:
         """Find the segments, drop those wholly committed, cut torn or corrupt tails."""
