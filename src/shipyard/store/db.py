@@ -30,9 +30,7 @@ class Database:
             # that read before another writer (the record writer) committed cannot
             # upgrade, and fails at once with "database is locked" whatever the
             # busy timeout.
-            event.listen(
-                self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE")
-            )
+            event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
