@@ -249,13 +249,14 @@ class Gateway:
                 log.warning("gateway configuration reload failed", exc_info=True)
 
     async def seed_budgets(self) -> None:
-        """Raise the budget counters to the spend ledger (the request records): the
-        counters are its cache, with reservations in flight on top, so a restart, a
-        deploy or a flushed Redis cannot hand a budget out twice."""
+        """Raise the budget counters to the spend ledger (the request records, after
+        what the writer has queued is written): the counters are its cache, with
+        reservations in flight on top, so a restart, a deploy or a flushed Redis cannot
+        hand a budget out twice."""
         snap = self.snapshot
         periods = {lim.budget_period for lim in snap.limits.values() if lim.budget_usd}
         for period in sorted(periods):
-            spend = await self.ledger(period, flush=False)
+            spend = await self.ledger(period, flush=self.records.running)
             seeds = self.governor.ledger_seeds(snap, spend, period)
             if seeds:
                 await self.counters.seed(seeds)

@@ -123,6 +123,10 @@ class RecordWriter:
             if position is not None:
                 self._queue.put_nowait((record, position))
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until everything submitted so far is written (tests, shutdown)."""
         done = threading.Event()
