@@ -1,9 +1,17 @@
 """Checking request bodies on the hot path: plain checks that name the offending
-parameter, no model validation of whole payloads."""
+parameter, no model validation of whole payloads. What they accept is published as
+OpenAPI in `openapi.py` (a test generates bodies from there and sends them here).
+
+Parsing is here too (`parse`): a body that is not JSON, or nests deeper than
+`MAX_DEPTH` (which JSON writers refuse to write back: orjson stops at 255 levels), is
+refused with the place it goes wrong."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+import orjson
 
 from shipyard.errors import InvalidInput
 
@@ -31,6 +39,7 @@ FORBIDDEN = (
     "mock_response",
 )
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+MAX_DEPTH = 64  # nesting levels of a request body, the body itself being the first
 
 
 _FORBIDDEN = frozenset(FORBIDDEN)
@@ -72,20 +81,54 @@ def _common(body: dict[str, Any]) -> None:
     _number(body, "seed", -(2**63), 2**63 - 1, integer=True)
     _number(body, "presence_penalty", -2, 2)
     _number(body, "frequency_penalty", -2, 2)
-    if "stream" in body and not isinstance(body["stream"], bool):
-        raise InvalidInput("'stream' must be true or false", param="stream")
+    _flag(body, "stream")
     stop = body.get("stop")
     if stop is not None and not (
         isinstance(stop, str)
         or (isinstance(stop, list) and len(stop) <= 4 and all(isinstance(s, str) for s in stop))
     ):
         raise InvalidInput("'stop' must be a string or a list of up to 4 strings", param="stop")
-    user = body.get("user")
-    if user is not None and (not isinstance(user, str) or len(user) > 200):
-        raise InvalidInput("'user' must be a string of at most 200 characters", param="user")
+    _user(body)
     so = body.get("stream_options")
     if so is not None and not isinstance(so, dict):
         raise InvalidInput("'stream_options' must be an object", param="stream_options")
+    if so is not None:
+        _flag(so, "include_usage", "stream_options.")
+    bias = body.get("logit_bias")
+    if bias is not None and not (
+        isinstance(bias, dict)
+        and all(k.isdigit() and _is_number(v) and -100 <= v <= 100 for k, v in bias.items())
+    ):
+        raise InvalidInput(
+            "'logit_bias' must map token ids to numbers from -100 to 100", param="logit_bias"
+        )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _flag(body: dict[str, Any], name: str, prefix: str = "") -> None:
+    """An optional boolean (null counts as absent, as in OpenAI's API)."""
+    value = body.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise InvalidInput(f"'{prefix}{name}' must be true or false", param=prefix + name)
+
+
+def _string(obj: dict[str, Any], name: str, where: str, *, required: bool = False) -> None:
+    value = obj.get(name)
+    if value is None and not required:
+        return
+    if not isinstance(value, str):
+        raise InvalidInput(f"{where}.{name} must be a string", param=f"{where}.{name}")
+
+
+def _user(body: dict[str, Any]) -> None:
+    user = body.get("user")
+    if user is not None and (not isinstance(user, str) or len(user) > 200 or "\x00" in user):
+        raise InvalidInput(
+            "'user' must be a string of at most 200 characters, without NUL", param="user"
+        )
 
 
 def _request(body: Any) -> str:
@@ -102,48 +145,15 @@ def chat(body: Any) -> str:
     if not isinstance(messages, list) or not messages:
         raise InvalidInput("'messages' must be a non-empty list", param="messages")
     for i, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in ROLES:
-            raise InvalidInput(
-                f"messages[{i}] must be an object with a role of "
-                "system, developer, user, assistant or tool",
-                param=f"messages[{i}].role",
-            )
-        content = m.get("content")
-        if content is not None and not isinstance(content, (str, list)):
-            raise InvalidInput(
-                f"messages[{i}].content must be a string or a list of parts",
-                param=f"messages[{i}].content",
-            )
-        if isinstance(content, list) and not all(
-            isinstance(p, dict) and isinstance(p.get("type"), str) for p in content
-        ):
-            raise InvalidInput(
-                f"messages[{i}].content parts must be objects with a type",
-                param=f"messages[{i}].content",
-            )
-        calls = m.get("tool_calls")
-        if calls is not None and not (
-            isinstance(calls, list)
-            and all(isinstance(c, dict) and isinstance(c.get("function"), dict) for c in calls)
-        ):
-            raise InvalidInput(
-                f"messages[{i}].tool_calls must be a list of function calls",
-                param=f"messages[{i}].tool_calls",
-            )
+        _message(m, f"messages[{i}]")
     _common(body)
     tools = body.get("tools")
-    if tools is not None and (
-        not isinstance(tools, list)
-        or not all(
-            isinstance(t, dict)
-            and isinstance(t.get("function"), dict)
-            and isinstance(t["function"].get("name"), str)
-            for t in tools
-        )
-    ):
+    if tools is not None and not isinstance(tools, list):
         raise InvalidInput(
             "'tools' must be a list of {type: function, function: {name}}", param="tools"
         )
+    for i, tool in enumerate(tools or ()):
+        _tool(tool, f"tools[{i}]")
     choice = body.get("tool_choice")
     if choice is not None and not (
         choice in ("none", "auto", "required")
@@ -164,12 +174,117 @@ def chat(body: Any) -> str:
                 "'response_format.type' must be text, json_object or json_schema",
                 param="response_format",
             )
-        if rf["type"] == "json_schema" and not isinstance(rf.get("json_schema"), dict):
-            raise InvalidInput(
-                "'response_format.json_schema' must be an object",
-                param="response_format.json_schema",
-            )
+        if rf["type"] == "json_schema":
+            spec = rf.get("json_schema")
+            if not isinstance(spec, dict):
+                raise InvalidInput(
+                    "'response_format.json_schema' must be an object",
+                    param="response_format.json_schema",
+                )
+            _string(spec, "name", "response_format.json_schema")
+            _string(spec, "description", "response_format.json_schema")
+            _object(spec, "schema", "response_format.json_schema")
+            _flag(spec, "strict", "response_format.json_schema.")
+    _flag(body, "parallel_tool_calls")
+    _flag(body, "logprobs")
+    _number(body, "top_logprobs", 0, 20, integer=True)
     return model
+
+
+_PARTS = {  # content part type -> (its field, the field's kind)
+    "text": ("text", str),
+    "refusal": ("refusal", str),
+    "image_url": ("image_url", dict),
+    "input_audio": ("input_audio", dict),
+    "file": ("file", dict),
+}
+
+
+def _message(m: Any, where: str) -> None:
+    role = m.get("role") if isinstance(m, dict) else None
+    if not isinstance(role, str) or role not in ROLES:
+        raise InvalidInput(
+            f"{where} must be an object with a role of system, developer, user, assistant or tool",
+            param=f"{where}.role",
+        )
+    content = m.get("content")
+    if isinstance(content, list):
+        for j, part in enumerate(content):
+            _part(part, f"{where}.content[{j}]")
+    elif content is None:
+        if role not in ("assistant", "function"):  # they may carry only tool calls
+            raise InvalidInput(
+                f"{where}.content is required for the {role} role", param=f"{where}.content"
+            )
+    elif not isinstance(content, str):
+        raise InvalidInput(
+            f"{where}.content must be a string or a list of parts", param=f"{where}.content"
+        )
+    _string(m, "name", where)
+    _string(m, "refusal", where)
+    _string(m, "tool_call_id", where, required=role == "tool")
+    calls = m.get("tool_calls")
+    if calls is not None and not isinstance(calls, list):
+        raise InvalidInput(
+            f"{where}.tool_calls must be a list of function calls", param=f"{where}.tool_calls"
+        )
+    for k, call in enumerate(calls or ()):
+        here = f"{where}.tool_calls[{k}]"
+        if not isinstance(call, dict) or not isinstance(call.get("function"), dict):
+            raise InvalidInput(f"{here} must be a function call", param=here)
+        _string(call, "id", here)
+        _string(call, "type", here)
+        _string(call["function"], "name", f"{here}.function", required=True)
+        _string(call["function"], "arguments", f"{here}.function", required=True)
+    fc = m.get("function_call")
+    if fc is not None:
+        if not isinstance(fc, dict):
+            raise InvalidInput(
+                f"{where}.function_call must be an object", param=f"{where}.function_call"
+            )
+        _string(fc, "name", f"{where}.function_call", required=True)
+        _string(fc, "arguments", f"{where}.function_call", required=True)
+
+
+def _part(part: Any, where: str) -> None:
+    kind = part.get("type") if isinstance(part, dict) else None
+    if not isinstance(kind, str):
+        raise InvalidInput(f"{where} must be an object with a type", param=f"{where}.type")
+    field, expected = _PARTS.get(kind, (None, None))
+    if field is None or expected is None:  # another type: passed through, for providers
+        _string(part, "text", where)  # (token counts and caches read any part's text)
+        return
+    if not isinstance(part.get(field), expected):
+        what = "a string" if expected is str else "an object"
+        raise InvalidInput(f"{where}.{field} must be {what}", param=f"{where}.{field}")
+    if kind == "image_url":
+        _string(part[field], "url", f"{where}.image_url", required=True)
+        _string(part[field], "detail", f"{where}.image_url")
+    elif kind == "input_audio":
+        _string(part[field], "data", f"{where}.input_audio", required=True)
+        _string(part[field], "format", f"{where}.input_audio", required=True)
+    elif kind == "file":
+        for name in ("file_data", "file_id", "filename"):
+            _string(part[field], name, f"{where}.file")
+
+
+def _tool(tool: Any, where: str) -> None:
+    fn = tool.get("function") if isinstance(tool, dict) else None
+    if not isinstance(fn, dict):
+        raise InvalidInput(
+            f"{where} must be {{type: function, function: {{name}}}}", param=f"{where}.function"
+        )
+    _string(tool, "type", where)
+    _string(fn, "name", f"{where}.function", required=True)
+    _string(fn, "description", f"{where}.function")
+    _object(fn, "parameters", f"{where}.function")
+    _flag(fn, "strict", f"{where}.function.")
+
+
+def _object(obj: dict[str, Any], name: str, where: str) -> None:
+    value = obj.get(name)
+    if value is not None and not isinstance(value, dict):
+        raise InvalidInput(f"{where}.{name} must be an object", param=f"{where}.{name}")
 
 
 def completion(body: Any) -> str:
@@ -181,6 +296,11 @@ def completion(body: Any) -> str:
     ):
         raise InvalidInput("'prompt' must be a string or a list of strings", param="prompt")
     _common(body)
+    _flag(body, "echo")
+    _number(body, "logprobs", 0, 5, integer=True)
+    suffix = body.get("suffix")
+    if suffix is not None and not isinstance(suffix, str):
+        raise InvalidInput("'suffix' must be a string", param="suffix")
     return model
 
 
@@ -195,4 +315,104 @@ def embeddings(body: Any) -> str:
     fmt = body.get("encoding_format")
     if fmt is not None and fmt not in ("float", "base64"):
         raise InvalidInput("'encoding_format' must be float or base64", param="encoding_format")
+    _number(body, "dimensions", 1, 100_000, integer=True)
+    _user(body)
     return model
+
+
+# parsing -------------------------------------------------------------------------------
+
+_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}:,]')
+_SCAN_TOKENS = 20_000  # locating an error reads at most this many tokens (bounded work)
+
+
+def parse(raw: bytes) -> Any:
+    """The request body, parsed; refused (naming where) when it is not JSON or nests
+    deeper than `MAX_DEPTH`. The depth walk runs only when the body has more brackets
+    than the limit (a count at C speed), so ordinary bodies pay nothing for it."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise _not_json(raw, exc) from None
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:
+        where = _too_deep(body, ())
+        if where is not None:
+            raise _deep(_dotted(where))
+    return body
+
+
+def _too_deep(value: Any, where: tuple[str | int, ...]) -> tuple[str | int, ...] | None:
+    """The path to the first container past `MAX_DEPTH`, or None."""
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    if len(where) >= MAX_DEPTH:
+        return where
+    for key, child in items:
+        if isinstance(child, (dict, list)):
+            found = _too_deep(child, (*where, key))
+            if found is not None:
+                return found
+    return None
+
+
+def _deep(where: str | None) -> InvalidInput:
+    at = f"'{where}'" if where else "the request body"
+    return InvalidInput(
+        f"{at} nests deeper than {MAX_DEPTH} levels", param=where, code="nesting_too_deep"
+    )
+
+
+def _not_json(raw: bytes, exc: orjson.JSONDecodeError) -> InvalidInput:
+    reason, pos = exc.msg, exc.pos
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError as bad:  # orjson checks the encoding before parsing
+        text = raw[: bad.start].decode()
+        reason, pos = "it is not UTF-8", len(text)
+    where = _dotted(_locate(text, pos))
+    if "depth" in reason:
+        return _deep(where)
+    at = f" at '{where}'" if where else ""
+    return InvalidInput(
+        f"the request body is not valid JSON{at}: {reason}", param=where, code="invalid_json"
+    )
+
+
+def _locate(text: str, pos: int) -> tuple[str | int, ...]:
+    """The path (keys and indices) at character `pos` of a JSON text, read by its tokens
+    up to there (at most `_SCAN_TOKENS`; an empty path beyond)."""
+    stack: list[list[Any]] = []  # [kind, key or index, expecting a key]
+    for count, token in enumerate(_TOKENS.finditer(text, 0, pos)):
+        if count > _SCAN_TOKENS:
+            return ()
+        t = token.group()
+        if t == "{":
+            stack.append(["{", None, True])
+        elif t == "[":
+            stack.append(["[", 0, False])
+        elif t in "]}":
+            if stack:
+                stack.pop()
+        elif t == ",":
+            if stack and stack[-1][0] == "[":
+                stack[-1][1] += 1
+            elif stack:
+                stack[-1][1:] = [None, True]
+        elif t == ":":
+            if stack:
+                stack[-1][2] = False
+        elif stack and stack[-1][0] == "{" and stack[-1][2]:
+            stack[-1][1] = t[1:-1]
+    return tuple(s[1] for s in stack if s[1] is not None)
+
+
+def _dotted(path: tuple[str | int, ...]) -> str | None:
+    """`messages[0].content[1].text`; the first eight steps of a longer path."""
+    out = ""
+    for step in path[:8]:
+        out += f"[{step}]" if isinstance(step, int) else (f".{step}" if out else step)
+    return out or None

@@ -42,6 +42,44 @@ def _text(content: Any) -> str:
 
 
 # Anthropic request -> canonical --------------------------------------------------------
+#
+# Each block is checked as it is converted, and a refusal names the field in Anthropic's
+# spelling (`messages.0.content.1.text`): the chat check that runs after the conversion
+# would name the converted body's fields, which the client never sent.
+
+_IMAGE_TYPES = ("base64", "url")
+_BLOCKS = {  # the block types each role may send
+    "user": ("text", "image", "tool_result"),
+    "assistant": ("text", "tool_use"),
+}
+_CHOICES = ("auto", "any", "tool", "none")
+
+
+def _refuse(where: str, what: str) -> InvalidInput:
+    return InvalidInput(f"{where} {what}", param=where)
+
+
+def _str(obj: Body, name: str, where: str, *, required: bool = True) -> Any:
+    value = obj.get(name)
+    if (value is not None or required) and not isinstance(value, str):
+        raise _refuse(f"{where}.{name}", "must be a string")
+    return value
+
+
+def _text_blocks(value: Any, where: str) -> str:
+    """A string, or a list of text blocks (their text joined)."""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list):
+        raise _refuse(where, "must be a string or a list of text blocks")
+    texts = []
+    for j, block in enumerate(value):
+        here = f"{where}.{j}"
+        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+            raise _refuse(here, "must be a block with a type")
+        if block["type"] == "text":
+            texts.append(_str(block, "text", here))
+    return "".join(texts)
 
 
 def request_to_openai(body: Any) -> Body:
@@ -54,111 +92,119 @@ def request_to_openai(body: Any) -> Body:
         raise InvalidInput("'messages' must be a non-empty list", param="messages")
     out: Body = {"model": body["model"], "max_tokens": body["max_tokens"], "messages": []}
     if body.get("system"):
-        if not isinstance(body["system"], (str, list)):
-            raise InvalidInput("'system' must be a string or a list of text blocks", param="system")
-        out["messages"].append({"role": "system", "content": _text(body["system"])})
+        out["messages"].append(
+            {"role": "system", "content": _text_blocks(body["system"], "system")}
+        )
     for i, m in enumerate(body["messages"]):
         if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
             raise InvalidInput(
                 f"messages.{i}.role must be user or assistant", param=f"messages.{i}.role"
             )
         out["messages"] += _message_to_openai(m, i)
-    for src, dst in (
-        ("temperature", "temperature"),
-        ("top_p", "top_p"),
-        ("stop_sequences", "stop"),
-        ("stream", "stream"),
-    ):
+    for src, dst in (("temperature", "temperature"), ("top_p", "top_p"), ("stream", "stream")):
         if src in body:
             out[dst] = body[src]
+    stop = body.get("stop_sequences")
+    if stop is not None:
+        if not (
+            isinstance(stop, list) and len(stop) <= 4 and all(isinstance(s, str) for s in stop)
+        ):
+            raise _refuse("stop_sequences", "must be a list of up to 4 strings")
+        out["stop"] = stop
     metadata = body.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise InvalidInput("'metadata' must be an object", param="metadata")
-    if body.get("tools") is not None and not (
-        isinstance(body["tools"], list) and all(isinstance(t, dict) for t in body["tools"])
-    ):
-        raise InvalidInput("'tools' must be a list of objects", param="tools")
-    user = metadata.get("user_id")
-    if isinstance(user, str):
+    user = _str(metadata, "user_id", "metadata", required=False)
+    if user is not None:
+        if len(user) > 200 or "\x00" in user:
+            raise _refuse("metadata.user_id", "must be at most 200 characters, without NUL")
         out["user"] = user
-    if body.get("tools"):
-        out["tools"] = [
-            {
-                "type": "function",
-                "function": {
-                    "name": t.get("name"),
-                    "description": t.get("description", ""),
-                    "parameters": t.get("input_schema") or {},
-                },
-            }
-            for t in body["tools"]
-            if isinstance(t, dict)
-        ]
+    tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise InvalidInput("'tools' must be a list of objects", param="tools")
+    if tools:
+        out["tools"] = [_tool_to_openai(t, f"tools.{j}") for j, t in enumerate(tools)]
     choice = body.get("tool_choice")
-    if choice is not None and not isinstance(choice, dict):
-        raise InvalidInput("'tool_choice' must be an object", param="tool_choice")
-    if isinstance(choice, dict):
-        kind = choice.get("type")
+    if choice is not None:
+        if not isinstance(choice, dict) or choice.get("type") not in _CHOICES:
+            raise InvalidInput(
+                "'tool_choice' must be an object with a type of auto, any, tool or none",
+                param="tool_choice",
+            )
+        kind = choice["type"]
         if kind == "any":
             out["tool_choice"] = "required"
         elif kind == "tool":
-            out["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
-        elif kind == "none":
-            out["tool_choice"] = "none"
+            name = _str(choice, "name", "tool_choice")
+            out["tool_choice"] = {"type": "function", "function": {"name": name}}
         else:
-            out["tool_choice"] = "auto"
+            out["tool_choice"] = kind
     if out.get("stream"):
         out["stream_options"] = {"include_usage": True}
     return out
 
 
+def _tool_to_openai(tool: Any, where: str) -> Body:
+    if not isinstance(tool, dict):
+        raise _refuse(where, "must be an object")
+    schema = tool.get("input_schema")
+    if schema is not None and not isinstance(schema, dict):
+        raise _refuse(f"{where}.input_schema", "must be an object")
+    return {
+        "type": "function",
+        "function": {
+            "name": _str(tool, "name", where),
+            "description": _str(tool, "description", where, required=False) or "",
+            "parameters": schema or {},
+        },
+    }
+
+
 def _message_to_openai(m: Body, i: int) -> list[Body]:
     content = m.get("content")
+    where = f"messages.{i}.content"
     if isinstance(content, str):
         return [{"role": m["role"], "content": content}]
-    if not isinstance(content, list):
-        raise InvalidInput(
-            f"messages.{i}.content must be a string or a list of blocks",
-            param=f"messages.{i}.content",
-        )
+    if not isinstance(content, list) or not content:
+        raise _refuse(where, "must be a string or a non-empty list of blocks")
     parts: list[Body] = []
     tool_calls: list[Body] = []
     results: list[Body] = []
-    for block in content:
+    for j, block in enumerate(content):
+        here = f"{where}.{j}"
         kind = block.get("type") if isinstance(block, dict) else None
-        if kind == "text":
-            parts.append({"type": "text", "text": block.get("text", "")})
-        elif kind == "image":
-            src = block.get("source") or {}
-            url = (
-                f"data:{src.get('media_type')};base64,{src.get('data')}"
-                if src.get("type") == "base64"
-                else src.get("url", "")
+        if kind not in _BLOCKS[m["role"]]:
+            allowed = ", ".join(_BLOCKS[m["role"]])
+            raise InvalidInput(
+                f"{here}: a {m['role']} message takes {allowed} blocks, not {kind!r}",
+                param=f"{here}.type",
             )
-            parts.append({"type": "image_url", "image_url": {"url": url}})
+        if kind == "text":
+            parts.append({"type": "text", "text": _str(block, "text", here)})
+        elif kind == "image":
+            parts.append({"type": "image_url", "image_url": {"url": _image_url(block, here)}})
         elif kind == "tool_use":
+            args = block.get("input")
+            if args is not None and not isinstance(args, dict):
+                raise _refuse(f"{here}.input", "must be an object")
             tool_calls.append(
                 {
-                    "id": block.get("id"),
+                    "id": _str(block, "id", here),
                     "type": "function",
                     "function": {
-                        "name": block.get("name"),
-                        "arguments": orjson.dumps(block.get("input") or {}).decode(),
+                        "name": _str(block, "name", here),
+                        "arguments": orjson.dumps(args or {}).decode(),
                     },
                 }
             )
-        elif kind == "tool_result":
+        else:  # tool_result
+            result = block.get("content")
             results.append(
                 {
                     "role": "tool",
-                    "tool_call_id": block.get("tool_use_id"),
-                    "content": _text(block.get("content")),
+                    "tool_call_id": _str(block, "tool_use_id", here),
+                    "content": "" if result is None else _text_blocks(result, f"{here}.content"),
                 }
-            )
-        else:
-            raise InvalidInput(
-                f"messages.{i}.content: unsupported block type {kind!r}",
-                param=f"messages.{i}.content",
             )
     out: list[Body] = list(results)
     if parts or tool_calls:
@@ -173,6 +219,17 @@ def _message_to_openai(m: Body, i: int) -> list[Body]:
                 msg["content"] = None
         out.append(msg)
     return out
+
+
+def _image_url(block: Body, where: str) -> str:
+    src = block.get("source")
+    if not isinstance(src, dict) or src.get("type") not in _IMAGE_TYPES:
+        raise _refuse(f"{where}.source", "must be an object with a type of base64 or url")
+    if src["type"] == "url":
+        url: str = _str(src, "url", f"{where}.source")
+        return url
+    media = _str(src, "media_type", f"{where}.source")
+    return f"data:{media};base64,{_str(src, 'data', f'{where}.source')}"
 
 
 # canonical response -> Anthropic -------------------------------------------------------
