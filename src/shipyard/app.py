@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shipyard import __version__
 from shipyard.capability import Capability, resolve
-from shipyard.http import problems
+from shipyard.http import openapi, problems
 from shipyard.http.metrics import MetricsMiddleware
 from shipyard.http.middleware import EdgeGuard
 from shipyard.http.proxies import ProxyHeaders
@@ -96,6 +96,7 @@ def create_app(
     )
     api.state.platform = platform
     problems.install(api)
+    openapi.install(api, platform.capabilities)
     for cap in platform.capabilities:
         for target in (*cap.routers, *cap.pages):
             api.include_router(resolve(target))

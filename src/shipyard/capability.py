@@ -12,6 +12,7 @@ list; neither names a capability.
         migrations="shipyard.widgets:migrations",           # a folder of Alembic revisions
         service=lambda platform: WidgetService(platform.db),  # start/stop, on the platform
         mounts={"/v1/widgets": lambda platform: widget_asgi(platform)},  # pure ASGI
+        openapi="shipyard.widgets.wire:document",           # the mounts in /openapi.json
         cli=(("widgets", "shipyard.cli.widgets:app"),),
     )
 
@@ -45,6 +46,8 @@ class Capability:
     service: Callable[[Platform], Any] | None = None  # builds the capability's Service
     mounts: Mapping[str, Callable[[Platform], ASGIApp]] = field(default_factory=dict)
     cli: tuple[tuple[str, str], ...] = ()  # (group name, "module:typer app")
+    # "module:function" returning OpenAPI paths and components for the mounts
+    openapi: str | None = None
 
 
 def resolve(target: str) -> Any:

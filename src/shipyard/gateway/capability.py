@@ -79,5 +79,6 @@ CAPABILITY = Capability(
     migrations="shipyard.gateway:migrations",
     service=build,
     mounts={"/v1/": v1},
+    openapi="shipyard.gateway.core.openapi:document",
     cli=(("gateway", "shipyard.cli.gateway:app"),),
 )
