@@ -207,11 +207,25 @@ class FakeUpstream:
         await resp.write(b"data: [DONE]\n\n")
         return resp
 
-    async def _completions(self, request: web.Request) -> web.Response:
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)
         failure = await self._failure(self._next())
         if failure is not None:
             return failure
+        if body.get("stream"):
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await resp.prepare(request)
+            for text, finish in ((" and", None), (" so on", "stop")):
+                chunk = {
+                    "id": "cmpl-fake",
+                    "object": "text_completion",
+                    "created": 0,
+                    "model": body["model"],
+                    "choices": [{"index": 0, "text": text, "finish_reason": finish}],
+                }
+                await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+            await resp.write(b"data: [DONE]\n\n")
+            return resp
         return web.json_response(
             {
                 "id": "cmpl-fake",
