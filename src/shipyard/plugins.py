@@ -134,11 +134,12 @@ class Counters(Protocol):
 
     async def settle(
         self,
-        adjustments: Sequence[tuple[str, float, float]],  # budget key, delta, ttl
+        adjustments: Sequence[tuple[str, float, float, float]],  # key, reserved, used, ttl
         windows: Sequence[tuple[str, float, float]],  # window key, delta, seconds
         admitted_at: float,
     ) -> None:
-        """Reconcile reservations to what was used: budget deltas (never below 0) and
+        """Reconcile reservations to what was used: each budget's reservation becomes
+        what the call used (never below 0), and
         window deltas in the window the request was admitted in (`admitted_at`, a
         `time.time()`); if that window has ended, only a positive delta counts, in the
         current one."""

@@ -54,13 +54,14 @@ class InProcessCounters:
 
     async def settle(
         self,
-        adjustments: Sequence[tuple[str, float, float]],
+        adjustments: Sequence[tuple[str, float, float, float]],
         windows: Sequence[tuple[str, float, float]],
         admitted_at: float,
     ) -> None:
         now = time.time()
-        for key, delta, ttl in adjustments:
-            self._budgets[key] = (max(0.0, self._budget(key) + delta), now + ttl)
+        for key, reserved, used, ttl in adjustments:
+            if used != reserved:
+                self._budgets[key] = (max(0.0, self._budget(key) + used - reserved), now + ttl)
         for key, delta, seconds in windows:
             index, total = self._bucket(key, seconds)
             if index != int(admitted_at // seconds) and delta < 0:

@@ -302,7 +302,7 @@ class Governor:
         adm.settled = True
         cost = adm.cost or 0.0
         reserved, adm.reserved = adm.reserved, []
-        adjustments = [(key, cost - amount, ttl) for key, amount, ttl in reserved if cost != amount]
+        adjustments = [(key, amount, cost, ttl) for key, amount, ttl in reserved]
         used = float(adm.tokens) if adm.cost is not None else 0.0
         windows = [
             (key, used - amount, s) for key, amount, s in adm.tokens_reserved if used != amount

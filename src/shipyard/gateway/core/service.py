@@ -326,31 +326,38 @@ class Gateway:
             end_user=body.get("user") or "",
             stream=bool(body.get("stream")),
         )
-        failure: BaseException | None = None
-        streaming = False
+        state = _Ending()
         try:
             async with self.governor.admit(  # settles on the way out, or gives it back
                 snap, route, body, call.actor.workspace_id, call.actor.id, rec.end_user
             ) as admission:
-                if admission.max_output is not None and not (
-                    body.get("max_tokens") or body.get("max_completion_tokens")
-                ):
-                    body = {**body, "max_tokens": admission.max_output}
-                if rec.stream and call.api.stream is not None:
-                    opened = await self.executor.stream(
-                        snap, call.actor.workspace_id, route, call.api.stream, body
-                    )
-                    reply = self._streamed(call, rec, admission, opened, body, snap)
-                    admission.hand_over()
-                    streaming = True  # the stream settles and records when it ends
-                    return reply
-                return await self._unary(call, route, snap, body, rec, admission)
-        except BaseException as exc:
-            failure = exc
+                try:
+                    if admission.max_output is not None and not (
+                        body.get("max_tokens") or body.get("max_completion_tokens")
+                    ):
+                        body = {**body, "max_tokens": admission.max_output}
+                    if rec.stream and call.api.stream is not None:
+                        opened = await self.executor.stream(
+                            snap, call.actor.workspace_id, route, call.api.stream, body
+                        )
+                        reply = self._streamed(call, rec, admission, opened, body, snap)
+                        admission.hand_over()
+                        state.streaming = True  # the stream settles and records at its end
+                        return reply
+                    return await self._unary(call, route, snap, body, rec, admission)
+                except BaseException as exc:
+                    state.failure = exc
+                    raise
+                finally:
+                    # recorded (to the write-ahead log) before the counters settle: a
+                    # crash in between leaves the ledger ahead of a shared counter,
+                    # which the next seeding raises to it, never behind
+                    state.finish(self, call, rec)
+        except BaseException as exc:  # refused at admission: recorded too
+            if state.failure is None:
+                state.failure = exc
+            state.finish(self, call, rec)
             raise
-        finally:
-            if not streaming:
-                self._finish(call, rec, failure)
 
     async def _unary(
         self, call: Call, route: RouteSpec, snap: Snapshot, body: Body, rec: Record, adm: Admission
@@ -599,9 +606,23 @@ class CallStream:
                 self.adm.charge(worst, 0)
             finally:
                 try:
-                    await asyncio.shield(self.adm.governor.settle(self.adm))
+                    self.on_end()  # the record, before the counters settle (see run)
                 finally:
-                    self.on_end()  # the record
+                    await asyncio.shield(self.adm.governor.settle(self.adm))
+
+
+@dataclass
+class _Ending:
+    """How `Gateway.run` ended, so that its record is finished exactly once."""
+
+    failure: BaseException | None = None
+    streaming: bool = False
+    done: bool = False
+
+    def finish(self, gateway: Gateway, call: Call, rec: Record) -> None:
+        if not self.streaming and not self.done:
+            self.done = True
+            gateway._finish(call, rec, self.failure)
 
 
 def _is_str(value: Any) -> bool:
