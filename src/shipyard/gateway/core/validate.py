@@ -38,6 +38,7 @@ FORBIDDEN = (
     "api_type",
     "mock_response",
 )
+MAX_PROMPTS = 128  # a completions prompt list: one completion (times n) per entry
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 MAX_DEPTH = 64  # nesting levels of a request body, the body itself being the first
 
@@ -167,6 +168,13 @@ def chat(body: Any) -> str:
             "'tool_choice' must be none, auto, required or {type: function, function: {name}}",
             param="tool_choice",
         )
+    if isinstance(choice, dict):
+        named = choice["function"]["name"]
+        if named not in {t["function"]["name"] for t in tools or ()}:
+            raise InvalidInput(
+                f"'tool_choice' names the function '{named[:100]}', which is not in 'tools'",
+                param="tool_choice.function.name",
+            )
     rf = body.get("response_format")
     if rf is not None:
         if not isinstance(rf, dict) or rf.get("type") not in ("text", "json_object", "json_schema"):
@@ -292,10 +300,17 @@ def completion(body: Any) -> str:
     prompt = body.get("prompt")
     if not (
         isinstance(prompt, str)
-        or (isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt))
+        or (
+            isinstance(prompt, list)
+            and 0 < len(prompt) <= MAX_PROMPTS
+            and all(isinstance(p, str) for p in prompt)
+        )
     ):
-        raise InvalidInput("'prompt' must be a string or a list of strings", param="prompt")
+        raise InvalidInput(
+            f"'prompt' must be a string or a list of 1 to {MAX_PROMPTS} strings", param="prompt"
+        )
     _common(body)
+    _number(body, "best_of", 1, 16, integer=True)
     _flag(body, "echo")
     _number(body, "logprobs", 0, 5, integer=True)
     suffix = body.get("suffix")
