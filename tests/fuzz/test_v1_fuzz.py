@@ -1,5 +1,5 @@
 """Property-based fuzzing of `/v1`: bodies generated from the OpenAPI document the app
-serves (hypothesis-jsonschema), sent as they are and mutated (wrong JSON types at every
+serves (strategies.py), sent as they are and mutated (wrong JSON types at every
 level, missing fields, huge and empty values, deep nesting, control characters, NUL,
 bytes that are not UTF-8), against the real app in process, whose routes call the
 scripted fake upstream on loopback (OpenAI, Anthropic and Gemini wire formats).

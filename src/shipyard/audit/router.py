@@ -14,6 +14,7 @@ from shipyard.audit import service
 from shipyard.audit.models import AuditEvent
 from shipyard.audit.schemas import AuditEventPublic
 from shipyard.http.deps import Authorized, Ctx
+from shipyard.inputs import Timestamp
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
 
@@ -53,8 +54,8 @@ def list_events(
     actor: str | None = Query(default=None, max_length=200),
     action: str | None = Query(default=None, max_length=100),
     outcome: Outcome | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Timestamp | None = None,
+    until: Timestamp | None = None,
     before_id: int | None = Query(default=None, ge=1),
     limit: int = Query(default=100, ge=1, le=1000),
     ctx: Ctx = Authorized("audit:read"),
@@ -64,13 +65,26 @@ def list_events(
         return [public(r) for r in service.search(tx.session, q)]
 
 
-@router.get("/export", name="audit.export")
+NDJSON = "application/x-ndjson"
+
+
+@router.get(
+    "/export",
+    name="audit.export",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "The matching events, one JSON object a line.",
+            "content": {NDJSON: {"schema": {"type": "string"}}},
+        }
+    },
+)
 def export_events(
     actor: str | None = Query(default=None, max_length=200),
     action: str | None = Query(default=None, max_length=100),
     outcome: Outcome | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Timestamp | None = None,
+    until: Timestamp | None = None,
     ctx: Ctx = Authorized("audit:read"),
 ) -> StreamingResponse:
     q = _query(ctx, actor, action, outcome, since, until, None, 500)
@@ -81,6 +95,6 @@ def export_events(
 
     return StreamingResponse(
         lines(),
-        media_type="application/x-ndjson",
+        media_type=NDJSON,
         headers={"Content-Disposition": 'attachment; filename="shipyard-audit.jsonl"'},
     )

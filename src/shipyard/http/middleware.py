@@ -21,8 +21,9 @@ _SECURITY_HEADERS = [
 
 class EdgeCheck:
     """What every request must pass before anything reads it: a Host this server
-    serves (DNS rebinding), a declared body within the size limit, and JSON bodies for
-    state changes under the JSON prefixes (OTLP's `/v1/traces` takes protobuf too)."""
+    serves (DNS rebinding), a declared body within the size limit, a URL without NUL,
+    and JSON bodies for state changes under the JSON prefixes (OTLP's `/v1/traces`
+    takes protobuf too)."""
 
     def __init__(
         self,
@@ -62,6 +63,9 @@ class EdgeCheck:
             if int(length) > self.max_body:
                 return PayloadTooLarge(f"the request body exceeds {self.max_body} bytes"), chunked
         path: str = scope["path"]
+        if "\x00" in path or b"%00" in scope.get("query_string", b""):
+            # no store takes one back (PostgreSQL text cannot hold a NUL)
+            return InvalidInput("the URL contains a NUL character"), chunked
         if (
             scope["method"] in _UNSAFE
             and path.startswith(self.json_prefixes)

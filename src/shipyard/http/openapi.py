@@ -15,6 +15,26 @@ from shipyard.capability import Capability, resolve
 
 Document = dict[str, Any]
 BEARER = {"type": "http", "scheme": "bearer", "description": "A Shipyard API key."}
+# RFC 9457, as `shipyard.http.render` writes it: every refusal and failure of the API
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string", "description": "What is wrong, naming the field."},
+        "errors": {
+            "type": "array",
+            "description": "For a 422: each field at fault.",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
 
 
 def install(api: FastAPI, capabilities: Sequence[Capability]) -> None:
@@ -35,11 +55,19 @@ def install(api: FastAPI, capabilities: Sequence[Capability]) -> None:
 def _extend(doc: Document, api: FastAPI, capabilities: Sequence[Capability]) -> None:
     public = {route.path for route in _routes(api.routes) if _is_public(route)}
     for path, operations in doc.get("paths", {}).items():
-        if path not in public:
-            for operation in operations.values():
+        for operation in operations.values():
+            if path not in public:
                 operation.setdefault("security", [{"bearer": []}])
+            responses = operation.setdefault("responses", {})
+            if "422" in responses:
+                responses["422"] = {"description": "A field is invalid.", "content": PROBLEM}
+            responses.setdefault("default", {"description": "A refusal.", "content": PROBLEM})
     components = doc.setdefault("components", {})
     components.setdefault("securitySchemes", {})["bearer"] = BEARER
+    schemas = components.setdefault("schemas", {})
+    schemas["Problem"] = PROBLEM_SCHEMA
+    for name in ("HTTPValidationError", "ValidationError"):  # FastAPI's, replaced above
+        schemas.pop(name, None)
     for cap in capabilities:
         if cap.openapi is None:
             continue

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from shipyard.identity.roles import Role
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from shipyard.inputs import Strict, Timestamp
 
 
 class WorkspaceCreate(Strict):
@@ -77,7 +74,7 @@ class AccountPublic(BaseModel):
 class KeyCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
     role: Role = Role.app
-    expires_at: datetime | None = None
+    expires_at: Timestamp | None = Field(default=None, description="With a zone (Z, +02:00).")
     platform_admin: bool = False  # only a platform administrator may set it
 
 

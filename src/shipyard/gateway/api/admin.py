@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TypeVar
 
 from fastapi import APIRouter, Query, Response
@@ -27,6 +27,7 @@ from shipyard.gateway.config.schemas import (
 from shipyard.gateway.config.specs import Limits, RouteSpec
 from shipyard.gateway.tables import PriceRow, ProviderRow
 from shipyard.http.deps import Authorized, Ctx
+from shipyard.inputs import Timestamp
 from shipyard.plugins import PROVIDERS
 from shipyard.store import utcnow
 
@@ -276,8 +277,8 @@ def list_requests(
     key_id: str | None = Query(default=None, max_length=32),
     status: int | None = Query(default=None, ge=100, le=599),
     errors_only: bool = False,
-    since: datetime | None = None,
-    before: datetime | None = None,
+    since: Timestamp | None = None,
+    before: Timestamp | None = None,
     limit: int = Query(default=100, ge=1, le=1000),
     ctx: Ctx = Authorized("gateway:read"),
 ) -> list[RecordPublic]:

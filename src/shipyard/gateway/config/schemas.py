@@ -8,12 +8,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shipyard.gateway.records.record import Record
+from shipyard.inputs import Strict
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class ProviderCreate(Strict):
