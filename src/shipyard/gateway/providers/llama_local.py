@@ -99,9 +99,7 @@ class LlamaLocal(ProviderBase):
         return await asyncio.to_thread(self._generate, fn, first, kwargs)
 
     async def chat(self, body: Body, dep: Deployment) -> Body:
-        result = await self._run(
-            "create_chat_completion", body["messages"], self._kwargs(body, dep)
-        )
+        result = await self._run("create_chat_completion", _messages(body), self._kwargs(body, dep))
         result["model"] = dep.model
         return result
 
@@ -112,7 +110,7 @@ class LlamaLocal(ProviderBase):
         return result
 
     def chat_stream(self, body: Body, dep: Deployment) -> AsyncIterator[Body]:
-        return self._stream("create_chat_completion", body["messages"], body, dep, "chat")
+        return self._stream("create_chat_completion", _messages(body), body, dep, "chat")
 
     def completion_stream(self, body: Body, dep: Deployment) -> AsyncIterator[Body]:
         prompt = body["prompt"] if isinstance(body["prompt"], str) else body["prompt"][0]
@@ -216,3 +214,28 @@ class LlamaLocal(ProviderBase):
 
 def create(spec: ProviderSpec) -> LlamaLocal:
     return LlamaLocal(spec)
+
+
+def _messages(body: Body) -> list[Body]:
+    """The chat template reads every message's content as text: a message without one (an
+    assistant turn that only called tools) gets an empty string, not a template error,
+    and a list of parts its text parts joined (the model reads nothing else)."""
+    out = []
+    for i, m in enumerate(body["messages"]):
+        content = m.get("content")
+        if not isinstance(content, str):
+            m = {**m, "content": _text(content or (), f"messages[{i}].content")}
+        out.append(m)
+    return out
+
+
+def _text(parts: Any, where: str) -> str:
+    texts = []
+    for j, part in enumerate(parts):
+        if part.get("type") != "text":
+            raise UpstreamError(
+                f"{where}[{j}]: the local model reads text only, not {part.get('type')!r} parts",
+                error_class=ErrorClass.bad_request,
+            )
+        texts.append(part["text"])
+    return "".join(texts)
