@@ -68,8 +68,13 @@ class Env:
         return r.json()  # type: ignore[no-any-return]
 
 
-def make_env(tmp_path: Path, **overrides: Any) -> Iterator[Env]:
-    upstream = FakeUpstream().start()
+def make_env(
+    tmp_path: Path, upstream: FakeUpstream | None = None, **overrides: Any
+) -> Iterator[Env]:
+    """The app over `tmp_path / "home"`; run twice over one path, it is a restart (pass
+    the same `upstream` to keep the providers' base URL)."""
+    owned = upstream is None
+    upstream = upstream or FakeUpstream().start()
     settings = load_settings(
         home=tmp_path / "home",
         admin_password=ADMIN_PASSWORD,
@@ -88,7 +93,8 @@ def make_env(tmp_path: Path, **overrides: Any) -> Iterator[Env]:
             ) as admin:
                 yield Env(url=url, admin=admin, owner_key=key, upstream=upstream, app=app)
     finally:
-        upstream.stop()
+        if owned:
+            upstream.stop()
 
 
 @pytest.fixture

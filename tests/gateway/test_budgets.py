@@ -8,43 +8,25 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 
-from shipyard.app import create_app
 from shipyard.gateway.config.prices import SEED_PRICES, price_for
-from shipyard.settings import load_settings
-from tests.conftest import ADMIN_PASSWORD
-from tests.gateway.conftest import Env
+from tests.gateway.conftest import Env, make_env
 from tests.gateway.fake_upstream import FakeUpstream
-from tests.support import live_server
 
 MSG = [{"role": "user", "content": "hi"}]
 PER_CALL = 5 * 1000 / 1e6  # the fake upstream's 5 output tokens at $1000 per 1M
 
 
-@contextmanager
-def serving(home: Path, upstream: FakeUpstream, **overrides: Any) -> Iterator[Env]:
+def serving(home: Path, upstream: FakeUpstream, **overrides: Any) -> AbstractContextManager[Env]:
     """The real app on loopback over `home`; called twice on one home, it is a restart."""
-    settings = load_settings(
-        home=home,
-        admin_password=ADMIN_PASSWORD,
-        admin_email="admin@example.com",
-        gateway_retry_base_seconds=0.01,
-        **overrides,
-    )
-    app = create_app(settings)
-    with live_server(app) as url:
-        key = orjson.loads(settings.credentials_path.read_bytes())["api_key"]
-        with httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30
-        ) as admin:
-            yield Env(url=url, admin=admin, owner_key=key, upstream=upstream, app=app)
+    assert home.name == "home"
+    return contextmanager(make_env)(home.parent, upstream, **overrides)
 
 
 @pytest.fixture
