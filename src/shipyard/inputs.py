@@ -7,17 +7,28 @@ are values no store or writer can take back:
   (orjson, which writes every reply, stops at 255 levels: the object would be stored
   and every later listing of it would fail).
 
-Timestamps are `AwareDatetime` (`Timestamp`): one without a zone is refused (422) rather
-than guessed, since the store compares them in UTC."""
+Timestamps (`Timestamp`) need a zone: one without is refused (422) rather than guessed,
+since the store compares them in UTC; they are converted to UTC here, so one that has no
+UTC equivalent (year 9999 at -01:00) is refused too, not failed on by the store."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, field_validator
 
 MAX_DEPTH = 32
-Timestamp = AwareDatetime
+
+
+def _utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range once converted to UTC") from None
+
+
+Timestamp = Annotated[AwareDatetime, AfterValidator(_utc)]
 
 
 def check_value(value: Any, depth: int = 0) -> None:

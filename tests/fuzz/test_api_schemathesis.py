@@ -99,7 +99,7 @@ def test_api_operations(api: Any, target: Target, mode: GenerationMode) -> None:
     for result in api.get_all_operations():
         operation = result.ok()
 
-        @settings(max_examples=10)
+        @settings(max_examples=settings().max_examples // 2)  # 12 in the ci profile
         @given(case=operation.as_strategy(generation_mode=mode))
         def run(case: Any) -> None:
             case.call_and_validate(headers=target.headers, checks=CHECKS)
@@ -121,7 +121,7 @@ def test_api_stateful(api: Any, target: Target) -> None:
         def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
             case.validate_response(response, checks=CHECKS, headers=target.headers)
 
-    Workflow.run(settings=settings(max_examples=15, stateful_step_count=6))
+    Workflow.run(settings=settings(max_examples=settings().max_examples, stateful_step_count=6))
 
 
 def test_schemathesis_sees_the_whole_api(api: Any) -> None:

@@ -182,6 +182,19 @@ def test_timestamps_without_a_zone_are_422(client: TestClient, url: str, field: 
     assert client.get(url.split("=")[0] + "=2026-01-01T00:00:00Z").status_code == 200
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "since=9999-12-31T23:59:00-01:00",  # no UTC equivalent: the store's conversion failed
+        "until=0001-01-01T00:00:00%2B01:00",
+        "before_id=99999999999999999999",  # past a store's integer
+    ],
+)
+def test_audit_queries_out_of_range_are_422(client: TestClient, query: str) -> None:
+    r = client.get(f"/api/audit?{query}")
+    assert r.status_code == 422 and query.split("=")[0] in r.json()["detail"], r.text
+
+
 def test_a_key_expiry_without_a_zone_is_422(client: TestClient) -> None:
     r = client.post("/api/keys", json={"name": "k", "expires_at": "2099-01-01T00:00:00"})
     assert r.status_code == 422 and "expires_at" in r.json()["detail"], r.text  # was a 500

@@ -56,7 +56,7 @@ def list_events(
     outcome: Outcome | None = None,
     since: Timestamp | None = None,
     until: Timestamp | None = None,
-    before_id: int | None = Query(default=None, ge=1),
+    before_id: int | None = Query(default=None, ge=1, le=2**63 - 1),  # a store's integer
     limit: int = Query(default=100, ge=1, le=1000),
     ctx: Ctx = Authorized("audit:read"),
 ) -> list[AuditEventPublic]:

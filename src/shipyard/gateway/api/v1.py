@@ -326,5 +326,6 @@ async def _model_one(
     name = scope["path"][len("/v1/models/") :]
     route = app.gateway.snapshot.route(actor.workspace_id, name)
     if route is None or not _allowed(app, actor)(name):
-        raise NotFound(f"the model '{name}' does not exist", param="model", code="model_not_found")
+        shown = name if len(name) <= 200 else name[:200] + "..."  # a URL is echoed, not mirrored
+        raise NotFound(f"the model '{shown}' does not exist", param="model", code="model_not_found")
     await app.reply(send, Reply(_model_entry(route), []))
