@@ -40,6 +40,7 @@ FORBIDDEN = (
 )
 MAX_PROMPTS = 128  # a completions prompt list: one completion (times n) per entry
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+_TEXT_ROLES = ROLES - {"tool"}  # the roles a message of only a role and a text may have
 MAX_DEPTH = 64  # nesting levels of a request body, the body itself being the first
 
 
@@ -146,7 +147,14 @@ def chat(body: Any) -> str:
     if not isinstance(messages, list) or not messages:
         raise InvalidInput("'messages' must be a non-empty list", param="messages")
     for i, m in enumerate(messages):
-        _message(m, f"messages[{i}]")
+        if not (  # the common message, a role and a text, checked inline (the hot path)
+            type(m) is dict
+            and len(m) == 2
+            and type(m.get("content")) is str
+            and type(m.get("role")) is str
+            and m["role"] in _TEXT_ROLES
+        ):
+            _message(m, f"messages[{i}]")
     _common(body)
     tools = body.get("tools")
     if tools is not None and not isinstance(tools, list):
