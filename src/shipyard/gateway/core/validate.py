@@ -99,7 +99,10 @@ def _common(body: dict[str, Any]) -> None:
     bias = body.get("logit_bias")
     if bias is not None and not (
         isinstance(bias, dict)
-        and all(k.isdigit() and _is_number(v) and -100 <= v <= 100 for k, v in bias.items())
+        and all(
+            k.isascii() and k.isdigit() and _is_number(v) and -100 <= v <= 100
+            for k, v in bias.items()
+        )
     ):
         raise InvalidInput(
             "'logit_bias' must map token ids to numbers from -100 to 100", param="logit_bias"
