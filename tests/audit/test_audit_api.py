@@ -23,7 +23,7 @@ def test_mutations_and_denials_are_recorded(client: TestClient) -> None:
     )
     assert denied["status"] == 403 and denied["action"] == "keys.create"
     anon = next(e for e in events if e["actor"] == "anonymous")
-    assert anon["status"] == 401 and anon["workspace_id"] is None  # owners see org-level entries
+    assert anon["status"] == 401 and anon["workspace_id"] is None  # platform admins see it
     assert anon["action"] == "api.denied" and anon["detail"].startswith("count=1;")
 
 
