@@ -99,7 +99,7 @@ def test_api_operations(api: Any, target: Target, mode: GenerationMode) -> None:
     for result in api.get_all_operations():
         operation = result.ok()
 
-        @settings(max_examples=settings().max_examples // 2)  # 12 in the ci profile
+        @settings(max_examples=settings().max_examples // 3)  # 8 in the ci profile
         @given(case=operation.as_strategy(generation_mode=mode))
         def run(case: Any) -> None:
             case.call_and_validate(headers=target.headers, checks=CHECKS)
