@@ -14,6 +14,7 @@ example, and a test fails when a Protocol here is missing from it.
 | `Counters`      | (setting `redis_url`)    | rate windows, token windows, budgets         |
 | `ResponseCache` | (setting `redis_url`)    | the gateway's exact-match response cache     |
 | `RecordStore`   | (the metadata database)  | where request records (the ledger) are kept  |
+| `TraceStore`    | (setting `trace_database_url`) | where spans, traces and roll-ups are kept |
 | `CallSink`      | (a capability's service) | receives every finished gateway call         |
 | `Service`       | (a capability's service) | a long-lived object with start and stop      |
 
@@ -34,6 +35,15 @@ if TYPE_CHECKING:
     from shipyard.capability import Capability
     from shipyard.gateway.config.specs import Deployment, ProviderSpec
     from shipyard.gateway.records.record import Record
+    from shipyard.tracing.spans import (
+        MetricPoint,
+        MetricsQuery,
+        Page,
+        SessionSummary,
+        Span,
+        TraceQuery,
+        TraceSummary,
+    )
 
 Body = dict[str, Any]
 
@@ -197,6 +207,55 @@ class RecordStore(Protocol):
     def spend(self, *, since: datetime | None) -> list[tuple[str, str, str, float]]:
         """The spend ledger: USD per (workspace, key, end user) since `since` (None: all
         time). Budget counters are rebuilt from it."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class TraceStore(Protocol):
+    """Where spans are kept, with a summary per trace and per-minute roll-ups of model
+    calls (kept for the metrics after retention deletes raw spans). Written in batches
+    by one writer per store, read by the API. One implementation per engine
+    (`shipyard.tracing.store`); `tests/tracing/test_store_contract.py` runs the same
+    suite on each."""
+
+    def write(self, spans: Sequence[Span]) -> int:
+        """Store the batch in one transaction and return how many spans were new: a
+        span already stored (same workspace, trace and span id: a replay, a client's
+        retry) is skipped and counted in no summary or roll-up."""
+        ...
+
+    def traces(self, workspace_id: str, query: TraceQuery) -> Page[TraceSummary]:
+        """Traces matching every filter, newest start first, a page at a time."""
+        ...
+
+    def trace_spans(
+        self, workspace_id: str, trace_id: str, *, cursor: str | None = None, limit: int = 1000
+    ) -> Page[Span]:
+        """A trace's spans in start order, a page at a time (a huge trace is never
+        loaded whole)."""
+        ...
+
+    def span(self, workspace_id: str, trace_id: str, span_id: str) -> Span | None: ...
+
+    def sessions(
+        self,
+        workspace_id: str,
+        *,
+        user_id: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> Page[SessionSummary]:
+        """Sessions, most recently active first."""
+        ...
+
+    def metrics(self, workspace_id: str | None, query: MetricsQuery) -> list[MetricPoint]:
+        """Roll-up figures (None: every workspace), oldest bucket first."""
+        ...
+
+    def purge(self, workspace_id: str, before_ns: int) -> int:
+        """Delete the raw spans (and traces) of a workspace that started before
+        `before_ns`; roll-ups stay. Returns the spans deleted."""
         ...
 
     def close(self) -> None: ...

@@ -1,0 +1,1 @@
+"""Tracing: OTLP ingest, the trace store, queries, metrics, drift and alerts."""
