@@ -1,0 +1,567 @@
+"""The tracing SDK against a real OTLP/HTTP receiver on loopback (stdlib http.server).
+
+Each test passes its own TracerProvider to `shipyard.init` (the OpenTelemetry global
+provider can be set once per process); the global path runs in a subprocess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
+from opentelemetry.proto.trace.v1.trace_pb2 import Status as ProtoStatus
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+
+import shipyard
+from shipyard.sdk.tracing import TRUNCATED
+
+KEY = "sk-test-key"
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    request: ExportTraceServiceRequest
+
+
+@dataclass
+class Collector:
+    url: str
+    received: list[Received] = field(default_factory=list)
+
+    def spans(self) -> list[dict[str, Any]]:
+        """Every span that arrived, flattened: name, ids, attributes, status, events."""
+        out = []
+        for got in list(self.received):
+            for rs in got.request.resource_spans:
+                resource = _attributes(rs.resource.attributes)
+                for ss in rs.scope_spans:
+                    for s in ss.spans:
+                        out.append(
+                            {
+                                "name": s.name,
+                                "trace_id": s.trace_id.hex(),
+                                "span_id": s.span_id.hex(),
+                                "parent": s.parent_span_id.hex(),
+                                "attributes": _attributes(s.attributes),
+                                "status": s.status.code,
+                                "message": s.status.message,
+                                "events": [e.name for e in s.events],
+                                "event_attributes": [_attributes(e.attributes) for e in s.events],
+                                "resource": resource,
+                                "scope": ss.scope.name,
+                                "kind": s.kind,
+                            }
+                        )
+        return out
+
+    def one(self, name: str) -> dict[str, Any]:
+        found = [s for s in self.spans() if s["name"] == name]
+        assert len(found) == 1, (name, [s["name"] for s in self.spans()])
+        return found[0]
+
+
+def _value(v: AnyValue) -> Any:
+    which = v.WhichOneof("value")
+    if which == "array_value":
+        return [_value(x) for x in v.array_value.values]
+    return getattr(v, which) if which else None
+
+
+def _attributes(kvs: Any) -> dict[str, Any]:
+    return {kv.key: _value(kv.value) for kv in kvs}
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    received: list[Received] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if self.headers.get("Content-Encoding") == "gzip":
+                body = gzip.decompress(body)
+            request = ExportTraceServiceRequest()
+            request.ParseFromString(body)
+            received.append(
+                Received(self.path, {k.lower(): v for k, v in self.headers.items()}, request)
+            )
+            reply = ExportTraceServiceResponse().SerializeToString()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Collector(f"http://127.0.0.1:{server.server_address[1]}", received)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def provider(collector: Collector) -> Iterator[TracerProvider]:
+    """Spans export synchronously (batch=False): they have arrived when the call returns."""
+    own = TracerProvider(resource=Resource.create({"service.name": "sdk-tests"}))
+    shipyard.init(collector.url, KEY, provider=own, batch=False)
+    try:
+        yield own
+    finally:
+        shipyard.shutdown()
+
+
+def test_a_decorated_call_is_one_span_with_inputs_output_and_the_key(
+    collector: Collector, provider: TracerProvider
+) -> None:
+    @shipyard.trace
+    def add(a: int, b: int, *, label: str = "sum") -> dict[str, Any]:
+        return {"total": a + b, "label": label}
+
+    assert add(2, 3, label="x") == {"total": 5, "label": "x"}
+
+    span = collector.one(add.__qualname__)
+    attrs = span["attributes"]
+    assert json.loads(attrs["input.value"]) == {"a": 2, "b": 3, "label": "x"}
+    assert attrs["input.mime_type"] == "application/json"
+    assert json.loads(attrs["output.value"]) == {"total": 5, "label": "x"}
+    assert attrs["output.mime_type"] == "application/json"
+    assert attrs["openinference.span.kind"] == "CHAIN"
+    assert span["status"] == ProtoStatus.STATUS_CODE_UNSET
+    assert span["resource"]["service.name"] == "sdk-tests"
+    assert span["scope"] == "shipyard"
+    (got,) = collector.received
+    assert got.path == "/v1/traces"
+    assert got.headers["authorization"] == f"Bearer {KEY}"
+    assert got.headers["content-type"] == "application/x-protobuf"
+
+
+def test_name_kind_and_capture_switches(collector: Collector, provider: TracerProvider) -> None:
+    @shipyard.trace(name="search-tool", kind="TOOL", capture_output=False)
+    def search(query: str) -> str:
+        return "secret result"
+
+    @shipyard.trace(capture_input=False)
+    def answer(question: str) -> str:
+        return "forty-two"
+
+    search("q")
+    answer("what?")
+    tool = collector.one("search-tool")["attributes"]
+    assert tool["openinference.span.kind"] == "TOOL"
+    assert json.loads(tool["input.value"]) == {"query": "q"}
+    assert "output.value" not in tool
+    plain = collector.one(answer.__qualname__)["attributes"]
+    assert "input.value" not in plain
+    assert plain["output.value"] == "forty-two"
+    assert plain["output.mime_type"] == "text/plain"
+
+
+def test_capture_content_false_keeps_inputs_and_outputs_out(collector: Collector) -> None:
+    own = TracerProvider()
+    shipyard.init(collector.url, KEY, provider=own, batch=False, capture_content=False)
+    try:
+
+        @shipyard.trace
+        def private(card: str) -> str:
+            return card
+
+        with shipyard.span("block") as s:
+            s.set_input("4111 1111 1111 1111")
+            s.set_output("4111 1111 1111 1111")
+        private("4111 1111 1111 1111")
+    finally:
+        shipyard.shutdown()
+    for span in collector.spans():
+        assert not {"input.value", "output.value"} & span["attributes"].keys()
+    assert "4111" not in str([g.request for g in collector.received])
+
+
+def test_nested_calls_are_parent_and_children_and_methods_skip_self(
+    collector: Collector, provider: TracerProvider
+) -> None:
+    class Agent:
+        @shipyard.trace(kind="AGENT")
+        def run(self, task: str) -> str:
+            return self.tool(task) + self.fmt(task)
+
+        @shipyard.trace(kind="TOOL")
+        def tool(self, arg: str) -> str:
+            return arg.upper()
+
+        @classmethod
+        @shipyard.trace
+        def fmt(cls, arg: str) -> str:
+            return "!"
+
+        @staticmethod
+        @shipyard.trace
+        def helper(x: int) -> int:
+            return x
+
+    assert Agent().run("go") == "GO!"
+    assert Agent.helper(1) == 1
+    root = collector.one(Agent.run.__qualname__)
+    tool = collector.one(Agent.tool.__qualname__)
+    fmt = collector.one(Agent.fmt.__qualname__)
+    helper = collector.one(Agent.helper.__qualname__)
+    assert root["parent"] == ""
+    assert tool["parent"] == root["span_id"] and fmt["parent"] == root["span_id"]
+    assert tool["trace_id"] == root["trace_id"] == fmt["trace_id"]
+    assert helper["parent"] == "" and helper["trace_id"] != root["trace_id"]
+    assert json.loads(root["attributes"]["input.value"]) == {"task": "go"}
+    assert json.loads(fmt["attributes"]["input.value"]) == {"arg": "go"}
+    assert json.loads(helper["attributes"]["input.value"]) == {"x": 1}
+    assert root["attributes"]["openinference.span.kind"] == "AGENT"
+
+
+def test_varargs_and_kwargs_are_captured(collector: Collector, provider: TracerProvider) -> None:
+    @shipyard.trace
+    def f(a: int, *rest: int, **extra: str) -> None:
+        return None
+
+    f(1, 2, 3, mode="fast")
+    attrs = collector.one(f.__qualname__)["attributes"]
+    assert json.loads(attrs["input.value"]) == {"a": 1, "rest": [2, 3], "mode": "fast"}
+    assert attrs["output.value"] == "null"
+
+
+def test_inputs_and_outputs_are_cut_to_max_chars_with_a_marker(collector: Collector) -> None:
+    own = TracerProvider()
+    shipyard.init(collector.url, KEY, provider=own, batch=False, max_chars=100)
+    try:
+
+        @shipyard.trace
+        def echo(text: str) -> str:
+            return text * 2
+
+        echo("x" * 10_000)
+        with shipyard.span("block", note="y" * 500) as s:
+            s.set_output({"big": list(range(1000))})
+    finally:
+        shipyard.shutdown()
+    attrs = collector.one(echo.__qualname__)["attributes"]
+    for key in ("input.value", "output.value"):
+        assert len(attrs[key]) == 100
+        assert attrs[key].endswith(TRUNCATED)
+    assert attrs["input.value"].startswith('{"text": "xxx')
+    block = collector.one("block")["attributes"]
+    assert block["output.value"].startswith('{"big": [0, 1, 2')
+    assert len(block["output.value"]) == 100 and block["output.value"].endswith(TRUNCATED)
+    assert block["note"] == "y" * 500  # plain attributes are the caller's, not captured content
+
+
+def test_an_exception_sets_error_status_is_recorded_and_propagates(
+    collector: Collector, provider: TracerProvider
+) -> None:
+    @shipyard.trace
+    def outer() -> None:
+        inner()
+
+    @shipyard.trace
+    def inner() -> None:
+        raise KeyError("missing")
+
+    with pytest.raises(KeyError, match="missing"):
+        outer()
+    for name in (outer.__qualname__, inner.__qualname__):
+        span = collector.one(name)
+        assert span["status"] == ProtoStatus.STATUS_CODE_ERROR
+        assert span["message"].startswith("KeyError")
+        assert span["events"] == ["exception"]
+        assert span["event_attributes"][0]["exception.type"] == "KeyError"
+        assert "output.value" not in span["attributes"]
+
+    with pytest.raises(ValueError), shipyard.span("block"):
+        raise ValueError("bad")
+    assert collector.one("block")["status"] == ProtoStatus.STATUS_CODE_ERROR
+
+
+def test_session_and_user_reach_every_span_started_inside_third_party_too(
+    collector: Collector, provider: TracerProvider
+) -> None:
+    other = provider.get_tracer("some.instrumentation")
+
+    @shipyard.trace
+    def handle() -> None:
+        with other.start_as_current_span("openai.chat"):
+            pass
+
+    @shipyard.trace
+    def request() -> None:
+        with shipyard.session("chat-42"), shipyard.user("alice"):
+            handle()
+
+    request()
+    handle()  # outside: no session, no user
+    root = collector.one(request.__qualname__)
+    assert root["attributes"]["session.id"] == "chat-42"
+    assert root["attributes"]["user.id"] == "alice"
+    spans = collector.spans()
+    inside = [s for s in spans if s["trace_id"] == root["trace_id"] and s["parent"]]
+    outside = [s for s in spans if s["trace_id"] != root["trace_id"]]
+    assert sorted(s["name"] for s in inside) == sorted([handle.__qualname__, "openai.chat"])
+    assert sorted(s["name"] for s in outside) == sorted([handle.__qualname__, "openai.chat"])
+    for span in inside:
+        assert span["attributes"]["session.id"] == "chat-42"
+        assert span["attributes"]["user.id"] == "alice"
+    assert {s["scope"] for s in inside} == {"shipyard", "some.instrumentation"}
+    for span in outside:
+        assert not {"session.id", "user.id"} & span["attributes"].keys()
+    # An id the caller set on a span is theirs: the context does not overwrite it.
+    with shipyard.session("ctx"), shipyard.span("explicit", **{"session.id": "own"}):
+        pass
+    assert collector.one("explicit")["attributes"]["session.id"] == "own"
+
+
+async def test_async_functions_nest_and_tasks_keep_their_own_session(
+    collector: Collector, provider: TracerProvider
+) -> None:
+    @shipyard.trace
+    async def fetch(n: int) -> int:
+        await asyncio.sleep(0)
+        return n * 10
+
+    @shipyard.trace(kind="AGENT")
+    async def conversation(sid: str) -> list[int]:
+        with shipyard.session(sid):
+            async with shipyard.span("step") as s:
+                s.set_input({"sid": sid})
+                got = [await fetch(1), await fetch(2)]
+                s.set_output(got)
+            return got
+
+    results = await asyncio.gather(conversation("s1"), conversation("s2"))
+    assert results == [[10, 20], [10, 20]]
+    spans = collector.spans()
+    roots = {s["span_id"]: s for s in spans if s["name"] == conversation.__qualname__}
+    steps = {s["span_id"]: s for s in spans if s["name"] == "step"}
+    fetches = [s for s in spans if s["name"] == fetch.__qualname__]
+    assert len(roots) == 2 and len(steps) == 2 and len(fetches) == 4
+    for step in steps.values():
+        root = roots[step["parent"]]
+        sid = json.loads(root["attributes"]["input.value"])["sid"]
+        assert step["attributes"]["session.id"] == sid == root["attributes"]["session.id"]
+        assert json.loads(step["attributes"]["output.value"]) == [10, 20]
+    for span in fetches:
+        step = steps[span["parent"]]
+        assert span["attributes"]["session.id"] == step["attributes"]["session.id"]
+        assert span["trace_id"] == step["trace_id"]
+
+    @shipyard.trace
+    async def broken() -> None:
+        raise RuntimeError("async boom")
+
+    with pytest.raises(RuntimeError):
+        await broken()
+    assert collector.one(broken.__qualname__)["status"] == ProtoStatus.STATUS_CODE_ERROR
+
+
+def test_generators_span_their_iteration_and_children_nest(
+    collector: Collector, provider: TracerProvider
+) -> None:
+    @shipyard.trace
+    def token(t: str) -> str:
+        return t
+
+    @shipyard.trace(kind="LLM")
+    def stream(words: list[str]) -> Iterator[str]:
+        for w in words:
+            yield token(w) + " "
+
+    assert list(stream(["hello", "world"])) == ["hello ", "world "]
+    root = collector.one(stream.__qualname__)
+    assert root["attributes"]["output.value"] == "hello world "
+    assert json.loads(root["attributes"]["input.value"]) == {"words": ["hello", "world"]}
+    tokens = [s for s in collector.spans() if s["name"] == token.__qualname__]
+    assert [s["parent"] for s in tokens] == [root["span_id"]] * 2
+
+    @shipyard.trace
+    def numbers() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise OSError("stream cut")
+
+    with pytest.raises(OSError):
+        list(numbers())
+    cut = collector.one(numbers.__qualname__)
+    assert cut["status"] == ProtoStatus.STATUS_CODE_ERROR
+    assert json.loads(cut["attributes"]["output.value"]) == [1, 2]
+
+    # Stopping early closes the generator: the span ends with what was yielded, no error.
+    gen = stream(["a", "b", "c"])
+    assert next(gen) == "a "
+    gen.close()
+    spans = [s for s in collector.spans() if s["name"] == stream.__qualname__]
+    assert spans[-1]["attributes"]["output.value"] == "a "
+    assert spans[-1]["status"] == ProtoStatus.STATUS_CODE_UNSET
+
+
+async def test_async_generators(collector: Collector, provider: TracerProvider) -> None:
+    @shipyard.trace
+    async def chunks(n: int) -> Any:
+        for i in range(n):
+            await asyncio.sleep(0)
+            yield {"i": i}
+
+    assert [c async for c in chunks(3)] == [{"i": 0}, {"i": 1}, {"i": 2}]
+    attrs = collector.one(chunks.__qualname__)["attributes"]
+    assert json.loads(attrs["output.value"]) == [{"i": 0}, {"i": 1}, {"i": 2}]
+
+
+class Opaque:
+    def __repr__(self) -> str:
+        return "<Opaque thing>"
+
+
+class Hostile:
+    def __repr__(self) -> str:
+        raise RuntimeError("repr is broken")
+
+    def model_dump(self, **kwargs: Any) -> Any:
+        raise RuntimeError("dump is broken")
+
+
+def test_values_json_cannot_encode_become_their_repr_and_never_break_the_call(
+    collector: Collector, provider: TracerProvider
+) -> None:
+    cycle: list[Any] = []
+    cycle.append(cycle)
+
+    @dataclass
+    class Point:
+        x: int
+        y: int
+
+    @shipyard.trace
+    def odd(a: Any, b: Any, c: Any, d: Any, e: Any) -> Any:
+        return Opaque()
+
+    result = odd(Opaque(), Hostile(), cycle, {1: "int key", (2, 3): "tuple key"}, Point(1, 2))
+    assert isinstance(result, Opaque)
+    attrs = collector.one(odd.__qualname__)["attributes"]
+    assert attrs["output.value"] == '"<Opaque thing>"'
+    assert attrs["input.value"]  # something readable, whatever the arguments were
+    assert "<Opaque thing>" in attrs["input.value"]
+
+    @shipyard.trace
+    def typed(p: Any, s: Any) -> None:
+        return None
+
+    typed(Point(1, 2), {3})
+    captured = json.loads(collector.one(typed.__qualname__)["attributes"]["input.value"])
+    assert captured == {"p": {"x": 1, "y": 2}, "s": [3]}
+
+    with shipyard.span("attrs", good=1, obj=Opaque(), bad=Hostile(), mixed=[1, "a"]) as s:
+        s.set_attribute("list", ["a", "b"])
+        s.set_attribute("hostile", Hostile())
+        s.set_attribute("none", None)
+        s.set_input(Hostile())
+    attrs = collector.one("attrs")["attributes"]
+    assert attrs["good"] == 1 and attrs["list"] == ["a", "b"]
+    assert attrs["obj"] == '"<Opaque thing>"'
+    assert attrs["mixed"] == '[1, "a"]'
+    assert attrs["hostile"] == attrs["bad"] == '"<Hostile object>"'
+    assert "none" not in attrs
+
+
+def test_batch_export_and_flush(collector: Collector) -> None:
+    own = TracerProvider()
+    first = shipyard.init(collector.url, KEY, provider=own)
+    try:
+        assert shipyard.init(collector.url + "/", KEY) is first  # same url and key: no-op
+
+        @shipyard.trace
+        def step(i: int) -> int:
+            return i
+
+        for i in range(50):
+            step(i)
+        assert shipyard.flush()
+        spans = [s for s in collector.spans() if s["name"] == step.__qualname__]
+        assert sorted(json.loads(s["attributes"]["output.value"]) for s in spans) == list(range(50))
+        assert all(g.headers["authorization"] == f"Bearer {KEY}" for g in collector.received)
+    finally:
+        shipyard.shutdown()
+
+
+def test_a_function_traced_before_init_exports_after_it(collector: Collector) -> None:
+    @shipyard.trace
+    def early() -> str:
+        return "ok"
+
+    own = TracerProvider()
+    shipyard.init(collector.url, KEY, provider=own, batch=False)
+    try:
+        early()
+    finally:
+        shipyard.shutdown()
+    assert collector.one(early.__qualname__)["attributes"]["output.value"] == "ok"
+
+
+GLOBAL_SCRIPT = """
+import sys, opentelemetry.trace as otel, shipyard
+
+provider = shipyard.init(sys.argv[1], "sk-global", service_name="my-app")
+assert otel.get_tracer_provider() is provider
+assert shipyard.init(sys.argv[1], "sk-global") is provider
+
+@shipyard.trace
+def work(x):
+    with otel.get_tracer("third.party").start_as_current_span("http.get"):
+        return x + 1
+
+with shipyard.session("s-9"):
+    assert work(1) == 2
+shipyard.shutdown()
+"""
+
+
+def test_init_installs_the_global_provider_for_every_instrumentation(
+    collector: Collector,
+) -> None:
+    subprocess.run([sys.executable, "-c", GLOBAL_SCRIPT, collector.url], check=True, timeout=60)
+    work = next(s for s in collector.spans() if s["name"] == "work")
+    child = collector.one("http.get")
+    assert work["resource"]["service.name"] == "my-app"
+    assert child["parent"] == work["span_id"] and child["scope"] == "third.party"
+    assert child["attributes"]["session.id"] == "s-9"
+    assert collector.received[0].headers["authorization"] == "Bearer sk-global"
+
+
+def test_importing_shipyard_does_not_import_opentelemetry() -> None:
+    code = "import sys, shipyard; print(any(m.startswith('opentelemetry') for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_init_refuses_a_max_chars_too_small_for_the_marker(collector: Collector) -> None:
+    with pytest.raises(ValueError, match="max_chars"):
+        shipyard.init(collector.url, KEY, provider=TracerProvider(), max_chars=3)
+
+
+_ = ProtoSpan  # the proto module the receiver decodes
