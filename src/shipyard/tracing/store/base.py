@@ -1,0 +1,716 @@
+"""What both engines share: the tables' columns, the SQL that reads the same on SQLite
+and PostgreSQL, the write path's arithmetic (a batch's new spans folded into trace
+summaries, session totals and per-minute roll-ups in Python, then upserted), row
+conversion, opaque cursors and the sanitizer that makes any span storable.
+
+Tables (the trace store creates and versions them itself; see `SCHEMA_VERSION`):
+
+    trace_spans       one row per span, unique (workspace_id, trace_id, span_id)
+    trace_summaries   one row per trace (`TraceSummary`), upserted per batch
+    trace_sessions    one row per (workspace, session): totals over its traces
+    trace_rollups     per minute x (workspace, route, model, key_id), LLM spans only:
+                      sums and latency/TTFT histograms; purge leaves them
+    trace_store_meta  key/value: the schema version
+
+The names carry a `trace_` prefix because the trace store may share the metadata
+PostgreSQL database. Writes come from one writer per store (PostgreSQL: serialized by an
+advisory lock, so replicas may share a database), so reading the stored rows and
+upserting the merged ones inside the write transaction is safe."""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import orjson
+
+from shipyard.errors import InvalidInput
+from shipyard.tracing.spans import (
+    MetricPoint,
+    MetricsQuery,
+    Page,
+    SessionSummary,
+    Span,
+    TraceQuery,
+    TraceSummary,
+)
+from shipyard.tracing.store import histogram
+
+SCHEMA_VERSION = 1
+PREVIEW_CHARS = 500  # a trace summary's input and output
+MINUTE_NS = 60_000_000_000
+MAX_TRACES_PAGE = 500
+MAX_SPANS_PAGE = 5000
+MAX_SESSIONS_PAGE = 500
+PURGE_TRACES = 500  # traces per purge transaction
+PURGE_SPANS = 5000  # spans per purge transaction
+_INT64 = (-(2**63), 2**63 - 1)
+
+Conn = Any  # a sqlite3.Connection or a psycopg.Connection: both have .execute()
+
+SPAN_COLUMNS = tuple(f.name for f in fields(Span))
+JSON_COLUMNS = frozenset(("attributes", "events", "resource"))
+_INT_COLUMNS = frozenset(("start_ns", "end_ns", "input_tokens", "output_tokens"))
+TRACE_COLUMNS = tuple(f.name for f in fields(TraceSummary))
+SESSION_COLUMNS = tuple(f.name for f in fields(SessionSummary))
+ROLLUP_KEY = ("workspace_id", "minute", "route", "model", "key_id")
+ROLLUP_SUMS = (
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "input_chars",
+    "output_chars",
+)
+ROLLUP_COLUMNS = (*ROLLUP_KEY, *ROLLUP_SUMS, "latency_hist", "ttft_hist")
+GROUPS = ("route", "model", "key_id")
+_INHERITED = ("service", "model", "route", "key_id", "user_id", "session_id")
+
+# the indexes both engines build (name, table, columns[, WHERE])
+INDEXES: tuple[tuple[str, str, str, str], ...] = (
+    ("ix_trace_spans_order", "trace_spans", "workspace_id, trace_id, start_ns, span_id", ""),
+    ("ix_trace_summaries_start", "trace_summaries", "workspace_id, start_ns, trace_id", ""),
+    *(
+        (
+            f"ix_trace_summaries_{column}",
+            "trace_summaries",
+            f"workspace_id, {column}, start_ns, trace_id",
+            "",
+        )
+        for column in ("route", "model", "key_id", "user_id", "session_id", "service")
+    ),
+    (
+        "ix_trace_summaries_errors",
+        "trace_summaries",
+        "workspace_id, start_ns, trace_id",
+        "error_count > 0",
+    ),
+    ("ix_trace_sessions_end", "trace_sessions", "workspace_id, end_ns, session_id", ""),
+    (
+        "ix_trace_sessions_user",
+        "trace_sessions",
+        "workspace_id, user_id, end_ns, session_id",
+        "",
+    ),
+    ("ix_trace_rollups_minute", "trace_rollups", "minute", ""),
+)
+
+
+def index_ddl() -> list[str]:
+    return [
+        f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({columns})"
+        + (f" WHERE {where}" if where else "")
+        for name, table, columns, where in INDEXES
+    ]
+
+
+# --- making any span storable ---------------------------------------------------------
+
+
+def text(value: object) -> str:
+    """A string every engine stores: NUL replaced (PostgreSQL refuses it), valid UTF-8
+    (a lone surrogate becomes '?')."""
+    if type(value) is not str:
+        value = "" if value is None else str(value)
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    if not value.isascii():
+        value = value.encode("utf-8", "replace").decode()
+    return value
+
+
+def integer(value: object) -> int:
+    if type(value) is int:
+        found = value
+    else:
+        try:
+            found = int(value)  # type: ignore[call-overload]  # a float, a bool, a digit string
+        except (TypeError, ValueError, OverflowError):
+            return 0
+    return max(_INT64[0], min(_INT64[1], found))
+
+
+def real(value: object) -> float:
+    try:
+        found = float(value)  # type: ignore[arg-type]  # anything float() takes
+    except (TypeError, ValueError, OverflowError):
+        return 0.0
+    return found if math.isfinite(found) else 0.0
+
+
+def _clean(value: object, depth: int) -> object:
+    if value is None or type(value) is bool:
+        return value
+    if type(value) is str:
+        return text(value)
+    if type(value) is int:
+        return value if _INT64[0] <= value <= _INT64[1] else str(value)
+    if type(value) is float:
+        return value if math.isfinite(value) else None
+    if depth < 32 and isinstance(value, dict):
+        return {text(k): _clean(v, depth + 1) for k, v in value.items()}
+    if depth < 32 and isinstance(value, list | tuple):
+        return [_clean(v, depth + 1) for v in value]
+    return text(value)
+
+
+def json_text(value: object) -> str:
+    """JSON that both engines store (no NUL escape: JSONB refuses it; no lone surrogate,
+    no integer past 64 bits, no nesting past 32 levels)."""
+    try:
+        out = orjson.dumps(value, default=text)
+    except TypeError:  # orjson.JSONEncodeError: a surrogate, a huge integer, a deep nest
+        out = b""
+    if not out or b"\\u0000" in out:
+        out = orjson.dumps(_clean(value, 0), default=text)
+    return out.decode()
+
+
+def prepare(span: Span) -> tuple[Span, tuple[object, ...]]:
+    """The span with storable fields, and its row (JSON fields as text)."""
+    values: list[object] = []
+    for name in SPAN_COLUMNS:
+        value = getattr(span, name)
+        if name in JSON_COLUMNS:
+            values.append(json_text(value))
+        elif name in _INT_COLUMNS:
+            values.append(integer(value))
+        elif name == "cost_usd":
+            values.append(real(value))
+        elif name == "ttft_ms":
+            values.append(None if value is None else real(value))
+        else:
+            values.append(text(value))
+    # the summaries and roll-ups need no JSON fields: left at their defaults
+    kept: dict[str, Any] = {
+        n: v for n, v in zip(SPAN_COLUMNS, values, strict=True) if n not in JSON_COLUMNS
+    }
+    clean = Span(**kept)
+    return clean, tuple(values)
+
+
+def span_from_row(row: Sequence[Any]) -> Span:
+    values = list(row)
+    for i, name in enumerate(SPAN_COLUMNS):
+        if name in JSON_COLUMNS and isinstance(values[i], str | bytes):
+            values[i] = orjson.loads(values[i])
+    return Span(*values)
+
+
+# --- cursors ----------------------------------------------------------------------------
+
+
+def encode_cursor(*parts: int | str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(parts)).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str, tag: str, *shape: type) -> list[Any]:
+    """The parts after the tag of a cursor that `encode_cursor(tag, ...)` made; anything
+    else (another list's cursor included) is InvalidInput naming `cursor`."""
+    try:
+        if type(cursor) is not str or len(cursor) > 400:
+            raise ValueError
+        parts = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not (isinstance(parts, list) and len(parts) == len(shape) + 1 and parts[0] == tag):
+            raise ValueError
+        parts = parts[1:]
+        for part, kind in zip(parts, shape, strict=True):
+            if type(part) is not kind:
+                raise ValueError
+            if kind is int and integer(part) != part:
+                raise ValueError
+            if kind is str and text(part) != part:
+                raise ValueError
+    except (ValueError, TypeError):
+        raise InvalidInput("not a cursor of this list", param="cursor") from None
+    return parts
+
+
+def _limit(limit: int, most: int) -> int:
+    if type(limit) is not int or limit < 1:
+        raise InvalidInput("limit must be a positive integer", param="limit")
+    return min(limit, most)
+
+
+# --- the write path's arithmetic ---------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Session:
+    trace_count: int = 0
+    start_ns: int = _INT64[1]
+    end_ns: int = 0
+    user_id: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    error_count: int = 0
+
+
+@dataclass(slots=True)
+class _Rollup:
+    sums: list[float] = field(default_factory=lambda: [0] * len(ROLLUP_SUMS))
+    latency: histogram.Counts = field(default_factory=dict)
+    ttft: histogram.Counts = field(default_factory=dict)
+
+
+def fold(old: TraceSummary | None, has_root: bool, spans: list[Span]) -> tuple[TraceSummary, bool]:
+    """The trace's summary with a batch's new spans added (spans in start order). The
+    root span (no parent) names the trace and gives its input and output; until it
+    arrives the earliest span does. Model, route, key, user, session and service: the
+    first seen wins."""
+    first = spans[0]
+    if old is None:
+        row = TraceSummary(first.workspace_id, first.trace_id, start_ns=first.start_ns)
+    else:
+        row = TraceSummary(*[getattr(old, c) for c in TRACE_COLUMNS])
+    for span in spans:
+        if span.parent_id == "" and not has_root:
+            has_root = True
+            row.name, row.input, row.output = _headline(span)
+        elif not has_root and (span.start_ns < row.start_ns or not row.span_count):
+            row.name, row.input, row.output = _headline(span)
+        row.start_ns = min(row.start_ns, span.start_ns)
+        row.end_ns = max(row.end_ns, span.end_ns)
+        row.span_count += 1
+        row.error_count += span.status == "error"
+        row.input_tokens += span.input_tokens
+        row.output_tokens += span.output_tokens
+        row.cost_usd += span.cost_usd
+        for column in _INHERITED:
+            if not getattr(row, column):
+                setattr(row, column, getattr(span, column))
+    return row, has_root
+
+
+def _headline(span: Span) -> tuple[str, str, str]:
+    return span.name, span.input[:PREVIEW_CHARS], span.output[:PREVIEW_CHARS]
+
+
+def _session_delta(into: _Session, old: TraceSummary | None, new: TraceSummary) -> None:
+    joined = old is None or not old.session_id  # the trace is new to its session
+    into.trace_count += joined
+    into.start_ns = min(into.start_ns, new.start_ns)
+    into.end_ns = max(into.end_ns, new.end_ns)
+    into.user_id = into.user_id or new.user_id
+    base = None if joined else old
+    into.input_tokens += new.input_tokens - (base.input_tokens if base else 0)
+    into.output_tokens += new.output_tokens - (base.output_tokens if base else 0)
+    into.cost_usd += new.cost_usd - (base.cost_usd if base else 0.0)
+    into.error_count += new.error_count - (base.error_count if base else 0)
+
+
+class SqlTraceStore:
+    """The engine-neutral half of a trace store. An engine provides the connections
+    (`_writing`: one transaction on the writer's connection; `_reading`: a reader's
+    connection), the span insert that tells new spans from stored ones, the text and
+    attribute clauses, and span deletion (with its text index rows)."""
+
+    mark = "?"
+    least = "MIN"
+    greatest = "MAX"
+
+    def __init__(self) -> None:
+        m = self.mark
+        trace_cols = (*TRACE_COLUMNS, "has_root")
+        self._upsert_trace = (
+            f"INSERT INTO trace_summaries ({', '.join(trace_cols)}) "
+            f"VALUES ({', '.join([m] * len(trace_cols))}) "
+            "ON CONFLICT (workspace_id, trace_id) DO UPDATE SET "
+            + ", ".join(f"{c} = excluded.{c}" for c in trace_cols[2:])
+        )
+        s = "trace_sessions"
+        self._upsert_session = (
+            f"INSERT INTO {s} ({', '.join(SESSION_COLUMNS)}) "
+            f"VALUES ({', '.join([m] * len(SESSION_COLUMNS))}) "
+            "ON CONFLICT (workspace_id, session_id) DO UPDATE SET "
+            f"trace_count = {s}.trace_count + excluded.trace_count, "
+            f"start_ns = {self.least}({s}.start_ns, excluded.start_ns), "
+            f"end_ns = {self.greatest}({s}.end_ns, excluded.end_ns), "
+            f"user_id = CASE WHEN {s}.user_id = '' THEN excluded.user_id "
+            f"ELSE {s}.user_id END, "
+            + ", ".join(
+                f"{c} = {s}.{c} + excluded.{c}"
+                for c in ("input_tokens", "output_tokens", "cost_usd", "error_count")
+            )
+        )
+        self._select_rollup = (
+            f"SELECT {', '.join(ROLLUP_COLUMNS[len(ROLLUP_KEY) :])} FROM trace_rollups WHERE "
+            + " AND ".join(f"{c} = {m}" for c in ROLLUP_KEY)
+        )
+        self._upsert_rollup = (
+            f"INSERT INTO trace_rollups ({', '.join(ROLLUP_COLUMNS)}) "
+            f"VALUES ({', '.join([m] * len(ROLLUP_COLUMNS))}) "
+            f"ON CONFLICT ({', '.join(ROLLUP_KEY)}) DO UPDATE SET "
+            + ", ".join(f"{c} = excluded.{c}" for c in ROLLUP_COLUMNS[len(ROLLUP_KEY) :])
+        )
+        self._span_cols = ", ".join(f"s.{c}" for c in SPAN_COLUMNS)
+        self._trace_cols = ", ".join(f"t.{c}" for c in TRACE_COLUMNS)
+
+    # --- what an engine provides -------------------------------------------------------
+
+    def _writing(self) -> AbstractContextManager[Conn]:
+        raise NotImplementedError
+
+    def _reading(self) -> AbstractContextManager[Conn]:
+        raise NotImplementedError
+
+    def _insert_spans(self, conn: Conn, rows: list[tuple[Span, tuple[object, ...]]]) -> list[Span]:
+        raise NotImplementedError
+
+    def _executemany(self, conn: Conn, sql: str, rows: list[tuple[object, ...]]) -> None:
+        raise NotImplementedError
+
+    def _in(self, column: str, values: Sequence[object]) -> tuple[str, list[object]]:
+        """`column IN (values)` for this engine."""
+        raise NotImplementedError
+
+    def _text_clause(self, workspace_id: str, tokens: list[str]) -> tuple[str, list[object]]:
+        """A condition on `t` (trace_summaries): some span of the trace holds every
+        token in its input or output."""
+        raise NotImplementedError
+
+    def _attribute_clause(self, key: str, value: str) -> tuple[str, list[object]]:
+        raise NotImplementedError
+
+    def _delete_spans(self, conn: Conn, workspace_id: str, trace_ids: list[str]) -> int:
+        """Delete up to PURGE_SPANS spans of these traces (and their text rows)."""
+        raise NotImplementedError
+
+    # --- writing -----------------------------------------------------------------------
+
+    def write(self, spans: Sequence[Span]) -> int:
+        if not spans:
+            return 0
+        prepared: dict[tuple[str, str, str], tuple[Span, tuple[object, ...]]] = {}
+        for span in spans:
+            clean, row = prepare(span)
+            prepared.setdefault((clean.workspace_id, clean.trace_id, clean.span_id), (clean, row))
+        with self._writing() as conn:
+            new = self._insert_spans(conn, list(prepared.values()))
+            if new:
+                self._summarize(conn, new)
+        return len(new)
+
+    def _summarize(self, conn: Conn, new: list[Span]) -> None:
+        by_trace: dict[tuple[str, str], list[Span]] = {}
+        for span in sorted(new, key=lambda s: s.start_ns):
+            by_trace.setdefault((span.workspace_id, span.trace_id), []).append(span)
+        stored = self._stored_traces(conn, list(by_trace))
+        trace_rows: list[tuple[object, ...]] = []
+        sessions: dict[tuple[str, str], _Session] = {}
+        for key, batch in by_trace.items():
+            old, has_root = stored.get(key, (None, False))
+            row, has_root = fold(old, has_root, batch)
+            trace_rows.append((*(getattr(row, c) for c in TRACE_COLUMNS), int(has_root)))
+            if row.session_id:
+                delta = sessions.setdefault((row.workspace_id, row.session_id), _Session())
+                _session_delta(delta, old, row)
+        self._executemany(conn, self._upsert_trace, trace_rows)
+        if sessions:
+            self._executemany(
+                conn,
+                self._upsert_session,
+                [
+                    (ws, sid, d.trace_count, d.start_ns, d.end_ns, d.user_id)
+                    + (d.input_tokens, d.output_tokens, d.cost_usd, d.error_count)
+                    for (ws, sid), d in sessions.items()
+                ],
+            )
+        self._roll_up(conn, [s for s in new if s.llm])
+
+    def _stored_traces(
+        self, conn: Conn, keys: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[TraceSummary, bool]]:
+        by_ws: dict[str, list[str]] = {}
+        for ws, trace_id in keys:
+            by_ws.setdefault(ws, []).append(trace_id)
+        found: dict[tuple[str, str], tuple[TraceSummary, bool]] = {}
+        for ws, ids in by_ws.items():
+            clause, params = self._in("t.trace_id", ids)
+            sql = (
+                f"SELECT {self._trace_cols}, t.has_root FROM trace_summaries t "
+                f"WHERE t.workspace_id = {self.mark} AND {clause}"
+            )
+            for row in conn.execute(sql, [ws, *params]).fetchall():
+                found[(ws, row[1])] = (TraceSummary(*row[:-1]), bool(row[-1]))
+        return found
+
+    def _roll_up(self, conn: Conn, spans: list[Span]) -> None:
+        if not spans:
+            return
+        rollups: dict[tuple[str, int, str, str, str], _Rollup] = {}
+        for span in spans:
+            key = (
+                span.workspace_id,
+                span.start_ns // MINUTE_NS,
+                span.route,
+                span.model,
+                span.key_id,
+            )
+            r = rollups.get(key)
+            if r is None:
+                r = rollups[key] = _Rollup()
+            sums = r.sums
+            sums[0] += 1
+            sums[1] += span.status == "error"
+            sums[2] += span.input_tokens
+            sums[3] += span.output_tokens
+            sums[4] += span.cost_usd
+            sums[5] += len(span.input)
+            sums[6] += len(span.output)
+            histogram.add(r.latency, span.duration_ms)
+            if span.ttft_ms is not None:
+                histogram.add(r.ttft, span.ttft_ms)
+        rows: list[tuple[object, ...]] = []
+        for key, r in rollups.items():
+            old = conn.execute(self._select_rollup, key).fetchone()
+            if old is not None:
+                r.sums = [a + b for a, b in zip(r.sums, old[: len(ROLLUP_SUMS)], strict=True)]
+                histogram.merge(r.latency, orjson.loads(old[-2]))
+                histogram.merge(r.ttft, orjson.loads(old[-1]))
+            rows.append(
+                (
+                    *key,
+                    *(int(v) for v in r.sums[:4]),
+                    float(r.sums[4]),
+                    *(int(v) for v in r.sums[5:]),
+                    orjson.dumps(histogram.encode(r.latency)).decode(),
+                    orjson.dumps(histogram.encode(r.ttft)).decode(),
+                )
+            )
+        self._executemany(conn, self._upsert_rollup, rows)
+
+    # --- reading -----------------------------------------------------------------------
+
+    def traces(self, workspace_id: str, query: TraceQuery) -> Page[TraceSummary]:
+        limit = _limit(query.limit, MAX_TRACES_PAGE)
+        m = self.mark
+        where = [f"t.workspace_id = {m}"]
+        params: list[object] = [text(workspace_id)]
+
+        def add(sql: str, *values: object) -> None:
+            where.append(sql)
+            params.extend(values)
+
+        if query.since_ns is not None:
+            add(f"t.start_ns >= {m}", integer(query.since_ns))
+        if query.until_ns is not None:
+            add(f"t.start_ns < {m}", integer(query.until_ns))
+        for column in _INHERITED:
+            value = getattr(query, column)
+            if value is not None:
+                add(f"t.{column} = {m}", text(value))
+        if query.status is not None:
+            if query.status not in ("ok", "error"):
+                raise InvalidInput("status is 'ok' or 'error'", param="status")
+            add("t.error_count > 0" if query.status == "error" else "t.error_count = 0")
+        if query.min_duration_ms is not None:
+            add(f"t.end_ns - t.start_ns >= {m}", integer(real(query.min_duration_ms) * 1e6))
+        if query.max_duration_ms is not None:
+            add(f"t.end_ns - t.start_ns <= {m}", integer(real(query.max_duration_ms) * 1e6))
+        if query.min_cost_usd is not None:
+            add(f"t.cost_usd >= {m}", real(query.min_cost_usd))
+        if query.max_cost_usd is not None:
+            add(f"t.cost_usd <= {m}", real(query.max_cost_usd))
+        if query.min_tokens is not None:
+            add(f"t.input_tokens + t.output_tokens >= {m}", integer(query.min_tokens))
+        if query.max_tokens is not None:
+            add(f"t.input_tokens + t.output_tokens <= {m}", integer(query.max_tokens))
+        if query.attribute is not None:
+            key, value = query.attribute
+            clause, values = self._attribute_clause(text(key), text(value))
+            add(clause, *values)
+        if query.text is not None and query.text.strip():
+            tokens = [p for p in text(query.text).split() if any(c.isalnum() for c in p)]
+            if not tokens:
+                return Page([])
+            clause, values = self._text_clause(text(workspace_id), tokens[:32])
+            add(clause, *values)
+        if query.cursor is not None:
+            start, trace_id = decode_cursor(query.cursor, "t", int, str)
+            add(
+                f"t.start_ns <= {m} AND (t.start_ns < {m} OR t.trace_id < {m})",
+                start,
+                start,
+                trace_id,
+            )
+        sql = (
+            f"SELECT {self._trace_cols} FROM trace_summaries t WHERE {' AND '.join(where)} "
+            f"ORDER BY t.start_ns DESC, t.trace_id DESC LIMIT {limit + 1}"
+        )
+        with self._reading() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        items = [TraceSummary(*row) for row in rows[:limit]]
+        more = len(rows) > limit
+        last = items[-1] if more else None
+        return Page(items, encode_cursor("t", last.start_ns, last.trace_id) if last else None)
+
+    def trace_spans(
+        self, workspace_id: str, trace_id: str, *, cursor: str | None = None, limit: int = 1000
+    ) -> Page[Span]:
+        n = _limit(limit, MAX_SPANS_PAGE)
+        m = self.mark
+        where = f"s.workspace_id = {m} AND s.trace_id = {m}"
+        params: list[object] = [text(workspace_id), text(trace_id)]
+        if cursor is not None:
+            start, span_id = decode_cursor(cursor, "s", int, str)
+            where += f" AND s.start_ns >= {m} AND (s.start_ns > {m} OR s.span_id > {m})"
+            params += [start, start, span_id]
+        sql = (
+            f"SELECT {self._span_cols} FROM trace_spans s WHERE {where} "
+            f"ORDER BY s.start_ns, s.span_id LIMIT {n + 1}"
+        )
+        with self._reading() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        items = [span_from_row(row) for row in rows[:n]]
+        last = items[-1] if len(rows) > n else None
+        return Page(items, encode_cursor("s", last.start_ns, last.span_id) if last else None)
+
+    def span(self, workspace_id: str, trace_id: str, span_id: str) -> Span | None:
+        m = self.mark
+        sql = (
+            f"SELECT {self._span_cols} FROM trace_spans s "
+            f"WHERE s.workspace_id = {m} AND s.trace_id = {m} AND s.span_id = {m}"
+        )
+        with self._reading() as conn:
+            row = conn.execute(sql, (text(workspace_id), text(trace_id), text(span_id))).fetchone()
+        return None if row is None else span_from_row(row)
+
+    def sessions(
+        self,
+        workspace_id: str,
+        *,
+        user_id: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> Page[SessionSummary]:
+        n = _limit(limit, MAX_SESSIONS_PAGE)
+        m = self.mark
+        where = f"workspace_id = {m}"
+        params: list[object] = [text(workspace_id)]
+        if user_id is not None:
+            where += f" AND user_id = {m}"
+            params.append(text(user_id))
+        if cursor is not None:
+            end, session_id = decode_cursor(cursor, "u", int, str)
+            where += f" AND end_ns <= {m} AND (end_ns < {m} OR session_id < {m})"
+            params += [end, end, session_id]
+        sql = (
+            f"SELECT {', '.join(SESSION_COLUMNS)} FROM trace_sessions WHERE {where} "
+            f"ORDER BY end_ns DESC, session_id DESC LIMIT {n + 1}"
+        )
+        with self._reading() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        items = [SessionSummary(*row) for row in rows[:n]]
+        last = items[-1] if len(rows) > n else None
+        return Page(items, encode_cursor("u", last.end_ns, last.session_id) if last else None)
+
+    def metrics(self, workspace_id: str | None, query: MetricsQuery) -> list[MetricPoint]:
+        step = query.bucket_seconds
+        if type(step) is not int or step < 60 or step % 60:
+            raise InvalidInput(
+                "bucket_seconds is a positive multiple of 60", param="bucket_seconds"
+            )
+        for name in query.group_by:
+            if name not in GROUPS:
+                raise InvalidInput(f"group_by takes {', '.join(GROUPS)}", param="group_by")
+        m = self.mark
+        lo = integer(query.since_ns) // MINUTE_NS
+        hi = -(-integer(query.until_ns) // MINUTE_NS)
+        where = [f"minute >= {m}", f"minute < {m}"]
+        params: list[object] = [lo, hi]
+        if workspace_id is not None:
+            where.append(f"workspace_id = {m}")
+            params.append(text(workspace_id))
+        for column in GROUPS:
+            value = getattr(query, column)
+            if value is not None:
+                where.append(f"{column} = {m}")
+                params.append(text(value))
+        sql = (
+            f"SELECT {', '.join(ROLLUP_COLUMNS[1:])} FROM trace_rollups WHERE {' AND '.join(where)}"
+        )
+        with self._reading() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        minutes_per_bucket = step // 60
+        points: dict[tuple[int, tuple[str, ...]], _Rollup] = {}
+        place = {c: i for i, c in enumerate(ROLLUP_COLUMNS[1:])}
+        group_at = [place[c] for c in query.group_by]
+        for row in rows:
+            bucket = row[0] // minutes_per_bucket * minutes_per_bucket
+            key = (bucket, tuple(row[i] for i in group_at))
+            r = points.get(key)
+            if r is None:
+                r = points[key] = _Rollup()
+            for i in range(len(ROLLUP_SUMS)):
+                r.sums[i] += row[4 + i]
+            histogram.merge(r.latency, orjson.loads(row[-2]))
+            histogram.merge(r.ttft, orjson.loads(row[-1]))
+        return [
+            MetricPoint(
+                bucket_ns=bucket * MINUTE_NS,
+                group=dict(zip(query.group_by, values, strict=True)),
+                requests=int(r.sums[0]),
+                errors=int(r.sums[1]),
+                latency_p50_ms=histogram.percentile(r.latency, 0.5),
+                latency_p90_ms=histogram.percentile(r.latency, 0.9),
+                latency_p99_ms=histogram.percentile(r.latency, 0.99),
+                ttft_p50_ms=histogram.percentile(r.ttft, 0.5),
+                ttft_p90_ms=histogram.percentile(r.ttft, 0.9),
+                ttft_p99_ms=histogram.percentile(r.ttft, 0.99),
+                input_tokens=int(r.sums[2]),
+                output_tokens=int(r.sums[3]),
+                cost_usd=float(r.sums[4]),
+                input_chars=int(r.sums[5]),
+                output_chars=int(r.sums[6]),
+            )
+            for (bucket, values), r in sorted(points.items())
+        ]
+
+    # --- retention ---------------------------------------------------------------------
+
+    def purge(self, workspace_id: str, before_ns: int) -> int:
+        """Chunk by chunk (PURGE_TRACES traces, PURGE_SPANS spans a transaction): a
+        crash part way leaves a consistent store and the next purge goes on."""
+        m = self.mark
+        ws = text(workspace_id)
+        pick = (
+            "SELECT trace_id, session_id, input_tokens, output_tokens, cost_usd, error_count "
+            f"FROM trace_summaries WHERE workspace_id = {m} AND start_ns < {m} "
+            f"ORDER BY start_ns LIMIT {PURGE_TRACES}"
+        )
+        drop = f"DELETE FROM trace_summaries WHERE workspace_id = {m} AND trace_id = {m}"
+        less = (
+            "UPDATE trace_sessions SET trace_count = trace_count - 1, "
+            f"input_tokens = input_tokens - {m}, output_tokens = output_tokens - {m}, "
+            f"cost_usd = cost_usd - {m}, error_count = error_count - {m} "
+            f"WHERE workspace_id = {m} AND session_id = {m}"
+        )
+        gone = (
+            "DELETE FROM trace_sessions "
+            f"WHERE workspace_id = {m} AND session_id = {m} AND trace_count <= 0"
+        )
+        deleted = 0
+        while True:
+            with self._writing() as conn:
+                rows = conn.execute(pick, (ws, integer(before_ns))).fetchall()
+                if not rows:
+                    return deleted
+                count = self._delete_spans(conn, ws, [row[0] for row in rows])
+                deleted += count
+                if count < PURGE_SPANS:  # every span of these traces is gone: the traces go
+                    self._executemany(conn, drop, [(ws, row[0]) for row in rows])
+                    ended = [r for r in rows if r[1]]
+                    self._executemany(conn, less, [(*r[2:], ws, r[1]) for r in ended])
+                    self._executemany(conn, gone, list({(ws, r[1]) for r in ended}))
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

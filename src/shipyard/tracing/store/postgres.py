@@ -1,0 +1,192 @@
+"""The trace store on PostgreSQL (replicas share it): raw psycopg 3, one writer
+connection, a small pool of autocommit readers. Every write transaction first takes one
+advisory lock, so writers in several processes take turns (the summaries are merged in
+Python inside the transaction) and the schema is created once, under the same lock.
+
+Full text is a GIN index over `to_tsvector('simple', input || ' ' || output)` (no
+stemming, like FTS5's unicode61); a query is `plainto_tsquery`, which reads no syntax.
+Attributes are JSONB; the attribute filter is `attributes ->> key = value` on the spans
+of each candidate trace (no index of its own: bounded by the other filters)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg.pq import TransactionStatus
+from psycopg.types.json import set_json_loads
+
+from shipyard.errors import ConfigError
+from shipyard.tracing.spans import Span
+from shipyard.tracing.store import base
+from shipyard.tracing.store.base import (
+    JSON_COLUMNS,
+    SCHEMA_VERSION,
+    SPAN_COLUMNS,
+    Conn,
+    SqlTraceStore,
+    chunks,
+    index_ddl,
+)
+from shipyard.tracing.store.pool import Pool
+
+LOCK = 0x5348_4950_5452_4143  # "SHIPTRAC": the trace store's advisory lock
+_TEXT = "to_tsvector('simple', left(input, 100000) || ' ' || left(output, 100000))"
+_ROWS_PER_INSERT = 1000
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS trace_store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS trace_spans ("
+    " id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    " workspace_id TEXT NOT NULL, trace_id TEXT NOT NULL, span_id TEXT NOT NULL,"
+    " parent_id TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,"
+    " start_ns BIGINT NOT NULL, end_ns BIGINT NOT NULL,"
+    " status TEXT NOT NULL, status_message TEXT NOT NULL, service TEXT NOT NULL,"
+    " operation TEXT NOT NULL, model TEXT NOT NULL, provider TEXT NOT NULL,"
+    " route TEXT NOT NULL, key_id TEXT NOT NULL, user_id TEXT NOT NULL,"
+    " session_id TEXT NOT NULL, input_tokens BIGINT NOT NULL,"
+    " output_tokens BIGINT NOT NULL, cost_usd DOUBLE PRECISION NOT NULL,"
+    " ttft_ms DOUBLE PRECISION, input TEXT NOT NULL, output TEXT NOT NULL,"
+    " attributes JSONB NOT NULL, events JSONB NOT NULL, resource JSONB NOT NULL,"
+    " UNIQUE (workspace_id, trace_id, span_id))",
+    f"CREATE INDEX IF NOT EXISTS ix_trace_spans_text ON trace_spans USING gin ({_TEXT})",
+    "CREATE TABLE IF NOT EXISTS trace_summaries ("
+    " workspace_id TEXT NOT NULL, trace_id TEXT NOT NULL, name TEXT NOT NULL,"
+    " start_ns BIGINT NOT NULL, end_ns BIGINT NOT NULL,"
+    " span_count BIGINT NOT NULL, error_count BIGINT NOT NULL,"
+    " service TEXT NOT NULL, model TEXT NOT NULL, route TEXT NOT NULL,"
+    " key_id TEXT NOT NULL, user_id TEXT NOT NULL, session_id TEXT NOT NULL,"
+    " input_tokens BIGINT NOT NULL, output_tokens BIGINT NOT NULL,"
+    " cost_usd DOUBLE PRECISION NOT NULL, input TEXT NOT NULL, output TEXT NOT NULL,"
+    " has_root INTEGER NOT NULL,"
+    " UNIQUE (workspace_id, trace_id))",
+    "CREATE TABLE IF NOT EXISTS trace_sessions ("
+    " workspace_id TEXT NOT NULL, session_id TEXT NOT NULL,"
+    " trace_count BIGINT NOT NULL, start_ns BIGINT NOT NULL, end_ns BIGINT NOT NULL,"
+    " user_id TEXT NOT NULL, input_tokens BIGINT NOT NULL,"
+    " output_tokens BIGINT NOT NULL, cost_usd DOUBLE PRECISION NOT NULL,"
+    " error_count BIGINT NOT NULL,"
+    " PRIMARY KEY (workspace_id, session_id))",
+    "CREATE TABLE IF NOT EXISTS trace_rollups ("
+    " workspace_id TEXT NOT NULL, minute BIGINT NOT NULL, route TEXT NOT NULL,"
+    " model TEXT NOT NULL, key_id TEXT NOT NULL,"
+    " requests BIGINT NOT NULL, errors BIGINT NOT NULL,"
+    " input_tokens BIGINT NOT NULL, output_tokens BIGINT NOT NULL,"
+    " cost_usd DOUBLE PRECISION NOT NULL, input_chars BIGINT NOT NULL,"
+    " output_chars BIGINT NOT NULL, latency_hist TEXT NOT NULL, ttft_hist TEXT NOT NULL,"
+    " PRIMARY KEY (workspace_id, minute, route, model, key_id))",
+    *index_ddl(),
+)
+
+
+def _healthy(conn: psycopg.Connection[Any]) -> bool:
+    return not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE
+
+
+class PostgresTraceStore(SqlTraceStore):
+    mark = "%s"
+    least = "LEAST"
+    greatest = "GREATEST"
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self._url = url
+        self._lock = threading.Lock()
+        self._writer = self._connect()
+        with self._writing() as conn:
+            self._migrate(conn)
+        self._pool: Pool[psycopg.Connection[Any]] = Pool(self._connect, healthy=_healthy)
+        row = "(" + ", ".join("%s::jsonb" if c in JSON_COLUMNS else "%s" for c in SPAN_COLUMNS)
+        self._row = row + ")"
+        self._insert = (
+            f"INSERT INTO trace_spans ({', '.join(SPAN_COLUMNS)}) VALUES {{rows}} "
+            "ON CONFLICT (workspace_id, trace_id, span_id) DO NOTHING "
+            "RETURNING workspace_id, trace_id, span_id"
+        )
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            conn = psycopg.connect(self._url, autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise ConfigError(f"trace store: cannot connect to PostgreSQL: {exc}") from None
+        set_json_loads(orjson.loads, conn)
+        return conn
+
+    def _migrate(self, conn: Conn) -> None:
+        for ddl in SCHEMA:
+            conn.execute(ddl)
+        row = conn.execute(
+            "SELECT value FROM trace_store_meta WHERE key = 'schema_version'"
+        ).fetchone()
+        if row is None:
+            conn.execute(
+                "INSERT INTO trace_store_meta VALUES ('schema_version', %s)",
+                (str(SCHEMA_VERSION),),
+            )
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise ConfigError(
+                f"trace store schema {row[0]} is newer than this Shipyard's ({SCHEMA_VERSION})"
+            )
+
+    @contextmanager
+    def _writing(self) -> Iterator[Conn]:
+        with self._lock:
+            if self._writer.closed or self._writer.broken:
+                self._writer = self._connect()
+            conn = self._writer
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK,))
+                yield conn
+
+    def _reading(self) -> AbstractContextManager[Conn]:
+        return self._pool.connection()
+
+    def _executemany(self, conn: Conn, sql: str, rows: list[tuple[object, ...]]) -> None:
+        if rows:
+            with conn.cursor() as cur:
+                cur.executemany(sql, rows)
+
+    def _in(self, column: str, values: Sequence[object]) -> tuple[str, list[object]]:
+        return f"{column} = ANY(%s)", [list(values)]
+
+    def _insert_spans(self, conn: Conn, rows: list[tuple[Span, tuple[object, ...]]]) -> list[Span]:
+        by_key = {(s.workspace_id, s.trace_id, s.span_id): s for s, _ in rows}
+        new: list[Span] = []
+        for part in chunks(rows, _ROWS_PER_INSERT):
+            sql = self._insert.format(rows=", ".join([self._row] * len(part)))
+            params = [value for _, row in part for value in row]
+            for key in conn.execute(sql, params).fetchall():
+                new.append(by_key[tuple(key)])
+        return new
+
+    def _text_clause(self, workspace_id: str, tokens: list[str]) -> tuple[str, list[object]]:
+        return (
+            "t.trace_id IN (SELECT s.trace_id FROM trace_spans s WHERE s.workspace_id = %s "
+            f"AND {_TEXT.replace('input', 's.input').replace('output', 's.output')} "
+            "@@ plainto_tsquery('simple', %s))",
+            [workspace_id, " ".join(tokens)],
+        )
+
+    def _attribute_clause(self, key: str, value: str) -> tuple[str, list[object]]:
+        return (
+            "EXISTS (SELECT 1 FROM trace_spans s WHERE s.workspace_id = t.workspace_id "
+            "AND s.trace_id = t.trace_id AND s.attributes ->> %s = %s)",
+            [key, value],
+        )
+
+    def _delete_spans(self, conn: Conn, workspace_id: str, trace_ids: list[str]) -> int:
+        cur = conn.execute(
+            "DELETE FROM trace_spans WHERE id IN (SELECT id FROM trace_spans "
+            f"WHERE workspace_id = %s AND trace_id = ANY(%s) LIMIT {base.PURGE_SPANS})",
+            (workspace_id, trace_ids),
+        )
+        return int(cur.rowcount)
+
+    def close(self) -> None:
+        self._pool.close()
+        with self._lock:
+            self._writer.close()

@@ -1,0 +1,226 @@
+"""The embedded trace store: one SQLite file (WAL, synchronous=NORMAL), written through
+one connection by the store's one writer (a lock keeps a purge from another thread in
+line), read through a small pool of read-only connections (the API reads from worker
+threads; a WAL reader never waits for the writer).
+
+Full text is an FTS5 table without content (`trace_span_text`, rowid = the span's id):
+the text lives once, in `trace_spans`; deleting a span hands FTS5 the old text."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+from shipyard.errors import ConfigError
+from shipyard.tracing.spans import Span
+from shipyard.tracing.store import base
+from shipyard.tracing.store.base import (
+    SCHEMA_VERSION,
+    SPAN_COLUMNS,
+    Conn,
+    SqlTraceStore,
+    index_ddl,
+)
+from shipyard.tracing.store.pool import Pool
+
+_INPUT = SPAN_COLUMNS.index("input")
+_OUTPUT = SPAN_COLUMNS.index("output")
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS trace_store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS trace_spans ("
+    " id INTEGER PRIMARY KEY,"
+    " workspace_id TEXT NOT NULL, trace_id TEXT NOT NULL, span_id TEXT NOT NULL,"
+    " parent_id TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,"
+    " start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL,"
+    " status TEXT NOT NULL, status_message TEXT NOT NULL, service TEXT NOT NULL,"
+    " operation TEXT NOT NULL, model TEXT NOT NULL, provider TEXT NOT NULL,"
+    " route TEXT NOT NULL, key_id TEXT NOT NULL, user_id TEXT NOT NULL,"
+    " session_id TEXT NOT NULL, input_tokens INTEGER NOT NULL,"
+    " output_tokens INTEGER NOT NULL, cost_usd REAL NOT NULL, ttft_ms REAL,"
+    " input TEXT NOT NULL, output TEXT NOT NULL,"
+    " attributes TEXT NOT NULL, events TEXT NOT NULL, resource TEXT NOT NULL,"
+    " UNIQUE (workspace_id, trace_id, span_id))",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS trace_span_text USING fts5("
+    "input, output, content='', tokenize='unicode61')",
+    "CREATE TABLE IF NOT EXISTS trace_summaries ("
+    " workspace_id TEXT NOT NULL, trace_id TEXT NOT NULL, name TEXT NOT NULL,"
+    " start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL,"
+    " span_count INTEGER NOT NULL, error_count INTEGER NOT NULL,"
+    " service TEXT NOT NULL, model TEXT NOT NULL, route TEXT NOT NULL,"
+    " key_id TEXT NOT NULL, user_id TEXT NOT NULL, session_id TEXT NOT NULL,"
+    " input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,"
+    " cost_usd REAL NOT NULL, input TEXT NOT NULL, output TEXT NOT NULL,"
+    " has_root INTEGER NOT NULL,"
+    " UNIQUE (workspace_id, trace_id))",
+    "CREATE TABLE IF NOT EXISTS trace_sessions ("
+    " workspace_id TEXT NOT NULL, session_id TEXT NOT NULL,"
+    " trace_count INTEGER NOT NULL, start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL,"
+    " user_id TEXT NOT NULL, input_tokens INTEGER NOT NULL,"
+    " output_tokens INTEGER NOT NULL, cost_usd REAL NOT NULL,"
+    " error_count INTEGER NOT NULL,"
+    " PRIMARY KEY (workspace_id, session_id))",
+    "CREATE TABLE IF NOT EXISTS trace_rollups ("
+    " workspace_id TEXT NOT NULL, minute INTEGER NOT NULL, route TEXT NOT NULL,"
+    " model TEXT NOT NULL, key_id TEXT NOT NULL,"
+    " requests INTEGER NOT NULL, errors INTEGER NOT NULL,"
+    " input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,"
+    " cost_usd REAL NOT NULL, input_chars INTEGER NOT NULL,"
+    " output_chars INTEGER NOT NULL, latency_hist TEXT NOT NULL, ttft_hist TEXT NOT NULL,"
+    " PRIMARY KEY (workspace_id, minute, route, model, key_id))",
+    *index_ddl(),
+)
+
+_BUSY_MS = 10_000
+
+
+def _create(path: Path) -> None:
+    """The file exists, is ours to write (no symlink) and is private (0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+class SqliteTraceStore(SqlTraceStore):
+    mark = "?"
+    least = "MIN"
+    greatest = "MAX"
+
+    def __init__(self, path: Path | str) -> None:
+        super().__init__()
+        self.path = Path(path)
+        _create(self.path)
+        self._lock = threading.Lock()
+        self._writer = self._connect(write=True)
+        with self._lock:
+            self._migrate(self._writer)
+        self._pool: Pool[sqlite3.Connection] = Pool(
+            lambda: self._connect(write=False), healthy=lambda c: not c.in_transaction
+        )
+        self._insert = (
+            f"INSERT OR IGNORE INTO trace_spans ({', '.join(SPAN_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(SPAN_COLUMNS))})"
+        )
+
+    def _connect(self, *, write: bool) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_MS / 1000
+        )
+        conn.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
+        if write:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA cache_size = -32768")  # 32 MiB
+        else:
+            conn.execute("PRAGMA query_only = ON")
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for ddl in SCHEMA:
+                conn.execute(ddl)
+            row = conn.execute(
+                "SELECT value FROM trace_store_meta WHERE key = 'schema_version'"
+            ).fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO trace_store_meta VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise ConfigError(
+                    f"{self.path}: trace store schema {row[0]} is newer than this "
+                    f"Shipyard's ({SCHEMA_VERSION})"
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def _writing(self) -> Iterator[Conn]:
+        with self._lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _reading(self) -> AbstractContextManager[Conn]:
+        return self._pool.connection()
+
+    def _executemany(self, conn: Conn, sql: str, rows: list[tuple[object, ...]]) -> None:
+        if rows:
+            conn.executemany(sql, rows)
+
+    def _in(self, column: str, values: Sequence[object]) -> tuple[str, list[object]]:
+        return f"{column} IN ({', '.join('?' * len(values))})", list(values)
+
+    def _insert_spans(self, conn: Conn, rows: list[tuple[Span, tuple[object, ...]]]) -> list[Span]:
+        new: list[Span] = []
+        texts: list[tuple[object, ...]] = []
+        execute = conn.execute
+        insert = self._insert
+        for span, row in rows:
+            cur = execute(insert, row)
+            if cur.rowcount == 1:
+                new.append(span)
+                if span.input or span.output:
+                    texts.append((cur.lastrowid, row[_INPUT], row[_OUTPUT]))
+        if texts:
+            conn.executemany(
+                "INSERT INTO trace_span_text (rowid, input, output) VALUES (?, ?, ?)", texts
+            )
+        return new
+
+    def _text_clause(self, workspace_id: str, tokens: list[str]) -> tuple[str, list[object]]:
+        # every token a quoted FTS5 string: nothing the user types is query syntax
+        match = " ".join('"' + token.replace('"', '""') + '"' for token in tokens)
+        return (
+            # not correlated: SQLite runs the MATCH once, not once a trace
+            "t.trace_id IN (SELECT s.trace_id FROM trace_spans s WHERE s.workspace_id = ? "
+            "AND s.id IN (SELECT rowid FROM trace_span_text WHERE trace_span_text MATCH ?))",
+            [workspace_id, match],
+        )
+
+    def _attribute_clause(self, key: str, value: str) -> tuple[str, list[object]]:
+        return (
+            "EXISTS (SELECT 1 FROM trace_spans s, json_each(s.attributes) a "
+            "WHERE s.workspace_id = t.workspace_id AND s.trace_id = t.trace_id "
+            "AND a.key = ? AND (CASE a.type WHEN 'true' THEN 'true' "
+            "WHEN 'false' THEN 'false' ELSE CAST(a.value AS TEXT) END) = ?)",
+            [key, value],
+        )
+
+    def _delete_spans(self, conn: Conn, workspace_id: str, trace_ids: list[str]) -> int:
+        clause, params = self._in("trace_id", trace_ids)
+        rows = conn.execute(
+            f"SELECT id, input, output FROM trace_spans WHERE workspace_id = ? AND {clause} "
+            f"LIMIT {base.PURGE_SPANS}",
+            [workspace_id, *params],
+        ).fetchall()
+        texts = [(row[0], row[1], row[2]) for row in rows if row[1] or row[2]]
+        if texts:
+            conn.executemany(
+                "INSERT INTO trace_span_text (trace_span_text, rowid, input, output) "
+                "VALUES ('delete', ?, ?, ?)",
+                texts,
+            )
+        conn.executemany("DELETE FROM trace_spans WHERE id = ?", [(row[0],) for row in rows])
+        return len(rows)
+
+    def close(self) -> None:
+        self._pool.close()
+        with self._lock:
+            self._writer.close()
