@@ -268,9 +268,9 @@ def test_inputs_and_outputs_are_cut_to_max_chars_with_a_marker(collector: Collec
     for key in ("input.value", "output.value"):
         assert len(attrs[key]) == 100
         assert attrs[key].endswith(TRUNCATED)
-    assert attrs["input.value"].startswith('{"text": "xxx')
+    assert attrs["input.value"].startswith('{"text":"xxx')
     block = collector.one("block")["attributes"]
-    assert block["output.value"].startswith('{"big": [0, 1, 2')
+    assert block["output.value"].startswith('{"big":[0,1,2')
     assert len(block["output.value"]) == 100 and block["output.value"].endswith(TRUNCATED)
     assert block["note"] == "y" * 500  # plain attributes are the caller's, not captured content
 
@@ -484,7 +484,7 @@ def test_values_json_cannot_encode_become_their_repr_and_never_break_the_call(
     attrs = collector.one("attrs")["attributes"]
     assert attrs["good"] == 1 and attrs["list"] == ["a", "b"]
     assert attrs["obj"] == '"<Opaque thing>"'
-    assert attrs["mixed"] == '[1, "a"]'
+    assert attrs["mixed"] == '[1,"a"]'
     assert attrs["hostile"] == attrs["bad"] == '"<Hostile object>"'
     assert "none" not in attrs
 

@@ -19,7 +19,6 @@ import contextlib
 import dataclasses
 import functools
 import inspect
-import json
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -27,6 +26,7 @@ from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any, Final, TypeVar, cast, overload
 
+import orjson
 from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -147,7 +147,7 @@ class _Batch(BatchSpanProcessor):
     def shutdown(self) -> None:
         if not self._stopped:
             self._stopped = True
-            super().shutdown()
+            super().shutdown()  # type: ignore[no-untyped-call] # the SDK leaves it unannotated
 
 
 class _Simple(SimpleSpanProcessor):
@@ -230,20 +230,23 @@ def _repr(value: object) -> str:
         return f"<{type(value).__qualname__} object>"
 
 
+_OPTIONS: Final = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
 def _to_json(value: object) -> str:
     try:
-        return json.dumps(value, default=_encode_default, ensure_ascii=False)
-    except Exception:  # a cycle, keys that are not strings, a failing model_dump
-        return json.dumps(_repr(value), ensure_ascii=False)
+        return orjson.dumps(value, default=_encode_default, option=_OPTIONS).decode()
+    except Exception:  # a cycle, keys JSON has no form for, a failing model_dump
+        return orjson.dumps(_repr(value)).decode()
 
 
 def _arguments_json(bound: dict[str, object]) -> str:
     """The arguments as a JSON object; one that cannot be encoded spoils only its own value."""
     try:
-        return json.dumps(bound, default=_encode_default, ensure_ascii=False)
+        return orjson.dumps(bound, default=_encode_default, option=_OPTIONS).decode()
     except Exception:
-        fields = (f"{json.dumps(k)}: {_to_json(v)}" for k, v in bound.items())
-        return "{" + ", ".join(fields) + "}"
+        fields = (f"{orjson.dumps(k).decode()}:{_to_json(v)}" for k, v in bound.items())
+        return "{" + ",".join(fields) + "}"
 
 
 def _text(value: object) -> tuple[str, str]:
