@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import re
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -551,6 +553,25 @@ def test_init_installs_the_global_provider_for_every_instrumentation(
     assert child["parent"] == work["span_id"] and child["scope"] == "third.party"
     assert child["attributes"]["session.id"] == "s-9"
     assert collector.received[0].headers["authorization"] == "Bearer sk-global"
+
+
+def test_the_readme_example_runs_and_exports_at_exit(collector: Collector) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### Tracing from Python", 1)[1]
+    example = re.search(r"```python\n(.*?)```", section, re.S)
+    assert example is not None
+    code = example.group(1).replace("http://127.0.0.1:8000", collector.url)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)  # no shutdown()
+    answer, retrieve, search = (collector.one(n) for n in ("answer", "retrieve", "search"))
+    assert retrieve["parent"] == answer["span_id"] and search["parent"] == retrieve["span_id"]
+    assert search["attributes"]["openinference.span.kind"] == "TOOL"
+    assert json.loads(retrieve["attributes"]["output.value"]) == ["Orders ship within two days."]
+    assert retrieve["attributes"]["k"] == 3
+    for span in (answer, retrieve, search):
+        assert span["attributes"]["session.id"] == "chat-42"
+        assert span["attributes"]["user.id"] == "alice"
+        assert span["resource"]["service.name"] == "support-bot"
+    assert collector.received[0].headers["authorization"] == "Bearer sy-..."
 
 
 def test_importing_shipyard_does_not_import_opentelemetry() -> None:
