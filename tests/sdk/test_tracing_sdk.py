@@ -511,6 +511,22 @@ def test_batch_export_and_flush(collector: Collector) -> None:
         shipyard.shutdown()
 
 
+def test_init_takes_the_url_and_key_from_the_environment_as_the_client_does(
+    collector: Collector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHIPYARD_URL", collector.url + "/")
+    monkeypatch.setenv("SHIPYARD_API_KEY", "sk-from-env")
+    shipyard.init(provider=TracerProvider(), batch=False)
+    try:
+        with shipyard.span("env"):
+            pass
+    finally:
+        shipyard.shutdown()
+    assert collector.one("env")
+    assert collector.received[0].path == "/v1/traces"
+    assert collector.received[0].headers["authorization"] == "Bearer sk-from-env"
+
+
 def test_a_function_traced_before_init_exports_after_it(collector: Collector) -> None:
     @shipyard.trace
     def early() -> str:

@@ -37,6 +37,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.trace import Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
+from shipyard.sdk.client import resolve_credentials
+
 __all__ = [
     "TRUNCATED",
     "ContextAttributesProcessor",
@@ -82,8 +84,8 @@ _state = _State()
 
 
 def init(
-    url: str,
-    key: str,
+    url: str | None = None,
+    key: str | None = None,
     *,
     service_name: str | None = None,
     capture_content: bool = True,
@@ -92,7 +94,8 @@ def init(
     provider: TracerProvider | None = None,
     **exporter_options: Any,
 ) -> TracerProvider:
-    """Export spans to the Shipyard server at `url`, authenticated with `key`.
+    """Export spans to the Shipyard server at `url`, authenticated with `key` (as for
+    `Client`: else SHIPYARD_URL / SHIPYARD_API_KEY, else the saved credential file).
 
     The provider is `provider` when given (it is not made global), else the global one
     when it is already an SDK `TracerProvider` (the exporter is added to it), else a new
@@ -103,7 +106,7 @@ def init(
     """
     if max_chars < len(TRUNCATED) + 1:
         raise ValueError(f"max_chars must be at least {len(TRUNCATED) + 1}")
-    base = url.rstrip("/")
+    base, key = resolve_credentials(url, key)
     with _state.lock:
         _state.capture_content = capture_content
         _state.max_chars = max_chars
