@@ -423,6 +423,30 @@ def test_generators_span_their_iteration_and_children_nest(
     assert spans[-1]["status"] == ProtoStatus.STATUS_CODE_UNSET
 
 
+def test_a_traced_generator_passes_send_and_throw_through(
+    collector: Collector, provider: TracerProvider
+) -> None:
+    @shipyard.trace
+    def echo() -> Iterator[str]:
+        got = "start"
+        while True:
+            try:
+                got = yield got
+            except ValueError as exc:
+                got = yield f"caught {exc}"
+                return
+
+    gen = echo()
+    assert next(gen) == "start"
+    assert gen.send("hi") == "hi"
+    assert gen.throw(ValueError("x")) == "caught x"
+    with pytest.raises(StopIteration):
+        gen.send("bye")
+    span = collector.one(echo.__qualname__)
+    assert span["attributes"]["output.value"] == "starthicaught x"
+    assert span["status"] == ProtoStatus.STATUS_CODE_UNSET
+
+
 async def test_async_generators(collector: Collector, provider: TracerProvider) -> None:
     @shipyard.trace
     async def chunks(n: int) -> Any:
@@ -433,6 +457,13 @@ async def test_async_generators(collector: Collector, provider: TracerProvider) 
     assert [c async for c in chunks(3)] == [{"i": 0}, {"i": 1}, {"i": 2}]
     attrs = collector.one(chunks.__qualname__)["attributes"]
     assert json.loads(attrs["output.value"]) == [{"i": 0}, {"i": 1}, {"i": 2}]
+
+    gen = chunks(10)
+    assert await gen.__anext__() == {"i": 0}
+    await gen.aclose()  # stopped early: the span ends with what was yielded, no error
+    last = [s for s in collector.spans() if s["name"] == chunks.__qualname__][-1]
+    assert json.loads(last["attributes"]["output.value"]) == [{"i": 0}]
+    assert last["status"] == ProtoStatus.STATUS_CODE_UNSET
 
 
 class Opaque:
