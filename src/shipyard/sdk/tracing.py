@@ -316,7 +316,9 @@ class _Call:
 
     def start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> trace_api.Span:
         attributes: dict[str, AttributeValue] = {KIND: self.kind}
-        if self.capture_input and _state.capture_content:
+        tracer = _state.tracer
+        # Nothing to capture for a span that will not be recorded (no provider, sampled out).
+        if self.capture_input and _state.capture_content and _records(tracer):
             try:
                 bound = dict(zip(self.names, args, strict=False))
                 if self.varargs is not None and len(args) > len(self.names):
@@ -329,11 +331,19 @@ class _Call:
                 attributes["input.mime_type"] = JSON
             except Exception:
                 pass
-        return _state.tracer.start_span(self.name, attributes=attributes)
+        return tracer.start_span(self.name, attributes=attributes)
 
     def finish(self, span: trace_api.Span, result: object) -> None:
-        if self.capture_output and _state.capture_content:
+        if self.capture_output and _state.capture_content and span.is_recording():
             _set_value(span, "output", result)
+
+
+def _records(tracer: trace_api.Tracer) -> bool:
+    """False when spans from `tracer` are certainly dropped: the no-op tracer, directly or
+    behind the proxy the API hands out until a provider is set."""
+    if isinstance(tracer, trace_api.ProxyTracer):  # it has no public accessor
+        tracer = getattr(tracer, "_tracer", tracer)
+    return not isinstance(tracer, trace_api.NoOpTracer)
 
 
 class _Output:
