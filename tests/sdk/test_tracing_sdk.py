@@ -7,6 +7,7 @@ provider can be set once per process); the global path runs in a subprocess.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gzip
 import json
 import re
@@ -239,6 +240,23 @@ def test_nested_calls_are_parent_and_children_and_methods_skip_self(
     assert json.loads(fmt["attributes"]["input.value"]) == {"arg": "go"}
     assert json.loads(helper["attributes"]["input.value"]) == {"x": 1}
     assert root["attributes"]["openinference.span.kind"] == "AGENT"
+
+
+def test_partials_and_callable_objects_can_be_traced(
+    collector: Collector, provider: TracerProvider
+) -> None:
+    def scale(x: int, factor: int) -> int:
+        return x * factor
+
+    class Doubler:
+        def __call__(self, x: int) -> int:
+            return 2 * x
+
+    assert shipyard.trace(functools.partial(scale, factor=3))(2) == 6
+    assert shipyard.trace(name="doubler")(Doubler())(4) == 8
+    # What the caller passed (the partial's own keywords are not the call's arguments).
+    assert json.loads(collector.one("partial")["attributes"]["input.value"]) == {"x": 2}
+    assert json.loads(collector.one("doubler")["attributes"]["input.value"]) == {"x": 4}
 
 
 def test_varargs_and_kwargs_are_captured(collector: Collector, provider: TracerProvider) -> None:

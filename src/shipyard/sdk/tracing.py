@@ -410,7 +410,8 @@ def trace(
 def _wrap(fn: Any, name: str | None, kind: str, capture_input: bool, out: bool) -> Any:
     if isinstance(fn, staticmethod | classmethod):
         return type(fn)(_wrap(fn.__func__, name, kind, capture_input, out))
-    call = _Call(fn, name or fn.__qualname__, kind, capture_input, out)
+    default = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)  # partials
+    call = _Call(fn, name or default or type(fn).__qualname__, kind, capture_input, out)
     if inspect.isasyncgenfunction(fn):
         traced = _async_generator(fn, call)
     elif inspect.isgeneratorfunction(fn):
