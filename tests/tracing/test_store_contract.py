@@ -618,3 +618,51 @@ def test_the_sqlite_file_is_private_and_versioned(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         open_store(f"sqlite:///{link}")
     assert not (tmp_path / "elsewhere.db").exists()
+
+
+def test_hourly_buckets_read_hourly_roll_ups_and_minutes_at_the_edges(store: TraceStore) -> None:
+    hour0 = T0 - T0 % (60 * MINUTE) + 60 * MINUTE  # an hour boundary
+    spans = []
+    for n in range(180):  # one a minute for three hours, from minute 0
+        start = hour0 + n * MINUTE + 5 * 10**9
+        key = f"k{n % 3}"
+        spans.append(mk(n, 1, at=start, model="m", key_id=key, end_ns=start + (n + 1) * MS))
+    store.write(spans[:100])
+    store.write(spans[100:])  # hourly rows merge across batches
+    since, until = hour0 + 30 * MINUTE, hour0 + 150 * MINUTE + 1  # ragged at both ends
+
+    def expected(keep: Any = lambda n: True) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        for n in range(180):
+            at = hour0 + n * MINUTE
+            if since <= at + 5 * 10**9 and at < until and keep(n):
+                bucket = hour0 + (n // 60) * 60 * MINUTE
+                counts[bucket] = counts.get(bucket, 0) + 1
+        return counts
+
+    points = store.metrics("ws", MetricsQuery(since, until, bucket_seconds=3600))
+    assert (
+        {p.bucket_ns: p.requests for p in points}
+        == expected()
+        == {
+            hour0: 30,
+            hour0 + 60 * MINUTE: 60,
+            hour0 + 120 * MINUTE: 31,
+        }
+    )
+    middle = points[1]
+    exact = sorted(float(n + 1) for n in range(60, 120))
+    assert middle.latency_p50_ms is not None
+    assert exact[29] / 1.1 <= middle.latency_p50_ms <= exact[29] * 1.1
+    by_key = store.metrics(
+        "ws", MetricsQuery(since, until, bucket_seconds=7200, group_by=("key_id",))
+    )
+    fine = store.metrics("ws", MetricsQuery(since, until, bucket_seconds=60, group_by=("key_id",)))
+    want: dict[tuple[int, str], int] = {}
+    for p in fine:
+        key = (p.bucket_ns - p.bucket_ns % (7200 * 10**9), p.group["key_id"])
+        want[key] = want.get(key, 0) + p.requests
+    assert {(p.bucket_ns, p.group["key_id"]): p.requests for p in by_key} == want
+    assert sum(want.values()) == 121
+    one_key = store.metrics("ws", MetricsQuery(since, until, bucket_seconds=3600, key_id="k1"))
+    assert {p.bucket_ns: p.requests for p in one_key} == expected(lambda n: n % 3 == 1)

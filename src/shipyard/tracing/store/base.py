@@ -8,8 +8,12 @@ Tables (the trace store creates and versions them itself; see `SCHEMA_VERSION`):
     trace_spans       one row per span, unique (workspace_id, trace_id, span_id)
     trace_summaries   one row per trace (`TraceSummary`), upserted per batch
     trace_sessions    one row per (workspace, session): totals over its traces
-    trace_rollups     per minute x (workspace, route, model, key_id), LLM spans only:
-                      sums and latency/TTFT histograms; purge leaves them
+    trace_rollups     LLM spans only, at three levels: per minute x (workspace, route,
+                      model, key_id), per hour x the same, per hour x (workspace,
+                      route, model); sums and latency/TTFT histograms; purge leaves
+                      them. A dashboard over hours reads the hourly rows (and minutes
+                      at its ragged edges): a week of 1M spans is thousands of rows,
+                      not the hundreds of thousands of minute rows
     trace_store_meta  key/value: the schema version
 
 The names carry a `trace_` prefix because the trace store may share the metadata
@@ -21,9 +25,11 @@ from __future__ import annotations
 
 import base64
 import math
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -49,6 +55,7 @@ MAX_SESSIONS_PAGE = 500
 PURGE_TRACES = 500  # traces per purge transaction
 PURGE_SPANS = 5000  # spans per purge transaction
 _INT64 = (-(2**63), 2**63 - 1)
+_WORD = re.compile(r"[^\W_]+")
 
 Conn = Any  # a sqlite3.Connection or a psycopg.Connection: both have .execute()
 
@@ -57,7 +64,8 @@ JSON_COLUMNS = frozenset(("attributes", "events", "resource"))
 _INT_COLUMNS = frozenset(("start_ns", "end_ns", "input_tokens", "output_tokens"))
 TRACE_COLUMNS = tuple(f.name for f in fields(TraceSummary))
 SESSION_COLUMNS = tuple(f.name for f in fields(SessionSummary))
-ROLLUP_KEY = ("workspace_id", "minute", "route", "model", "key_id")
+ROLLUP_KEY = ("workspace_id", "level", "minute", "route", "model", "key_id")
+BY_MINUTE, BY_HOUR, BY_HOUR_NO_KEY = 0, 1, 2  # roll-up levels; `minute` starts the hour
 ROLLUP_SUMS = (
     "requests",
     "errors",
@@ -69,6 +77,8 @@ ROLLUP_SUMS = (
 )
 ROLLUP_COLUMNS = (*ROLLUP_KEY, *ROLLUP_SUMS, "latency_hist", "ttft_hist")
 GROUPS = ("route", "model", "key_id")
+_TRACE_STORED = (*TRACE_COLUMNS, "has_root")
+_TRACE_GET = attrgetter(*TRACE_COLUMNS)
 _INHERITED = ("service", "model", "route", "key_id", "user_id", "session_id")
 
 # the indexes both engines build (name, table, columns[, WHERE])
@@ -97,7 +107,7 @@ INDEXES: tuple[tuple[str, str, str, str], ...] = (
         "workspace_id, user_id, end_ns, session_id",
         "",
     ),
-    ("ix_trace_rollups_minute", "trace_rollups", "minute", ""),
+    ("ix_trace_rollups_minute", "trace_rollups", "level, minute", ""),
 )
 
 
@@ -171,27 +181,53 @@ def json_text(value: object) -> str:
     return out.decode()
 
 
+_GET = attrgetter(*SPAN_COLUMNS)
+_TEXT_AT = tuple(
+    i
+    for i, n in enumerate(SPAN_COLUMNS)
+    if n not in JSON_COLUMNS and n not in _INT_COLUMNS and n not in ("cost_usd", "ttft_ms")
+)
+_INT_AT = tuple(i for i, n in enumerate(SPAN_COLUMNS) if n in _INT_COLUMNS)
+_JSON_AT = tuple(i for i, n in enumerate(SPAN_COLUMNS) if n in JSON_COLUMNS)
+_COST_AT = SPAN_COLUMNS.index("cost_usd")
+_TTFT_AT = SPAN_COLUMNS.index("ttft_ms")
+
+
 def prepare(span: Span) -> tuple[Span, tuple[object, ...]]:
-    """The span with storable fields, and its row (JSON fields as text)."""
-    values: list[object] = []
-    for name in SPAN_COLUMNS:
-        value = getattr(span, name)
-        if name in JSON_COLUMNS:
-            values.append(json_text(value))
-        elif name in _INT_COLUMNS:
-            values.append(integer(value))
-        elif name == "cost_usd":
-            values.append(real(value))
-        elif name == "ttft_ms":
-            values.append(None if value is None else real(value))
-        else:
-            values.append(text(value))
-    # the summaries and roll-ups need no JSON fields: left at their defaults
-    kept: dict[str, Any] = {
-        n: v for n, v in zip(SPAN_COLUMNS, values, strict=True) if n not in JSON_COLUMNS
-    }
-    clean = Span(**kept)
+    """The span with storable fields (the span itself when it was storable already),
+    and its row (JSON fields as text)."""
+    values = list(_GET(span))
+    changed = False
+    for i in _TEXT_AT:
+        v = values[i]
+        if type(v) is not str or "\x00" in v or not (v.isascii() or _utf8(v)):
+            values[i] = text(v)
+            changed = True
+    for i in _INT_AT:
+        v = values[i]
+        if type(v) is not int or not _INT64[0] <= v <= _INT64[1]:
+            values[i] = integer(v)
+            changed = True
+    v = values[_COST_AT]
+    if type(v) is not float or not math.isfinite(v):
+        values[_COST_AT] = real(v)
+        changed = True
+    v = values[_TTFT_AT]
+    if v is not None and (type(v) is not float or not math.isfinite(v)):
+        values[_TTFT_AT] = real(v)
+        changed = True
+    clean = Span(*values) if changed else span
+    for i in _JSON_AT:
+        values[i] = json_text(values[i])
     return clean, tuple(values)
+
+
+def _utf8(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def span_from_row(row: Sequence[Any]) -> Span:
@@ -259,6 +295,17 @@ class _Rollup:
     ttft: histogram.Counts = field(default_factory=dict)
 
 
+def _add(
+    into: _Rollup,
+    sums: Sequence[float],
+    latency: Iterable[Sequence[int]],
+    ttft: Iterable[Sequence[int]],
+) -> None:
+    into.sums = [a + b for a, b in zip(into.sums, sums[: len(ROLLUP_SUMS)], strict=True)]
+    histogram.merge(into.latency, latency)
+    histogram.merge(into.ttft, ttft)
+
+
 def fold(old: TraceSummary | None, has_root: bool, spans: list[Span]) -> tuple[TraceSummary, bool]:
     """The trace's summary with a batch's new spans added (spans in start order). The
     root span (no parent) names the trace and gives its input and output; until it
@@ -316,38 +363,24 @@ class SqlTraceStore:
     greatest = "MAX"
 
     def __init__(self) -> None:
-        m = self.mark
-        trace_cols = (*TRACE_COLUMNS, "has_root")
-        self._upsert_trace = (
-            f"INSERT INTO trace_summaries ({', '.join(trace_cols)}) "
-            f"VALUES ({', '.join([m] * len(trace_cols))}) "
-            "ON CONFLICT (workspace_id, trace_id) DO UPDATE SET "
-            + ", ".join(f"{c} = excluded.{c}" for c in trace_cols[2:])
+        self._trace_tail = "ON CONFLICT (workspace_id, trace_id) DO UPDATE SET " + ", ".join(
+            f"{c} = excluded.{c}" for c in _TRACE_STORED[2:]
         )
-        s = "trace_sessions"
-        self._upsert_session = (
-            f"INSERT INTO {s} ({', '.join(SESSION_COLUMNS)}) "
-            f"VALUES ({', '.join([m] * len(SESSION_COLUMNS))}) "
+        t = "trace_sessions"
+        self._session_tail = (
             "ON CONFLICT (workspace_id, session_id) DO UPDATE SET "
-            f"trace_count = {s}.trace_count + excluded.trace_count, "
-            f"start_ns = {self.least}({s}.start_ns, excluded.start_ns), "
-            f"end_ns = {self.greatest}({s}.end_ns, excluded.end_ns), "
-            f"user_id = CASE WHEN {s}.user_id = '' THEN excluded.user_id "
-            f"ELSE {s}.user_id END, "
+            f"trace_count = {t}.trace_count + excluded.trace_count, "
+            f"start_ns = {self.least}({t}.start_ns, excluded.start_ns), "
+            f"end_ns = {self.greatest}({t}.end_ns, excluded.end_ns), "
+            f"user_id = CASE WHEN {t}.user_id = '' THEN excluded.user_id "
+            f"ELSE {t}.user_id END, "
             + ", ".join(
-                f"{c} = {s}.{c} + excluded.{c}"
+                f"{c} = {t}.{c} + excluded.{c}"
                 for c in ("input_tokens", "output_tokens", "cost_usd", "error_count")
             )
         )
-        self._select_rollup = (
-            f"SELECT {', '.join(ROLLUP_COLUMNS[len(ROLLUP_KEY) :])} FROM trace_rollups WHERE "
-            + " AND ".join(f"{c} = {m}" for c in ROLLUP_KEY)
-        )
-        self._upsert_rollup = (
-            f"INSERT INTO trace_rollups ({', '.join(ROLLUP_COLUMNS)}) "
-            f"VALUES ({', '.join([m] * len(ROLLUP_COLUMNS))}) "
-            f"ON CONFLICT ({', '.join(ROLLUP_KEY)}) DO UPDATE SET "
-            + ", ".join(f"{c} = excluded.{c}" for c in ROLLUP_COLUMNS[len(ROLLUP_KEY) :])
+        self._rollup_tail = f"ON CONFLICT ({', '.join(ROLLUP_KEY)}) DO UPDATE SET " + ", ".join(
+            f"{c} = excluded.{c}" for c in ROLLUP_COLUMNS[len(ROLLUP_KEY) :]
         )
         self._span_cols = ", ".join(f"s.{c}" for c in SPAN_COLUMNS)
         self._trace_cols = ", ".join(f"t.{c}" for c in TRACE_COLUMNS)
@@ -364,6 +397,18 @@ class SqlTraceStore:
         raise NotImplementedError
 
     def _executemany(self, conn: Conn, sql: str, rows: list[tuple[object, ...]]) -> None:
+        raise NotImplementedError
+
+    def _insert_rows(
+        self,
+        conn: Conn,
+        table: str,
+        columns: Sequence[str],
+        rows: list[tuple[object, ...]],
+        tail: str = "",
+    ) -> None:
+        """`INSERT INTO table (columns) <rows> tail` in as few round trips as the engine
+        allows (rows unique by the conflict key)."""
         raise NotImplementedError
 
     def _in(self, column: str, values: Sequence[object]) -> tuple[str, list[object]]:
@@ -407,20 +452,22 @@ class SqlTraceStore:
         for key, batch in by_trace.items():
             old, has_root = stored.get(key, (None, False))
             row, has_root = fold(old, has_root, batch)
-            trace_rows.append((*(getattr(row, c) for c in TRACE_COLUMNS), int(has_root)))
+            trace_rows.append((*_TRACE_GET(row), int(has_root)))
             if row.session_id:
                 delta = sessions.setdefault((row.workspace_id, row.session_id), _Session())
                 _session_delta(delta, old, row)
-        self._executemany(conn, self._upsert_trace, trace_rows)
+        self._insert_rows(conn, "trace_summaries", _TRACE_STORED, trace_rows, self._trace_tail)
         if sessions:
-            self._executemany(
+            self._insert_rows(
                 conn,
-                self._upsert_session,
+                "trace_sessions",
+                SESSION_COLUMNS,
                 [
                     (ws, sid, d.trace_count, d.start_ns, d.end_ns, d.user_id)
                     + (d.input_tokens, d.output_tokens, d.cost_usd, d.error_count)
                     for (ws, sid), d in sessions.items()
                 ],
+                self._session_tail,
             )
         self._roll_up(conn, [s for s in new if s.llm])
 
@@ -444,18 +491,19 @@ class SqlTraceStore:
     def _roll_up(self, conn: Conn, spans: list[Span]) -> None:
         if not spans:
             return
-        rollups: dict[tuple[str, int, str, str, str], _Rollup] = {}
+        minutes: dict[tuple[str, int, int, str, str, str], _Rollup] = {}
         for span in spans:
             key = (
                 span.workspace_id,
+                BY_MINUTE,
                 span.start_ns // MINUTE_NS,
                 span.route,
                 span.model,
                 span.key_id,
             )
-            r = rollups.get(key)
+            r = minutes.get(key)
             if r is None:
-                r = rollups[key] = _Rollup()
+                r = minutes[key] = _Rollup()
             sums = r.sums
             sums[0] += 1
             sums[1] += span.status == "error"
@@ -467,13 +515,23 @@ class SqlTraceStore:
             histogram.add(r.latency, span.duration_ms)
             if span.ttft_ms is not None:
                 histogram.add(r.ttft, span.ttft_ms)
+        rollups = dict(minutes)
+        for (ws, _, minute, route, model, key_id), r in minutes.items():
+            hour = minute - minute % 60
+            for key in (
+                (ws, BY_HOUR, hour, route, model, key_id),
+                (ws, BY_HOUR_NO_KEY, hour, route, model, ""),
+            ):
+                into = rollups.get(key)
+                if into is None:
+                    into = rollups[key] = _Rollup()
+                _add(into, r.sums, r.latency.items(), r.ttft.items())
+        stored = self._stored_rollups(conn, list(rollups))
         rows: list[tuple[object, ...]] = []
         for key, r in rollups.items():
-            old = conn.execute(self._select_rollup, key).fetchone()
+            old = stored.get(key)
             if old is not None:
-                r.sums = [a + b for a, b in zip(r.sums, old[: len(ROLLUP_SUMS)], strict=True)]
-                histogram.merge(r.latency, orjson.loads(old[-2]))
-                histogram.merge(r.ttft, orjson.loads(old[-1]))
+                _add(r, old, orjson.loads(old[-2]), orjson.loads(old[-1]))
             rows.append(
                 (
                     *key,
@@ -484,7 +542,28 @@ class SqlTraceStore:
                     orjson.dumps(histogram.encode(r.ttft)).decode(),
                 )
             )
-        self._executemany(conn, self._upsert_rollup, rows)
+        self._insert_rows(conn, "trace_rollups", ROLLUP_COLUMNS, rows, self._rollup_tail)
+
+    def _stored_rollups(
+        self, conn: Conn, keys: list[tuple[str, int, int, str, str, str]]
+    ) -> dict[tuple[object, ...], tuple[Any, ...]]:
+        """The stored roll-ups of these keys' minutes (a superset: one query a workspace
+        and level), by key; values as ROLLUP_COLUMNS after the key."""
+        minutes: dict[tuple[str, int], set[int]] = {}
+        for key in keys:
+            minutes.setdefault((key[0], key[1]), set()).add(key[2])
+        found: dict[tuple[object, ...], tuple[Any, ...]] = {}
+        width = len(ROLLUP_KEY)
+        m = self.mark
+        for (ws, level), wanted in minutes.items():
+            clause, params = self._in("minute", sorted(wanted))
+            sql = (
+                f"SELECT {', '.join(ROLLUP_COLUMNS)} FROM trace_rollups "
+                f"WHERE workspace_id = {m} AND level = {m} AND {clause}"
+            )
+            for row in conn.execute(sql, [ws, level, *params]).fetchall():
+                found[tuple(row[:width])] = tuple(row[width:])
+        return found
 
     # --- reading -----------------------------------------------------------------------
 
@@ -527,7 +606,9 @@ class SqlTraceStore:
             clause, values = self._attribute_clause(text(key), text(value))
             add(clause, *values)
         if query.text is not None and query.text.strip():
-            tokens = [p for p in text(query.text).split() if any(c.isalnum() for c in p)]
+            # words as letters and digits: finer than either engine's tokenizer, so
+            # each is one token there (FTS5 with detail=none takes no phrases)
+            tokens = list(dict.fromkeys(_WORD.findall(text(query.text).lower())))
             if not tokens:
                 return Page([])
             clause, values = self._text_clause(text(workspace_id), tokens[:32])
@@ -623,24 +704,33 @@ class SqlTraceStore:
         m = self.mark
         lo = integer(query.since_ns) // MINUTE_NS
         hi = -(-integer(query.until_ns) // MINUTE_NS)
-        where = [f"minute >= {m}", f"minute < {m}"]
-        params: list[object] = [lo, hi]
+        ranges = [(BY_MINUTE, lo, hi)]
+        if step % 3600 == 0:  # whole hours from the hourly rows, the edges from minutes
+            level = BY_HOUR if "key_id" in query.group_by or query.key_id else BY_HOUR_NO_KEY
+            first, last = -(-lo // 60) * 60, hi // 60 * 60
+            if first < last:
+                ranges = [(BY_MINUTE, lo, first), (level, first, last), (BY_MINUTE, last, hi)]
+        where = [f"level = {m}", f"minute >= {m}", f"minute < {m}"]
+        fixed: list[object] = []
         if workspace_id is not None:
             where.append(f"workspace_id = {m}")
-            params.append(text(workspace_id))
+            fixed.append(text(workspace_id))
         for column in GROUPS:
             value = getattr(query, column)
             if value is not None:
                 where.append(f"{column} = {m}")
-                params.append(text(value))
+                fixed.append(text(value))
         sql = (
-            f"SELECT {', '.join(ROLLUP_COLUMNS[1:])} FROM trace_rollups WHERE {' AND '.join(where)}"
+            f"SELECT {', '.join(ROLLUP_COLUMNS[2:])} FROM trace_rollups WHERE {' AND '.join(where)}"
         )
+        rows: list[Any] = []
         with self._reading() as conn:
-            rows = conn.execute(sql, params).fetchall()
+            for level, begin, end in ranges:
+                if begin < end:
+                    rows += conn.execute(sql, [level, begin, end, *fixed]).fetchall()
         minutes_per_bucket = step // 60
         points: dict[tuple[int, tuple[str, ...]], _Rollup] = {}
-        place = {c: i for i, c in enumerate(ROLLUP_COLUMNS[1:])}
+        place = {c: i for i, c in enumerate(ROLLUP_COLUMNS[2:])}
         group_at = [place[c] for c in query.group_by]
         for row in rows:
             bucket = row[0] // minutes_per_bucket * minutes_per_bucket
