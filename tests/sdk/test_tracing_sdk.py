@@ -1,7 +1,8 @@
 """The tracing SDK against a real OTLP/HTTP receiver on loopback (stdlib http.server).
 
 Each test passes its own TracerProvider to `shipyard.init` (the OpenTelemetry global
-provider can be set once per process); the global path runs in a subprocess.
+provider can be set once per process); the global path runs in a subprocess. The last test
+exports to the real app on loopback and reads the spans back from its trace store.
 """
 
 from __future__ import annotations
@@ -20,19 +21,24 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 from opentelemetry.proto.trace.v1.trace_pb2 import Status as ProtoStatus
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 import shipyard
+from shipyard import Client
+from shipyard.app import create_app
 from shipyard.sdk.tracing import TRUNCATED
+from shipyard.settings import Settings
+from shipyard.tracing.spans import TraceQuery
+from tests.support import live_server
 
 KEY = "sk-test-key"
 
@@ -653,4 +659,38 @@ def test_init_refuses_a_max_chars_too_small_for_the_marker(collector: Collector)
         shipyard.init(collector.url, KEY, provider=TracerProvider(), max_chars=3)
 
 
-_ = ProtoSpan  # the proto module the receiver decodes
+def test_spans_from_the_sdk_are_stored_by_a_live_server(sqlite_settings: Settings) -> None:
+    """`shipyard.init` against the real app on loopback: batched protobuf export, the key's
+    workspace, and what Shipyard's ingest reads from the OpenInference attributes."""
+    app = create_app(sqlite_settings)
+    own = TracerProvider(resource=Resource.create({"service.name": "e2e-app"}))
+
+    @shipyard.trace(name="agent", kind="AGENT")
+    def agent(question: str) -> str:
+        with shipyard.span("retrieve") as s:
+            s.set_output(["doc-1"])
+        return "the answer"
+
+    with live_server(app) as url:
+        key = orjson.loads(sqlite_settings.credentials_path.read_bytes())["api_key"]  # first start
+        with Client(url, key) as api:
+            workspace_id = api.me().workspace.id
+        shipyard.init(url, key, provider=own)
+        try:
+            with shipyard.session("chat-7"), shipyard.user("bob"):
+                assert agent("why?") == "the answer"
+            assert shipyard.flush()
+        finally:
+            shipyard.shutdown()
+        tracing = app.state.platform.services["tracing"]
+        tracing.flush()
+        (summary,) = tracing.store.traces(workspace_id, TraceQuery(session_id="chat-7")).items
+        spans = {s.name: s for s in tracing.store.trace_spans(workspace_id, summary.trace_id).items}
+    assert summary.name == "agent" and summary.span_count == 2 and summary.user_id == "bob"
+    assert summary.key_id  # the key that sent them
+    root, child = spans["agent"], spans["retrieve"]
+    assert child.parent_id == root.span_id and root.parent_id == ""
+    assert root.service == "e2e-app" and root.session_id == "chat-7" and root.user_id == "bob"
+    assert json.loads(root.input) == {"question": "why?"}
+    assert root.output == "the answer"
+    assert json.loads(child.output) == ["doc-1"] and child.session_id == "chat-7"
