@@ -443,6 +443,15 @@ def test_invalid_custom_pattern_is_refused_naming_it(pattern: str, message: str)
     assert e.value.param == "custom_patterns[1]"
 
 
+def test_lone_surrogates() -> None:
+    """JSON can carry a lone surrogate ("\\ud800"); RE2 reads UTF-8."""
+    with pytest.raises(InvalidInput, match="not valid Unicode"):
+        Masker(custom=["a\ud800"])
+    m = Masker(custom=["ACME-[0-9]+"])
+    assert m.mask("\ud800 ACME-1 bob@example.com") == "? [MASKED] [EMAIL]"
+    assert Masker().mask("\udfff bob@example.com") == "\udfff [EMAIL]"
+
+
 def test_too_many_custom_patterns() -> None:
     with pytest.raises(InvalidInput, match=f"at most {MAX_CUSTOM}"):
         validate_custom([f"p{i}" for i in range(MAX_CUSTOM + 1)])

@@ -403,33 +403,39 @@ def _re2_options(max_mem: int = _RE2_MAX_MEM) -> Any:
     return options
 
 
+def check_pattern(pattern: str) -> str:
+    """One custom pattern, checked: returns it, or raises ValueError saying what is wrong
+    with it (the message quotes the pattern, shortened)."""
+    if not isinstance(pattern, str) or not pattern:
+        raise ValueError("a pattern must be a non-empty string")
+    shown = pattern if len(pattern) <= 60 else pattern[:57] + "..."
+    if len(pattern) > MAX_PATTERN_CHARS:
+        raise ValueError(f"{shown!r} is longer than {MAX_PATTERN_CHARS} characters")
+    try:
+        compiled = re2.compile(pattern, _re2_options())
+    except UnicodeEncodeError:
+        raise ValueError(f"{shown!r} is not valid Unicode (a lone surrogate)") from None
+    except re2.error as exc:
+        reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
+        raise ValueError(
+            f"{shown!r} is not a valid pattern ({reason}); patterns use RE2 syntax "
+            "(no backreferences or lookaround)"
+        ) from None
+    if any(m.group() == "" for probe in _EMPTY_PROBES for m in compiled.finditer(probe)):
+        raise ValueError(f"{shown!r} matches the empty string")
+    return pattern
+
+
 def validate_custom(patterns: Sequence[str], *, field: str = "custom_patterns") -> list[str]:
     """Check a workspace's patterns; raise InvalidInput naming the bad one."""
     if len(patterns) > MAX_CUSTOM:
         raise InvalidInput(f"{field}: at most {MAX_CUSTOM} patterns", param=field)
-    out: list[str] = []
     for i, pattern in enumerate(patterns):
-        where = f"{field}[{i}]"
-        if not isinstance(pattern, str) or not pattern:
-            raise InvalidInput(f"{where}: a pattern must be a non-empty string", param=where)
-        shown = pattern if len(pattern) <= 60 else pattern[:57] + "..."
-        if len(pattern) > MAX_PATTERN_CHARS:
-            raise InvalidInput(
-                f"{where}: {shown!r} is longer than {MAX_PATTERN_CHARS} characters", param=where
-            )
         try:
-            compiled = re2.compile(pattern, _re2_options())
-        except re2.error as exc:
-            reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
-            raise InvalidInput(
-                f"{where}: {shown!r} is not a valid pattern ({reason}); patterns use RE2 "
-                "syntax (no backreferences or lookaround)",
-                param=where,
-            ) from None
-        if any(m.group() == "" for probe in _EMPTY_PROBES for m in compiled.finditer(probe)):
-            raise InvalidInput(f"{where}: {shown!r} matches the empty string", param=where)
-        out.append(pattern)
-    return out
+            check_pattern(pattern)
+        except ValueError as exc:
+            raise InvalidInput(f"{field}[{i}]: {exc}", param=f"{field}[{i}]") from None
+    return list(patterns)
 
 
 # --- the masker ------------------------------------------------------------------------
@@ -523,7 +529,11 @@ class Masker:
         if spans:
             text = _assemble(text, spans)
         if self._custom is not None:
-            text = self._custom.sub(_custom_replacement, text)
+            try:
+                text = self._custom.sub(_custom_replacement, text)
+            except UnicodeEncodeError:  # a lone surrogate (JSON may carry one): RE2 reads UTF-8
+                text = text.encode("utf-8", "replace").decode()
+                text = self._custom.sub(_custom_replacement, text)
         return text
 
     def mask_value(self, value: Any) -> Any:
