@@ -361,6 +361,18 @@ def test_secret_named_keys_are_replaced_whole() -> None:
     assert Masker(detectors=["email"]).mask_value({"password": "x"}) == {"password": "x"}
 
 
+def test_repeated_keys_mask_the_same_and_pii_keys_are_not_remembered() -> None:
+    m = Masker()
+    value = {"gen_ai.system": "openai", "bob@example.com": 1, "api_key": "k"}
+    for _ in range(3):
+        assert m.mask_value(value) == {
+            "gen_ai.system": "openai",
+            "[EMAIL]": 1,
+            "api_key": "[SECRET]",
+        }
+    assert "bob@example.com" not in m._keys and "gen_ai.system" in m._keys
+
+
 @pytest.mark.parametrize(
     ("key", "named"),
     [
