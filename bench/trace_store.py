@@ -144,7 +144,7 @@ def traces(count: int, seed: int = 7) -> Iterator[list[Span]]:
                     output_tokens=rng.randint(10, 400) if span_model else 0,
                     cost_usd=0.0004 if span_model else 0.0,
                     ttft_ms=latency / 4e6 if op == "chat" else None,
-                    input=rng.choice(pool),
+                    input=f"ref{trace % 4000} " + rng.choice(pool),  # a rarer word
                     output=rng.choice(pool),
                     attributes=_attributes(rng, op, span_model, n),
                 )
