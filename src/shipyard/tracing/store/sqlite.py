@@ -218,9 +218,12 @@ class SqliteTraceStore(SqlTraceStore):
         match = " ".join('"' + token.replace('"', '""') + '"' for token in tokens)
         return (
             # not correlated: SQLite runs the MATCH once, not once a trace
-            "t.trace_id IN (SELECT s.trace_id FROM trace_spans s WHERE s.workspace_id = ? "
-            "AND s.id IN (SELECT rowid FROM trace_span_text WHERE trace_span_text MATCH ?))",
-            [workspace_id, match],
+            # the matches drive (CROSS JOIN keeps FTS5 outside): each found span by its
+            # id, never a walk over the workspace's spans
+            "t.trace_id IN (SELECT s.trace_id FROM trace_span_text f CROSS JOIN "
+            "trace_spans s ON s.id = f.rowid WHERE trace_span_text MATCH ? "
+            "AND s.workspace_id = ?)",
+            [match, workspace_id],
         )
 
     def _attribute_clause(self, key: str, value: str) -> tuple[str, list[object]]:
