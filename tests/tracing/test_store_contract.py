@@ -547,8 +547,19 @@ def test_unstorable_strings_do_not_break_the_batch(store: TraceStore) -> None:
         events=[{"name": "e\x00", "time_ns": 1, "attributes": {"a": "\x00"}}],
         resource={"service.name": "svc\x00"},
     )
+    huge = [
+        mk(3, i, input_tokens=2**63 - 1, output_tokens=-5, cost_usd=1e308, start_ns=-(2**63))
+        for i in range(3)
+    ]
+    huge.append(mk(3, 3, end_ns=2**63 - 1, input_tokens=10**30, ttft_ms=-1.0))
     fine = [mk(1, 1, input="plain"), mk(2, 0)]
-    assert store.write([nasty, *fine]) == 3
+    assert store.write([nasty, *fine, *huge]) == 7
+    store.write([mk(3, 4, input_tokens=2**62, cost_usd=1e300)])  # sums stay in range
+    (big,) = [t for t in store.traces("ws", TraceQuery()).items if t.trace_id == tid(3)]
+    assert big.input_tokens == 4 * 2**32 + 2**32 and big.output_tokens == 0
+    assert big.start_ns == 0 and big.end_ns == 2**62 and big.cost_usd == 3e9 + 1e9
+    assert ids(store, TraceQuery(min_duration_ms=1e30, min_tokens=2**62)) == []
+    assert store.metrics("ws", MetricsQuery(0, 2**63 - 1, bucket_seconds=3600))
     got = store.span("ws", tid(1), sid(1, 0))
     assert got is not None
     assert got.name == "na\ufffdme" and got.input == "in\ufffdput ? lone" and got.output == "?"

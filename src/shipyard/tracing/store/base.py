@@ -187,7 +187,16 @@ _TEXT_AT = tuple(
     for i, n in enumerate(SPAN_COLUMNS)
     if n not in JSON_COLUMNS and n not in _INT_COLUMNS and n not in ("cost_usd", "ttft_ms")
 )
-_INT_AT = tuple(i for i, n in enumerate(SPAN_COLUMNS) if n in _INT_COLUMNS)
+# bounds that keep every sum, difference and total inside 64 bits on both engines (a
+# hostile span's 2**63 tokens would overflow a trace's total and fail the batch on
+# PostgreSQL): times up to 2**62 ns (the year 2116), tokens up to 2**32 a span, cost up
+# to 1e9 a span
+_TIME_MOST, _TOKENS_MOST, _COST_MOST = 2**62, 2**32, 1e9
+_INT_AT = tuple(
+    (i, _TIME_MOST if n.endswith("_ns") else _TOKENS_MOST)
+    for i, n in enumerate(SPAN_COLUMNS)
+    if n in _INT_COLUMNS
+)
 _JSON_AT = tuple(i for i, n in enumerate(SPAN_COLUMNS) if n in JSON_COLUMNS)
 _COST_AT = SPAN_COLUMNS.index("cost_usd")
 _TTFT_AT = SPAN_COLUMNS.index("ttft_ms")
@@ -203,18 +212,18 @@ def prepare(span: Span) -> tuple[Span, tuple[object, ...]]:
         if type(v) is not str or "\x00" in v or not (v.isascii() or _utf8(v)):
             values[i] = text(v)
             changed = True
-    for i in _INT_AT:
+    for i, most in _INT_AT:
         v = values[i]
-        if type(v) is not int or not _INT64[0] <= v <= _INT64[1]:
-            values[i] = integer(v)
+        if type(v) is not int or not 0 <= v <= most:
+            values[i] = max(0, min(most, integer(v)))
             changed = True
     v = values[_COST_AT]
-    if type(v) is not float or not math.isfinite(v):
-        values[_COST_AT] = real(v)
+    if type(v) is not float or not 0.0 <= v <= _COST_MOST:
+        values[_COST_AT] = max(0.0, min(_COST_MOST, real(v)))
         changed = True
     v = values[_TTFT_AT]
-    if v is not None and (type(v) is not float or not math.isfinite(v)):
-        values[_TTFT_AT] = real(v)
+    if v is not None and (type(v) is not float or not 0.0 <= v <= _COST_MOST):
+        values[_TTFT_AT] = max(0.0, min(_COST_MOST, real(v)))
         changed = True
     clean = Span(*values) if changed else span
     for i in _JSON_AT:
