@@ -677,3 +677,14 @@ def test_hourly_buckets_read_hourly_roll_ups_and_minutes_at_the_edges(store: Tra
     assert sum(want.values()) == 121
     one_key = store.metrics("ws", MetricsQuery(since, until, bucket_seconds=3600, key_id="k1"))
     assert {p.bucket_ns: p.requests for p in one_key} == expected(lambda n: n % 3 == 1)
+
+
+def test_a_huge_input_is_stored_and_searched(store: TraceStore) -> None:
+    words = " ".join(f"w{n}x{n * 7919 % 100003}" for n in range(40_000))  # ~500k chars
+    assert store.write([mk(1, 0, input=words, output=words[::-1]), mk(2, 0, input="small")]) == 2
+    assert ids(store, TraceQuery(text="w12x")) == []
+    assert ids(store, TraceQuery(text=f"w12x{12 * 7919 % 100003}")) == [tid(1)]
+    got = store.span("ws", tid(1), sid(1, 0))
+    assert got is not None and got.input == words
+    (summary, _) = store.traces("ws", TraceQuery()).items[::-1]
+    assert summary.input == words[: base.PREVIEW_CHARS]

@@ -19,7 +19,21 @@ Tables (the trace store creates and versions them itself; see `SCHEMA_VERSION`):
 The names carry a `trace_` prefix because the trace store may share the metadata
 PostgreSQL database. Writes come from one writer per store (PostgreSQL: serialized by an
 advisory lock, so replicas may share a database), so reading the stored rows and
-upserting the merged ones inside the write transaction is safe."""
+upserting the merged ones inside the write transaction is safe.
+
+What a trace list costs. Every list walks an index of trace_summaries in start order
+(newest first) and stops at the page: (workspace, start) alone, or (workspace, route |
+model | key | user | session | service, start), or the partial index of errored traces;
+the engine picks one equality filter's index and checks the others row by row, so two
+filters cost the rows of the first one until a page matches. Range filters (time is the
+index's own; duration, cost, tokens) and `status="ok"` are checked on the walk: cheap
+when they match often, a walk over the workspace's traces when they match almost
+nothing. The attribute filter looks at the spans of each trace on the walk (by the
+(workspace, trace) index, JSON read per span): bounded by the other filters and the
+page, a long walk for a rare value with no other filter. Full text first finds the
+matching spans in the text index (cost: the spans that hold the rarest word), then
+filters the walk by their traces. The cursor is (start, trace id) of the last row:
+rows inserted above it never shift a page."""
 
 from __future__ import annotations
 

@@ -35,7 +35,9 @@ from shipyard.tracing.store.base import (
 from shipyard.tracing.store.pool import Pool
 
 LOCK = 0x5348_4950_5452_4143  # "SHIPTRAC": the trace store's advisory lock
-_TEXT = "to_tsvector('simple', left(input, 100000) || ' ' || left(output, 100000))"
+# the first 50,000 characters of each: a tsvector holds at most 1 MB (past it the insert,
+# and the batch, would fail)
+_TEXT = "to_tsvector('simple', left(input, 50000) || ' ' || left(output, 50000))"
 _ROWS_PER_INSERT = 5000
 
 SCHEMA = (
