@@ -6,6 +6,7 @@ shapes (RFC 9457 problem+json for /api, OpenAI's error object on /v1, Anthropic'
     ShipyardError              500  a bug or an unexpected failure ("api_error")
     ├── ConfigError                 settings are invalid (start-up, not HTTP)
     ├── InvalidInput           400  well-formed but wrong; names the field (`param`)
+    │   └── MethodNotAllowed   405  the path exists, the method does not
     ├── Unauthenticated        401  no or bad credentials
     ├── PermissionDenied       403  credentials are fine, the role or a limit is not
     ├── NotFound               404
@@ -14,6 +15,7 @@ shapes (RFC 9457 problem+json for /api, OpenAI's error object on /v1, Anthropic'
     ├── UnsupportedMedia       415
     ├── RateLimited            429  a rate or token limit (`retry_after` set)
     │   └── QuotaExceeded      429  a budget is spent
+    ├── Unavailable            503  busy or not ready: retry after `retry_after` seconds
     └── UpstreamError     4xx/5xx  a provider failed; `error_class` drives retries,
                                     cooldowns and fallbacks, and sets the status
 
@@ -55,6 +57,12 @@ class ConfigError(ShipyardError):
 class InvalidInput(ShipyardError):
     status = 400
     title = "Invalid input"
+
+
+class MethodNotAllowed(InvalidInput):
+    status = 405
+    title = "Method not allowed"
+    code = "method_not_allowed"
 
 
 class Unauthenticated(ShipyardError):
@@ -99,6 +107,12 @@ class RateLimited(ShipyardError):
 class QuotaExceeded(RateLimited):
     title = "Budget spent"
     code = "insufficient_quota"
+
+
+class Unavailable(ShipyardError):
+    status = 503
+    title = "Service unavailable"
+    code = "unavailable"
 
 
 class ErrorClass(StrEnum):

@@ -76,7 +76,36 @@ class Settings(BaseSettings):
         description="fsync the request records' write-ahead log this often (power-loss "
         "durability); unset: the page cache, which survives a killed process.",
     )
+    trace_database_url: str | None = Field(
+        default=None,
+        description="The trace store: a sqlite:/// or postgresql:// URL. Unset: the file "
+        "traces.db under the data directory (SQLite metadata), else the metadata database.",
+    )
+    trace_max_content_chars: int = Field(
+        default=16384, ge=256, le=1 << 20, description="A span's input or output is cut here."
+    )
+    trace_queue_spans: int = Field(
+        default=16384,
+        ge=512,
+        le=1 << 20,
+        description="Spans acknowledged and not yet stored, at most; past it ingest answers "
+        "503 with Retry-After (memory stays bounded).",
+    )
+    trace_fsync_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=60,
+        description="fsync the spans' write-ahead log this often; unset: the page cache.",
+    )
     log_level: str = Field(default="info")
+
+    @property
+    def trace_store_url(self) -> str:
+        if self.trace_database_url is not None:
+            return self.trace_database_url
+        if self.database_url is None:
+            return f"sqlite:///{self.home / 'traces.db'}"
+        return self.sqlalchemy_url
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod

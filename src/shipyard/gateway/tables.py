@@ -124,3 +124,4 @@ class RequestRecord(Base):
     stream: Mapped[bool] = mapped_column(Boolean, default=False)
     retries: Mapped[int] = mapped_column(Integer, default=0)
     fallbacks: Mapped[str] = mapped_column(String(500), default="")
+    trace_id: Mapped[str] = mapped_column(String(32), default="")  # the call's trace

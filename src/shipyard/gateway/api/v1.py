@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 from shipyard.audit.denials import DenialLog
 from shipyard.errors import (
     InvalidInput,
+    MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     PermissionDenied,
@@ -32,6 +33,7 @@ from shipyard.gateway.core.call import (
     Call,
     Reply,
     StreamReply,
+    traceparent,
 )
 from shipyard.gateway.core.service import Gateway
 from shipyard.http.middleware import EdgeCheck
@@ -111,7 +113,7 @@ class GatewayApp:
         if method == "GET" and path.startswith("/v1/models/"):
             return _model_one
         if path in {p for _, p in self.handlers}:
-            raise InvalidInput(f"{method} is not allowed on {path}", code="method_not_allowed")
+            raise MethodNotAllowed(f"{method} is not allowed on {path}")
         raise NotFound(f"no gateway route for {method} {path}", code="unknown_url")
 
     async def _authenticate(self, scope: Scope, headers: dict[bytes, bytes]) -> Actor:
@@ -156,7 +158,15 @@ class GatewayApp:
     ) -> Reply | StreamReply:
         """Check a body for `api`, route it and run it through the gateway."""
         model = api.check(body)
-        call = Call(actor=actor, api=api, body=body, no_cache=no_cache(headers))
+        trace_id, parent = traceparent(headers.get(b"traceparent"))
+        call = Call(
+            actor=actor,
+            api=api,
+            body=body,
+            no_cache=no_cache(headers),
+            trace_id=trace_id,
+            parent_span_id=parent,
+        )
         return await self.gateway.run(call, self.gateway.route_for(call, model))
 
     async def read_json(self, receive: Receive) -> Any:

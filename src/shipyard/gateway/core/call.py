@@ -72,12 +72,33 @@ class Call:
     body: Body
     no_cache: bool = False
     request_id: str = ""
-    trace_id: str = ""
+    trace_id: str = ""  # the caller's (W3C traceparent) or a new one
+    parent_span_id: str = ""  # the caller's span, from traceparent
+    span_id: str = ""  # this call's span
     started: float = field(default_factory=time.perf_counter)
 
     def __post_init__(self) -> None:
         if not self.request_id:
-            self.request_id, self.trace_id = new_ids()
+            self.request_id, trace_id = new_ids()
+            self.trace_id = self.trace_id or trace_id
+        if not self.span_id:
+            self.span_id = f"{_ids.getrandbits(64) | 1:016x}"
+
+
+def traceparent(value: bytes | None) -> tuple[str, str]:
+    """(trace id, parent span id) of a W3C `traceparent` header; ("", "") when absent
+    or malformed (a bad header starts a new trace rather than failing the call)."""
+    if not value or len(value) != 55:
+        return "", ""
+    try:
+        version, trace_id, parent, _flags = value.decode("ascii").split("-")
+        if version == "ff" or len(trace_id) != 32 or len(parent) != 16:
+            return "", ""
+        if not int(trace_id, 16) or not int(parent, 16):
+            return "", ""
+    except ValueError:
+        return "", ""
+    return trace_id.lower(), parent.lower()
 
 
 @dataclass

@@ -325,6 +325,9 @@ class Gateway:
             route=route.name,
             end_user=body.get("user") or "",
             stream=bool(body.get("stream")),
+            trace_id=call.trace_id,
+            span_id=call.span_id,
+            parent_span_id=call.parent_span_id,
         )
         state = _Ending()
         try:
@@ -458,6 +461,7 @@ class Gateway:
             body={"input": prompt_text(body), "model": target.name},
             no_cache=True,
             trace_id=call.trace_id,
+            parent_span_id=call.span_id,
         )
         inner.request_id = call.request_id + "-embed"
         try:

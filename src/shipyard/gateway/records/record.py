@@ -32,6 +32,9 @@ class Record:
     stream: bool = False
     retries: int = 0
     fallbacks: list[str] = field(default_factory=list)
+    trace_id: str = ""  # the call's span in the trace store (tracing)
+    span_id: str = ""
+    parent_span_id: str = ""
 
     def to_bytes(self) -> bytes:
         """The record as JSON (what the write-ahead log keeps): one orjson call."""

@@ -22,6 +22,8 @@ from shipyard.store import Database
 _TABLE = RequestRecord.__table__
 _FIELDS = tuple(f.name for f in fields(Record))
 _COLUMNS = [c for c in _TABLE.columns if c.name in _FIELDS]
+# what a row stores, in `_values` order (a call's span ids live in the trace store)
+_STORED = tuple(f for f in _FIELDS if f in _TABLE.columns)
 
 
 _LENGTH = {c.name: c.type.length for c in _COLUMNS if isinstance(c.type, String) and c.type.length}
@@ -77,6 +79,7 @@ def _values(record: Record, at: object) -> tuple[object, ...]:
         record.stream,
         _int(record.retries),
         _text(",".join(record.fallbacks), "fallbacks"),
+        _text(record.trace_id, "trace_id"),
     )
 
 
@@ -88,8 +91,8 @@ class SqlRecordStore:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._sql = (
-            f"INSERT INTO {RequestRecord.__tablename__} ({', '.join(_FIELDS)}) "
-            f"VALUES ({', '.join([self.mark] * len(_FIELDS))}) "
+            f"INSERT INTO {RequestRecord.__tablename__} ({', '.join(_STORED)}) "
+            f"VALUES ({', '.join([self.mark] * len(_STORED))}) "
             "ON CONFLICT (id) DO NOTHING"  # idempotent: a replayed record may be stored
         )
         self._conn: Any = None

@@ -1,0 +1,311 @@
+"""The tracing capability's service: the trace store, the span writer in front of it,
+each workspace's masking and retention, ingest, and the gateway's spans.
+
+    OTLP ingest     IngestApp ─► Tracing.ingest (a thread: read + mask) ─► SpanWriter.emit
+    gateway calls   every finished call (a CallSink) ─► gateway_span ─► SpanWriter.emit
+    SpanWriter      write-ahead log append (the acknowledgement) ─► one writer thread ─►
+                    TraceStore.write, under a file lock shared by every process of the
+                    data dir (one writer per store file at a time)
+
+A gateway call is one span: its ledger line (`gateway_requests`) keeps what budgets need
+and the span's trace id; the span keeps the call's place in the caller's trace, timing
+and attributes, and carries the request id (`shipyard.request_id`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from prometheus_client import Counter, Gauge
+
+from shipyard.durable import DurableWriter
+from shipyard.errors import Unavailable
+from shipyard.plugins import TraceStore
+from shipyard.tracing.otlp import Decoded, Reader
+from shipyard.tracing.spans import Span
+
+if TYPE_CHECKING:
+    from shipyard.gateway.records.record import Record
+    from shipyard.identity.actor import Actor
+    from shipyard.platform import Platform
+    from shipyard.tracing.config import WorkspaceTracing
+
+log = logging.getLogger("shipyard.tracing")
+
+MAX_INGESTS = 6  # export requests read or decoded at once; more wait for a 503's retry
+_OPERATIONS = {
+    "chat": "chat",
+    "messages": "chat",
+    "completions": "text_completion",
+    "embeddings": "embeddings",
+}
+
+
+class SpanWriter(DurableWriter[list[Span]]):
+    """Batches of spans (one export request, or one gateway call) through the
+    write-ahead log into the trace store."""
+
+    what = "spans"
+
+    def __init__(
+        self, store: TraceStore, dropped: Counter, written: Counter, *, lock: Path | None, **kw: Any
+    ) -> None:
+        super().__init__(dropped, written, name="shipyard-spans", **kw)
+        self.store = store
+        self._lock_path = lock
+
+    def encode(self, item: list[Span]) -> bytes:
+        return orjson.dumps(item)
+
+    def decode(self, payload: bytes) -> list[Span]:
+        try:
+            items = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(str(exc)) from None
+        if not isinstance(items, list):
+            raise ValueError("not a list of spans")
+        return [Span.from_dict(i) for i in items]
+
+    def weight(self, item: list[Span]) -> int:
+        return len(item)
+
+    def write(self, items: Sequence[list[Span]]) -> None:
+        spans = [s for batch in items for s in batch]
+        with self._exclusive():
+            self.store.write(spans)
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One writer at a time per store file, across the processes of a data dir: a
+        kernel lock that wakes the next writer at once, where SQLite's busy handler
+        would sleep and retry (several processes on one file stalled for seconds)."""
+        if self._lock_path is None:
+            yield
+            return
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def close_store(self) -> None:
+        self.store.close()
+
+
+class Tracing:
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        settings = platform.settings
+        self.settings = settings
+        registry = platform.metrics.registry
+        self.received = Counter(
+            "shipyard_trace_spans_received",
+            "Spans received over OTLP, by result (accepted, rejected).",
+            ["result"],
+            registry=registry,
+        )
+        self.dropped = Counter(
+            "shipyard_trace_spans_dropped",
+            "Spans lost: refused by the store alone, or an unreadable log entry.",
+            registry=registry,
+        )
+        self.written = Counter("shipyard_trace_spans_written", "Spans stored.", registry=registry)
+        self.refused = Counter(
+            "shipyard_trace_requests_refused",
+            "Export requests answered 503 (no room: retry later).",
+            registry=registry,
+        )
+        self.backlog_gauge = Gauge(
+            "shipyard_trace_backlog_spans",
+            "Spans acknowledged and not yet stored.",
+            registry=registry,
+        )
+        self.backlog_gauge.set_function(lambda: self.writer.backlog if self.writer else 0)
+        self.store: TraceStore | None = None
+        self.writer: SpanWriter | None = None
+        self.capacity = settings.trace_queue_spans
+        self._configs: dict[str, WorkspaceTracing] = {}
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shipyard-otlp")
+        self._ingesting = 0
+        self._lock = threading.Lock()
+        platform.call_sinks.append(self)  # every gateway call becomes a span
+
+    # lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self._open)
+        await self.reload()
+
+    def _open(self) -> None:
+        from shipyard.tracing.store import open_store
+
+        home = self.settings.home
+        url = self.settings.trace_store_url
+        self.store = open_store(url)
+        self.writer = SpanWriter(
+            self.store,
+            self.dropped,
+            self.written,
+            lock=home / "traces.writer.lock" if url.startswith("sqlite") else None,
+            capacity=self.capacity,
+            batch=2048,
+            wal_dir=home / "wal" / "spans",
+            fsync_interval=self.settings.trace_fsync_seconds,
+        )
+        self.writer.start()  # replays what was acknowledged and not yet stored
+
+    async def stop(self) -> None:
+        if self.writer is not None:
+            await asyncio.to_thread(self.writer.stop)
+            self.writer = None
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def reload(self) -> None:
+        """Every workspace's tracing settings, read into memory (ingest never reads them
+        from the database)."""
+        try:
+            from shipyard.tracing.config import load_all
+        except ImportError:  # pragma: no cover - the settings module is not there yet
+            return
+        self._configs = await asyncio.to_thread(load_all, self.platform.db)
+
+    def config(self, workspace_id: str) -> WorkspaceTracing:
+        from shipyard.tracing.config import DEFAULT
+
+        return self._configs.get(workspace_id, DEFAULT)
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until every span acknowledged so far is stored (tests)."""
+        if self.writer is not None:
+            self.writer.flush(timeout)
+
+    # ingest --------------------------------------------------------------------------
+
+    def admit(self) -> None:
+        """Room for one more export request, or a 503 the exporter retries."""
+        writer = self.writer
+        if writer is None:
+            raise Unavailable("the trace store is starting", retry_after=1)
+        if writer.backlog + 512 > self.capacity or self._ingesting >= MAX_INGESTS:
+            self.refused.inc()
+            raise Unavailable("the trace writer is behind; retry later", retry_after=1)
+
+    async def ingest(self, actor: Actor, body: bytes, *, json: bool) -> Decoded:
+        with self._lock:
+            if self._ingesting >= MAX_INGESTS:
+                self.refused.inc()
+                raise Unavailable("too many export requests at once; retry later", retry_after=1)
+            self._ingesting += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool, self._ingest, actor, body, json)
+        finally:
+            with self._lock:
+                self._ingesting -= 1
+
+    def _ingest(self, actor: Actor, body: bytes, json: bool) -> Decoded:
+        reader = self.reader(actor.workspace_id, actor.id)
+        decoded = reader.json(body) if json else reader.protobuf(body)
+        if decoded.rejected:
+            self.received.labels("rejected").inc(decoded.rejected)
+        if decoded.spans:
+            writer = self.writer
+            if writer is None or not writer.submit(decoded.spans):
+                self.refused.inc()
+                raise Unavailable("the trace writer is behind; retry later", retry_after=1)
+            self.received.labels("accepted").inc(len(decoded.spans))
+        return decoded
+
+    def reader(self, workspace_id: str, key_id: str) -> Reader:
+        config = self.config(workspace_id)
+        return Reader(
+            workspace_id=workspace_id,
+            key_id=key_id,
+            masker=config.masker,
+            max_chars=self.settings.trace_max_content_chars,
+            capture_content=config.capture_content,
+            price=self._price,
+        )
+
+    def _price(self, model: str) -> tuple[float, float] | None:
+        from shipyard.gateway.config.prices import price_for
+
+        gateway = self.platform.services.get("gateway")
+        if gateway is None:
+            return None
+        price = price_for(gateway.snapshot.prices, model)
+        return None if price is None else (price.input, price.output)
+
+    # gateway calls (a CallSink) ------------------------------------------------------
+
+    def emit(self, record: Record) -> None:
+        writer = self.writer
+        if writer is None or not record.trace_id:
+            return
+        writer.submit([gateway_span(record, self.config(record.workspace_id).masker)])
+
+
+def gateway_span(rec: Record, masker: Any) -> Span:
+    """The span of one gateway call, with GenAI attributes."""
+    start_ns = int(rec.at.timestamp() * 1e9)
+    operation = _OPERATIONS.get(rec.api, rec.api)
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": operation,
+        "gen_ai.request.model": rec.route,
+        "gen_ai.usage.input_tokens": rec.prompt_tokens,
+        "gen_ai.usage.output_tokens": rec.completion_tokens,
+        "http.response.status_code": rec.status,
+        "shipyard.request_id": rec.id,
+        "shipyard.api": rec.api,
+        "shipyard.stream": rec.stream,
+        "shipyard.cache_hit": rec.cache_hit,
+    }
+    if rec.model:
+        attributes["gen_ai.response.model"] = rec.model
+    if rec.provider:
+        attributes["gen_ai.provider.name"] = rec.provider
+    if rec.deployment_id:
+        attributes["shipyard.deployment_id"] = rec.deployment_id
+    if rec.retries:
+        attributes["shipyard.retries"] = rec.retries
+    if rec.fallbacks:
+        attributes["shipyard.fallbacks"] = list(rec.fallbacks)
+    if rec.error_class:
+        attributes["error.type"] = rec.error_class
+    if rec.end_user:
+        attributes["user.id"] = masker.mask(rec.end_user)
+    return Span(
+        workspace_id=rec.workspace_id,
+        trace_id=rec.trace_id,
+        span_id=rec.span_id,
+        parent_id=rec.parent_span_id,
+        name=f"{operation} {rec.route}",
+        kind="server",
+        start_ns=start_ns,
+        end_ns=start_ns + int(rec.latency_ms * 1e6),
+        status="error" if rec.status >= 400 else "ok",
+        status_message=rec.error_class,
+        service="shipyard-gateway",
+        operation=operation,
+        model=rec.model or rec.route,
+        provider=rec.provider,
+        route=rec.route,
+        key_id=rec.key_id,
+        user_id=attributes.get("user.id", ""),
+        input_tokens=rec.prompt_tokens,
+        output_tokens=rec.completion_tokens,
+        cost_usd=rec.cost_usd,
+        ttft_ms=rec.ttft_ms,
+        attributes=attributes,
+        resource={"service.name": "shipyard-gateway"},
+    )
