@@ -187,9 +187,7 @@ def test_gzip_and_hostile_bodies(env: Env) -> None:
         r = env.admin.post("/v1/traces", content=body, headers=headers)
         assert r.status_code == status, (headers, r.text)
         assert word in Status.FromString(r.content).message
-    r = env.admin.post(
-        "/v1/traces", content=b"[1,", headers={"content-type": "application/json"}
-    )
+    r = env.admin.post("/v1/traces", content=b"[1,", headers={"content-type": "application/json"})
     assert r.status_code == 400 and "not JSON" in r.json()["detail"]
     for bad in ([1, 2], {"resourceSpans": 5}, {"resourceSpans": [{"scopeSpans": "x"}]}):
         r = env.admin.post("/v1/traces", json=bad)
@@ -210,14 +208,11 @@ def test_authentication_and_roles(env: Env) -> None:
     )
     assert r.status_code == 401
     viewer, _ = env.key("viewer", role="viewer")
-    r = httpx.post(
-        f"{env.url}/v1/traces", content=raw, headers={**PROTOBUF, "authorization": f"Bearer {viewer}"}
-    )
+    as_viewer = {**PROTOBUF, "authorization": f"Bearer {viewer}"}
+    r = httpx.post(f"{env.url}/v1/traces", content=raw, headers=as_viewer)
     assert r.status_code == 403
     app_key, app_id = env.key("app", role="app")
-    r = httpx.post(
-        f"{env.url}/v1/traces", content=raw, headers={**PROTOBUF, "x-api-key": app_key}
-    )
+    r = httpx.post(f"{env.url}/v1/traces", content=raw, headers={**PROTOBUF, "x-api-key": app_key})
     assert r.status_code == 200
     assert {t.key_id for t in stored(env)} == {app_id}
 
