@@ -19,6 +19,7 @@ import fcntl
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +31,7 @@ from prometheus_client import Counter, Gauge
 from shipyard.durable import DurableWriter
 from shipyard.errors import Unavailable
 from shipyard.plugins import TraceStore
+from shipyard.tracing.metrics import LLMMetrics
 from shipyard.tracing.otlp import Decoded, Reader
 from shipyard.tracing.spans import Span
 
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shipyard.tracing")
 
+RELOAD_SECONDS = 10.0  # settings changed through another replica are seen this late
+RETENTION_SECONDS = 3600.0
 MAX_INGESTS = 6  # export requests read or decoded at once; more wait for a 503's retry
 _OPERATIONS = {
     "chat": "chat",
@@ -131,12 +135,14 @@ class Tracing:
             registry=registry,
         )
         self.backlog_gauge.set_function(lambda: self.writer.backlog if self.writer else 0)
+        self.llm_metrics = LLMMetrics(registry)  # model calls on /metrics
         self.store: TraceStore | None = None
         self.writer: SpanWriter | None = None
         self.capacity = settings.trace_queue_spans
         self._configs: dict[str, WorkspaceTracing] = {}
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shipyard-otlp")
         self._ingesting = 0
+        self._maintenance: asyncio.Task[None] | None = None
         self._lock = threading.Lock()
         platform.call_sinks.append(self)  # every gateway call becomes a span
 
@@ -145,6 +151,37 @@ class Tracing:
     async def start(self) -> None:
         await asyncio.to_thread(self._open)
         await self.reload()
+        self._maintenance = asyncio.create_task(self._maintain(), name="shipyard-tracing")
+
+    async def _maintain(self) -> None:
+        """Every `RELOAD_SECONDS`: the workspaces' settings again (a change made through
+        another replica); every `RETENTION_SECONDS`: retention."""
+        last_purge = 0.0
+        while True:
+            await asyncio.sleep(RELOAD_SECONDS)
+            try:
+                await self.reload()
+                if time.monotonic() - last_purge >= RETENTION_SECONDS:
+                    last_purge = time.monotonic()
+                    await asyncio.to_thread(self.apply_retention)
+            except Exception:  # noqa: BLE001 - keep maintaining; the next round retries
+                log.exception("tracing maintenance failed")
+
+    def apply_retention(self, now_ns: int | None = None) -> int:
+        """Delete the raw spans each workspace keeps no longer (`retention_days`); the
+        roll-ups the metrics read stay. Returns the spans deleted."""
+        store = self.store
+        if store is None:
+            return 0
+        now_ns = now_ns if now_ns is not None else time.time_ns()
+        deleted = 0
+        for workspace_id, config in list(self._configs.items()):
+            if config.retention_days:
+                cutoff = now_ns - config.retention_days * 86_400 * 10**9
+                deleted += store.purge(workspace_id, cutoff)
+        if deleted:
+            log.info("retention: %d spans deleted", deleted)
+        return deleted
 
     def _open(self) -> None:
         from shipyard.tracing.store import open_store
@@ -165,6 +202,11 @@ class Tracing:
         self.writer.start()  # replays what was acknowledged and not yet stored
 
     async def stop(self) -> None:
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
+            self._maintenance = None
         if self.writer is not None:
             await asyncio.to_thread(self.writer.stop)
             self.writer = None
@@ -224,6 +266,7 @@ class Tracing:
                 self.refused.inc()
                 raise Unavailable("the trace writer is behind; retry later", retry_after=1)
             self.received.labels("accepted").inc(len(decoded.spans))
+            self.llm_metrics.observe(decoded.spans)
         return decoded
 
     def reader(self, workspace_id: str, key_id: str) -> Reader:
@@ -252,7 +295,9 @@ class Tracing:
         writer = self.writer
         if writer is None or not record.trace_id:
             return
-        writer.submit([gateway_span(record, self.config(record.workspace_id).masker)])
+        span = gateway_span(record, self.config(record.workspace_id).masker)
+        if writer.submit([span]):
+            self.llm_metrics.observe((span,))
 
 
 def gateway_span(rec: Record, masker: Any) -> Span:
