@@ -294,6 +294,29 @@ class Reader:
         if len(attrs) > MAX_ATTRIBUTES:
             attrs = dict(list(attrs.items())[:MAX_ATTRIBUTES])
         ttft = _number(g("shipyard.ttft_ms"))
+        status_message = status_message[:MAX_VALUE_CHARS]
+        user = str(g("user.id") or g("enduser.id") or g("langfuse.user.id") or "")[:200]
+        session = str(
+            g("session.id") or g("gen_ai.conversation.id") or g("langfuse.session.id") or ""
+        )[:200]
+        text_in, text_out = _cut(text_in, self.max_chars), _cut(text_out, self.max_chars)
+        provider = str(g("gen_ai.provider.name") or g("gen_ai.system") or g("llm.provider") or "")
+        route = str(g("shipyard.route") or "")
+        mask = self.masker
+        if mask and not _clean(
+            mask, [text_in, text_out, status_message, user, session], attrs, events
+        ):
+            status_message, user, session = (
+                mask.mask(status_message),
+                mask.mask(user),
+                mask.mask(session),
+            )
+            text_in, text_out = mask.mask(text_in), mask.mask(text_out)
+            attrs = mask.mask_value(attrs)
+            events = [
+                {**e, "attributes": mask.mask_value(e["attributes"])} if e["attributes"] else e
+                for e in events
+            ]
         return Span(
             workspace_id=self.workspace_id,
             trace_id=trace_id,
@@ -304,36 +327,73 @@ class Reader:
             start_ns=start_ns,
             end_ns=end_ns,
             status=status,
-            status_message=mask.mask(status_message[:MAX_VALUE_CHARS]),
+            status_message=status_message,
             service=str(resource.get("service.name") or "")[:200],
             operation=str(operation).lower()[:100],
             model=model[:200],
-            provider=str(
-                g("gen_ai.provider.name") or g("gen_ai.system") or g("llm.provider") or ""
-            )[:100],
-            route=str(g("shipyard.route") or "")[:200],
+            provider=provider[:100],
+            route=route[:200],
             key_id=self.key_id,
-            user_id=mask.mask(
-                str(g("user.id") or g("enduser.id") or g("langfuse.user.id") or "")[:200]
-            ),
-            session_id=mask.mask(
-                str(
-                    g("session.id") or g("gen_ai.conversation.id") or g("langfuse.session.id") or ""
-                )[:200]
-            ),
+            user_id=user,
+            session_id=session,
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             cost_usd=cost or 0.0,
             ttft_ms=ttft,
-            input=mask.mask(_cut(text_in, self.max_chars)),
-            output=mask.mask(_cut(text_out, self.max_chars)),
-            attributes=mask.mask_value(attrs),
-            events=[
-                {**e, "attributes": mask.mask_value(e["attributes"])} if e["attributes"] else e
-                for e in events
-            ],
+            input=text_in,
+            output=text_out,
+            attributes=attrs,
+            events=events,
             resource=resource,
         )
+
+
+def _clean(
+    masker: Any, strings: list[str], attrs: dict[str, Any], events: list[dict[str, Any]]
+) -> bool:
+    """Whether nothing in the span needs masking, in one pass of the masker over all its
+    strings joined (instead of a pass per value: most spans hold no PII). A secret-named
+    key, or a match anywhere (even one made by the joining), sends the span to the
+    value-by-value masking."""
+    for key in attrs:
+        if _secret_key(key):
+            return False
+    _strings(attrs, strings, 0)
+    for e in events:
+        _strings(e["attributes"], strings, 0)
+    joined = "\n\n".join(strings)
+    return bool(masker.mask(joined) == joined)
+
+
+def _strings(value: Any, out: list[str], depth: int) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out.append(k)
+            if isinstance(v, str):
+                out.append(v)
+            elif isinstance(v, dict | list) and depth < MAX_DEPTH:
+                _strings(v, out, depth + 1)
+    elif isinstance(value, list):
+        for v in value:
+            if isinstance(v, str):
+                out.append(v)
+            elif isinstance(v, dict | list) and depth < MAX_DEPTH:
+                _strings(v, out, depth + 1)
+
+
+_SECRET_KEYS: dict[str, bool] = {}
+
+
+def _secret_key(key: str) -> bool:
+    """`masking.secret_key`, remembered (attribute keys repeat from span to span)."""
+    found = _SECRET_KEYS.get(key)
+    if found is None:
+        from shipyard.tracing.masking import secret_key
+
+        found = secret_key(key)
+        if len(_SECRET_KEYS) < 10_000:
+            _SECRET_KEYS[key] = found
+    return found
 
 
 def response(decoded: Decoded, *, json: bool) -> bytes:
