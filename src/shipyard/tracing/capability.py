@@ -37,7 +37,7 @@ CAPABILITY = Capability(
         "traces:read": HUMAN,
         "tracing:manage": ADMINS,
     },
-    routers=("shipyard.tracing.api.settings:router",),
+    routers=("shipyard.tracing.api.settings:router", "shipyard.tracing.api.traces:router"),
     pages=(),
     migrations="shipyard.tracing:migrations",
     service=build,
