@@ -16,7 +16,8 @@ Detectors (`DETECTORS`) and their replacements:
     iban         [IBAN]    ISO 13616, mod-97 checked
     ip           [IP]      IPv4 and IPv6 addresses
     secret       [SECRET]  provider API keys (OpenAI, Anthropic, AWS, GitHub, Slack,
-                           Google), JWTs, `Bearer <token>`, PEM private keys, Shipyard
+                           Google, Stripe, Hugging Face), JWTs, `Bearer <token>`, PEM private
+                           keys, Shipyard
                            keys, `password=...` / `secret: ...` assignments; and the
                            whole value of a mapping key that names a secret
     custom       [MASKED]  a workspace's own regular expressions
@@ -95,6 +96,8 @@ _KEYS = {
     "slack": re.compile(r"(?<![\w-])xox[abprs]-[A-Za-z0-9-]{10,}+"),
     "google": re.compile(r"(?<![\w-])AIza[0-9A-Za-z_-]{35,}+"),
     "jwt": re.compile(r"(?<![\w-])eyJ[A-Za-z0-9_-]{5,}+\.[A-Za-z0-9_-]{5,}+\.[A-Za-z0-9_-]*+"),
+    "stripe": re.compile(r"(?<![\w-])[sr]k_(?:live|test)_[A-Za-z0-9]{16,}+"),
+    "huggingface": re.compile(r"(?<![\w-])hf_[A-Za-z0-9]{30,}+"),
     "shipyard": re.compile(r"(?<![\w-])sy-[0-9a-f]{12}-[A-Za-z0-9_-]{20,}+"),
 }
 # where a key can start: literal triggers (case-sensitive, as the vendors print them),
@@ -105,6 +108,8 @@ _DASHED = (
     ("xox", "slack"),
     ("-----BEGIN", "pem"),
 )
+# (trigger, key, where the key starts before the trigger)
+_UNDERSCORED = (("k_live_", "stripe", 1), ("k_test_", "stripe", 1), ("hf_", "huggingface", 0))
 _GITHUB = re.compile(r"g(?:h[pousr]_|ithub_pat_)")
 _AWS_GOOGLE = re.compile(r"A(?:KIA|SIA|BIA|CCA|Iza)")
 # case-insensitive keywords of `key = value` assignments (looked for in lower case)
@@ -153,6 +158,11 @@ def _secret_spans(text: str, out: list[Span]) -> None:
         found = _GITHUB.search(text)
         while found is not None:
             found = _GITHUB.search(text, _try(_KEYS["github"], text, found.start(), out))
+        for trigger, name, back in _UNDERSCORED:
+            i = text.find(trigger)
+            while i >= 0:
+                start = i - back
+                i = text.find(trigger, _try(_KEYS[name], text, start, out) if start >= 0 else i + 1)
     if "A" in text:
         found = _AWS_GOOGLE.search(text)
         while found is not None:
@@ -211,33 +221,35 @@ def _after_lead(lead: str, before: str, rest: str) -> str:
     return f"(?<={lead})(?<!{before}.){rest}"
 
 
-_NUMERIC = re.compile(
-    r"[0-9A-Z+(](?:(?P<iban>"
+_BRANCHES = {
     # IBAN: country, check digits, then groups of 4 (spaced or not), mod-97 checked
-    + _after_lead(
+    "iban": _after_lead(
         "[A-Z]",
         "[A-Za-z0-9]",
         r"[A-Z][0-9]{2}(?:[ ]?[A-Z0-9]{4}){2,7}+(?:[ ]?[A-Z0-9]{1,3})?+(?![A-Za-z0-9])",
-    )
+    ),
     # cards: 13-19 digits, the first 2-6 (Visa, Mastercard, Amex, Discover, JCB, ...)
-    + ")|(?P<card>"
-    + _after_lead("[2-6]", "[0-9+.,-]", r"[0-9](?:[ -]?[0-9]){11,30}+")
+    "card": _after_lead("[2-6]", "[0-9+.,-]", r"[0-9](?:[ -]?[0-9]){11,30}+"),
     # IPv4 (octets checked in Python)
-    + ")|(?P<ip4>"
-    + _after_lead("[0-9]", r"[\w.]", r"[0-9]{0,2}+(?:\.[0-9]{1,3}+){3}(?!\w|\.[0-9])")
-    # phones: +CC..., (area) groups, digit groups with one kind of separator
-    + ")|(?P<phone>(?:"
-    + _after_lead(r"\+", r"[\w+.:/-]", r"[0-9]++(?:[ .-]?\([0-9]++\))?+(?:[ .-]?[0-9]++){0,8}+")
+    "ip4": _after_lead("[0-9]", r"[\w.]", r"[0-9]{0,2}+(?:\.[0-9]{1,3}+){3}(?!\w|\.[0-9])"),
+    # phones: +CC..., (area) groups, digit groups with one kind of separator; a ':' or
+    # '/' may come before a '+' (tel:+1..., wa.me/+44...)
+    "phone": "(?:"
+    + _after_lead(r"\+", r"[\w+.-]", r"[0-9]++(?:[ .-]?\([0-9]++\))?+(?:[ .-]?[0-9]++){0,8}+")
     + "|"
     + _after_lead(r"\(", r"[\w+.:/-]", r"[0-9]++\)[ .-]?[0-9]++(?:[ .-][0-9]++){0,6}+")
     + "|"
     + _after_lead(
-        "[0-9]",
-        r"[\w+.:/-]",
-        r"[0-9]{1,4}+(?P<sep>[ .-])[0-9]++(?:(?P=sep)[0-9]++){1,6}+",
+        "[0-9]", r"[\w+./-]", r"[0-9]{1,4}+(?P<sep>[ .-])[0-9]++(?:(?P=sep)[0-9]++){1,6}+"
     )
-    + r")(?!\w|[.:/-][0-9])))"
-)
+    + ")",  # where it may end is decided in Python (`_phone_end`)
+}
+_LEAD = "[0-9A-Z+(]"
+_NUMERIC = re.compile(_LEAD + "(?:" + "|".join(f"(?P<{k}>{v})" for k, v in _BRANCHES.items()) + ")")
+# each kind alone, and the kinds after it: one rejected at a start (a 12-digit run that
+# fails Luhn) leaves the later ones to try there
+_ALONE = {k: re.compile(f"{_LEAD}(?P<{k}>{v})") for k, v in _BRANCHES.items()}
+_LATER = {k: tuple(_BRANCHES)[i + 1 :] for i, k in enumerate(_BRANCHES)}
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = _OCTET + r"(?:\." + _OCTET + r"){3}"
 _IP6_COLON = re.compile(r":(?=[0-9A-Fa-f:])")
@@ -249,6 +261,7 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 _DIGITS = "0123456789"
 _IBAN_GROUP = re.compile(r"[ ]?[A-Z0-9]+")
 _GROUPS = re.compile(r"[0-9]+")
+_PHONE_AFTER = re.compile(r"\w|[.:/-][0-9]")  # what may not follow a phone number
 _SEPARATOR = re.compile(r"[ -]")
 _DATE_LIKE = re.compile(r"(?:19|20)[0-9]{2}[ ./-](?:0?[1-9]|1[0-2])(?:[ ./-]|$)")
 
@@ -293,12 +306,16 @@ def _phone(found: str) -> bool:
     return not (len(groups[0]) <= 3 and all(len(g) == 3 for g in groups[1:]))
 
 
-def _phone_end(found: str) -> int:
-    """The end of the longest prefix (whole digit groups) that is a phone number, or 0:
-    a run of groups too long for one number may start with one."""
-    for m in reversed(list(_GROUPS.finditer(found))):
-        if _phone(found[: m.end()]):
-            return m.end()
+def _phone_end(found: str, text: str, start: int) -> int:
+    """The end of the longest prefix (whole digit groups) that is a phone number and is
+    not followed by a letter or more of a number, or 0: a run of groups too long for one
+    number may start with one."""
+    groups = list(_GROUPS.finditer(found))
+    fewest = 1 if found[0] in "+(" else 3  # 555 1234 is not one: the pattern's rule
+    for n in range(len(groups), fewest - 1, -1):
+        end = groups[n - 1].end()
+        if _PHONE_AFTER.match(text, start + end) is None and _phone(found[:end]):
+            return end
     return 0
 
 
@@ -342,25 +359,35 @@ def _numeric_spans(text: str, enabled: frozenset[str], out: list[Span]) -> None:
         hi = max(map(text.rfind, _DIGITS)) + 32
     m = _NUMERIC.search(text, lo, hi)
     while m is not None:
-        kind, start, end = m.lastgroup, m.start(), m.end()
-        token = None
-        if kind == "iban":
-            if "iban" in enabled and (valid := _iban_end(m.group())):
-                end, token = start + valid, TOKENS["iban"]
-        elif kind == "card":
-            if "credit_card" in enabled and (valid := _card_end(m.group(), text[end : end + 2])):
-                end, token = start + valid, TOKENS["credit_card"]  # the rest is scanned again
-        elif kind == "ip4":
-            octets = m.group().split(".")
-            if "ip" in enabled and all(int(o) <= 255 and (o == "0" or o[0] != "0") for o in octets):
-                token = TOKENS["ip"]
-        elif "phone" in enabled and (valid := _phone_end(m.group())):
-            end, token = start + valid, TOKENS["phone"]
-        if token is not None:
-            out.append((start, end, token))
-            m = _NUMERIC.search(text, end, hi)
+        start, kind = m.start(), m.lastgroup or ""
+        found = _judge(m, text, enabled)
+        for later in _LATER[kind] if found is None else ():
+            other = _ALONE[later].match(text, start, hi)
+            if other is not None and (found := _judge(other, text, enabled)) is not None:
+                break
+        if found is not None:
+            out.append((start, found[0], found[1]))
+            m = _NUMERIC.search(text, found[0], hi)
         else:  # what it holds may still start one ('20 4111 1111 1111 1111', '12 555-123-4567')
             m = _NUMERIC.search(text, start + 1, hi)
+
+
+def _judge(m: re.Match[str], text: str, enabled: frozenset[str]) -> tuple[int, str] | None:
+    """(end, replacement) for a candidate that is what it looks like, else None."""
+    kind, start, end = m.lastgroup, m.start(), m.end()
+    if kind == "iban":
+        if "iban" in enabled and (valid := _iban_end(m.group())):
+            return start + valid, TOKENS["iban"]
+    elif kind == "card":
+        if "credit_card" in enabled and (valid := _card_end(m.group(), text[end : end + 2])):
+            return start + valid, TOKENS["credit_card"]  # the rest is scanned again
+    elif kind == "ip4":
+        octets = m.group().split(".")
+        if "ip" in enabled and all(int(o) <= 255 and (o == "0" or o[0] != "0") for o in octets):
+            return end, TOKENS["ip"]
+    elif "phone" in enabled and (valid := _phone_end(m.group(), text, start)):
+        return start + valid, TOKENS["phone"]
+    return None
 
 
 def _ip6_spans(text: str, out: list[Span]) -> None:
