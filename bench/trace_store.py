@@ -220,7 +220,22 @@ def bench(name: str, store: TraceStore, count: int) -> None:
             50,
         ),
         (
-            "full text (one word) + route",
+            "full text, a rare word (~50 traces)",
+            lambda: store.traces(WS, TraceQuery(text=f"ref{rng.randrange(4000)}")),
+            50,
+        ),
+        (
+            "full text, a rare and a common word + route",
+            lambda: store.traces(
+                WS,
+                TraceQuery(
+                    text=f"{rng.choice(WORDS)} ref{rng.randrange(4000)}", route=rng.choice(ROUTES)
+                ),
+            ),
+            50,
+        ),
+        (
+            "full text, a word in every span + route",
             lambda: store.traces(WS, TraceQuery(text=rng.choice(WORDS), route=rng.choice(ROUTES))),
             20,
         ),

@@ -172,7 +172,11 @@ def _population() -> list[Span]:
     return spans
 
 
-def test_every_filter_of_the_trace_list(store: TraceStore) -> None:
+@pytest.mark.parametrize("text_list", [base.TEXT_LIST, 1])
+def test_every_filter_of_the_trace_list(
+    store: TraceStore, text_list: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(base, "TEXT_LIST", text_list)  # 1: text is checked on the walk
     spans = _population()
     store.write(spans)
     by = range(40)
@@ -249,8 +253,13 @@ def test_every_filter_of_the_trace_list(store: TraceStore) -> None:
         "a" * 5000,
     ],
 )
-def test_full_text_reads_no_query_syntax(store: TraceStore, text: str) -> None:
+def test_full_text_reads_no_query_syntax(
+    store: TraceStore, text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store.write(_population())
+    monkeypatch.setattr(base, "TEXT_LIST", 1)
+    ids(store, TraceQuery(text=text, limit=100))  # on the walk: never an error either
+    monkeypatch.undo()
     found = ids(store, TraceQuery(text=text, limit=100))  # never an error
     words = [w for w in text.replace("\x00", " ").split() if any(c.isalnum() for c in w)]
     if words == ["refunds"] or text in ('"refunds', "refunds*", "-refunds", "^refunds"):
@@ -429,7 +438,7 @@ def test_metrics_come_from_the_roll_ups(store: TraceStore) -> None:
     by_minute = store.metrics("ws", MetricsQuery(T0, T0 + 4 * MINUTE, bucket_seconds=60))
     assert [p.requests for p in by_minute] == [120] * 4 and by_minute[0].group == {}
     routes = store.metrics(
-        "ws", MetricsQuery(T0, T0 + MINUTE, bucket_seconds=3600, group_by=("route", "model"))
+        "ws", MetricsQuery(T0, T0 + MINUTE, bucket_seconds=60, group_by=("route", "model"))
     )
     assert sorted((p.group["route"], p.group["model"], p.requests) for p in routes) == [
         ("r1", "claude", 30),
@@ -437,11 +446,14 @@ def test_metrics_come_from_the_roll_ups(store: TraceStore) -> None:
         ("r2", "claude", 30),
         ("r2", "gpt", 30),
     ]
+    # a bucket the range touches comes whole: the hour holds all four minutes
+    (hour,) = store.metrics("ws", MetricsQuery(T0 + MINUTE, T0 + MINUTE + 1, bucket_seconds=3600))
+    assert hour.requests == 480 and hour.bucket_ns == T0 - T0 % (3600 * 10**9)
     only = store.metrics("ws", MetricsQuery(T0, T0 + 4 * MINUTE, bucket_seconds=600, model="gpt"))
     assert [p.requests for p in only] == [240]
     everyone = store.metrics(None, MetricsQuery(T0, T0 + 4 * MINUTE, bucket_seconds=600))
     assert [p.requests for p in everyone] == [481]
-    assert store.metrics("ws", MetricsQuery(T0 + 10 * MINUTE, T0 + 20 * MINUTE)) == []
+    assert store.metrics("ws", MetricsQuery(T0 + 10 * MINUTE, T0 + 20 * MINUTE, 60)) == []
     for bad, param in (
         (MetricsQuery(T0, T0 + MINUTE, bucket_seconds=90), "bucket_seconds"),
         (MetricsQuery(T0, T0 + MINUTE, bucket_seconds=0), "bucket_seconds"),
@@ -631,7 +643,7 @@ def test_the_sqlite_file_is_private_and_versioned(tmp_path: Path) -> None:
     assert not (tmp_path / "elsewhere.db").exists()
 
 
-def test_hourly_buckets_read_hourly_roll_ups_and_minutes_at_the_edges(store: TraceStore) -> None:
+def test_hourly_buckets_come_whole_from_the_hourly_roll_ups(store: TraceStore) -> None:
     hour0 = T0 - T0 % (60 * MINUTE) + 60 * MINUTE  # an hour boundary
     spans = []
     for n in range(180):  # one a minute for three hours, from minute 0
@@ -643,24 +655,18 @@ def test_hourly_buckets_read_hourly_roll_ups_and_minutes_at_the_edges(store: Tra
     since, until = hour0 + 30 * MINUTE, hour0 + 150 * MINUTE + 1  # ragged at both ends
 
     def expected(keep: Any = lambda n: True) -> dict[int, int]:
-        counts: dict[int, int] = {}
+        counts: dict[int, int] = {}  # every hour the range touches, whole
         for n in range(180):
-            at = hour0 + n * MINUTE
-            if since <= at + 5 * 10**9 and at < until and keep(n):
+            if keep(n):
                 bucket = hour0 + (n // 60) * 60 * MINUTE
                 counts[bucket] = counts.get(bucket, 0) + 1
         return counts
 
     points = store.metrics("ws", MetricsQuery(since, until, bucket_seconds=3600))
-    assert (
-        {p.bucket_ns: p.requests for p in points}
-        == expected()
-        == {
-            hour0: 30,
-            hour0 + 60 * MINUTE: 60,
-            hour0 + 120 * MINUTE: 31,
-        }
-    )
+    got = {p.bucket_ns: p.requests for p in points}
+    assert got == expected() == {hour0 + h * 60 * MINUTE: 60 for h in range(3)}
+    middle_only = store.metrics("ws", MetricsQuery(hour0 + 60 * MINUTE, hour0 + 120 * MINUTE))
+    assert [p.requests for p in middle_only] == [60]
     middle = points[1]
     exact = sorted(float(n + 1) for n in range(60, 120))
     assert middle.latency_p50_ms is not None
@@ -668,13 +674,15 @@ def test_hourly_buckets_read_hourly_roll_ups_and_minutes_at_the_edges(store: Tra
     by_key = store.metrics(
         "ws", MetricsQuery(since, until, bucket_seconds=7200, group_by=("key_id",))
     )
-    fine = store.metrics("ws", MetricsQuery(since, until, bucket_seconds=60, group_by=("key_id",)))
+    two_hours = 7200 * 10**9
+    lo, hi = since - since % two_hours, -(-until // two_hours) * two_hours  # whole buckets
+    fine = store.metrics("ws", MetricsQuery(lo, hi, bucket_seconds=60, group_by=("key_id",)))
     want: dict[tuple[int, str], int] = {}
     for p in fine:
-        key = (p.bucket_ns - p.bucket_ns % (7200 * 10**9), p.group["key_id"])
+        key = (p.bucket_ns - p.bucket_ns % two_hours, p.group["key_id"])
         want[key] = want.get(key, 0) + p.requests
     assert {(p.bucket_ns, p.group["key_id"]): p.requests for p in by_key} == want
-    assert sum(want.values()) == 121
+    assert sum(want.values()) == 180
     one_key = store.metrics("ws", MetricsQuery(since, until, bucket_seconds=3600, key_id="k1"))
     assert {p.bucket_ns: p.requests for p in one_key} == expected(lambda n: n % 3 == 1)
 

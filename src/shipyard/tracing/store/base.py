@@ -30,10 +30,11 @@ index's own; duration, cost, tokens) and `status="ok"` are checked on the walk: 
 when they match often, a walk over the workspace's traces when they match almost
 nothing. The attribute filter looks at the spans of each trace on the walk (by the
 (workspace, trace) index, JSON read per span): bounded by the other filters and the
-page, a long walk for a rare value with no other filter. Full text first finds the
-matching spans in the text index (cost: the spans that hold the rarest word), then
-filters the walk by their traces. The cursor is (start, trace id) of the last row:
-rows inserted above it never shift a page."""
+page, a long walk for a rare value with no other filter. Full text first asks the text
+index for the matching traces (up to TEXT_LIST + 1): when that many match, the walk
+checks each trace's spans against the text index instead (a common word: the walk stops
+soon); when fewer, they are looked up by id and sorted, with no walk. The cursor is
+(start, trace id) of the last row: rows inserted above it never shift a page."""
 
 from __future__ import annotations
 
@@ -68,6 +69,8 @@ MAX_SPANS_PAGE = 5000
 MAX_SESSIONS_PAGE = 500
 PURGE_TRACES = 500  # traces per purge transaction
 PURGE_SPANS = 5000  # spans per purge transaction
+_QUANTILES = (0.5, 0.9, 0.99)
+TEXT_LIST = 2000  # full text matching at most this many traces looks them up by id
 _INT64 = (-(2**63), 2**63 - 1)
 _WORD = re.compile(r"[^\W_]+")
 
@@ -384,6 +387,7 @@ class SqlTraceStore:
     mark = "?"
     least = "MIN"
     greatest = "MAX"
+    no_index = ""  # put before a column to keep the planner off its indexes
 
     def __init__(self) -> None:
         self._trace_tail = "ON CONFLICT (workspace_id, trace_id) DO UPDATE SET " + ", ".join(
@@ -440,7 +444,13 @@ class SqlTraceStore:
 
     def _text_clause(self, workspace_id: str, tokens: list[str]) -> tuple[str, list[object]]:
         """A condition on `t` (trace_summaries): some span of the trace holds every
-        token in its input or output."""
+        token in its input or output (used when more than TEXT_LIST traces match)."""
+        raise NotImplementedError
+
+    def _text_traces(
+        self, conn: Conn, workspace_id: str, tokens: list[str], most: int
+    ) -> list[str]:
+        """Up to `most` traces with a span holding every token."""
         raise NotImplementedError
 
     def _attribute_clause(self, key: str, value: str) -> tuple[str, list[object]]:
@@ -592,26 +602,45 @@ class SqlTraceStore:
 
     def traces(self, workspace_id: str, query: TraceQuery) -> Page[TraceSummary]:
         limit = _limit(query.limit, MAX_TRACES_PAGE)
+        if query.status is not None and query.status not in ("ok", "error"):
+            raise InvalidInput("status is 'ok' or 'error'", param="status")
+        cursor = None if query.cursor is None else decode_cursor(query.cursor, "t", int, str)
+        ws = text(workspace_id)
+        matched: list[str] | None = None  # the traces full text found, when few
+        tokens: list[str] = []
+        if query.text is not None and query.text.strip():
+            # words as letters and digits: finer than either engine's tokenizer, so
+            # each is one token there (FTS5 with detail=none takes no phrases)
+            tokens = list(dict.fromkeys(_WORD.findall(text(query.text).lower())))[:32]
+            if not tokens:
+                return Page([])
+            with self._reading() as conn:
+                matched = self._text_traces(conn, ws, tokens, TEXT_LIST + 1)
+            if not matched:
+                return Page([])
+            if len(matched) > TEXT_LIST:  # many: filter the walk by the text instead
+                matched = None
         m = self.mark
+        # with few matched traces, those drive (looked up by id, then sorted): no index
+        # walk, so SQLite is told to use none (a unary + hides a column from it)
+        u = self.no_index if matched is not None else ""
         where = [f"t.workspace_id = {m}"]
-        params: list[object] = [text(workspace_id)]
+        params: list[object] = [ws]
 
         def add(sql: str, *values: object) -> None:
             where.append(sql)
             params.extend(values)
 
         if query.since_ns is not None:
-            add(f"t.start_ns >= {m}", integer(query.since_ns))
+            add(f"{u}t.start_ns >= {m}", integer(query.since_ns))
         if query.until_ns is not None:
-            add(f"t.start_ns < {m}", integer(query.until_ns))
+            add(f"{u}t.start_ns < {m}", integer(query.until_ns))
         for column in _INHERITED:
             value = getattr(query, column)
             if value is not None:
-                add(f"t.{column} = {m}", text(value))
+                add(f"{u}t.{column} = {m}", text(value))
         if query.status is not None:
-            if query.status not in ("ok", "error"):
-                raise InvalidInput("status is 'ok' or 'error'", param="status")
-            add("t.error_count > 0" if query.status == "error" else "t.error_count = 0")
+            add(f"{u}t.error_count {'>' if query.status == 'error' else '='} 0")
         if query.min_duration_ms is not None:
             add(f"t.end_ns - t.start_ns >= {m}", integer(real(query.min_duration_ms) * 1e6))
         if query.max_duration_ms is not None:
@@ -628,25 +657,23 @@ class SqlTraceStore:
             key, value = query.attribute
             clause, values = self._attribute_clause(text(key), text(value))
             add(clause, *values)
-        if query.text is not None and query.text.strip():
-            # words as letters and digits: finer than either engine's tokenizer, so
-            # each is one token there (FTS5 with detail=none takes no phrases)
-            tokens = list(dict.fromkeys(_WORD.findall(text(query.text).lower())))
-            if not tokens:
-                return Page([])
-            clause, values = self._text_clause(text(workspace_id), tokens[:32])
+        if matched is not None:
+            clause, values = self._in("t.trace_id", matched)
             add(clause, *values)
-        if query.cursor is not None:
-            start, trace_id = decode_cursor(query.cursor, "t", int, str)
+        elif tokens:
+            clause, values = self._text_clause(ws, tokens)
+            add(clause, *values)
+        if cursor is not None:
+            start, trace_id = cursor
             add(
-                f"t.start_ns <= {m} AND (t.start_ns < {m} OR t.trace_id < {m})",
+                f"{u}t.start_ns <= {m} AND ({u}t.start_ns < {m} OR {u}t.trace_id < {m})",
                 start,
                 start,
                 trace_id,
             )
         sql = (
             f"SELECT {self._trace_cols} FROM trace_summaries t WHERE {' AND '.join(where)} "
-            f"ORDER BY t.start_ns DESC, t.trace_id DESC LIMIT {limit + 1}"
+            f"ORDER BY {u}t.start_ns DESC, {u}t.trace_id DESC LIMIT {limit + 1}"
         )
         with self._reading() as conn:
             rows = conn.execute(sql, params).fetchall()
@@ -725,8 +752,12 @@ class SqlTraceStore:
             if name not in GROUPS:
                 raise InvalidInput(f"group_by takes {', '.join(GROUPS)}", param="group_by")
         m = self.mark
-        lo = integer(query.since_ns) // MINUTE_NS
+        # every bucket that [since, until) touches, whole (so a bucket of hours is read
+        # from hourly rows alone)
+        minutes_per_bucket = step // 60
+        lo = integer(query.since_ns) // MINUTE_NS // minutes_per_bucket * minutes_per_bucket
         hi = -(-integer(query.until_ns) // MINUTE_NS)
+        hi = -(-hi // minutes_per_bucket) * minutes_per_bucket
         ranges = [(BY_MINUTE, lo, hi)]
         if step % 3600 == 0:  # whole hours from the hourly rows, the edges from minutes
             level = BY_HOUR if "key_id" in query.group_by or query.key_id else BY_HOUR_NO_KEY
@@ -751,7 +782,6 @@ class SqlTraceStore:
             for level, begin, end in ranges:
                 if begin < end:
                     rows += conn.execute(sql, [level, begin, end, *fixed]).fetchall()
-        minutes_per_bucket = step // 60
         points: dict[tuple[int, tuple[str, ...]], _Rollup] = {}
         place = {c: i for i, c in enumerate(ROLLUP_COLUMNS[2:])}
         group_at = [place[c] for c in query.group_by]
@@ -765,26 +795,30 @@ class SqlTraceStore:
                 r.sums[i] += row[4 + i]
             histogram.merge(r.latency, orjson.loads(row[-2]))
             histogram.merge(r.ttft, orjson.loads(row[-1]))
-        return [
-            MetricPoint(
-                bucket_ns=bucket * MINUTE_NS,
-                group=dict(zip(query.group_by, values, strict=True)),
-                requests=int(r.sums[0]),
-                errors=int(r.sums[1]),
-                latency_p50_ms=histogram.percentile(r.latency, 0.5),
-                latency_p90_ms=histogram.percentile(r.latency, 0.9),
-                latency_p99_ms=histogram.percentile(r.latency, 0.99),
-                ttft_p50_ms=histogram.percentile(r.ttft, 0.5),
-                ttft_p90_ms=histogram.percentile(r.ttft, 0.9),
-                ttft_p99_ms=histogram.percentile(r.ttft, 0.99),
-                input_tokens=int(r.sums[2]),
-                output_tokens=int(r.sums[3]),
-                cost_usd=float(r.sums[4]),
-                input_chars=int(r.sums[5]),
-                output_chars=int(r.sums[6]),
+        found: list[MetricPoint] = []
+        for (bucket, values), r in sorted(points.items()):
+            latency = histogram.percentiles(r.latency, _QUANTILES)
+            ttft = histogram.percentiles(r.ttft, _QUANTILES)
+            found.append(
+                MetricPoint(
+                    bucket_ns=bucket * MINUTE_NS,
+                    group=dict(zip(query.group_by, values, strict=True)),
+                    requests=int(r.sums[0]),
+                    errors=int(r.sums[1]),
+                    latency_p50_ms=latency[0],
+                    latency_p90_ms=latency[1],
+                    latency_p99_ms=latency[2],
+                    ttft_p50_ms=ttft[0],
+                    ttft_p90_ms=ttft[1],
+                    ttft_p99_ms=ttft[2],
+                    input_tokens=int(r.sums[2]),
+                    output_tokens=int(r.sums[3]),
+                    cost_usd=float(r.sums[4]),
+                    input_chars=int(r.sums[5]),
+                    output_chars=int(r.sums[6]),
+                )
             )
-            for (bucket, values), r in sorted(points.items())
-        ]
+        return found
 
     # --- retention ---------------------------------------------------------------------
 

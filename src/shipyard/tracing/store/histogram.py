@@ -65,3 +65,20 @@ def percentile(counts: Counts, q: float) -> float | None:
         if seen >= rank:
             return middle(index)
     return middle(max(counts))  # not reached
+
+
+def percentiles(counts: Counts, qs: Sequence[float]) -> list[float | None]:
+    """Several nearest-rank quantiles (ascending qs) in one pass."""
+    total = sum(counts.values())
+    if not total:
+        return [None] * len(qs)
+    ranks = [max(1, math.ceil(q * total)) for q in qs]
+    found: list[float | None] = []
+    seen = 0
+    for index in sorted(counts):
+        seen += counts[index]
+        while len(found) < len(ranks) and seen >= ranks[len(found)]:
+            found.append(middle(index))
+        if len(found) == len(ranks):
+            break
+    return found

@@ -38,6 +38,7 @@ LOCK = 0x5348_4950_5452_4143  # "SHIPTRAC": the trace store's advisory lock
 # the first 50,000 characters of each: a tsvector holds at most 1 MB (past it the insert,
 # and the batch, would fail)
 _TEXT = "to_tsvector('simple', left(input, 50000) || ' ' || left(output, 50000))"
+_S_TEXT = _TEXT.replace("input", "s.input").replace("output", "s.output")
 _ROWS_PER_INSERT = 5000
 
 SCHEMA = (
@@ -214,12 +215,22 @@ class PostgresTraceStore(SqlTraceStore):
         return new
 
     def _text_clause(self, workspace_id: str, tokens: list[str]) -> tuple[str, list[object]]:
+        # many traces match: the walk checks each trace's spans and stops at the page
         return (
-            "t.trace_id IN (SELECT s.trace_id FROM trace_spans s WHERE s.workspace_id = %s "
-            f"AND {_TEXT.replace('input', 's.input').replace('output', 's.output')} "
-            "@@ plainto_tsquery('simple', %s))",
-            [workspace_id, " ".join(tokens)],
+            "EXISTS (SELECT 1 FROM trace_spans s WHERE s.workspace_id = t.workspace_id "
+            f"AND s.trace_id = t.trace_id AND {_S_TEXT} @@ plainto_tsquery('simple', %s))",
+            [" ".join(tokens)],
         )
+
+    def _text_traces(
+        self, conn: Conn, workspace_id: str, tokens: list[str], most: int
+    ) -> list[str]:
+        rows = conn.execute(
+            "SELECT DISTINCT s.trace_id FROM trace_spans s WHERE s.workspace_id = %s "
+            f"AND {_S_TEXT} @@ plainto_tsquery('simple', %s) LIMIT {int(most)}",
+            (workspace_id, " ".join(tokens)),
+        ).fetchall()
+        return [row[0] for row in rows]
 
     def _attribute_clause(self, key: str, value: str) -> tuple[str, list[object]]:
         return (
