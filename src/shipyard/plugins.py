@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from shipyard.capability import Capability
     from shipyard.gateway.config.specs import Deployment, ProviderSpec
+    from shipyard.gateway.core.call import Call
     from shipyard.gateway.records.record import Record
     from shipyard.tracing.spans import (
         MetricPoint,
@@ -266,7 +267,10 @@ class CallSink(Protocol):
     loop: it must not block. The request-record writer is one; tracing adds another by
     appending to `Platform.call_sinks` from its capability."""
 
-    def emit(self, record: Record) -> None: ...
+    def emit(self, record: Record, call: Call | None = None) -> None:
+        """`call` (when the gateway has it) carries the request body (`call.body`) and
+        what was answered (`call.output`: the reply body, or the streamed text)."""
+        ...
 
 
 class Service(Protocol):

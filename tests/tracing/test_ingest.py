@@ -295,6 +295,24 @@ def test_a_gateway_call_is_a_span_in_the_callers_trace(env: Env) -> None:
     assert span.input_tokens > 0 and span.user_id == "u-9" and span.kind == "server"
     record = env.records()[0]
     assert span.attributes["shipyard.request_id"] == record["id"]
+    assert '"hello"' in span.input  # the messages, as JSON
+    assert span.output == r.json()["choices"][0]["message"]["content"]
+
+    # a stream: the span's output is the text the client was sent
+    with env.admin.stream(
+        "POST",
+        "/v1/chat/completions",
+        json={"model": "mini", "messages": [{"role": "user", "content": "tell"}], "stream": True},
+    ) as streamed:
+        chunks = [line for line in streamed.iter_lines() if line.startswith("data: {")]
+        stream_trace = streamed.headers["x-shipyard-trace-id"]
+    text = "".join(
+        c["delta"].get("content") or ""
+        for line in chunks
+        for c in orjson.loads(line[6:])["choices"]
+    )
+    [span] = spans_of(env, stream_trace)
+    assert text and span.output == text and span.attributes["shipyard.stream"] is True
 
     # without traceparent (or with a malformed one): a trace of its own
     r = env.admin.post(
@@ -336,3 +354,29 @@ def test_off_the_shelf_openinference_instrumentation(env: Env) -> None:
     assert reply.choices[0].message.content in span.output
     assert span.input_tokens == reply.usage.prompt_tokens  # type: ignore[union-attr]  # the fake reports usage
     assert orjson.loads(orjson.dumps(span.attributes))  # stored attributes are plain JSON
+
+
+def test_content_capture_off_keeps_no_contents(env: Env) -> None:
+    env.provider()
+    env.route("mini")
+    r = env.admin.put("/api/tracing/settings", json={"capture_content": False})
+    assert r.status_code == 200, r.text
+    r = env.admin.post(
+        "/v1/chat/completions",
+        json={"model": "mini", "messages": [{"role": "user", "content": "private words"}]},
+    )
+    [gateway] = spans_of(env, r.headers["x-shipyard-trace-id"])
+    assert gateway.input == "" and gateway.output == "" and gateway.input_tokens > 0
+
+    tid = os.urandom(16).hex()
+    span = _json_span(tid, os.urandom(8).hex())
+    span["attributes"] += [
+        {"key": "input.value", "value": {"stringValue": "private words"}},
+        {"key": "llm.input_messages.0.message.content", "value": {"stringValue": "private"}},
+    ]
+    body = {"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}
+    assert env.admin.post("/v1/traces", json=body).status_code == 200
+    [stored_span] = spans_of(env, tid)
+    assert stored_span.input == "" and stored_span.output == ""
+    assert "private" not in orjson.dumps(stored_span.attributes).decode()
+    assert stored_span.model == "gpt-4o" and stored_span.input_tokens == 12

@@ -32,10 +32,11 @@ from shipyard.durable import DurableWriter
 from shipyard.errors import Unavailable
 from shipyard.plugins import TraceStore
 from shipyard.tracing.metrics import LLMMetrics
-from shipyard.tracing.otlp import Decoded, Reader
+from shipyard.tracing.otlp import Decoded, Reader, _cut
 from shipyard.tracing.spans import Span
 
 if TYPE_CHECKING:
+    from shipyard.gateway.core.call import Call
     from shipyard.gateway.records.record import Record
     from shipyard.identity.actor import Actor
     from shipyard.platform import Platform
@@ -291,11 +292,16 @@ class Tracing:
 
     # gateway calls (a CallSink) ------------------------------------------------------
 
-    def emit(self, record: Record) -> None:
+    def emit(self, record: Record, call: Call | None = None) -> None:
         writer = self.writer
         if writer is None or not record.trace_id:
             return
-        span = gateway_span(record, self.config(record.workspace_id).masker)
+        config = self.config(record.workspace_id)
+        span = gateway_span(record, config.masker)
+        if call is not None and config.capture_content:
+            limit = self.settings.trace_max_content_chars
+            span.input = config.masker.mask(_cut(_request_text(call.body), limit))
+            span.output = config.masker.mask(_cut(_reply_text(call.output), limit))
         if writer.submit([span]):
             self.llm_metrics.observe((span,))
 
@@ -354,3 +360,42 @@ def gateway_span(rec: Record, masker: Any) -> Span:
         attributes=attributes,
         resource={"service.name": "shipyard-gateway"},
     )
+
+
+def _request_text(body: dict[str, Any]) -> str:
+    """What a gateway call was asked: its messages, prompt or input, as JSON."""
+    for key in ("messages", "prompt", "input"):
+        value = body.get(key)
+        if value is not None:
+            return value if isinstance(value, str) else _json(value)
+    return ""
+
+
+def _reply_text(output: Any) -> str:
+    """What a gateway call answered: the first choice's text (a unary reply), the
+    streamed text, or nothing for embeddings (vectors are not content)."""
+    if isinstance(output, bytes):
+        try:
+            output = orjson.loads(output)
+        except orjson.JSONDecodeError:
+            return ""
+    if isinstance(output, str):
+        return output
+    if not isinstance(output, dict):
+        return ""
+    choices = output.get("choices")
+    if isinstance(choices, list) and choices:
+        first: dict[str, Any] = choices[0] if isinstance(choices[0], dict) else {}
+        found = first.get("message")
+        message: dict[str, Any] = found if isinstance(found, dict) else {}
+        if message.get("tool_calls"):
+            return _json(message)
+        text = message.get("content") or first.get("text") or ""
+        return text if isinstance(text, str) else _json(text)
+    if isinstance(output.get("content"), list):  # Anthropic-shaped
+        return _json(output["content"])
+    return ""
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()

@@ -374,6 +374,7 @@ class Gateway:
                 self.metrics.cache.labels("hit").inc()
                 rec.cache_hit = True
                 rec.provider, rec.model = "cache", route.name
+                call.output = cached
                 return Reply(cached, self._headers(call, rec, b"hit"), rec)
             self.metrics.cache.labels("miss").inc()
             cache_state = b"miss"
@@ -396,6 +397,7 @@ class Gateway:
                 self.metrics.cache.labels("semantic_hit").inc()
                 rec.cache_hit = True
                 rec.provider, rec.model = "semantic-cache", route.name
+                call.output = found[0]
                 return Reply(found[0], self._headers(call, rec, b"semantic-hit"), rec)
         outcome = await self.executor.call(
             snap, call.actor.workspace_id, route, call.api.unary, body
@@ -424,6 +426,7 @@ class Gateway:
             await self.cache.set(cache_key, payload, route.cache_ttl)
         if vector:
             self.semantic.store(semantic_scope, vector, payload, route.cache_ttl)
+        call.output = result
         return Reply(payload, self._headers(call, rec, cache_state), rec)
 
     def _streamed(
@@ -440,7 +443,12 @@ class Gateway:
         rec.retries, rec.fallbacks = opened.retries, opened.fallbacks
         rec.ttft_ms = (time.perf_counter() - call.started) * 1000
         price = deployment_price(snap.prices, dep) or FREE
-        stream = CallStream(rec, adm, opened, body, price, lambda: self._finish(call, rec, None))
+
+        def ended() -> None:
+            call.output = "".join(stream.text)  # what the client was sent
+            self._finish(call, rec, None)
+
+        stream = CallStream(rec, adm, opened, body, price, ended)
         want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         return StreamReply(
             self._headers(call, rec, b"bypass"), stream.relay(want_usage), stream.finalize, rec
@@ -502,7 +510,7 @@ class Gateway:
         rec.latency_ms = (time.perf_counter() - call.started) * 1000
         for sink in self.sinks:
             try:
-                sink.emit(rec)
+                sink.emit(rec, call)
             except Exception:  # noqa: BLE001 - a sink's failure must not fail the call
                 log.exception("call sink %s failed", type(sink).__name__)
         self.metrics.calls.observe(rec)

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter
 
 from shipyard.durable import DurableWriter, StoreUnavailable, unavailable
 from shipyard.gateway.records.record import Record
 from shipyard.plugins import RecordStore
+
+if TYPE_CHECKING:
+    from shipyard.gateway.core.call import Call
 
 __all__ = ["RecordWriter", "StoreUnavailable", "unavailable"]
 
@@ -44,7 +48,7 @@ class RecordWriter(DurableWriter[Record]):
         )
         self.store = store
 
-    def emit(self, record: Record) -> None:  # the CallSink
+    def emit(self, record: Record, call: Call | None = None) -> None:  # the CallSink
         self.submit(record)
 
     def encode(self, item: Record) -> bytes:
