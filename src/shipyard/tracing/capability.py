@@ -38,7 +38,7 @@ CAPABILITY = Capability(
         "tracing:manage": ADMINS,
     },
     routers=("shipyard.tracing.api.settings:router", "shipyard.tracing.api.traces:router"),
-    pages=(),
+    pages=("shipyard.tracing.pages:router",),
     migrations="shipyard.tracing:migrations",
     service=build,
     mounts={"/v1/traces": ingest},
