@@ -26,6 +26,7 @@ from shipyard.identity import service as identity
 from shipyard.identity.roles import Role
 from shipyard.tracing.metrics import LLMMetrics
 from shipyard.tracing.spans import Span
+from tests.conftest import _pg_database
 from tests.gateway.conftest import Env, make_env
 
 API = "/api/tracing"
@@ -141,9 +142,16 @@ def sdk_provider(env: Env, key: str, service: str) -> TracerProvider:
     return tp
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    yield from make_env(tmp_path_factory.mktemp("traces-api"))
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    """The live app with its trace store on SQLite, or on PostgreSQL (the metadata
+    database's)."""
+    url = None
+    if request.param == "postgres":
+        url = _pg_database(request.getfixturevalue("pg_server"))
+    yield from make_env(tmp_path_factory.mktemp("traces-api"), database_url=url)
 
 
 @pytest.fixture(scope="module")
