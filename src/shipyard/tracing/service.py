@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from shipyard.gateway.records.record import Record
     from shipyard.identity.actor import Actor
     from shipyard.platform import Platform
+    from shipyard.tracing.alerts import AlertEngine
     from shipyard.tracing.config import WorkspaceTracing
 
 log = logging.getLogger("shipyard.tracing")
@@ -145,6 +146,7 @@ class Tracing:
         self._ingesting = 0
         self._maintenance: asyncio.Task[None] | None = None
         self._lock = threading.Lock()
+        self.alerts: AlertEngine | None = None  # started with the store
         platform.call_sinks.append(self)  # every gateway call becomes a span
 
     # lifecycle -----------------------------------------------------------------------
@@ -153,6 +155,10 @@ class Tracing:
         await asyncio.to_thread(self._open)
         await self.reload()
         self._maintenance = asyncio.create_task(self._maintain(), name="shipyard-tracing")
+        from shipyard.tracing.alerts import AlertEngine
+
+        self.alerts = AlertEngine(self)
+        self.alerts.start()
 
     async def _maintain(self) -> None:
         """Every `RELOAD_SECONDS`: the workspaces' settings again (a change made through
@@ -203,6 +209,9 @@ class Tracing:
         self.writer.start()  # replays what was acknowledged and not yet stored
 
     async def stop(self) -> None:
+        if self.alerts is not None:
+            await self.alerts.stop()
+            self.alerts = None
         if self._maintenance is not None:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
