@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from starlette.types import ASGIApp
 
 from shipyard.capability import Capability
-from shipyard.identity.roles import ADMINS, CALLERS, HUMAN
+from shipyard.identity.roles import ADMINS, CALLERS, HUMAN, PLATFORM
 
 if TYPE_CHECKING:
     from shipyard.platform import Platform
@@ -36,8 +36,15 @@ CAPABILITY = Capability(
         "traces:write": CALLERS,  # app keys send spans
         "traces:read": HUMAN,
         "tracing:manage": ADMINS,
+        # alert webhooks at internal addresses reach beyond any workspace
+        "tracing:internal": PLATFORM,
     },
-    routers=("shipyard.tracing.api.settings:router", "shipyard.tracing.api.traces:router"),
+    routers=(
+        "shipyard.tracing.api.settings:router",
+        "shipyard.tracing.api.traces:router",
+        "shipyard.tracing.api.alerts:router",
+        "shipyard.tracing.api.drift:router",
+    ),
     pages=("shipyard.tracing.pages:router",),
     migrations="shipyard.tracing:migrations",
     service=build,
