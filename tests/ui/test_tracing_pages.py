@@ -210,13 +210,20 @@ def test_trace_pages_in_the_browser(browser_env: tuple[Any, Env]) -> None:
     assert root_bar and chat_bar and chat_bar["x"] > root_bar["x"]  # starts later
     assert chat_bar["width"] < root_bar["width"]  # and is shorter
     assert "where is my zebrafish order?" in page.inner_text("[data-testid=span-input]")
-    page.click("#tree tr.span-row:has-text('chat gpt-4o-mini') td:nth-child(3)")
+    page.click("#tree a:has-text('chat gpt-4o-mini')")  # in place; the row is selected
     page.wait_for_function(
         "document.querySelector('[data-testid=span-input]').innerText.includes('chat prompt')"
     )
     assert "your parcel ships tomorrow" in page.inner_text("[data-testid=span-output]")
     assert page.inner_text("[data-testid=span-tokens]") == "120 in / 30 out"
     assert "gen_ai.request.model" in page.inner_text("[data-testid=span-attributes]")
+    assert page.url == url + f"/traces/{ids['agent']}"
+    assert "chat gpt-4o-mini" in page.inner_text("#tree tr.selected")
+    page.click("#tree tr.span-row:has-text('lookup_order') td:nth-child(3)")  # anywhere on it
+    page.wait_for_function(
+        "document.querySelector('[data-testid=span-name]').innerText.includes('lookup_order')"
+    )
+    assert "error" in page.inner_text("#span-detail")
 
     # a huge trace: the first page of spans, then "more"
     page.goto(url + f"/traces/{ids['big']}")
@@ -239,6 +246,11 @@ def test_trace_pages_in_the_browser(browser_env: tuple[Any, Env]) -> None:
     page.click("#sessions a:text-is('s-1')")
     page.wait_for_url(url + "/traces/sessions/s-1")
     assert rows(page).count() == 1 and "support-agent" in page.inner_text("#traces")
+    page.go_back()
+    page.click(f"#sessions a:text-is('{XSS}')")  # a session id with a slash, as text
+    page.wait_for_selector("main h1 code")
+    assert page.inner_text("main h1 code") == XSS
+    assert rows(page).count() == 1 and page.evaluate("window.__xss") is None
 
     # the dashboard: per route, then per model, as server-drawn SVG charts
     page.click("nav >> text=Dashboard")

@@ -194,7 +194,7 @@ async def session_list(
     )
 
 
-@router.get("/sessions/{session_id}", name="ui.trace_session")
+@router.get("/sessions/{session_id:path}", name="ui.trace_session")
 async def session_detail(
     session_id: str, cursor: str = "", ctx: Ctx = Authorized("traces:read")
 ) -> Response:
