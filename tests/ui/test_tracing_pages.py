@@ -191,6 +191,15 @@ def test_trace_pages_in_the_browser(browser_env: tuple[Any, Env]) -> None:
         "document.querySelectorAll('#traces tbody tr[data-trace]').length == 1"
         " && document.querySelector('#traces').innerText.includes('support-agent')"
     )
+    page.fill("input[name=q]", "")
+    page.fill("input[name=attr]", "gen_ai.tool.name=lookup_order")
+    page.fill("input[name=min_tokens]", "100")
+    page.click("text=Filter")
+    page.wait_for_function(
+        "document.querySelectorAll('#traces tbody tr[data-trace]').length == 1"
+        " && !document.location.search.includes('zebrafish')"
+    )
+    assert "support-agent" in page.inner_text("#traces")
     page.fill("input[name=min_ms]", "not-a-number")
     page.click("text=Filter")
     page.wait_for_selector("#traces [role=alert]")
@@ -294,6 +303,13 @@ def test_viewers_see_the_pages_and_strangers_are_sent_to_log_in(tmp_path: Path) 
             assert "support-agent" in browser.get("/traces?q=zebrafish").text
             r = browser.get("/traces", params={"min_ms": "slow"})
             assert r.status_code == 400 and "min_ms" in r.text
+            for bad in ("min_cost", "min_tokens", "attr", "range", "status", "since"):
+                r = browser.get("/traces", params={bad: "nan"})
+                assert r.status_code == 400 and f"{bad}:" in r.text, bad
+            r = browser.get("/traces/dashboard", params={"by": "key"})
+            assert r.status_code == 400 and "by:" in r.text
+            r = browser.get("/traces", params={"min_tokens": "100", "status": "error"})
+            assert "support-agent" in r.text
             r = browser.get("/traces", params={"cursor": "garbage"})
             assert r.status_code == 400 and "cursor" in r.text
             r = browser.get("/traces/" + "0" * 32)

@@ -68,10 +68,22 @@ def _instant(value: str, param: str) -> int:
     return int(at.timestamp() * 1e9)
 
 
+def _number(p: dict[str, str], param: str, what: str) -> float | None:
+    if not p.get(param):
+        return None
+    try:
+        value = float(p[param])
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1e15:
+        raise InvalidInput(f"{param}: {what}", param=param)
+    return value
+
+
 def trace_query(params: dict[str, str], *, limit: int = 50) -> TraceQuery:
     """The list's filters from the form (every field a string, "" for none); raises
     InvalidInput naming the field."""
-    p = {k: v.strip()[:200] for k, v in params.items()}
+    p = {k: v.strip()[: 400 if k == "cursor" else 200] for k, v in params.items()}
     since = until = None
     if p.get("range"):
         if p["range"] not in RANGES:
@@ -84,23 +96,26 @@ def trace_query(params: dict[str, str], *, limit: int = 50) -> TraceQuery:
     status = p.get("status") or None
     if status not in (None, "ok", "error"):
         raise InvalidInput("status: 'ok' or 'error'", param="status")
-    min_ms = None
-    if p.get("min_ms"):
-        try:
-            min_ms = float(p["min_ms"])
-        except ValueError:
-            raise InvalidInput("min_ms: a number of milliseconds", param="min_ms") from None
-        if not 0 <= min_ms < 1e12:
-            raise InvalidInput("min_ms: a number of milliseconds", param="min_ms")
+    attribute = None
+    if p.get("attr"):
+        key, eq, value = p["attr"].partition("=")
+        if not eq or not key.strip():
+            raise InvalidInput("attr: key=value, e.g. gen_ai.tool.name=search", param="attr")
+        attribute = (key.strip(), value.strip())
+    tokens = _number(p, "min_tokens", "a number of tokens")
     return TraceQuery(
         since_ns=since,
         until_ns=until,
         route=p.get("route") or None,
         model=p.get("model") or None,
+        key_id=p.get("key") or None,
         user_id=p.get("user") or None,
         session_id=p.get("session") or None,
         status=status,
-        min_duration_ms=min_ms,
+        min_duration_ms=_number(p, "min_ms", "a number of milliseconds"),
+        min_cost_usd=_number(p, "min_cost", "an amount in USD"),
+        min_tokens=None if tokens is None else int(tokens),
+        attribute=attribute,
         text=p.get("q") or None,
         limit=limit,
         cursor=p.get("cursor") or None,
@@ -139,6 +154,10 @@ async def trace_list(
     session: str = "",
     status: str = "",
     min_ms: str = "",
+    key: str = "",
+    min_cost: str = "",
+    min_tokens: str = "",
+    attr: str = "",
     q: str = "",
     cursor: str = "",
     ctx: Ctx = Authorized("traces:read"),
@@ -153,6 +172,10 @@ async def trace_list(
         "session": session,
         "status": status,
         "min_ms": min_ms,
+        "key": key,
+        "min_cost": min_cost,
+        "min_tokens": min_tokens,
+        "attr": attr,
         "q": q,
         "cursor": cursor,
     }
