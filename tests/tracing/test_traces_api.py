@@ -25,7 +25,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from shipyard.identity import service as identity
 from shipyard.identity.roles import Role
 from shipyard.tracing.metrics import LLMMetrics
-from shipyard.tracing.spans import Span
+from shipyard.tracing.spans import Span, TraceQuery
+from shipyard.tracing.store.base import encode_cursor
 from tests.conftest import _pg_database
 from tests.gateway.conftest import Env, make_env
 
@@ -337,6 +338,30 @@ def test_a_big_trace_is_paged(env: Env, seeded: dict[str, Any]) -> None:
     # the first page through /spans is the same as the trace's
     first = env.admin.get(f"{API}/traces/{big}/spans", params={"limit": 100}).json()
     assert [s["span_id"] for s in first["data"]] == seen[:100]
+
+
+def test_a_trace_among_many_that_start_in_the_same_nanosecond(env: Env) -> None:
+    """The detail finds its summary by the start index, not by a walk of the others."""
+    start = T0 - 3600 * SEC
+    ids = [f"{0xC0FFEE00 + n:032x}" for n in range(700)]
+    spans = [jspan(t, f"{n + 1:016x}", f"same-{n}", start, 1 + n) for n, t in enumerate(ids)]
+    send_json(env, env.owner_key, "same-ns", spans)
+    tracing(env).flush()
+    for n in (0, 1, 350, 698, 699):
+        r = env.admin.get(f"{API}/traces/{ids[n]}")
+        assert r.status_code == 200, r.text
+        assert r.json()["trace"]["name"] == f"same-{n}"
+        assert r.json()["trace"]["duration_ms"] == pytest.approx(1 + n)
+    # what that lookup relies on: a cursor just above an id starts the page at that id
+    ws = env.admin.get("/api/me").json()["workspace"]["id"]
+    for n in (0, 350, 699):
+        query = TraceQuery(
+            since_ns=start,
+            until_ns=start + 1,
+            limit=1,
+            cursor=encode_cursor("t", start, ids[n] + "0"),
+        )
+        assert [t.trace_id for t in tracing(env).store.traces(ws, query).items] == [ids[n]]
 
 
 # --- sessions --------------------------------------------------------------------------

@@ -7,6 +7,7 @@ pool. Another workspace's trace is not there (404), never visible."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
@@ -20,11 +21,13 @@ from shipyard.inputs import Timestamp
 from shipyard.tracing.spans import (
     MetricPoint,
     MetricsQuery,
+    Page,
     SessionSummary,
     Span,
     TraceQuery,
     TraceSummary,
 )
+from shipyard.tracing.store.base import encode_cursor
 
 if TYPE_CHECKING:
     from shipyard.plugins import TraceStore
@@ -342,13 +345,23 @@ def _range(low: float | None, high: float | None, name: str) -> None:
 
 def summary(store: TraceStore, workspace_id: str, trace_id: str, start_ns: int) -> TraceSummary:
     """The summary of a trace whose first span starts at `start_ns` (a trace starts with
-    its first span): the traces that start in that nanosecond, by the start index."""
-    cursor = None
+    its first span): among the traces that start in that nanosecond, by the start index.
+    The SQL stores' list cursor is (start, trace id) of the last row given, newest and
+    highest id first; one just above this id (the id and a "0": no other id of 32 hex
+    digits sorts between) makes this trace the next row, so one row is read however many
+    traces share the nanosecond. A store with other cursors gets the walk."""
+    window = TraceQuery(since_ns=start_ns, until_ns=start_ns + 1, limit=1)
+    page: Page[TraceSummary]
+    try:
+        above = encode_cursor("t", start_ns, trace_id + "0")
+        page = store.traces(workspace_id, replace(window, cursor=above))
+    except InvalidInput:
+        page = Page([])
+    if page.items and page.items[0].trace_id == trace_id:
+        return page.items[0]
+    cursor: str | None = None
     while True:
-        page = store.traces(
-            workspace_id,
-            TraceQuery(since_ns=start_ns, until_ns=start_ns + 1, limit=500, cursor=cursor),
-        )
+        page = store.traces(workspace_id, replace(window, limit=500, cursor=cursor))
         for t in page.items:
             if t.trace_id == trace_id:
                 return t
