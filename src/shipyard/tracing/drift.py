@@ -113,11 +113,13 @@ def _add(out: Sample, span: Span, score_attribute: str | None) -> None:
 def psi(reference: Sequence[float], current: Sequence[float], bins: int = BINS) -> float | None:
     """The population stability index of `current` against `reference` (None when a
     side is empty). Edges are the reference's quantiles, so bins hold equal shares of
-    it; a value past the last edge falls in the last bin."""
+    it, with a bin each for values below and above the whole reference."""
     if not reference or not current:
         return None
     ref = sorted(reference)
-    edges = sorted({ref[min(len(ref) - 1, (len(ref) * i) // bins)] for i in range(1, bins)})
+    # the deciles, and a bin each for values below and above all of the reference
+    cuts = {ref[min(len(ref) - 1, (len(ref) * i) // bins)] for i in range(1, bins)}
+    edges = sorted(cuts | {ref[0], math.nextafter(ref[-1], math.inf)})
 
     def shares(values: Sequence[float]) -> list[float]:
         counts = [0] * (len(edges) + 1)
