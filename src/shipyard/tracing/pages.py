@@ -408,7 +408,8 @@ def span_tree(spans: list[Span], t0: int, t1: int) -> list[Row]:
         seen.add(s.span_id)
         offset = 100 * max(0, s.start_ns - t0) / whole
         width = 100 * max(0, min(s.end_ns, t1) - max(s.start_ns, t0)) / whole
-        rows.append(Row(s, depth, min(offset, 100.0), max(0.3, min(width, 100.0 - offset))))
+        offset = min(offset, 99.7)  # a sliver at least, inside the track
+        rows.append(Row(s, depth, offset, max(0.3, min(width, 100.0 - offset))))
         stack.extend((c, depth + 1) for c in reversed(children.get(s.span_id, [])))
     for s in spans:  # spans in a parent cycle, never reached from a top
         if s.span_id not in seen:
