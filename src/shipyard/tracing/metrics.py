@@ -34,6 +34,7 @@ LABELS = ("workspace", "route", "model")
 OTHER, NONE = "other", "none"
 MAX_VALUES = 50  # distinct values kept per label
 MAX_LABEL_CHARS = 120
+MAX_RAW = 10_000  # (workspace, route, model) as sent, remembered with their counters
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0, 300.0)
 TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 
@@ -78,6 +79,7 @@ class LLMMetrics:
         self.max_values = max_values
         self._values: tuple[set[str], ...] = tuple(set() for _ in LABELS)
         self._stats: dict[tuple[str, str, str], _Stats] = {}
+        self._raw: dict[tuple[str, str, str], _Stats] = {}  # the values as sent
         self._lock = threading.Lock()
         registry.register(self)
 
@@ -92,28 +94,37 @@ class LLMMetrics:
         seen.add(value)
         return value
 
+    def _stats_for(self, raw: tuple[str, str, str]) -> _Stats:
+        key = (self._label(0, raw[0]), self._label(1, raw[1]), self._label(2, raw[2]))
+        stats = self._stats.get(key)
+        if stats is None:
+            stats = self._stats[key] = _Stats()
+        if len(self._raw) >= MAX_RAW:  # hostile values: the lookaside stays bounded
+            self._raw.clear()
+        self._raw[raw] = stats
+        return stats
+
     def observe(self, spans: Iterable[Span]) -> None:
+        raw_stats = self._raw
         with self._lock:
             for span in spans:
-                if not span.llm:
+                if not span.model:  # not a model call (`Span.llm`)
                     continue
-                key = (
-                    self._label(0, span.workspace_id),
-                    self._label(1, span.route),
-                    self._label(2, span.model),
-                )
-                stats = self._stats.get(key)
-                if stats is None:
-                    stats = self._stats[key] = _Stats()
+                raw = (span.workspace_id, span.route, span.model)
+                stats = raw_stats.get(raw) or self._stats_for(raw)
                 stats.calls += 1
-                stats.errors += span.status == "error"
-                stats.input_tokens += max(0, span.input_tokens)
-                stats.output_tokens += max(0, span.output_tokens)
-                if math.isfinite(span.cost_usd) and span.cost_usd > 0:
-                    stats.cost_usd += span.cost_usd
-                stats.latency.observe(span.duration_ms / 1000)
+                if span.status == "error":
+                    stats.errors += 1
+                if span.input_tokens > 0:
+                    stats.input_tokens += span.input_tokens
+                if span.output_tokens > 0:
+                    stats.output_tokens += span.output_tokens
+                cost = span.cost_usd
+                if 0 < cost < math.inf:
+                    stats.cost_usd += cost
+                stats.latency.observe(max(0, span.end_ns - span.start_ns) / 1e9)
                 ttft = span.ttft_ms
-                if ttft is not None and math.isfinite(ttft) and ttft >= 0:
+                if ttft is not None and 0 <= ttft < math.inf:
                     stats.ttft.observe(ttft / 1000)
 
     def collect(self) -> Iterator[Metric]:
