@@ -314,6 +314,26 @@ def test_viewers_see_the_pages_and_strangers_are_sent_to_log_in(tmp_path: Path) 
             assert r.status_code == 400 and "cursor" in r.text
             r = browser.get("/traces/" + "0" * 32)
             assert r.status_code == 404
+            chat = spans[1].span_id.hex()
+            r = browser.get(f"/traces/{agent}/spans/{chat}")  # the link, opened on its own
+            assert r.status_code == 200 and "<html" in r.text and "chat prompt" in r.text
+            r = browser.get(f"/traces/{agent}/spans/{chat}", headers={"hx-request": "true"})
+            assert r.status_code == 200 and "<html" not in r.text and "chat prompt" in r.text
+        # another workspace sees none of it, even by id
+        assert env.admin.post("/api/workspaces", json={"slug": "other"}).status_code == 201
+        with httpx.Client(base_url=env.url, headers=html) as browser:
+            assert form_login(browser, "admin@example.com", ADMIN_PASSWORD).status_code == 303
+            csrf = browser.get("/traces").text.split('"X-CSRF-Token": "', 1)[1].split('"')[0]
+            r = browser.post(
+                "/workspace", data={"workspace": "other"}, headers={"x-csrf-token": csrf}
+            )
+            assert r.status_code == 204, r.text
+            assert "support-agent" not in browser.get("/traces").text
+            assert browser.get(f"/traces/{agent}").status_code == 404
+            hx = {"hx-request": "true"}
+            r = browser.get(f"/traces/{agent}/spans/{chat}", headers=hx)
+            assert r.status_code == 404 and "chat prompt" not in r.text
+            assert "s-1" not in browser.get("/traces/sessions").text
         app_key, _ = env.key("app-only")  # an app key sends traces; it does not read them
         r = httpx.get(env.url + "/traces", headers={"authorization": f"Bearer {app_key}", **html})
         assert r.status_code == 403
