@@ -310,6 +310,9 @@ def test_viewers_see_the_pages_and_strangers_are_sent_to_log_in(tmp_path: Path) 
             assert r.status_code == 400 and "by:" in r.text
             r = browser.get("/traces", params={"min_tokens": "100", "status": "error"})
             assert "support-agent" in r.text
+            r = browser.get("/traces?since=2020-01-01T00:00&until=2100-01-01T00:00")
+            assert "support-agent" in r.text  # as a datetime-local input sends it (UTC)
+            assert "support-agent" not in browser.get("/traces?since=2100-01-01T00:00").text
             r = browser.get("/traces", params={"cursor": "garbage"})
             assert r.status_code == 400 and "cursor" in r.text
             r = browser.get("/traces/" + "0" * 32)
