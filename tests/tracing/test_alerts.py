@@ -19,7 +19,10 @@ from typing import Any, TypeVar
 import httpx
 import orjson
 import pytest
+from starlette.testclient import TestClient
 
+from shipyard.errors import NotFound
+from shipyard.tracing import alerts
 from shipyard.tracing.alert_tables import AlertRuleRow
 from tests.gateway.conftest import Env, make_env
 
@@ -108,7 +111,7 @@ def _attr(key: str, value: Any) -> dict[str, Any]:
     return {"key": key, "value": {"stringValue": str(value)}}
 
 
-def send_spans(env: Env, n: int, *, errors: int = 0, route: str = "support") -> None:
+def send_spans(env: Env | TestClient, n: int, *, errors: int = 0, route: str = "support") -> None:
     """n model-call spans of `route` starting now, the first `errors` of them failed."""
     now = time.time_ns()
     spans = []
@@ -139,11 +142,13 @@ def send_spans(env: Env, n: int, *, errors: int = 0, route: str = "support") -> 
             }
         ]
     }
-    r = env.admin.post(
+    http = env if isinstance(env, TestClient) else env.admin
+    r = http.post(
         "/v1/traces", content=orjson.dumps(body), headers={"content-type": "application/json"}
     )
     assert r.status_code == 200, r.text
-    env.app.state.platform.tracing.flush()
+    app: Any = env.app
+    app.state.platform.tracing.flush()
 
 
 def rule(receiver: Receiver, **extra: Any) -> dict[str, Any]:
@@ -440,3 +445,35 @@ def test_a_bad_silence_and_unknown_rules(env: Env, receiver: Receiver) -> None:
     assert env.admin.post(f"{URL}/alr_nope/test").status_code == 404
     assert env.admin.put(f"{URL}/alr_nope", json=rule(receiver)).status_code == 404
     assert env.admin.post(URL, json=rule(receiver)).status_code == 409  # the name is taken
+
+
+def test_rules_on_both_backends_and_per_workspace(client: TestClient, receiver: Receiver) -> None:
+    """The tables (revision 0008) and a whole firing on SQLite and PostgreSQL; another
+    workspace sees none of it."""
+    platform = client.app.state.platform  # type: ignore[attr-defined]  # Starlette's app
+    engine = platform.tracing.alerts
+    asyncio.run_coroutine_threadsafe(engine.stop(), engine.loop).result(30)
+    r = client.post(URL, json=rule(receiver, metric="requests", comparator=">=", threshold=2))
+    assert r.status_code == 201, r.text
+    created = r.json()
+    send_spans(client, 3)
+    asyncio.run_coroutine_threadsafe(engine.evaluate(), engine.loop).result(60)
+    asyncio.run_coroutine_threadsafe(engine.drain(), engine.loop).result(60)
+    headers, raw = receiver.requests[0]
+    verify(created["secret"], headers, raw)
+    assert orjson.loads(raw)["value"] == 3
+    [event] = client.get(f"{URL}/history").json()
+    assert event["delivery_status"] == "delivered"
+    # a new secret signs from now on
+    rotated = client.post(f"{URL}/{created['id']}/secret").json()["secret"]
+    assert rotated != created["secret"]
+    assert client.post(f"{URL}/{created['id']}/test").json()["delivery_status"] == "delivered"
+    verify(rotated, *receiver.requests[1])
+    # another workspace sees none of it
+    other = client.post("/api/workspaces", json={"slug": "other"})
+    assert other.status_code == 201, other.text
+    with platform.db.transaction() as s:
+        assert alerts.list_rules(s, workspace_id=other.json()["id"]) == []
+        assert alerts.history(s, workspace_id=other.json()["id"]) == []
+        with pytest.raises(NotFound):
+            alerts.get_rule(s, workspace_id=other.json()["id"], rule_id=created["id"])

@@ -14,7 +14,8 @@ through its states; its notifications are recorded as "silenced", not sent.
 Window metrics read the per-minute roll-ups: the window starts at the minute that holds
 `now - window_seconds`. Sums (requests, tokens, cost) and the error rate are exact;
 a percentile is the worst minute's in the window. A drift metric compares the window
-with the one just before it (`shipyard.tracing.drift`); it needs a route."""
+with the one just before it (`shipyard.tracing.drift`); it needs a route, and is
+computed once per five-minute slot (it reads two samples and may embed them)."""
 
 from __future__ import annotations
 
@@ -61,6 +62,7 @@ METRICS = ROLLUP_METRICS + tuple(DRIFT_METRICS)
 COMPARATORS = (">", ">=", "<", "<=")
 MAX_TARGETS = 10
 MINUTE_NS = 60_000_000_000
+DRIFT_EVERY_NS = 300 * 1_000_000_000  # a drift metric is computed again this often
 
 
 @dataclass(frozen=True)
@@ -224,6 +226,17 @@ def delete_rule(s: Session, *, workspace_id: str, rule_id: str) -> AlertRuleRow:
     return row
 
 
+def rotate_secret(
+    s: Session, *, box: SecretBox, workspace_id: str, rule_id: str
+) -> tuple[AlertRuleRow, str]:
+    """A new signing secret for the rule (shown once); the old one signs nothing more."""
+    row = get_rule(s, workspace_id=workspace_id, rule_id=rule_id)
+    secret = "whsec_" + secrets.token_urlsafe(32)
+    row.secret_enc = box.seal(secret)
+    row.updated_at = utcnow()
+    return row, secret
+
+
 def silence(s: Session, *, workspace_id: str, rule_id: str, until: datetime | None) -> AlertRuleRow:
     row = get_rule(s, workspace_id=workspace_id, rule_id=rule_id)
     row.silenced_until = until
@@ -298,6 +311,7 @@ class AlertEngine:
         self.interval = interval
         self.notifier = Notifier()
         self._drift: Drift | None = None
+        self._drift_values: dict[str, tuple[tuple[Any, ...], float | None]] = {}
         self._task: asyncio.Task[None] | None = None
         self._sending: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -406,6 +420,8 @@ class AlertEngine:
             rules = list(s.scalars(select(AlertRuleRow).where(AlertRuleRow.enabled.is_(True))))
             for row in rules:
                 s.expunge(row)
+        ids = {row.id for row in rules}
+        self._drift_values = {k: v for k, v in self._drift_values.items() if k in ids}
         notices: list[Notice] = []
         for row in rules:
             try:
@@ -430,6 +446,11 @@ class AlertEngine:
         until = int(now.timestamp() * 1e9)
         since = until - row.window_seconds * 1_000_000_000
         if row.metric in DRIFT_METRICS:
+            # a drift score reads two samples (and may embed them): once per DRIFT_EVERY
+            key = (row.metric, row.route, row.window_seconds, until // DRIFT_EVERY_NS)
+            cached = self._drift_values.get(row.id)
+            if cached is not None and cached[0] == key:
+                return cached[1]
             report = self.drift.report(
                 row.workspace_id,
                 row.route or "",
@@ -437,6 +458,7 @@ class AlertEngine:
                 (since, until),
                 embeddings=row.metric == "drift_embedding_distance",
             )
+            self._drift_values[row.id] = (key, report.value(row.metric))
             return report.value(row.metric)
         points = store.metrics(
             row.workspace_id,

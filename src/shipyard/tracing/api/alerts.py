@@ -280,6 +280,19 @@ async def silence_rule(
     return await run_in_threadpool(work)
 
 
+@router.post("/{rule_id}/secret", name="tracing.alerts.secret")
+async def rotate_secret(rule_id: str, ctx: Ctx = Authorized("tracing:manage")) -> AlertRuleCreated:
+    def work() -> AlertRuleCreated:
+        with ctx.tx(target=f"alert:{rule_id}") as tx:
+            row, secret = alerts.rotate_secret(
+                tx.session, box=ctx.platform.box, workspace_id=ctx.workspace_id, rule_id=rule_id
+            )
+            tx.detail = "secret rotated"
+            return AlertRuleCreated(**_public(row).model_dump(), secret=secret)
+
+    return await run_in_threadpool(work)
+
+
 @router.post("/{rule_id}/test", name="tracing.alerts.test")
 async def test_rule(rule_id: str, ctx: Ctx = Authorized("tracing:manage")) -> AlertEventPublic:
     event = await _engine(ctx).test(rule_id, ctx.workspace_id)
