@@ -172,7 +172,15 @@ def _time(fn: Callable[[], object], runs: int) -> tuple[float, float]:
     return statistics.median(took), _p(took, 0.95)
 
 
-def bench(name: str, store: TraceStore, count: int) -> None:
+def bench(name: str, store: TraceStore, count: int, *, fill: bool = True) -> None:
+    if fill:
+        _fill(name, store, count)
+    else:
+        print(f"\n== {name}: {count:,} spans already stored")
+    _queries(store)
+
+
+def _fill(name: str, store: TraceStore, count: int) -> None:
     print(f"\n== {name}: filling {count:,} spans in batches of {BATCH}", flush=True)
     wrote = 0
     spent = cpu = 0.0
@@ -197,6 +205,9 @@ def bench(name: str, store: TraceStore, count: int) -> None:
         f"  first 20 batches {20 * BATCH / first:,.0f} spans/s; "
         f"last batches ~{BATCH / last:,.0f} spans/s"
     )
+
+
+def _queries(store: TraceStore) -> None:
     rng = random.Random(3)
     now = time.time_ns()
     day = 24 * 3600 * 10**9
@@ -286,17 +297,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spans", type=int, default=1_000_000)
     parser.add_argument("--engines", default="sqlite,postgres")
+    parser.add_argument(
+        "--sqlite-file",
+        type=Path,
+        help="keep the SQLite store here; when it exists, time the queries on it (no fill)",
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="shipyard-trace-bench-"))
     try:
         for engine in args.engines.split(","):
             if engine == "sqlite":
-                store = open_store(f"sqlite:///{root}/traces.db")
+                path = args.sqlite_file or root / "traces.db"
+                filled = path.exists()
+                store = open_store(f"sqlite:///{path.resolve()}")
                 try:
-                    bench("SQLite", store, args.spans)
+                    bench("SQLite", store, args.spans, fill=not filled)
                 finally:
                     store.close()
-                size = sum(p.stat().st_size for p in root.glob("traces.db*"))
+                size = sum(p.stat().st_size for p in path.parent.glob(f"{path.name}*"))
                 print(f"file size: {size / 2**20:,.0f} MiB ({size / args.spans:,.0f} B a span)")
             elif engine == "postgres":
                 try:

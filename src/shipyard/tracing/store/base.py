@@ -789,8 +789,13 @@ class SqlTraceStore:
             bucket = row[0] // minutes_per_bucket * minutes_per_bucket
             key = (bucket, tuple(row[i] for i in group_at))
             r = points.get(key)
-            if r is None:
-                r = points[key] = _Rollup()
+            if r is None:  # a point's first row is taken whole (no Python loop)
+                points[key] = _Rollup(
+                    list(row[4 : 4 + len(ROLLUP_SUMS)]),
+                    dict(orjson.loads(row[-2])),
+                    dict(orjson.loads(row[-1])),
+                )
+                continue
             for i in range(len(ROLLUP_SUMS)):
                 r.sums[i] += row[4 + i]
             histogram.merge(r.latency, orjson.loads(row[-2]))

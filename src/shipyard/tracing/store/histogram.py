@@ -45,8 +45,9 @@ def add(counts: Counts, ms: float) -> None:
 
 def merge(into: Counts, pairs: Iterable[Sequence[int]]) -> None:
     """Add [bucket, count] pairs (as `encode` wrote them, or `dict.items()`)."""
-    for index, count in pairs:
-        into[int(index)] = into.get(int(index), 0) + int(count)
+    get = into.get
+    for index, count in pairs:  # ints: orjson reads them as ints
+        into[index] = get(index, 0) + count
 
 
 def encode(counts: Counts) -> list[list[int]]:
