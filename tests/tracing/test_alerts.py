@@ -354,7 +354,6 @@ def test_changes_are_audited_and_need_tracing_manage(env: Env, receiver: Receive
     for action in ("tracing.alerts.create", "tracing.alerts.put", "tracing.alerts.delete"):
         assert action in actions
     entry = env.admin.get("/api/audit", params={"action": "tracing.alerts.put"}).json()[0]
-    assert "threshold" not in entry["detail"] or "0.5" in entry["detail"]
     assert "> 0.5" in entry["detail"]
 
 
@@ -389,6 +388,32 @@ def test_allow_internal_needs_a_platform_administrator(env: Env, receiver: Recei
             json=rule(receiver, targets=[{"url": "https://93.184.215.14/h"}], allow_internal=False),
         )
         assert r.status_code == 201, r.text
+        # a rule a platform administrator allowed internal: its targets may be kept by a
+        # workspace administrator, not moved
+        internal = create(env, rule(receiver, name="internal"))
+        kept = rule(receiver, name="internal", threshold=0.9)
+        r = c.put(f"{URL}/{internal['id']}", json=kept)
+        assert r.status_code == 200, r.text
+        assert r.json()["threshold"] == 0.9 and r.json()["allow_internal"] is True
+        moved = rule(receiver, name="internal", targets=[{"url": "http://10.0.0.1/hook"}])
+        r = c.put(f"{URL}/{internal['id']}", json=moved)
+        assert r.status_code == 403 and "allow_internal" in r.json()["detail"]
+        assert env.admin.get(f"{URL}/{internal['id']}").json()["targets"][0]["url"] == receiver.url
+
+
+def test_a_change_starts_the_state_over(env: Env, receiver: Receiver) -> None:
+    created = create(env, rule(receiver))
+    send_spans(env, 2, errors=2)
+    evaluate(env)
+    assert env.admin.get(f"{URL}/{created['id']}").json()["state"] == "firing"
+    r = env.admin.put(f"{URL}/{created['id']}", json=rule(receiver, threshold=0.9))
+    assert r.status_code == 200 and r.json()["state"] == "ok"
+    [event] = history(env, created["id"])
+    assert event["resolved_at"] is not None  # closed, without a notification
+    assert len(receiver.requests) == 1
+    # deleting the rule deletes its history
+    assert env.admin.delete(f"{URL}/{created['id']}").status_code == 204
+    assert env.admin.get(f"{URL}/history").json() == []
 
 
 def test_connections_are_checked_again_when_sent(env: Env, receiver: Receiver) -> None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -221,7 +221,9 @@ def list_rules(s: Session, *, workspace_id: str) -> list[AlertRuleRow]:
 
 
 def delete_rule(s: Session, *, workspace_id: str, rule_id: str) -> AlertRuleRow:
+    """The rule and its history (the audit trail keeps the deletion)."""
     row = get_rule(s, workspace_id=workspace_id, rule_id=rule_id)
+    s.execute(delete(AlertEventRow).where(AlertEventRow.rule_id == row.id))
     s.delete(row)
     return row
 
