@@ -24,6 +24,7 @@ from starlette.testclient import TestClient
 from shipyard.errors import NotFound
 from shipyard.tracing import alerts
 from shipyard.tracing.alert_tables import AlertRuleRow
+from shipyard.tracing.spans import MetricPoint
 from tests.gateway.conftest import Env, make_env
 
 T = TypeVar("T")
@@ -502,3 +503,38 @@ def test_rules_on_both_backends_and_per_workspace(client: TestClient, receiver: 
         assert alerts.history(s, workspace_id=other.json()["id"]) == []
         with pytest.raises(NotFound):
             alerts.get_rule(s, workspace_id=other.json()["id"], rule_id=created["id"])
+
+
+def _point(requests: int, errors: int = 0, p90: float | None = None) -> MetricPoint:
+    return MetricPoint(
+        bucket_ns=0,
+        group={},
+        requests=requests,
+        errors=errors,
+        latency_p50_ms=p90,
+        latency_p90_ms=p90,
+        latency_p99_ms=p90,
+        ttft_p50_ms=None,
+        ttft_p90_ms=None,
+        ttft_p99_ms=None,
+        input_tokens=10 * requests,
+        output_tokens=5 * requests,
+        cost_usd=0.01 * requests,
+        input_chars=0,
+        output_chars=0,
+    )
+
+
+def test_window_values_and_comparators() -> None:
+    points = [_point(10, 1, 100.0), _point(30, 9, 400.0), _point(0)]
+    assert alerts.window_value(points, "requests") == 40
+    assert alerts.window_value(points, "error_rate") == pytest.approx(0.25)
+    assert alerts.window_value(points, "latency_p90_ms") == 400.0  # the worst minute
+    assert alerts.window_value(points, "ttft_p90_ms") is None  # no figure
+    assert alerts.window_value(points, "input_tokens") == 400
+    assert alerts.window_value(points, "cost_usd") == pytest.approx(0.4)
+    assert alerts.window_value([], "requests") == 0  # traffic stopping can alert
+    assert alerts.window_value([], "error_rate") is None  # no calls: no rate
+    assert alerts.holds(0.3, ">", 0.2) and not alerts.holds(0.2, ">", 0.2)
+    assert alerts.holds(0.2, ">=", 0.2) and alerts.holds(0.0, "<", 1) and alerts.holds(1, "<=", 1)
+    assert not alerts.holds(None, "<", 1)  # no data never alerts

@@ -171,7 +171,7 @@ def minilm_path() -> str | None:
 
 class Embedder:
     """The local MiniLM, loaded on first use (torch is imported then), offline; one
-    encode at a time."""
+    encode at a time, on one thread."""
 
     def __init__(self, path: str | None = None) -> None:
         self._path = path
@@ -194,7 +194,16 @@ class Embedder:
                 from sentence_transformers import SentenceTransformer
 
                 self._model = SentenceTransformer(path, device="cpu")
-            vectors = self._model.encode(texts, convert_to_numpy=True, normalize_embeddings=True)
+            import torch
+
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)  # a background figure: it takes one core, not all
+            try:
+                vectors = self._model.encode(
+                    texts, convert_to_numpy=True, normalize_embeddings=True, batch_size=32
+                )
+            finally:
+                torch.set_num_threads(threads)
         return [[float(x) for x in v] for v in vectors]
 
 
