@@ -538,3 +538,23 @@ def test_window_values_and_comparators() -> None:
     assert alerts.holds(0.3, ">", 0.2) and not alerts.holds(0.2, ">", 0.2)
     assert alerts.holds(0.2, ">=", 0.2) and alerts.holds(0.0, "<", 1) and alerts.holds(1, "<=", 1)
     assert not alerts.holds(None, "<", 1)  # no data never alerts
+
+
+def test_a_firing_survives_a_restart_without_a_second_notification(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    def started() -> Iterator[Env]:
+        for e in make_env(tmp_path):
+            call(e, engine_of(e).stop())
+            yield e
+
+    for first in started():
+        created = create(first, rule(receiver))
+        send_spans(first, 2, errors=2)
+        evaluate(first)
+    for again in started():  # the same data directory: a restart
+        assert again.admin.get(f"{URL}/{created['id']}").json()["state"] == "firing"
+        assert evaluate(again) == []
+        assert len(receiver.requests) == 1
+        evaluate(again, datetime.now(UTC) + timedelta(minutes=10))
+        assert [b["event"] for b in receiver.bodies()] == ["firing", "resolved"]
