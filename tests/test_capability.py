@@ -30,7 +30,7 @@ def list_widgets(ctx: Ctx = Authorized("widgets:read")) -> dict[str, Any]:
 
 
 class Broken:
-    def emit(self, record: Record) -> None:
+    def emit(self, record: Record, call: object = None) -> None:
         raise RuntimeError("a sink that fails")
 
 
@@ -49,7 +49,7 @@ class Widgets:
     async def stop(self) -> None:
         self.started = False
 
-    def emit(self, record: Record) -> None:
+    def emit(self, record: Record, call: object = None) -> None:
         self.seen.append(record)
 
 
