@@ -449,8 +449,8 @@ class SqlTraceStore:
 
     def _text_traces(
         self, conn: Conn, workspace_id: str, tokens: list[str], most: int
-    ) -> list[str]:
-        """Up to `most` traces with a span holding every token."""
+    ) -> list[str] | None:
+        """The traces with a span holding every token; None when `most` or more do."""
         raise NotImplementedError
 
     def _attribute_clause(self, key: str, value: str) -> tuple[str, list[object]]:
@@ -615,11 +615,10 @@ class SqlTraceStore:
             if not tokens:
                 return Page([])
             with self._reading() as conn:
+                # None: many match, and the walk checks the text instead
                 matched = self._text_traces(conn, ws, tokens, TEXT_LIST + 1)
-            if not matched:
+            if matched == []:
                 return Page([])
-            if len(matched) > TEXT_LIST:  # many: filter the walk by the text instead
-                matched = None
         m = self.mark
         # with few matched traces, those drive (looked up by id, then sorted): no index
         # walk, so SQLite is told to use none (a unary + hides a column from it)

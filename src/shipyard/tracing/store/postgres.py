@@ -216,21 +216,30 @@ class PostgresTraceStore(SqlTraceStore):
 
     def _text_clause(self, workspace_id: str, tokens: list[str]) -> tuple[str, list[object]]:
         # many traces match: the walk checks each trace's spans and stops at the page
+        # (a scalar subquery, not EXISTS: PostgreSQL would turn EXISTS into a join
+        # over every matching span)
         return (
-            "EXISTS (SELECT 1 FROM trace_spans s WHERE s.workspace_id = t.workspace_id "
-            f"AND s.trace_id = t.trace_id AND {_S_TEXT} @@ plainto_tsquery('simple', %s))",
+            "(SELECT 1 FROM trace_spans s WHERE s.workspace_id = t.workspace_id "
+            f"AND s.trace_id = t.trace_id AND {_S_TEXT} @@ plainto_tsquery('simple', %s) "
+            "LIMIT 1) IS NOT NULL",
             [" ".join(tokens)],
         )
 
     def _text_traces(
         self, conn: Conn, workspace_id: str, tokens: list[str], most: int
-    ) -> list[str]:
-        rows = conn.execute(
-            "SELECT DISTINCT s.trace_id FROM trace_spans s WHERE s.workspace_id = %s "
-            f"AND {_S_TEXT} @@ plainto_tsquery('simple', %s) LIMIT {int(most)}",
-            (workspace_id, " ".join(tokens)),
-        ).fetchall()
-        return [row[0] for row in rows]
+    ) -> list[str] | None:
+        # through the text index always (for a common word the planner read every span
+        # and tokenized it: seconds), and with a LIMIT, no DISTINCT (which reads every
+        # match before its first row)
+        with conn.transaction():
+            conn.execute("SET LOCAL enable_seqscan = off")
+            rows = conn.execute(
+                "SELECT s.trace_id FROM trace_spans s WHERE s.workspace_id = %s "
+                f"AND {_S_TEXT} @@ plainto_tsquery('simple', %s) LIMIT {int(most) * 8}",
+                (workspace_id, " ".join(tokens)),
+            ).fetchall()
+        found = list(dict.fromkeys(row[0] for row in rows))
+        return None if len(found) >= most or len(rows) == most * 8 else found
 
     def _attribute_clause(self, key: str, value: str) -> tuple[str, list[object]]:
         return (

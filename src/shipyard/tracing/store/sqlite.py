@@ -240,14 +240,14 @@ class SqliteTraceStore(SqlTraceStore):
 
     def _text_traces(
         self, conn: Conn, workspace_id: str, tokens: list[str], most: int
-    ) -> list[str]:
+    ) -> list[str] | None:
         rows = conn.execute(
             "SELECT DISTINCT s.trace_id FROM trace_span_text f CROSS JOIN trace_spans s "
             "ON s.id = f.rowid WHERE trace_span_text MATCH ? AND s.workspace_id = ? "
             f"LIMIT {int(most)}",
             (_match(tokens), workspace_id),
         ).fetchall()
-        return [row[0] for row in rows]
+        return None if len(rows) >= most else [row[0] for row in rows]
 
     def _attribute_clause(self, key: str, value: str) -> tuple[str, list[object]]:
         return (
