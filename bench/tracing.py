@@ -16,8 +16,9 @@ Servers, each on a fresh local store of its own, bound to 127.0.0.1:
     (`phoenix serve`, SQLite phoenix.db), each installed once into its own venv under
     ~/.cache/shipyard-bench, pinned exactly, telemetry off.
 Each is warmed (untimed, reported) and then measured at concurrency 1, 2 and 4 (async
-aiohttp clients, each sending a request once the last one is answered), for a fixed
-duration (peers also stop at a fixed number of requests: they store ~100-1,000 spans/s):
+aiohttp clients, each sending a request once the last one is answered, and a 503 again
+after its Retry-After, as OTLP exporters do), for a fixed duration (Phoenix, which answers
+before it stores, also stops at about what it stored in that time warm):
   - acknowledged spans/s (spans answered 200, over the time load ran);
   - durable spans/s: spans counted in the server's own store afterwards (Shipyard's
     trace_spans, Phoenix's spans, MLflow's spans table; read-only SQLite), over the time
@@ -25,7 +26,7 @@ duration (peers also stop at a fixed number of requests: they store ~100-1,000 s
   - server CPU per stored span (user + system of the process tree, from the first
     request until the last span was stored), p50/p99 acknowledgement latency of a batch,
     and the peak RSS of the process tree (MiB).
-Then Shipyard alone under overload (16 clients that honour Retry-After): 503s with and
+Then Shipyard alone under overload (16 clients): 503s with and
 without Retry-After, peak RSS, and whether every acknowledged span was stored. Then, with
 `--spans N` (not 0), bench/trace_store.py fills a SQLite trace store with N spans and
 times the trace list with two filters and the dashboard aggregation (p95).
@@ -137,6 +138,7 @@ class Target:
     count: Callable[[], int]  # spans in the server's own store
     close: Callable[[], None]
     start_s: float = math.nan
+    acks_first: bool = False  # answers 200 before it stores the spans
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -331,6 +333,7 @@ def start_phoenix(exe: Path, pin: bool) -> Target:
         close,
         start_s=time.perf_counter() - began,
     )
+    t.acks_first = True
     t.notes.append(
         "200 before the spans are written (SQLite phoenix.db); its gRPC port listens on "
         "[::] (no setting binds it to loopback)"
@@ -360,7 +363,7 @@ async def run_load(
     concurrency: int,
     seconds: float,
     max_requests: int | None = None,
-    retry: bool = False,
+    retry: bool = True,
 ) -> Load:
     """`concurrency` clients, each sending its next batch once the last is answered, until
     `seconds` or `max_requests` are spent. With `retry`, a 503 is retried (same batch)
@@ -473,7 +476,6 @@ def measure(
     seconds: float,
     max_requests: int | None,
     *,
-    retry: bool = False,
     drain_s: float = 300,
 ) -> Row:
     rss = PeakRss(t.pid)
@@ -481,7 +483,7 @@ def measure(
     cpu0 = tree_cpu_seconds(t.pid)
     t0 = time.monotonic()
     with rss.sampling():
-        load = asyncio.run(run_load(t, payloads, concurrency, seconds, max_requests, retry))
+        load = asyncio.run(run_load(t, payloads, concurrency, seconds, max_requests))
         stored, at = wait_stored(t, before + load.acked, stall_s=30, timeout_s=drain_s)
     cpu = tree_cpu_seconds(t.pid) - cpu0
     stored -= before
@@ -524,11 +526,11 @@ def bench_server(t: Target, payloads: Payloads, plan: Plan, peer: bool) -> list[
     )
     rows = []
     for c in plan.levels:
-        # a peer gets about as many spans as it stored in `seconds` warm, at least one
-        # request a client: Phoenix acknowledges at once and stores 20-150 spans/s, so a
-        # level of 24 requests would take minutes to drain
+        # a server that answers before it stores gets about as many spans as it stored in
+        # `seconds` warm, at least one request a client: Phoenix acknowledges at once and
+        # stores 20-150 spans/s here, so a level of 24 requests would take minutes to drain
         cap = None
-        if peer:
+        if t.acks_first:
             fit = warm.durable_rate * plan.seconds / BATCH if warm.stored else 0
             cap = max(c, min(plan.peer_requests, round(fit)))
         row = measure(t, payloads, c, plan.seconds, cap)
@@ -538,8 +540,11 @@ def bench_server(t: Target, payloads: Payloads, plan: Plan, peer: bool) -> list[
                 f"c={c}: {row.load.acked - row.stored:,} acknowledged spans not stored "
                 "(the store stopped growing)"
             )
-        if row.load.errors or row.load.refused:
-            t.notes.append(f"c={c}: answers {dict(sorted(row.load.statuses.items()))}")
+        if row.load.errors or row.load.refused or cap is not None:
+            t.notes.append(
+                f"c={c}: {row.load.requests} requests, answers "
+                f"{dict(sorted(row.load.statuses.items()))}, {row.load.errors} errors"
+            )
         rows.append(row)
     return rows
 
@@ -547,7 +552,7 @@ def bench_server(t: Target, payloads: Payloads, plan: Plan, peer: bool) -> list[
 def overload(t: Target, payloads: Payloads, plan: Plan) -> list[str]:
     c = plan.overload_clients
     print(f"overloading {t.name} with {c} clients for {plan.overload_s:g} s ...", flush=True)
-    row = measure(t, payloads, c, plan.overload_s, None, retry=True, drain_s=300)
+    row = measure(t, payloads, c, plan.overload_s, None, drain_s=300)
     load = row.load
     return [
         f"Shipyard overload: {c} clients for {plan.overload_s:g} s, each retrying a 503 "
@@ -587,15 +592,15 @@ def fmt(value: float, spec: str) -> str:
 def table(rows: list[Row]) -> list[str]:
     out = [
         "| server | c | acked spans/s | durable spans/s | CPU µs/span | p50 ack ms "
-        "| p99 ack ms | peak RSS MiB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| p99 ack ms | peak RSS MiB | 503s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         out.append(
             f"| {r.server} | {r.concurrency} | {fmt(r.acked_rate, '{:,.0f}')} "
             f"| {fmt(r.durable_rate, '{:,.0f}')} | {fmt(r.cpu_us, '{:,.0f}')} "
             f"| {fmt(r.pct(0.5), '{:,.1f}')} | {fmt(r.pct(0.99), '{:,.1f}')} "
-            f"| {fmt(r.peak_rss, '{:,.0f}')} |"
+            f"| {fmt(r.peak_rss, '{:,.0f}')} | {r.load.refused:,} |"
         )
     return out
 
@@ -711,7 +716,7 @@ def main() -> None:
         + (
             ""
             if args.no_peers
-            else " (a peer also stops at about what it stored in that time warm, at least "
+            else " (Phoenix also stops at about what it stored in that time warm, at least "
             f"one request a client, at most {plan.peer_requests})"
         )
         + f"; load average at the start {load_avg[0]:.2f}, {os.cpu_count()} cores"
@@ -721,6 +726,7 @@ def main() -> None:
     rat = ratios(rows)
     if rat:
         print()
+        print("Ratios: above 1 is more for Shipyard (better for spans/s, worse for the rest).")
         print("\n".join(rat))
     print("\n".join(notes))
     print()
