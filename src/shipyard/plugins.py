@@ -230,6 +230,10 @@ class TraceStore(Protocol):
         """Traces matching every filter, newest start first, a page at a time."""
         ...
 
+    def trace(self, workspace_id: str, trace_id: str) -> TraceSummary | None:
+        """One trace's summary (None: no such trace in the workspace)."""
+        ...
+
     def trace_spans(
         self, workspace_id: str, trace_id: str, *, cursor: str | None = None, limit: int = 1000
     ) -> Page[Span]:

@@ -137,6 +137,9 @@ def test_a_summary_follows_its_spans_in_any_order(store: TraceStore) -> None:
     got = store.span("ws", tid(1), sid(1, 2))
     assert got == child
     assert store.span("ws", tid(1), sid(1, 77)) is None
+    assert store.trace("ws", tid(1)) == store.traces("ws", TraceQuery()).items[0]
+    assert store.trace("ws", tid(2)) is None
+    assert store.trace("other-ws", tid(1)) is None  # by id, still only in its workspace
 
 
 def _population() -> list[Span]:

@@ -7,7 +7,6 @@ pool. Another workspace's trace is not there (404), never visible."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
@@ -21,13 +20,11 @@ from shipyard.inputs import Timestamp
 from shipyard.tracing.spans import (
     MetricPoint,
     MetricsQuery,
-    Page,
     SessionSummary,
     Span,
     TraceQuery,
     TraceSummary,
 )
-from shipyard.tracing.store.base import encode_cursor
 
 if TYPE_CHECKING:
     from shipyard.plugins import TraceStore
@@ -343,38 +340,11 @@ def _range(low: float | None, high: float | None, name: str) -> None:
         raise InvalidInput(f"min_{name} is above max_{name}", param=f"min_{name}")
 
 
-def summary(store: TraceStore, workspace_id: str, trace_id: str, start_ns: int) -> TraceSummary:
-    """The summary of a trace whose first span starts at `start_ns` (a trace starts with
-    its first span): among the traces that start in that nanosecond, by the start index.
-    The SQL stores' list cursor is (start, trace id) of the last row given, newest and
-    highest id first; one just above this id (the id and a "0": no other id of 32 hex
-    digits sorts between) makes this trace the next row, so one row is read however many
-    traces share the nanosecond. A store with other cursors gets the walk."""
-    window = TraceQuery(since_ns=start_ns, until_ns=start_ns + 1, limit=1)
-    page: Page[TraceSummary]
-    try:
-        above = encode_cursor("t", start_ns, trace_id + "0")
-        page = store.traces(workspace_id, replace(window, cursor=above))
-    except InvalidInput:
-        page = Page([])
-    if page.items and page.items[0].trace_id == trace_id:
-        return page.items[0]
-    cursor: str | None = None
-    while True:
-        page = store.traces(workspace_id, replace(window, limit=500, cursor=cursor))
-        for t in page.items:
-            if t.trace_id == trace_id:
-                return t
-        cursor = page.next_cursor
-        if cursor is None:
-            raise NotFound("no such trace")
-
-
 def _trace_start(store: TraceStore, workspace_id: str, trace_id: str) -> int:
-    first = store.trace_spans(workspace_id, trace_id, limit=1).items
-    if not first:
+    found = store.trace(workspace_id, trace_id)
+    if found is None:
         raise NotFound("no such trace")
-    return first[0].start_ns
+    return found.start_ns
 
 
 # --- routes ----------------------------------------------------------------------------
@@ -446,10 +416,10 @@ async def get_trace(
     ws, tid = ctx.workspace_id, trace_id.lower()
 
     def work() -> TraceDetail:
-        page = store.trace_spans(ws, tid, limit=limit)
-        if not page.items:
+        trace = store.trace(ws, tid)
+        if trace is None:
             raise NotFound("no such trace")
-        trace = summary(store, ws, tid, page.items[0].start_ns)
+        page = store.trace_spans(ws, tid, limit=limit)
         return TraceDetail(
             trace=trace_public(trace),
             spans=span_briefs(page.items, trace.start_ns),

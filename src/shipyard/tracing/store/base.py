@@ -681,6 +681,12 @@ class SqlTraceStore:
         last = items[-1] if more else None
         return Page(items, encode_cursor("t", last.start_ns, last.trace_id) if last else None)
 
+    def trace(self, workspace_id: str, trace_id: str) -> TraceSummary | None:
+        with self._reading() as conn:
+            found = self._stored_traces(conn, [(workspace_id, trace_id)])
+        hit = found.get((workspace_id, trace_id))
+        return hit[0] if hit else None
+
     def trace_spans(
         self, workspace_id: str, trace_id: str, *, cursor: str | None = None, limit: int = 1000
     ) -> Page[Span]:
