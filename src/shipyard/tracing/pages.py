@@ -436,25 +436,17 @@ def span_view(span: Span) -> dict[str, Any]:
     }
 
 
-def _int(value: str, default: int) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        return default
-
-
 @router.get("/{trace_id}", name="ui.trace")
 async def trace_detail(
     trace_id: str,
     cursor: str = "",
     span: str = "",
-    t0: str = "",
-    t1: str = "",
     ctx: Ctx = Authorized("traces:read"),
 ) -> Response:
     trace_id = trace_id[:64].lower()
     store = _store(ctx)
     try:
+        summary = await run_in_threadpool(store.trace, ctx.workspace_id, trace_id)
         page = await run_in_threadpool(
             lambda: store.trace_spans(
                 ctx.workspace_id, trace_id, cursor=cursor or None, limit=SPANS_PAGE
@@ -463,18 +455,17 @@ async def trace_detail(
     except ShipyardError as exc:
         return await _page(ctx, "traces_trace.html", "traces", exc.status, error=exc.detail)
     spans = page.items
-    if not spans:
+    if summary is None or not spans:
         detail = NotFound("no such trace in this workspace").detail
         return await _page(ctx, "traces_trace.html", "traces", 404, error=detail)
-    # the trace's bounds: the first page's, carried to the next pages by the link
-    start = _int(t0, min(s.start_ns for s in spans)) if cursor else min(s.start_ns for s in spans)
-    end = _int(t1, max(s.end_ns for s in spans)) if cursor else max(s.end_ns for s in spans)
+    # the whole trace's bounds and totals, from its summary, on every page
+    start, end = summary.start_ns, max(summary.end_ns, summary.start_ns)
     rows = span_tree(spans, start, end)
     chosen = next((s for s in spans if s.span_id == span), None) if span else None
     if chosen is None and span:
         chosen = await run_in_threadpool(store.span, ctx.workspace_id, trace_id, span[:32])
     more = (
-        f"/traces/{trace_id}?{urlencode({'cursor': page.next_cursor, 't0': start, 't1': end})}"
+        f"/traces/{trace_id}?{urlencode({'cursor': page.next_cursor})}"
         if page.next_cursor
         else None
     )
@@ -489,8 +480,8 @@ async def trace_detail(
         more=more,
         continued=bool(cursor),
         duration_ms=(end - start) / 1e6,
-        tokens=sum(s.input_tokens + s.output_tokens for s in spans),
-        cost=sum(s.cost_usd for s in spans),
+        tokens=summary.input_tokens + summary.output_tokens,
+        cost=summary.cost_usd,
         detail=span_view(chosen or rows[0].span),
         error=None,
     )
