@@ -410,6 +410,7 @@ class AlertEngine:
                 record_deliveries(s, event_id, deliveries)
                 event = s.get(AlertEventRow, event_id)
                 assert event is not None
+                s.flush()  # an expunged row's changes are never written
                 s.expunge(event)
                 return event
 
