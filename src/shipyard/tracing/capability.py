@@ -45,7 +45,8 @@ CAPABILITY = Capability(
         "shipyard.tracing.api.alerts:router",
         "shipyard.tracing.api.drift:router",
     ),
-    pages=("shipyard.tracing.pages:router",),
+    # the alert and drift pages first: /traces/{trace_id} would take /traces/alerts
+    pages=("shipyard.tracing.alert_pages:router", "shipyard.tracing.pages:router"),
     migrations="shipyard.tracing:migrations",
     service=build,
     mounts={"/v1/traces": ingest},
