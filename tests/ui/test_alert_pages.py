@@ -12,6 +12,7 @@ import hmac
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import orjson
@@ -20,7 +21,13 @@ import pytest
 from tests.conftest import ADMIN_PASSWORD
 from tests.gateway.conftest import Env, make_env
 from tests.support import form_login
-from tests.tracing.test_alerts import Receiver, receiver  # noqa: F401 - a fixture
+from tests.tracing.test_alerts import (
+    Receiver,
+    call,
+    evaluate,
+    receiver,  # noqa: F401 - a fixture
+    send_spans,
+)
 from tests.tracing.test_drift import ORDERS, TAXES, send
 from tests.ui.test_tracing_pages import XSS, browser_env  # noqa: F401 - a fixture
 
@@ -195,13 +202,20 @@ def test_alert_pages_in_the_browser(
     assert page.locator("svg.chart[data-chart=psi] rect.bar").count() == 3
     assert page.locator("svg.chart[data-chart=psi] rect.bar.shift").count() >= 2
     assert embedder._model is None  # the model was not loaded for the page
+    page.fill("input[name=score_attribute]", "feedback.score")  # a numeric attribute
+    page.click("text=Compare")
+    page.wait_for_function("!document.querySelector('#psi').innerText.includes('no data')")
+    score = page.locator("#psi tr[data-feature=Score] [data-testid=psi]").inner_text()
+    assert 0 <= float(score) < 0.25  # the same feedback on both sides
+    assert page.locator("svg.chart[data-chart=psi] rect.bar").count() == 4
+    assert "score_attribute=feedback.score" in page.url
     # no spans on a route: nothing to embed, even when asked
     page.goto(url + "/traces/drift?route=nothing-here&embeddings=1")
     assert page.inner_text("[data-testid=drift-windows]").count("0 calls") == 2
     assert page.inner_text("#psi [data-testid=embedding-distance]") == "–"
     assert embedder._model is None
     # a hostile route is text; a bad window is named
-    page.goto(url + "/traces/drift?" + httpx.QueryParams({"route": XSS}).__str__())
+    page.goto(url + "/traces/drift?" + urlencode({"route": XSS}))
     assert XSS in page.inner_text("#drift h3")
     assert page.evaluate("window.__xss") is None
     page.goto(url + "/traces/drift?route=support&current_since=2026-13-01T00:00")
@@ -226,6 +240,14 @@ def test_viewers_read_and_are_refused_changes_and_strangers_log_in(
         rule_id = r.json()["id"]
         r = env.admin.post(f"{URL}/{rule_id}/test")
         assert r.status_code == 200 and r.json()["delivery_status"] == "delivered", r.text
+        engine = env.app.state.platform.tracing.alerts
+        call(env, engine.stop())  # no background rounds: this test evaluates
+        engine.notifier.backoff = 0.01
+        busy = {**body, "name": "busy", "metric": "requests", "route": "support"}
+        r = env.admin.post(URL, json={**busy, "threshold": 0})
+        assert r.status_code == 201, r.text
+        send_spans(env, 2)
+        assert len(evaluate(env)) == 1  # firing
         html = {"accept": "text/html"}
         with httpx.Client(base_url=env.url, headers=html) as stranger:
             for path in ("/traces/alerts", "/traces/alerts/history", "/traces/drift"):
@@ -241,6 +263,7 @@ def test_viewers_read_and_are_refused_changes_and_strangers_log_in(
             assert page.status_code == 200
             assert "slow" in page.text and "latency_p90_ms" in page.text
             assert "new-rule-form" not in page.text and "Send test" not in page.text
+            assert '<span class="badge failed">firing</span>' in page.text  # busy, at 2
             csrf = page.text.split('"X-CSRF-Token": "', 1)[1].split('"')[0]
             hx = {"x-csrf-token": csrf, "hx-request": "true"}
             form = {"name": "mine", "metric": "requests", "comparator": ">", "threshold": "1"}
@@ -255,7 +278,18 @@ def test_viewers_read_and_are_refused_changes_and_strangers_log_in(
                 r = viewer.post(f"/traces/alerts/{rule_id}/{action}", data=data, headers=hx)
                 assert r.status_code == 403, action
             history = viewer.get("/traces/alerts/history")
-            assert history.status_code == 200 and "delivered" in history.text
+            assert history.status_code == 200 and history.text.count("delivered") == 4
+            assert '<td data-testid="event-kind">firing</td>' in history.text
+            # ten minutes on, the window holds no calls: resolved, at 0
+            assert len(evaluate(env, datetime.now(UTC) + timedelta(minutes=10))) == 1
+            history = viewer.get("/traces/alerts/history").text
+            firing = history.split('<td data-testid="event-kind">resolved</td>', 1)[1]
+            value, threshold = (c.split("</td>")[0] for c in firing.split("<td>")[1:3])
+            assert (value, threshold) == ("2", "0")
+            assert '<span class="muted">at 0</span>' in history
+            assert '<td data-testid="event-attempts">2</td>' in history  # fired, resolved
+            assert "firing · delivered · HTTP 200" in history
+            assert "resolved · delivered · HTTP 200" in history
             r = viewer.get("/traces/alerts/history", params={"before": "soon"})
             assert r.status_code == 400 and "before:" in r.text
             assert viewer.get("/traces/drift").status_code == 200
@@ -266,7 +300,7 @@ def test_viewers_read_and_are_refused_changes_and_strangers_log_in(
             assert r.status_code == 400 and "current_since:" in r.text
         rule = env.admin.get(f"{URL}/{rule_id}").json()
         assert rule["enabled"] is True and rule["silenced_until"] is None  # nothing changed
-        assert len(receiver.requests) == 1  # the admin's test only
+        assert len(receiver.requests) == 3  # the admin's test, the firing and resolve
         # an administrator's form with a field missing: the page names it (200, for HTMX)
         with httpx.Client(base_url=env.url, headers=html) as admin:
             assert form_login(admin, "admin@example.com", ADMIN_PASSWORD).status_code == 303
@@ -285,5 +319,4 @@ def test_viewers_read_and_are_refused_changes_and_strangers_log_in(
             assert "hours:" in r.text
             r = admin.post("/traces/alerts/alr_nope/delete", headers=hx)
             assert "no alert rule" in r.text
-        assert env.admin.get(URL).json()[0]["name"] == "slow"  # still the only rule
-        assert len(env.admin.get(URL).json()) == 1
+        assert [r["name"] for r in env.admin.get(URL).json()] == ["busy", "slow"]  # no more

@@ -443,6 +443,8 @@ async def drift_page(
                 if len(f[param]) > 200:
                     raise InvalidInput(f"{param}: at most 200 characters", param=param)
             windows = drift_windows(f)
+            if ctx.platform.tracing.store is None:
+                raise Unavailable("the trace store is starting", retry_after=1)
             (ref_since, ref_until), (cur_since, cur_until) = windows
             # embedding loads the local model (seconds, once): only when asked for, and
             # the report embeds only when both windows have inputs
