@@ -18,6 +18,7 @@ import httpx
 import orjson
 import pytest
 
+from shipyard.errors import InvalidInput
 from tests.conftest import ADMIN_PASSWORD
 from tests.gateway.conftest import Env, make_env
 from tests.support import form_login
@@ -320,3 +321,40 @@ def test_viewers_read_and_are_refused_changes_and_strangers_log_in(
             r = admin.post("/traces/alerts/alr_nope/delete", headers=hx)
             assert "no alert rule" in r.text
         assert [r["name"] for r in env.admin.get(URL).json()] == ["busy", "slow"]  # no more
+
+
+def test_the_psi_chart_and_the_drift_windows() -> None:
+    from shipyard.tracing.alert_pages import BAR_W, LABEL_W, drift_windows, level, psi_chart
+    from shipyard.tracing.drift import DriftReport
+
+    report = DriftReport("r", 10, 10, 0.05, 0.2, 4.0, None, None)
+    chart = psi_chart(report)
+    widths = {b.label: b.width for b in chart.bars}
+    assert widths["Score"] == 0.0 and chart.bars[3].value is None
+    assert widths["Latency"] == max(widths.values())
+    assert all(LABEL_W + w <= BAR_W for w in widths.values())  # inside the view box
+    assert widths["Input length"] < widths["Output length"] < widths["Latency"]
+    assert [label for _, label in chart.marks] == ["0.1", "0.25"]
+    assert chart.marks[0][0] < chart.marks[1][0] < LABEL_W + widths["Latency"]
+    small = psi_chart(DriftReport("r", 1, 1, 0.0, 0.0, 0.0, 0.0, None))
+    assert small.top == 0.3 and all(b.width == 1.0 for b in small.bars)  # a sliver at 0
+    assert [level(v) for v in (None, 0.05, 0.1, 0.25, 0.26)] == [
+        "none",
+        "stable",
+        "moderate",
+        "moderate",
+        "shift",
+    ]
+
+    empty = dict.fromkeys(("reference_since", "reference_until", "current_until"), "")
+    f = {**empty, "range": "24h", "current_since": "2026-01-02T00:00"}
+    f["current_until"] = "2026-01-03T00:00"
+    (ref_since, ref_until), (cur_since, cur_until) = drift_windows(f)
+    assert cur_since == datetime(2026, 1, 2, tzinfo=UTC) == ref_until  # read as UTC
+    assert cur_until - cur_since == ref_until - ref_since == timedelta(days=1)
+    f = {**f, "current_since": "", "range": "1h"}  # the hour before current_until
+    (_, _), (cur_since, _) = drift_windows(f)
+    assert cur_since == datetime(2026, 1, 2, 23, tzinfo=UTC)
+    for bad, field in (("range", "range"), ("reference_since", "reference_since")):
+        with pytest.raises(InvalidInput, match=f"^{field}:"):
+            drift_windows({**f, bad: "later"})
