@@ -324,7 +324,14 @@ def test_viewers_read_and_are_refused_changes_and_strangers_log_in(
 
 
 def test_the_psi_chart_and_the_drift_windows() -> None:
-    from shipyard.tracing.alert_pages import BAR_W, LABEL_W, drift_windows, level, psi_chart
+    from shipyard.tracing.alert_pages import (
+        BAR_W,
+        LABEL_W,
+        VALUE_W,
+        drift_windows,
+        level,
+        psi_chart,
+    )
     from shipyard.tracing.drift import DriftReport
 
     report = DriftReport("r", 10, 10, 0.05, 0.2, 4.0, None, None)
@@ -332,7 +339,8 @@ def test_the_psi_chart_and_the_drift_windows() -> None:
     widths = {b.label: b.width for b in chart.bars}
     assert widths["Score"] == 0.0 and chart.bars[3].value is None
     assert widths["Latency"] == max(widths.values())
-    assert all(LABEL_W + w <= BAR_W for w in widths.values())  # inside the view box
+    assert all(LABEL_W + w + VALUE_W <= BAR_W for w in widths.values())  # with its figure
+    assert chart.top == 1.0 and widths["Latency"] == BAR_W - LABEL_W - VALUE_W  # full
     assert widths["Input length"] < widths["Output length"] < widths["Latency"]
     assert [label for _, label in chart.marks] == ["0.1", "0.25"]
     assert chart.marks[0][0] < chart.marks[1][0] < LABEL_W + widths["Latency"]

@@ -324,7 +324,8 @@ PSI_FEATURES = (
     ("latency_psi", "Latency"),
     ("score_psi", "Score"),
 )
-BAR_W, BAR_H, LABEL_W = 560, 26, 110
+BAR_W, BAR_H, LABEL_W, VALUE_W = 560, 26, 110, 60
+PSI_TOP = 1.0  # the right end of the scale at most
 
 
 @dataclass
@@ -354,12 +355,20 @@ def level(value: float | None) -> str:
 
 
 def psi_chart(report: DriftReport) -> BarChart:
-    """A horizontal bar per feature, on a scale that shows the 0.1 and 0.25 marks."""
+    """A horizontal bar per feature, on a scale from 0 to between 0.3 and `PSI_TOP` that
+    keeps the 0.1 and 0.25 marks apart; a larger PSI (a shift either way) fills its bar
+    and is written beside it."""
     values = [(label, getattr(report, attr)) for attr, label in PSI_FEATURES]
-    top = max([0.3, *(v * 1.1 for _, v in values if v is not None)])
-    span = BAR_W - LABEL_W - 10
+    top = min(PSI_TOP, max([0.3, *(v * 1.1 for _, v in values if v is not None)]))
+    span = BAR_W - LABEL_W - VALUE_W
     bars = [
-        Bar(label, v, level(v), 0.0 if v is None else max(1.0, span * v / top), 8 + i * BAR_H)
+        Bar(
+            label,
+            v,
+            level(v),
+            0.0 if v is None else max(1.0, span * min(v, top) / top),
+            8 + i * BAR_H,
+        )
         for i, (label, v) in enumerate(values)
     ]
     marks = [(LABEL_W + span * m / top, f"{m:g}") for m in (0.1, 0.25)]
