@@ -27,15 +27,13 @@ from shipyard.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
-    PermissionDenied,
     ShipyardError,
-    Unauthenticated,
     UnsupportedMedia,
 )
 from shipyard.http.middleware import EdgeCheck
 from shipyard.http.render import headers_for
-from shipyard.identity.actor import Actor
 from shipyard.identity.authn import KeyAuthenticator
+from shipyard.identity.keygate import KeyGate
 
 if TYPE_CHECKING:
     from shipyard.tracing.service import Tracing
@@ -51,8 +49,7 @@ class IngestApp:
         self, tracing: Tracing, keys: KeyAuthenticator, denials: DenialLog, *, edge: EdgeCheck
     ) -> None:
         self.tracing = tracing
-        self.keys = keys
-        self.denials = denials
+        self.gate = KeyGate(keys, denials, face="traces")
         self.edge = edge
         # a gzip body may expand this far, and no further (a zip bomb gets a 413)
         self.max_inflated = max(edge.max_body * 8, 16 << 20)
@@ -69,10 +66,7 @@ class IngestApp:
             rejection, _ = self.edge.check(scope)
             if rejection is not None:
                 raise rejection
-            actor = await self._authenticate(scope, headers)
-            if not actor.can("traces:write"):
-                self._denied(scope, actor, 403, "role", "role lacks traces:write")
-                raise PermissionDenied(f"the {actor.role.value} role cannot send traces")
+            actor = await self.gate.admit(scope, headers, "traces:write", "send traces")
             if not json and ctype not in _PROTOBUF:
                 raise UnsupportedMedia("send OTLP as application/x-protobuf or application/json")
             self.tracing.admit()  # 503 before reading a body there is no room for
@@ -99,37 +93,6 @@ class IngestApp:
             }
         )
         await send({"type": "http.response.body", "body": payload})
-
-    async def _authenticate(self, scope: Scope, headers: dict[bytes, bytes]) -> Actor:
-        token = bearer_token(headers)
-        if not token:
-            detail = "no API key: send 'Authorization: Bearer <key>'"
-            self._denied(scope, None, 401, "missing_key", detail)
-            raise Unauthenticated(detail)
-        try:
-            actor = self.keys.cached(token)
-            if actor is None:
-                import asyncio
-
-                actor = await asyncio.to_thread(self.keys.authenticate, token)
-            return actor
-        except Unauthenticated as exc:
-            self._denied(scope, None, 401, "invalid_key", exc.detail)
-            raise
-
-    def _denied(
-        self, scope: Scope, actor: Actor | None, status: int, reason: str, detail: str
-    ) -> None:
-        client = scope.get("client")
-        self.denials.note(
-            face="traces",
-            reason=reason,
-            status=status,
-            source=client[0] if client else "",
-            actor=actor,
-            target=f"{scope['method']} {scope['path']}",
-            detail=detail,
-        )
 
     async def _body(self, receive: Receive, encoding: bytes) -> bytes:
         chunks = []
@@ -203,16 +166,3 @@ class IngestApp:
 
 # HTTP status -> the google.rpc.Code a Status carries
 _GRPC = {400: 3, 401: 16, 403: 7, 404: 5, 405: 12, 413: 3, 415: 3, 429: 8, 503: 14}
-
-
-def bearer_token(headers: dict[bytes, bytes]) -> str | None:
-    """The API key of `Authorization: Bearer <key>` or `x-api-key: <key>`."""
-    raw = headers.get(b"authorization")
-    if raw is not None:
-        scheme, _, value = raw.decode("latin-1").partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-        return None
-    if b"x-api-key" in headers:
-        return headers[b"x-api-key"].decode("latin-1").strip() or None
-    return None

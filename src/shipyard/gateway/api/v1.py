@@ -19,9 +19,7 @@ from shipyard.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
-    PermissionDenied,
     ShipyardError,
-    Unauthenticated,
 )
 from shipyard.gateway.config.specs import RouteSpec
 from shipyard.gateway.core import validate
@@ -40,6 +38,7 @@ from shipyard.http.middleware import EdgeCheck
 from shipyard.http.render import Shape, openai_body, render
 from shipyard.identity.actor import Actor
 from shipyard.identity.authn import KeyAuthenticator
+from shipyard.identity.keygate import KeyGate
 
 log = logging.getLogger("shipyard.gateway.http")
 JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -75,6 +74,7 @@ class GatewayApp:
         self.gateway = gateway
         self.keys = keys
         self.denials = denials
+        self.gate = KeyGate(keys, denials, face="gateway")
         self.edge = edge
         self.handlers: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): endpoint(CHAT_API),
@@ -92,12 +92,7 @@ class GatewayApp:
                 raise rejection
             handler = self._handler(scope)
             headers: dict[bytes, bytes] = dict(scope["headers"])
-            actor = await self._authenticate(scope, headers)
-            if not actor.can("gateway:call"):
-                self._denied(scope, actor, 403, "role", "role lacks gateway:call")
-                raise PermissionDenied(
-                    f"the {actor.role.value} role cannot call the gateway", code="permission_denied"
-                )
+            actor = await self.gate.admit(scope, headers, "gateway:call", "call the gateway")
             await handler(self, scope, receive, send, actor, headers)
         except ShipyardError as exc:
             await self._error(send, exc, shape)
@@ -115,43 +110,6 @@ class GatewayApp:
         if path in {p for _, p in self.handlers}:
             raise MethodNotAllowed(f"{method} is not allowed on {path}")
         raise NotFound(f"no gateway route for {method} {path}", code="unknown_url")
-
-    async def _authenticate(self, scope: Scope, headers: dict[bytes, bytes]) -> Actor:
-        raw = headers.get(b"authorization")
-        token = None
-        if raw is not None:
-            scheme, _, value = raw.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and value.strip():
-                token = value.strip()
-        elif b"x-api-key" in headers:  # the Anthropic SDK's header
-            token = headers[b"x-api-key"].decode("latin-1").strip()
-        if not token:
-            detail = "no API key: send 'Authorization: Bearer <key>'"
-            self._denied(scope, None, 401, "missing_key", detail)
-            raise Unauthenticated(detail)
-        try:
-            actor = self.keys.cached(token)
-            if actor is None:
-                actor = await asyncio.to_thread(self.keys.authenticate, token)
-            return actor
-        except Unauthenticated as exc:
-            self._denied(scope, None, 401, "invalid_key", exc.detail)
-            raise
-
-    def _denied(
-        self, scope: Scope, actor: Actor | None, status: int, reason: str, detail: str
-    ) -> None:
-        """Counted and audited aggregated (per source and minute): no write here."""
-        client = scope.get("client")
-        self.denials.note(
-            face="gateway",
-            reason=reason,
-            status=status,
-            source=client[0] if client else "",
-            actor=actor,
-            target=f"{scope['method']} {scope['path']}",
-            detail=detail,
-        )
 
     async def call(
         self, api: Api, actor: Actor, body: Any, headers: dict[bytes, bytes]
