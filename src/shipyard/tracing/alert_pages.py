@@ -98,7 +98,7 @@ def _rules_page(
     form: dict[str, str] | None = None,
 ) -> Response:
     with ctx.platform.db.transaction() as s:
-        rules = [api._public(r) for r in alerts.list_rules(s, workspace_id=ctx.workspace_id)]
+        rules = [api.public(r) for r in alerts.list_rules(s, workspace_id=ctx.workspace_id)]
     return render(
         ctx,
         "traces_alerts.html",
@@ -175,7 +175,7 @@ async def create_rule(
                 platform=_platform(ctx),
             )
             tx.target = f"alert:{row.id}"
-            tx.detail = api._detail(row)
+            tx.detail = api.detail(row)
             return row.name, secret
 
     created, error = await run_in_threadpool(_attempt, ctx, work)
@@ -191,7 +191,7 @@ async def enable_rule(
 ) -> Response:
     def work() -> str:
         with ctx.tx(target=f"alert:{rule_id}") as tx:
-            current = api._public(
+            current = api.public(
                 alerts.get_rule(tx.session, workspace_id=ctx.workspace_id, rule_id=rule_id)
             )
             fields = set(api.AlertRuleIn.model_fields) - {"enabled"}
@@ -205,7 +205,7 @@ async def enable_rule(
                 body=body.rule(),
                 platform=_platform(ctx),
             )
-            tx.detail = api._detail(row)
+            tx.detail = api.detail(row)
             return f"Rule {row.name} {'enabled' if enabled else 'disabled'}."
 
     message, error = await run_in_threadpool(_attempt, ctx, work)
@@ -293,7 +293,7 @@ async def history_page(
                 before=at,
                 limit=HISTORY_PAGE,
             )
-            return [api._event(r) for r in rows], names
+            return [api.event_public(r) for r in rows], names
 
     events, names = await run_in_threadpool(load)
     older = None

@@ -34,6 +34,7 @@ from shipyard.http.middleware import EdgeCheck
 from shipyard.http.render import headers_for
 from shipyard.identity.authn import KeyAuthenticator
 from shipyard.identity.keygate import KeyGate
+from shipyard.tracing.otlp import response
 
 if TYPE_CHECKING:
     from shipyard.tracing.service import Tracing
@@ -79,8 +80,6 @@ class IngestApp:
             log.exception("trace ingest failure")
             await self._error(send, ShipyardError("trace ingest failed; see the server log"), json)
             return
-        from shipyard.tracing.otlp import response
-
         payload = response(decoded, json=json)
         await send(
             {

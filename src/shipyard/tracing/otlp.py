@@ -24,6 +24,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from shipyard.errors import InvalidInput
+from shipyard.tracing.masking import Masker
 from shipyard.tracing.spans import KINDS, Span
 
 MAX_ATTRIBUTES = 256  # per span, as OpenTelemetry's own default limit is 128
@@ -56,17 +57,7 @@ _OUTPUT_KEYS = ("output.value", "gen_ai.output.messages", "gen_ai.completion")
 _CONTENT_KEYS = frozenset(_INPUT_KEYS + _OUTPUT_KEYS)
 
 
-class Masker:
-    """What `otlp` needs of a masker (shipyard.tracing.masking.Masker)."""
-
-    def mask(self, text: str) -> str:
-        return text
-
-    def mask_value(self, value: Any) -> Any:
-        return value
-
-
-NO_MASK = Masker()
+NO_MASK = Masker.none()  # masks nothing, at no cost (falsy: the reader skips it)
 Prices = Callable[[str], tuple[float, float] | None]  # model -> USD per 1M tokens (in, out)
 
 
@@ -92,7 +83,7 @@ class Reader:
 
     workspace_id: str
     key_id: str
-    masker: Any = NO_MASK  # a shipyard.tracing.masking.Masker
+    masker: Masker = NO_MASK
     max_chars: int = 16384
     capture_content: bool = True
     price: Prices | None = None
@@ -299,7 +290,7 @@ class Reader:
         session = str(
             g("session.id") or g("gen_ai.conversation.id") or g("langfuse.session.id") or ""
         )[:200]
-        text_in, text_out = _cut(text_in, self.max_chars), _cut(text_out, self.max_chars)
+        text_in, text_out = cut(text_in, self.max_chars), cut(text_out, self.max_chars)
         provider = str(g("gen_ai.provider.name") or g("gen_ai.system") or g("llm.provider") or "")
         route = str(g("shipyard.route") or "")
         mask = self.masker
@@ -429,7 +420,7 @@ def _pb_attributes(kvs: Iterable[Any]) -> dict[str, Any]:
         kind = v.WhichOneof("value")
         if kind == "string_value":
             s = v.string_value
-            out[key] = s if len(s) <= MAX_VALUE_CHARS else _cut(s, MAX_VALUE_CHARS)
+            out[key] = s if len(s) <= MAX_VALUE_CHARS else cut(s, MAX_VALUE_CHARS)
         elif kind == "int_value":
             out[key] = v.int_value
         else:
@@ -441,7 +432,7 @@ def _pb_value(v: Any, depth: int) -> Any:
     kind = v.WhichOneof("value")
     if kind == "string_value":
         s: str = v.string_value
-        return s if len(s) <= MAX_VALUE_CHARS else _cut(s, MAX_VALUE_CHARS)
+        return s if len(s) <= MAX_VALUE_CHARS else cut(s, MAX_VALUE_CHARS)
     if kind == "int_value":
         return v.int_value
     if kind == "double_value":
@@ -482,7 +473,7 @@ def _json_value(v: Any, depth: int) -> Any:
     if "stringValue" in v or "string_value" in v:
         s = _get(v, "stringValue", "string_value")
         s = s if isinstance(s, str) else str(s)
-        return s if len(s) <= MAX_VALUE_CHARS else _cut(s, MAX_VALUE_CHARS)
+        return s if len(s) <= MAX_VALUE_CHARS else cut(s, MAX_VALUE_CHARS)
     if "intValue" in v or "int_value" in v:
         n = int(_get(v, "intValue", "int_value"))
         return max(-_INT64 - 1, min(_INT64, n))
@@ -562,7 +553,7 @@ def _number(*values: Any) -> float | None:
     return None
 
 
-def _cut(text: str, limit: int) -> str:
+def cut(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}…[{len(text) - limit} more characters]"

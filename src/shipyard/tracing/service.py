@@ -32,7 +32,7 @@ from shipyard.durable import DurableWriter
 from shipyard.errors import Unavailable
 from shipyard.plugins import TraceStore
 from shipyard.tracing.metrics import LLMMetrics
-from shipyard.tracing.otlp import Decoded, Reader, _cut
+from shipyard.tracing.otlp import Decoded, Reader, cut
 from shipyard.tracing.spans import Span
 
 if TYPE_CHECKING:
@@ -309,8 +309,8 @@ class Tracing:
         span = gateway_span(record, config.masker)
         if call is not None and config.capture_content:
             limit = self.settings.trace_max_content_chars
-            span.input = config.masker.mask(_cut(_request_text(call.body), limit))
-            span.output = config.masker.mask(_cut(_reply_text(call.output), limit))
+            span.input = config.masker.mask(cut(_request_text(call.body), limit))
+            span.output = config.masker.mask(cut(_reply_text(call.output), limit))
         if writer.submit([span]):
             self.llm_metrics.observe((span,))
 

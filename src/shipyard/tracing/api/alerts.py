@@ -136,7 +136,7 @@ class AlertEventPublic(BaseModel):
     deliveries: list[dict[str, Any]]
 
 
-def _public(row: AlertRuleRow) -> AlertRulePublic:
+def public(row: AlertRuleRow) -> AlertRulePublic:
     return AlertRulePublic(
         id=row.id,
         name=row.name,
@@ -160,7 +160,7 @@ def _public(row: AlertRuleRow) -> AlertRulePublic:
     )
 
 
-def _event(row: AlertEventRow) -> AlertEventPublic:
+def event_public(row: AlertEventRow) -> AlertEventPublic:
     return AlertEventPublic(
         id=row.id,
         rule_id=row.rule_id,
@@ -192,7 +192,7 @@ def _platform(ctx: Ctx) -> bool:
 @router.get("", name="tracing.alerts.list")
 def list_rules(ctx: Ctx = Authorized("traces:read")) -> list[AlertRulePublic]:
     with ctx.tx() as tx:
-        return [_public(r) for r in alerts.list_rules(tx.session, workspace_id=ctx.workspace_id)]
+        return [public(r) for r in alerts.list_rules(tx.session, workspace_id=ctx.workspace_id)]
 
 
 @router.post("", status_code=201, name="tracing.alerts.create")
@@ -209,8 +209,8 @@ async def create_rule(
                 platform=_platform(ctx),
             )
             tx.target = f"alert:{row.id}"
-            tx.detail = _detail(row)
-            return AlertRuleCreated(**_public(row).model_dump(), secret=secret)
+            tx.detail = detail(row)
+            return AlertRuleCreated(**public(row).model_dump(), secret=secret)
 
     return await run_in_threadpool(work)
 
@@ -226,13 +226,13 @@ def list_history(
         rows = alerts.history(
             tx.session, workspace_id=ctx.workspace_id, rule_id=rule_id, before=before, limit=limit
         )
-        return [_event(r) for r in rows]
+        return [event_public(r) for r in rows]
 
 
 @router.get("/{rule_id}", name="tracing.alerts.get")
 def get_rule(rule_id: str, ctx: Ctx = Authorized("traces:read")) -> AlertRulePublic:
     with ctx.tx() as tx:
-        return _public(alerts.get_rule(tx.session, workspace_id=ctx.workspace_id, rule_id=rule_id))
+        return public(alerts.get_rule(tx.session, workspace_id=ctx.workspace_id, rule_id=rule_id))
 
 
 @router.put("/{rule_id}", name="tracing.alerts.put")
@@ -248,8 +248,8 @@ async def put_rule(
                 body=body.rule(),
                 platform=_platform(ctx),
             )
-            tx.detail = _detail(row)
-            return _public(row)
+            tx.detail = detail(row)
+            return public(row)
 
     return await run_in_threadpool(work)
 
@@ -275,7 +275,7 @@ async def silence_rule(
                 tx.session, workspace_id=ctx.workspace_id, rule_id=rule_id, until=body.until
             )
             tx.detail = f"silenced_until={body.until.isoformat() if body.until else 'none'}"
-            return _public(row)
+            return public(row)
 
     return await run_in_threadpool(work)
 
@@ -288,7 +288,7 @@ async def rotate_secret(rule_id: str, ctx: Ctx = Authorized("tracing:manage")) -
                 tx.session, box=ctx.platform.box, workspace_id=ctx.workspace_id, rule_id=rule_id
             )
             tx.detail = "secret rotated"
-            return AlertRuleCreated(**_public(row).model_dump(), secret=secret)
+            return AlertRuleCreated(**public(row).model_dump(), secret=secret)
 
     return await run_in_threadpool(work)
 
@@ -302,10 +302,10 @@ async def test_rule(rule_id: str, ctx: Ctx = Authorized("tracing:manage")) -> Al
             tx.detail = f"test delivery={event.delivery_status}"
 
     await run_in_threadpool(audit)
-    return _event(event)
+    return event_public(event)
 
 
-def _detail(row: AlertRuleRow) -> str:
+def detail(row: AlertRuleRow) -> str:
     where = " ".join(f"{k}={v}" for k in ("route", "model", "key_id") if (v := getattr(row, k)))
     return (
         f"name={row.name} metric={row.metric} {row.comparator} {row.threshold:g} "
