@@ -242,6 +242,53 @@ def test_masked_before_the_write_ahead_log_and_the_store(env: Env, tmp_path: Pat
             assert b"4111 1111 1111 1111" not in data, path
 
 
+def test_pii_anywhere_in_a_large_batch_is_masked_and_only_there(env: Env) -> None:
+    """Ingest checks a request's spans at once and masks only the spans that hold
+    something: PII in the 1st, 137th and last of 300 spans (an output, a span name, a
+    secret-named key inside a nested value, an event attribute) is masked; the others
+    are stored exactly as sent."""
+    tid = os.urandom(16).hex()
+    spans = [_json_span(tid, f"{i + 1:016x}") for i in range(300)]
+    spans[0]["attributes"][3] = {
+        "key": "output.value",
+        "value": {"stringValue": "call +44 20 7946 0958"},
+    }
+    spans[136]["name"] = "lookup jane.doe@example.com"
+    spans[136]["attributes"].append(
+        {
+            "key": "request",
+            "value": {
+                "kvlistValue": {
+                    "values": [{"key": "password", "value": {"stringValue": "hunter2"}}]
+                }
+            },
+        }
+    )
+    spans[299]["events"] = [
+        {
+            "name": "log",
+            "timeUnixNano": "1700000000100000000",
+            "attributes": [{"key": "client", "value": {"stringValue": "10.1.2.3"}}],
+        }
+    ]
+    body = {"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}
+    assert env.admin.post("/v1/traces", json=body).status_code == 200
+    t = tracing(env)
+    t.flush()
+    ws = workspace(env)
+    got = {s.span_id: s for s in t.store.trace_spans(ws, tid, limit=500).items}
+    assert len(got) == 300
+    assert got[f"{1:016x}"].output == "call [PHONE]"
+    masked = got[f"{137:016x}"]
+    assert masked.name == "lookup [EMAIL]"
+    assert masked.attributes["request"] == {"password": "[SECRET]"}
+    assert got[f"{300:016x}"].events[0]["attributes"] == {"client": "[IP]"}
+    for i in (2, 136, 138, 299):
+        plain = got[f"{i:016x}"]
+        assert (plain.name, plain.output) == ("json span", "fine")
+        assert plain.attributes["llm.model_name"] == "gpt-4o"
+
+
 def test_back_pressure_then_nothing_acknowledged_is_lost(env: Env, tmp_path: Path) -> None:
     """The writer is held (the store file's writer lock, taken here): acknowledged spans
     pile up to the bound, then ingest answers 503 with Retry-After; once the writer runs

@@ -29,6 +29,25 @@ def only(detector: str) -> Masker:
     return Masker(detectors=[detector])
 
 
+@pytest.fixture(autouse=True)
+def _the_fast_check_never_misses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ingest asks `changes`/`which` first and masks only what they name: every text any
+    test here masks must be named by both (alone, and among other texts), or PII that
+    `mask` catches would be stored."""
+    real = Masker.mask
+
+    def checked(self: Masker, text: str) -> str:
+        out = real(self, text)
+        if out != text:
+            shown = text if len(text) < 200 else text[:200] + "..."
+            assert self.changes([text]), f"changes() missed {shown!r}"
+            assert 1 in self.which([["no pii", "x"], [text], ["7"]]), f"which() missed {shown!r}"
+            assert 0 in self.which([["a", text]]), f"which() missed {shown!r} after a string"
+        return out
+
+    monkeypatch.setattr(Masker, "mask", checked)
+
+
 # --- e-mail -----------------------------------------------------------------------------
 
 
@@ -487,6 +506,12 @@ def test_catastrophic_backtracking_pattern_finishes() -> None:
     assert Masker(custom=[r"(.*a){20}", r"(\w+\s?)+$"]).mask(text + "!") == "[MASKED]b!"
 
 
+@pytest.mark.parametrize("text", ["xk_live_abc", "ak_test_", "call k_live_ twice k_test_x"])
+def test_a_stripe_trigger_without_a_key_does_not_hang(text: str) -> None:
+    # the trigger sits one character into the key: the search once found it again forever
+    assert M.mask(text) == text
+
+
 def test_builtins_on_hostile_text_finish() -> None:
     """Long runs that near-miss every built-in pattern (each is possessive or bounded)."""
     for text in (
@@ -547,3 +572,61 @@ def test_generated_email_and_card_never_survive(
     out = M.mask(f"{a} {email} {b} {card} {c}")
     assert email not in out
     assert card not in out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.one_of(filler, emails, cards), max_size=4), max_size=12))
+def test_which_names_every_text_mask_would_change(texts: list[list[str]]) -> None:
+    """The batch check of ingest: a text holding anything `mask` changes is named,
+    wherever it sits among the others (first, last, beside another)."""
+    must = {k for k, t in enumerate(texts) if any(M.mask(s) != s for s in t)}
+    assert must <= set(M.which(texts))
+
+
+def test_which_with_custom_patterns_reads_each_string_anchored() -> None:
+    masker = Masker(detectors=(), custom=[r"^ACME-\d{3}"])
+    texts = [["first", "ACME-123 at the start of the second string"], ["nothing"]]
+    assert masker.which(texts) == [0]
+    assert masker.changes(texts[0])
+    assert masker.mask(texts[0][1]).startswith("[MASKED]")
+
+
+pii = st.one_of(
+    emails,
+    cards,
+    st.sampled_from(
+        [
+            "+44 20 7946 0958",
+            "(555) 123-4567",
+            "555-123-4567",
+            "+1 (212) 555 0199",
+            "GB82 WEST 1234 5698 7654 32",
+            "DE89370400440532013000",
+            "192.168.10.1",
+            "2001:db8::8a2e:370:7334",
+            "fe80::1%eth0",
+            "password=hunter2",
+            'api_key: "abc123"',
+            "Authorization: Bearer abcdefghijklmnop",
+            "token = xyz",
+            *SECRETS,
+        ]
+    ),
+)
+edge = st.text(
+    st.sampled_from([*"aZ09_-+.,:;/()@ \t\n\"'=é€", "\u212a"]), max_size=3
+)  # what may touch a value on either side
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(edge, pii, edge), min_size=1, max_size=4), edge)
+def test_the_fast_check_finds_pii_whatever_touches_it(
+    parts: list[tuple[str, str, str]], tail: str
+) -> None:
+    """Whatever characters sit against a value (a letter, a digit, punctuation, the
+    start or end of a string), if `mask` changes it the fast check names it (the
+    autouse fixture asserts that on every `mask` call)."""
+    for before, value, after in parts:
+        M.mask(before + value + after + tail)
+        M.mask(value + after)
+        M.mask(before + value)

@@ -43,7 +43,9 @@ and run on RE2, which matches in linear time whatever the pattern.
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
+import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
@@ -162,7 +164,9 @@ def _secret_spans(text: str, out: list[Span]) -> None:
             i = text.find(trigger)
             while i >= 0:
                 start = i - back
-                i = text.find(trigger, _try(_KEYS[name], text, start, out) if start >= 0 else i + 1)
+                # on past this trigger whatever the key's match (it starts before it)
+                after = _try(_KEYS[name], text, start, out) if start >= 0 else 0
+                i = text.find(trigger, max(i + 1, after))
     if "A" in text:
         found = _AWS_GOOGLE.search(text)
         while found is not None:
@@ -499,11 +503,53 @@ def validate_custom(patterns: Sequence[str], *, field: str = "custom_patterns") 
 
 _NUMERIC_DETECTORS = frozenset({"phone", "credit_card", "iban", "ip"})
 
+# What each detector may find, widened (lookarounds dropped, counts lowered, any "@"):
+# whatever a detector finds, this finds too, in linear time on RE2. Text it finds nothing
+# in needs no masking; where it finds something the detectors themselves look.
+_PREFILTERS = {
+    "email": "@",
+    # a phone's first digit follows a "+", a "(" or no word character; its last digit
+    # ends a run of digits that no word character follows
+    "phone": r"(?:^|[^A-Za-z0-9_./-])[0-9](?:[ .()-]{0,2}[0-9]){8,}(?:[^A-Za-z0-9_]|$)",
+    "credit_card": r"(?:^|[^0-9+.,-])[2-6](?:[ -]?[0-9]){12}",
+    "iban": r"(?:^|[^A-Za-z0-9])[A-Z]{2}[0-9]{2}",
+    "ip": r"(?:^|[^A-Za-z0-9_.])[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]"
+    r"|[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:",
+    "secret": "|".join(
+        (
+            "-----BEGIN",
+            r"sk-[A-Za-z0-9_-]{20}",
+            r"(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}",
+            r"gh[pousr]_[A-Za-z0-9]{30}",
+            "github_pat_",
+            r"xox[abprs]-",
+            "AIza",
+            r"eyJ[A-Za-z0-9_-]{5}",
+            r"[sr]k_(?:live|test)_",
+            r"hf_[A-Za-z0-9]{30}",
+            r"sy-[0-9a-f]{12}-",
+            r"(?i:bearer)[ \t]",
+            r"(?i:pass(?:word|wd|phrase)|pwd|secret(?:[_-]?key)?|api[_-]?key|access[_-]?key"
+            r"|private[_-]?key|token|credentials?|authorization)[\"']?[ \t]*[:=]",
+        )
+    ),
+}
+_PREFILTER_CACHE: dict[frozenset[str], Any] = {}
+
+
+def _prefilter(detectors: frozenset[str]) -> Any:
+    found = _PREFILTER_CACHE.get(detectors)
+    if found is None and detectors:
+        pattern = "|".join(f"(?:{_PREFILTERS[d]})" for d in DETECTORS if d in detectors)
+        found = _PREFILTER_CACHE[detectors] = re2.compile(pattern.encode(), _re2_options())
+    return found
+
 
 class Masker:
     """Masks the enabled detectors and custom patterns; immutable once built."""
 
     __slots__ = (
+        "_clean_keys",
         "_custom",
         "_detectors",
         "_email",
@@ -511,6 +557,7 @@ class Masker:
         "_keys",
         "_numeric",
         "_patterns",
+        "_prefilter",
         "_secrets",
     )
     _detectors: frozenset[str]
@@ -520,8 +567,10 @@ class Masker:
     _ip: bool
     _numeric: frozenset[str]
     _custom: Any  # a compiled RE2 pattern (re2 has no type hints)
+    _prefilter: Any  # RE2: what the enabled detectors may find, widened (None: none on)
     # mapping keys repeat (attribute names): key -> (masked key, names a secret)
     _keys: dict[str, tuple[str, bool]]
+    _clean_keys: set[str]  # the keys of `_keys` that are left alone and name no secret
 
     def __init__(self, detectors: Iterable[str] = DETECTORS, custom: Sequence[str] = ()) -> None:
         if isinstance(detectors, str):
@@ -542,6 +591,7 @@ class Masker:
         init(self, "_email", "email" in enabled)
         init(self, "_ip", "ip" in enabled)
         init(self, "_numeric", enabled & _NUMERIC_DETECTORS)
+        init(self, "_prefilter", _prefilter(enabled))
         custom_re = None
         if patterns:
             joined = "|".join(f"(?:{p})" for p in patterns)
@@ -553,6 +603,7 @@ class Masker:
                 ) from None
         init(self, "_custom", custom_re)
         init(self, "_keys", {})
+        init(self, "_clean_keys", set())
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"Masker is immutable (cannot set {name!r})")
@@ -586,15 +637,7 @@ class Masker:
         return bool(self._detectors) or self._custom is not None
 
     def mask(self, text: str) -> str:
-        spans: list[Span] = []
-        if self._secrets:
-            _secret_spans(text, spans)
-        if self._email and "@" in text:
-            _email_spans(text, spans)
-        if self._numeric and _has_digit(text):
-            _numeric_spans(text, self._numeric, spans)
-            if self._ip and ":" in text:
-                _ip6_spans(text, spans)
+        spans = self._found(text)
         if spans:
             text = _assemble(text, spans)
         if self._custom is not None:
@@ -604,6 +647,100 @@ class Masker:
                 text = text.encode("utf-8", "replace").decode()
                 text = self._custom.sub(_custom_replacement, text)
         return text
+
+    def _found(self, text: str) -> list[Span]:
+        """What the built-in detectors find in `text`."""
+        spans: list[Span] = []
+        if self._secrets:
+            _secret_spans(text, spans)
+        if self._email and "@" in text:
+            _email_spans(text, spans)
+        if self._numeric and _has_digit(text):
+            _numeric_spans(text, self._numeric, spans)
+            if self._ip and ":" in text:
+                _ip6_spans(text, spans)
+        return spans
+
+    def changes(self, strings: Sequence[str]) -> bool:
+        """Whether `mask` would change any of `strings`, in one pass of the built-in
+        detectors over them joined by blank lines (first the widened patterns on RE2, in
+        linear time; the detectors only where those find something. Most text holds
+        nothing to mask; every
+        match inside one string is found in the joined text too, as each detector reads
+        a line break as it reads a string's end, and a match the joining makes is only a
+        false alarm) and one RE2 search per string for the custom patterns (a `^` or
+        `\\A` anchors at the start of each string, as `mask` reads it)."""
+        if self._prefilter is not None:
+            joined = "\n\n".join(strings)
+            try:
+                hit = self._prefilter.search(joined.encode()) is not None
+            except UnicodeEncodeError:  # a lone surrogate: the detectors read it
+                hit = True
+            if hit and self._found(joined):
+                return True
+        return self._custom_hit(strings)
+
+    def _custom_hit(self, strings: Sequence[str]) -> bool:
+        custom = self._custom
+        if custom is None:
+            return False
+        try:
+            return any(custom.search(s) is not None for s in strings)
+        except UnicodeEncodeError:  # a lone surrogate: let `mask` deal with it
+            return True
+
+    def which(self, texts: Sequence[Sequence[str]]) -> list[int]:
+        """The indexes of the texts (each a sequence of strings) in which `mask` may
+        change a string, ascending: `changes` for many texts at once. The widened
+        patterns run once over all of them joined (as UTF-8 bytes: RE2's own), and the
+        detectors read only a text where they find something; the search goes on from
+        the next text."""
+        found: list[int] = []
+        if self._prefilter is not None:
+            joined = ["\n\n".join(t) for t in texts]
+            encoded: list[bytes] = []
+            for k, j in enumerate(joined):
+                try:
+                    encoded.append(j.encode())
+                except UnicodeEncodeError:  # a lone surrogate: the detectors read it
+                    encoded.append(b"")
+                    if self._found(j):
+                        found.append(k)
+            starts = list(itertools.accumulate((len(e) + 2 for e in encoded[:-1]), initial=0))
+            text = b"\n\n".join(encoded)
+            m = self._prefilter.search(text)
+            while m is not None:
+                # the text its last character is in (a match may begin on the blank
+                # line before a text: the character a number must not follow)
+                k = bisect.bisect_right(starts, m.end() - 1) - 1
+                if self._found(joined[k]):
+                    found.append(k)
+                if k + 1 == len(starts):
+                    break
+                m = self._prefilter.search(text, starts[k + 1] - 2)
+        if self._custom is not None:
+            seen = set(found)
+            found += [k for k, t in enumerate(texts) if k not in seen and self._custom_hit(t)]
+        return sorted(set(found))
+
+    def clean_key(self, key: str) -> bool:
+        """Whether a mapping key is left as it is and does not name a secret (so
+        `mask_value` keeps the key and masks only its value); remembered per key."""
+        if key in self._clean_keys:
+            return True
+        masked, secret = self._key(key)
+        clean = not secret and masked == key
+        if clean and key in self._keys:  # remembered (bounded as `_keys` is)
+            if len(self._clean_keys) >= _KEY_CACHE:
+                self._clean_keys.clear()
+            self._clean_keys.add(key)
+        return clean
+
+    @property
+    def clean_keys(self) -> set[str]:
+        """Keys `clean_key` found clean so far (read it; do not change it): a whole
+        mapping's keys are checked against it at once."""
+        return self._clean_keys
 
     def mask_value(self, value: Any) -> Any:
         """Mask strings anywhere in a JSON-like value: lists, tuples, mappings (keys

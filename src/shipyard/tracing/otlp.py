@@ -141,6 +141,8 @@ class Reader:
                     )
                     if span is not None:
                         out.spans.append(span)
+        if self.masker and out.spans:
+            mask_spans(self.masker, out.spans)
         return out
 
     # JSON ----------------------------------------------------------------------------
@@ -178,6 +180,8 @@ class Reader:
                         continue
                     if span is not None:
                         out.spans.append(span)
+        if self.masker and out.spans:
+            mask_spans(self.masker, out.spans)
         return out
 
     def _json_span(self, s: Any, resource: dict[str, Any], out: Decoded) -> Span | None:
@@ -249,7 +253,6 @@ class Reader:
             return None
         start_ns = min(start_ns, _INT64)
         end_ns = max(start_ns, min(end_ns, _INT64)) if end_ns else start_ns
-        mask = self.masker
         g = attrs.get
         model = g("gen_ai.response.model") or g("gen_ai.request.model") or g("llm.model_name")
         operation = g("gen_ai.operation.name") or g("openinference.span.kind") or ""
@@ -293,21 +296,6 @@ class Reader:
         text_in, text_out = cut(text_in, self.max_chars), cut(text_out, self.max_chars)
         provider = str(g("gen_ai.provider.name") or g("gen_ai.system") or g("llm.provider") or "")
         route = str(g("shipyard.route") or "")
-        mask = self.masker
-        if mask and not _clean(
-            mask, [text_in, text_out, status_message, user, session], attrs, events
-        ):
-            status_message, user, session = (
-                mask.mask(status_message),
-                mask.mask(user),
-                mask.mask(session),
-            )
-            text_in, text_out = mask.mask(text_in), mask.mask(text_out)
-            attrs = mask.mask_value(attrs)
-            events = [
-                {**e, "attributes": mask.mask_value(e["attributes"])} if e["attributes"] else e
-                for e in events
-            ]
         return Span(
             workspace_id=self.workspace_id,
             trace_id=trace_id,
@@ -339,52 +327,70 @@ class Reader:
         )
 
 
-def _clean(
-    masker: Any, strings: list[str], attrs: dict[str, Any], events: list[dict[str, Any]]
-) -> bool:
-    """Whether nothing in the span needs masking, in one pass of the masker over all its
-    strings joined (instead of a pass per value: most spans hold no PII). A secret-named
-    key, or a match anywhere (even one made by the joining), sends the span to the
-    value-by-value masking."""
-    for key in attrs:
-        if _secret_key(key):
+def mask_spans(masker: Masker, spans: list[Span]) -> None:
+    """Mask, in place, the spans that hold something to mask. Most hold nothing: the
+    masker looks at a request's spans at once (`Masker.which`), and only the spans it
+    finds something in are masked value by value. A key that needs masking or names a
+    secret sends its span there at once."""
+    texts = [_texts(masker, span) for span in spans]
+    readable = [i for i, t in enumerate(texts) if t is not None]
+    dirty = [i for i, t in enumerate(texts) if t is None]
+    dirty += [readable[k] for k in masker.which([texts[i] or () for i in readable])]
+    for i in dirty:
+        _mask_span(masker, spans[i])
+
+
+def _texts(masker: Masker, span: Span) -> list[str] | None:
+    """The strings of a span that masking reads; None when a key of its attributes needs
+    masking or names a secret."""
+    out = [span.name, span.status_message, span.user_id, span.session_id, span.input, span.output]
+    if not _strings(masker, span.attributes, out, 0):
+        return None
+    for e in span.events:
+        if not _strings(masker, e["attributes"], out, 0):
+            return None
+    return out
+
+
+_SCALARS = frozenset((int, float, bool, type(None)))
+
+
+def _strings(masker: Masker, value: Any, out: list[str], depth: int) -> bool:
+    """Add the strings of a value that masking reads to `out`; False when a key needs
+    masking or names a secret, or the value is deeper or stranger than a reader makes."""
+    if depth > MAX_DEPTH:
+        return False
+    if type(value) is dict:
+        if not masker.clean_keys.issuperset(value) and not all(map(masker.clean_key, value)):
             return False
-    _strings(attrs, strings, 0)
-    for e in events:
-        _strings(e["attributes"], strings, 0)
-    joined = "\n\n".join(strings)
-    return bool(masker.mask(joined) == joined)
+        values: Iterable[Any] = value.values()
+    elif type(value) is list:
+        values = value
+    else:
+        return False
+    for v in values:
+        kind = type(v)
+        if kind is str:
+            out.append(v)
+        elif kind is dict or kind is list:
+            if not _strings(masker, v, out, depth + 1):
+                return False
+        elif kind not in _SCALARS:
+            return False
+    return True
 
 
-def _strings(value: Any, out: list[str], depth: int) -> None:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            out.append(k)
-            if isinstance(v, str):
-                out.append(v)
-            elif isinstance(v, dict | list) and depth < MAX_DEPTH:
-                _strings(v, out, depth + 1)
-    elif isinstance(value, list):
-        for v in value:
-            if isinstance(v, str):
-                out.append(v)
-            elif isinstance(v, dict | list) and depth < MAX_DEPTH:
-                _strings(v, out, depth + 1)
-
-
-_SECRET_KEYS: dict[str, bool] = {}
-
-
-def _secret_key(key: str) -> bool:
-    """`masking.secret_key`, remembered (attribute keys repeat from span to span)."""
-    found = _SECRET_KEYS.get(key)
-    if found is None:
-        from shipyard.tracing.masking import secret_key
-
-        found = secret_key(key)
-        if len(_SECRET_KEYS) < 10_000:
-            _SECRET_KEYS[key] = found
-    return found
+def _mask_span(masker: Masker, span: Span) -> None:
+    mask = masker.mask
+    span.name = mask(span.name)
+    span.status_message = mask(span.status_message)
+    span.user_id, span.session_id = mask(span.user_id), mask(span.session_id)
+    span.input, span.output = mask(span.input), mask(span.output)
+    span.attributes = masker.mask_value(span.attributes)
+    span.events = [
+        {**e, "attributes": masker.mask_value(e["attributes"])} if e["attributes"] else e
+        for e in span.events
+    ]
 
 
 def response(decoded: Decoded, *, json: bool) -> bytes:
