@@ -63,6 +63,7 @@ from harness import (
     one_round,
     process_tree,
     settle,
+    start_redis,
     stop,
     tree_rss_mb,
     wait_http,
@@ -117,26 +118,6 @@ def shipyard_has_workers() -> bool:
         env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"},
     )
     return "--workers" in out.stdout + out.stderr
-
-
-def start_redis(home: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Debian's redis-server on a Unix socket (scripts/setup.sh --test installs it)."""
-    exe = shutil.which("redis-server")
-    if exe is None:
-        raise SystemExit("--workers needs redis-server (scripts/setup.sh --test installs it)")
-    sock = home / "redis.sock"
-    proc = subprocess.Popen(
-        ["taskset", "-c", LOAD_CPU, exe, "--port", "0", "--unixsocket", str(sock)]
-        + ["--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir", str(home)],
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while not sock.exists():
-        if time.monotonic() > deadline:
-            stop(proc, 5, signal.SIGTERM)
-            raise SystemExit("redis-server did not start")
-        time.sleep(0.02)
-    return proc, f"unix://{sock}"
 
 
 def start_shipyard(up_port: int, workers: int | None = None) -> Server:

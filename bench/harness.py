@@ -7,6 +7,7 @@ import contextlib
 import math
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -134,6 +135,26 @@ class WrkResult:
 
 
 _UNIT = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def start_redis(home: Path, cpus: str = LOAD_CPU) -> tuple[subprocess.Popen[bytes], str]:
+    """Debian's redis-server on a Unix socket (scripts/setup.sh --test installs it)."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise SystemExit("--workers needs redis-server (scripts/setup.sh --test installs it)")
+    sock = home / "redis.sock"
+    proc = subprocess.Popen(
+        ["taskset", "-c", cpus, exe, "--port", "0", "--unixsocket", str(sock)]
+        + ["--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir", str(home)],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while not sock.exists():
+        if time.monotonic() > deadline:
+            stop(proc, 5, signal.SIGTERM)
+            raise SystemExit("redis-server did not start")
+        time.sleep(0.02)
+    return proc, f"unix://{sock}"
 
 
 def wrk(url: str, auth: str, connections: int, seconds: float) -> WrkResult:

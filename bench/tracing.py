@@ -1,7 +1,7 @@
 """Tracing ingest benchmark: Shipyard's OTLP/HTTP ingest beside MLflow's and Arize
 Phoenix's, in one run. Prints figures; asserts nothing.
 
-    .venv/bin/python bench/tracing.py [--quick] [--no-peers] [--spans N] [--pin]
+    .venv/bin/python bench/tracing.py [--quick] [--no-peers] [--spans N] [--pin] [--workers N]
 
 The payload is bench/otlp_payload.py's: 5-span GenAI agent traces (root, chat, tool, chat,
 embeddings; gen_ai.* and OpenInference attributes; 500-byte inputs and outputs) as OTLP
@@ -30,6 +30,9 @@ Then Shipyard alone under overload (16 clients): 503s with and
 without Retry-After, peak RSS, and whether every acknowledged span was stored. Then, with
 `--spans N` (not 0), bench/trace_store.py fills a SQLite trace store with N spans and
 times the trace list with two filters and the dashboard aggregation (p95).
+With `--workers N` (N > 1), Shipyard runs N worker processes (`shipyard up --workers N`,
+which shares its limits through Redis: Debian's redis-server is started on a Unix socket),
+each reading and masking its own requests; one writer at a time stores them.
 With `--pin`, servers run on core 0 and this script on core 1 (as bench/gateway.py does);
 by default nothing is pinned.
 """
@@ -66,6 +69,8 @@ from harness import (
     SERVER_CPU,
     PeakRss,
     free_port,
+    start_redis,
+    stop,
     tree_cpu_seconds,
     wait_http,
 )
@@ -197,7 +202,7 @@ def _failed(home: Path, what: str) -> SystemExit:
     return SystemExit(f"{what} did not come up:\n{tail}")
 
 
-def start_shipyard(pin: bool) -> Target:
+def start_shipyard(pin: bool, workers: int = 1) -> Target:
     home = Path(tempfile.mkdtemp(prefix="shipyard-trace-bench-"))
     port = free_port()
     env = {
@@ -206,8 +211,13 @@ def start_shipyard(pin: bool) -> Target:
         "SHIPYARD_LOG_LEVEL": "warning",
         "SHIPYARD_ADMIN_PASSWORD": "Bench-Passphrase-2026",
     }
+    redis: subprocess.Popen[bytes] | None = None
+    if workers > 1:
+        redis, env["SHIPYARD_REDIS_URL"] = start_redis(home, LOAD_CPU if pin else ALL_CPUS)
     python = ROOT / ".venv" / "bin" / "python"
     cmd = [str(python if python.exists() else sys.executable), "-m", "shipyard.cli", "up"]
+    if workers > 1:
+        cmd += ["--workers", str(workers)]
     began = time.perf_counter()
     proc = _popen([*cmd, "--port", str(port)], env, home, pin)
     url = f"http://127.0.0.1:{port}"
@@ -215,11 +225,15 @@ def start_shipyard(pin: bool) -> Target:
         wait_http(url + "/readyz", timeout=90)
     except SystemExit:
         _stop_group(proc)
+        if redis is not None:
+            stop(redis, 10, signal.SIGTERM)
         raise _failed(home, "Shipyard") from None
     key = orjson.loads((home / "home" / "credentials.json").read_bytes())["api_key"]
 
     def close() -> None:
         _stop_group(proc)
+        if redis is not None:
+            stop(redis, 10, signal.SIGTERM)
         shutil.rmtree(home, ignore_errors=True)
 
     t = Target(
@@ -231,7 +245,10 @@ def start_shipyard(pin: bool) -> Target:
         close,
         start_s=time.perf_counter() - began,
     )
-    t.notes.append("200 once the spans are in the write-ahead log; SQLite traces.db")
+    t.notes.append(
+        "200 once the spans are in the write-ahead log; SQLite traces.db"
+        + (f"; {workers} worker processes" if workers > 1 else "")
+    )
     return t
 
 
@@ -671,6 +688,9 @@ def main() -> None:
         "--quick: 0, skipped; the issue's target is at 1,000,000)",
     )
     parser.add_argument("--pin", action="store_true", help="servers on core 0, load on core 1")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="Shipyard worker processes (>1 starts Redis)"
+    )
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
     spans = args.spans if args.spans is not None else (0 if args.quick else 100_000)
@@ -683,7 +703,7 @@ def main() -> None:
     rows: list[Row] = []
     notes: list[str] = []
     extra: list[str] = []
-    starters: list[Callable[[], Target | None]] = [lambda: start_shipyard(args.pin)]
+    starters: list[Callable[[], Target | None]] = [lambda: start_shipyard(args.pin, args.workers)]
     if not args.no_peers:
         for name, start in (("MLflow", start_mlflow), ("Phoenix", start_phoenix)):
 

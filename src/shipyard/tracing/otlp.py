@@ -116,14 +116,20 @@ class Reader:
                     if parent and len(parent) != 8:
                         out.reject("a span's parent_span_id is not 8 bytes")
                         continue
-                    events = [
-                        {
-                            "name": e.name,
-                            "time_ns": min(e.time_unix_nano, _INT64),
-                            "attributes": _pb_attributes(e.attributes),
-                        }
-                        for e in s.events[:MAX_EVENTS]
-                    ]
+                    pb_events = s.events
+                    events = (
+                        [
+                            {
+                                "name": e.name,
+                                "time_ns": min(e.time_unix_nano, _INT64),
+                                "attributes": _pb_attributes(e.attributes),
+                            }
+                            for e in pb_events[:MAX_EVENTS]
+                        ]
+                        if pb_events
+                        else []
+                    )
+                    status = s.status
                     span = self._span(
                         trace_id.hex(),
                         span_id.hex(),
@@ -132,8 +138,8 @@ class Reader:
                         _KIND_NAMES.get(s.kind, "internal"),
                         s.start_time_unix_nano,
                         s.end_time_unix_nano,
-                        _STATUS_NAMES.get(s.status.code, "unset"),
-                        s.status.message,
+                        _STATUS_NAMES.get(status.code, "unset"),
+                        status.message,
                         _pb_attributes(s.attributes),
                         events,
                         scoped,

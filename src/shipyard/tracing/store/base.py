@@ -217,14 +217,23 @@ _INT_AT = tuple(
 _JSON_AT = tuple(i for i, n in enumerate(SPAN_COLUMNS) if n in JSON_COLUMNS)
 _COST_AT = SPAN_COLUMNS.index("cost_usd")
 _TTFT_AT = SPAN_COLUMNS.index("ttft_ms")
+_RESOURCE_AT = SPAN_COLUMNS.index("resource")
 
 
-def prepare(span: Span) -> tuple[Span, tuple[object, ...]]:
+def prepare(
+    span: Span, json_cache: dict[int, tuple[object, str]] | None = None
+) -> tuple[Span, tuple[object, ...]]:
     """The span with storable fields (the span itself when it was storable already),
-    and its row (JSON fields as text)."""
+    and its row (JSON fields as text). `json_cache`: JSON already written for values
+    (by id) in this batch, for the resource: the spans of one resource share its dict."""
     values = list(_GET(span))
     changed = False
-    for i in _TEXT_AT:
+    try:  # the common case at once: every text a str, no NUL, ASCII or valid UTF-8
+        joined = "".join([values[i] for i in _TEXT_AT])  # a TypeError if one is not a str
+        fine = "\x00" not in joined and (joined.isascii() or _utf8(joined))
+    except TypeError:
+        fine = False
+    for i in () if fine else _TEXT_AT:
         v = values[i]
         if type(v) is not str or "\x00" in v or not (v.isascii() or _utf8(v)):
             values[i] = text(v)
@@ -244,7 +253,18 @@ def prepare(span: Span) -> tuple[Span, tuple[object, ...]]:
         changed = True
     clean = Span(*values) if changed else span
     for i in _JSON_AT:
-        values[i] = json_text(values[i])
+        value = values[i]
+        if not value:
+            values[i] = (
+                "[]" if type(value) is list else "{}" if type(value) is dict else json_text(value)
+            )
+        elif json_cache is None or i != _RESOURCE_AT:
+            values[i] = json_text(value)
+        else:
+            known = json_cache.get(id(value))
+            if known is None or known[0] is not value:  # an id reused by another object
+                known = json_cache[id(value)] = (value, json_text(value))
+            values[i] = known[1]
     return clean, tuple(values)
 
 
@@ -466,8 +486,9 @@ class SqlTraceStore:
         if not spans:
             return 0
         prepared: dict[tuple[str, str, str], tuple[Span, tuple[object, ...]]] = {}
+        shared: dict[int, tuple[object, str]] = {}  # held: keeps every id in it alive
         for span in spans:
-            clean, row = prepare(span)
+            clean, row = prepare(span, shared)
             prepared.setdefault((clean.workspace_id, clean.trace_id, clean.span_id), (clean, row))
         with self._writing() as conn:
             new = self._insert_spans(conn, list(prepared.values()))
