@@ -8,14 +8,17 @@ Two figures, in CPU time so that the 2 cores others share do not blur them: the 
 thread's (`time.thread_time`: what the caller pays per call, the span and its captured
 inputs and outputs) and the whole process's over each burst of calls and the flush of what
 it queued (`time.process_time`: the export thread's protobuf encoding and HTTP too), both
-next to a bare OpenTelemetry span around the same call (the floor). Best of rounds.
+next to a bare OpenTelemetry span around the same call (the floor), and the ratio of the
+two. The three run interleaved, one burst each in turn, so that load from other processes
+falls on all three alike; the best burst of each is the figure (the median is printed too).
 
-Run: .venv/bin/python bench/sdk_overhead.py [bursts_per_round]
+Run: .venv/bin/python bench/sdk_overhead.py [bursts]
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -23,7 +26,7 @@ import urllib.request
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-ROUNDS = 5
+WARMUP = 4
 BURST = 256
 PROMPT = "Summarise the lighthouse keeper's day in three sentences, plain words only. " * 2
 
@@ -66,26 +69,21 @@ def answer(prompt: str, temperature: float = 0.2) -> dict[str, object]:
     return {"text": prompt[:40], "tokens": len(prompt) // 4, "temperature": temperature}
 
 
-def measure(
-    fn: Callable[..., object], bursts: int, flush: Callable[[], bool]
-) -> tuple[float, float]:
-    """Microseconds per call: the calling thread's CPU, and the process's CPU through the
-    flush after each burst (a burst of BURST calls, then the export catches up: the shape
-    of a request handler, not of a loop that outruns the exporter for seconds)."""
-    thread = process = 0.0
-    for _ in range(bursts):
-        p0, t0 = time.process_time(), time.thread_time()
-        for _ in range(BURST):
-            fn(PROMPT, temperature=0.7)
-        thread += time.thread_time() - t0
-        assert flush()
-        process += time.process_time() - p0
-    calls = bursts * BURST
-    return thread / calls * 1e6, process / calls * 1e6
+def burst(fn: Callable[..., object], flush: Callable[[], bool]) -> tuple[float, float]:
+    """Microseconds per call over one burst of BURST calls: the calling thread's CPU, and
+    the process's CPU through the flush after it (the export catches up: the shape of a
+    request handler, not of a loop that outruns the exporter for seconds)."""
+    p0, t0 = time.process_time(), time.thread_time()
+    for _ in range(BURST):
+        fn(PROMPT, temperature=0.7)
+    thread = time.thread_time() - t0
+    assert flush()
+    process = time.process_time() - p0
+    return thread / BURST * 1e6, process / BURST * 1e6
 
 
 def main() -> None:
-    bursts = int(sys.argv[1]) if len(sys.argv) > 1 else 40
+    bursts = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     proc = subprocess.Popen(
         [sys.executable, __file__, "--receiver"], stdout=subprocess.PIPE, text=True
     )
@@ -105,36 +103,53 @@ def main() -> None:
             with tracer.start_as_current_span("answer"):
                 return answer(prompt, temperature)
 
-        results: dict[str, list[tuple[float, float]]] = {"plain": [], "bare": [], "traced": []}
-        for round in range(ROUNDS + 1):  # the first round warms up
-            for label, fn, flush in (
-                ("plain", answer, lambda: True),
-                ("bare", bare, shipyard.flush),
-                ("traced", traced, shipyard.flush),
-            ):
-                figures = measure(fn, bursts, flush)
-                if round:
+        variants: dict[str, tuple[Callable[..., object], Callable[[], bool]]] = {
+            "plain": (answer, lambda: True),
+            "bare": (bare, shipyard.flush),
+            "traced": (traced, shipyard.flush),
+        }
+        results: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
+        for round in range(WARMUP + bursts):
+            for label, (fn, flush) in variants.items():
+                figures = burst(fn, flush)
+                if round >= WARMUP:
                     results[label].append(figures)
         shipyard.shutdown()
         with urllib.request.urlopen(url) as reply:
             received = json.loads(reply.read())
-        expected = 2 * (ROUNDS + 1) * bursts * BURST
-        plain = min(t for t, _ in results["plain"])
-        best = {
-            k: (min(t for t, _ in v) - plain, min(p for _, p in v) - plain)
-            for k, v in results.items()
-        }
-        print(
-            f"undecorated call: {plain:.2f} us; {bursts} bursts of {BURST} calls, best of {ROUNDS}"
-        )
-        print("overhead per span          calling thread's CPU   process CPU (with export)")
-        for label, name in (("bare", "bare OpenTelemetry span"), ("traced", "@shipyard.trace")):
-            thread, process = best[label]
-            print(f"{name:26} {thread:12.1f} us {process:20.1f} us")
+        expected = 2 * (WARMUP + bursts) * BURST
+        report(results, bursts)
         print(f"spans received by the receiver: {received} of {expected}")
     finally:
         proc.terminate()
         proc.wait()
+
+
+def report(results: dict[str, list[tuple[float, float]]], bursts: int) -> None:
+    """Overhead = a variant's CPU per call minus the undecorated call's, per statistic."""
+    stats: dict[str, dict[str, tuple[float, float]]] = {}
+    for pick in ("best", "median"):
+        choose = min if pick == "best" else statistics.median
+        plain = tuple(choose(figures[i] for figures in results["plain"]) for i in (0, 1))
+        stats[pick] = {
+            label: (
+                choose(f[0] for f in results[label]) - plain[0],
+                choose(f[1] for f in results[label]) - plain[1],
+            )
+            for label in ("bare", "traced")
+        }
+    plain_best = min(t for t, _ in results["plain"])
+    print(f"undecorated call: {plain_best:.2f} us; {bursts} bursts of {BURST} calls each")
+    print("overhead per span (us)       calling thread's CPU     process CPU (with export)")
+    print("                                best     median           best     median")
+    for label, name in (("bare", "bare OpenTelemetry span"), ("traced", "@shipyard.trace")):
+        (t, p), (tm, pm) = stats["best"][label], stats["median"][label]
+        print(f"{name:26} {t:9.1f} {tm:10.1f} {p:14.1f} {pm:10.1f}")
+    ratio = {k: [stats[k]["traced"][i] / stats[k]["bare"][i] for i in (0, 1)] for k in stats}
+    print(
+        f"{'ratio to the bare span':26} {ratio['best'][0]:8.2f}x {ratio['median'][0]:9.2f}x"
+        f" {ratio['best'][1]:13.2f}x {ratio['median'][1]:9.2f}x"
+    )
 
 
 if __name__ == "__main__":

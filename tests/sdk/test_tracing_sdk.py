@@ -15,7 +15,7 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,6 +23,8 @@ from typing import Any
 
 import orjson
 import pytest
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -31,6 +33,10 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Status as ProtoStatus
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace import Link, SpanKind, TraceState
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import Attributes
 
 import shipyard
 from shipyard import Client
@@ -594,6 +600,77 @@ def test_a_function_traced_before_init_exports_after_it(collector: Collector) ->
     finally:
         shipyard.shutdown()
     assert collector.one(early.__qualname__)["attributes"]["output.value"] == "ok"
+
+
+def test_a_sampler_sees_the_kind_and_input_at_the_start_and_dropped_calls_still_run(
+    collector: Collector,
+) -> None:
+    seen: list[dict[str, Any]] = []
+
+    class KeepTools(Sampler):
+        """Keeps the TOOL spans only, by the attribute the decorator sets at the start."""
+
+        def should_sample(
+            self,
+            parent_context: Context | None,
+            trace_id: int,
+            name: str,
+            kind: SpanKind | None = None,
+            attributes: Attributes = None,
+            links: Sequence[Link] | None = None,
+            trace_state: TraceState | None = None,
+        ) -> SamplingResult:
+            seen.append(dict(attributes or {}))
+            keep = (attributes or {}).get("openinference.span.kind") == "TOOL"
+            return SamplingResult(Decision.RECORD_AND_SAMPLE if keep else Decision.DROP, attributes)
+
+        def get_description(self) -> str:
+            return "KeepTools"
+
+    own = TracerProvider(sampler=KeepTools())
+    shipyard.init(collector.url, KEY, provider=own, batch=False)
+    try:
+
+        @shipyard.trace(kind="TOOL")
+        def lookup(term: str) -> str:
+            return term.upper()
+
+        @shipyard.trace
+        def chain(term: str) -> str:
+            return lookup(term) + "!"
+
+        assert chain("x") == "X!"
+    finally:
+        shipyard.shutdown()
+    assert [a["openinference.span.kind"] for a in seen] == ["CHAIN", "TOOL"]
+    assert [json.loads(a["input.value"]) for a in seen] == [{"term": "x"}, {"term": "x"}]
+    assert all(a["input.mime_type"] == "application/json" for a in seen)
+    # The dropped CHAIN span still parents the kept TOOL span: one trace, a parent id.
+    kept = collector.one(lookup.__qualname__)
+    assert [s["name"] for s in collector.spans()] == [lookup.__qualname__]
+    assert kept["parent"] != ""
+    assert kept["attributes"]["output.value"] == "X"
+
+
+def test_a_traced_call_joins_the_remote_parent_in_the_current_context(
+    collector: Collector, provider: TracerProvider
+) -> None:
+    @shipyard.trace
+    def handle(body: str) -> str:
+        with shipyard.span("inner"):
+            return body[::-1]
+
+    trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    carrier = {"traceparent": f"00-{trace_id}-{parent_id}-01"}
+    token = otel_context.attach(TraceContextTextMapPropagator().extract(carrier))
+    try:
+        assert handle("abc") == "cba"
+    finally:
+        otel_context.detach(token)
+    outer, inner = collector.one(handle.__qualname__), collector.one("inner")
+    assert outer["trace_id"] == inner["trace_id"] == trace_id
+    assert outer["parent"] == parent_id
+    assert inner["parent"] == outer["span_id"]
 
 
 GLOBAL_SCRIPT = """

@@ -33,6 +33,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace import Span as SdkSpan
+from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 from opentelemetry.util.types import AttributeValue
@@ -60,6 +61,10 @@ TEXT: Final = "text/plain"
 KIND: Final = "openinference.span.kind"
 SESSION_ID: Final = "session.id"
 USER_ID: Final = "user.id"
+INPUT_VALUE: Final = "input.value"
+INPUT_MIME: Final = "input.mime_type"
+OUTPUT_VALUE: Final = "output.value"
+OUTPUT_MIME: Final = "output.mime_type"
 
 _session: ContextVar[str | None] = ContextVar("shipyard_session_id", default=None)
 _user: ContextVar[str | None] = ContextVar("shipyard_user_id", default=None)
@@ -73,8 +78,12 @@ class _State:
         self.capture_content = True
         self.max_chars = 4096
         self.tracer: trace_api.Tracer = trace_api.get_tracer("shipyard")
+        self.sdk = False  # `tracer` is an SDK tracer: its spans are recorded unless sampled out
         self.installed: dict[tuple[str, str], tuple[TracerProvider, SpanProcessor]] = {}
         self.stamped: weakref.WeakSet[TracerProvider] = weakref.WeakSet()
+
+    def use(self, tracer: trace_api.Tracer) -> None:
+        self.tracer, self.sdk = tracer, isinstance(tracer, SdkTracer)
 
 
 _state = _State()
@@ -112,7 +121,7 @@ def init(
         _state.max_chars = max_chars
         done = _state.installed.get((base, key))
         if done is not None and provider in (None, done[0]):
-            _state.tracer = done[0].get_tracer("shipyard")
+            _state.use(done[0].get_tracer("shipyard"))
             return done[0]
         if provider is None:
             provider = _global_provider(service_name)
@@ -126,7 +135,7 @@ def init(
         processor: SpanProcessor = _Batch(exporter) if batch else _Simple(exporter)
         provider.add_span_processor(processor)
         _state.installed[(base, key)] = (provider, processor)
-        _state.tracer = provider.get_tracer("shipyard")
+        _state.use(provider.get_tracer("shipyard"))
         return provider
 
 
@@ -176,7 +185,7 @@ def shutdown() -> None:
         _state.installed.clear()
         _state.capture_content = True
         _state.max_chars = 4096
-        _state.tracer = trace_api.get_tracer("shipyard")
+        _state.use(trace_api.get_tracer("shipyard"))
     for processor in processors:
         processor.shutdown()
 
@@ -243,26 +252,28 @@ def _to_json(value: object) -> str:
         return orjson.dumps(_repr(value)).decode()
 
 
-def _arguments_json(bound: dict[str, object]) -> str:
-    """The arguments as a JSON object; one that cannot be encoded spoils only its own value."""
+def _fields_json(bound: dict[str, object]) -> str:
+    """Arguments orjson could not encode as one object, a field at a time: one that cannot
+    be encoded spoils only its own value."""
+    fields = (f"{orjson.dumps(k).decode()}:{_to_json(v)}" for k, v in bound.items())
+    return "{" + ",".join(fields) + "}"
+
+
+def _set_value(span: trace_api.Span, key: str, mime_key: str, value: object) -> None:
     try:
-        return orjson.dumps(bound, default=_encode_default, option=_OPTIONS).decode()
-    except Exception:
-        fields = (f"{orjson.dumps(k).decode()}:{_to_json(v)}" for k, v in bound.items())
-        return "{" + ",".join(fields) + "}"
-
-
-def _text(value: object) -> tuple[str, str]:
-    """The captured text of a value and its mime type: strings as they are, else JSON."""
-    if isinstance(value, str):
-        return _cut(value), TEXT
-    return _cut(_to_json(value)), JSON
-
-
-def _set_value(span: trace_api.Span, field: str, value: object) -> None:
-    try:
-        text, mime = _text(value)
-        span.set_attributes({f"{field}.value": text, f"{field}.mime_type": mime})
+        if isinstance(value, str):
+            text, mime = value, TEXT
+        else:
+            try:
+                text = orjson.dumps(value, default=_encode_default, option=_OPTIONS).decode()
+            except Exception:
+                text = _to_json(value)
+            mime = JSON
+        if len(text) > _state.max_chars:
+            text = _cut(text)
+        # Two calls cost less than one `set_attributes` of two (it validates the mapping too).
+        span.set_attribute(key, text)
+        span.set_attribute(mime_key, mime)
     except Exception:  # capturing never breaks the caller
         pass
 
@@ -292,7 +303,13 @@ def _fail(span: trace_api.Span, exc: BaseException) -> None:
 
 
 class _Call:
-    """What a decorated function needs at each call, worked out once when decorating."""
+    """What a decorated function needs at each call, worked out once when decorating.
+
+    Per call it adds a few Python calls to OpenTelemetry's own: one read of the current
+    context, the arguments bound by name (the signature is read once, here), the input and
+    the output each encoded by one orjson call, the input in the start attributes (which
+    samplers see) and the output set as the call returns.
+    """
 
     __slots__ = ("name", "kind", "capture_input", "capture_output", "names", "varargs", "skip")
 
@@ -314,11 +331,16 @@ class _Call:
         if self.names and self.names[0] in ("self", "cls"):
             self.skip = self.names[0]
 
-    def start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> trace_api.Span:
+    def start(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[trace_api.Span, otel_context.Context]:
+        """The span, started as a child of the current context, and that context with the
+        span in it (the context is read once: `start_span` alone reads it three times)."""
+        parent = otel_context.get_current()
         attributes: dict[str, AttributeValue] = {KIND: self.kind}
         tracer = _state.tracer
         # Nothing to capture for a span that will not be recorded (no provider, sampled out).
-        if self.capture_input and _state.capture_content and _records(tracer):
+        if self.capture_input and _state.capture_content and (_state.sdk or _records(tracer)):
             try:
                 bound = dict(zip(self.names, args, strict=False))
                 if self.varargs is not None and len(args) > len(self.names):
@@ -327,15 +349,21 @@ class _Call:
                     bound.update(kwargs)
                 if self.skip is not None:
                     bound.pop(self.skip, None)
-                attributes["input.value"] = _cut(_arguments_json(bound))
-                attributes["input.mime_type"] = JSON
+                try:
+                    text = orjson.dumps(bound, default=_encode_default, option=_OPTIONS).decode()
+                except Exception:
+                    text = _fields_json(bound)
+                if len(text) > _state.max_chars:
+                    text = _cut(text)
+                attributes[INPUT_VALUE], attributes[INPUT_MIME] = text, JSON
             except Exception:
                 pass
-        return tracer.start_span(self.name, attributes=attributes)
+        span = tracer.start_span(self.name, parent, attributes=attributes)
+        return span, trace_api.set_span_in_context(span, parent)
 
     def finish(self, span: trace_api.Span, result: object) -> None:
         if self.capture_output and _state.capture_content and span.is_recording():
-            _set_value(span, "output", result)
+            _set_value(span, OUTPUT_VALUE, OUTPUT_MIME, result)
 
 
 def _records(tracer: trace_api.Tracer) -> bool:
@@ -425,8 +453,8 @@ def _wrap(fn: Any, name: str | None, kind: str, capture_input: bool, out: bool) 
 
 def _function(fn: Callable[..., Any], call: _Call) -> Callable[..., Any]:
     def traced(*args: Any, **kwargs: Any) -> Any:
-        span = call.start(args, kwargs)
-        token = otel_context.attach(trace_api.set_span_in_context(span))
+        span, current = call.start(args, kwargs)
+        token = otel_context.attach(current)
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
@@ -444,8 +472,8 @@ def _function(fn: Callable[..., Any], call: _Call) -> Callable[..., Any]:
 
 def _coroutine(fn: Callable[..., Any], call: _Call) -> Callable[..., Any]:
     async def traced(*args: Any, **kwargs: Any) -> Any:
-        span = call.start(args, kwargs)
-        token = otel_context.attach(trace_api.set_span_in_context(span))
+        span, current = call.start(args, kwargs)
+        token = otel_context.attach(current)
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
@@ -465,8 +493,7 @@ def _generator(fn: Callable[..., Any], call: _Call) -> Callable[..., Any]:
     # The span is current only while the generator's own code runs (each step), never
     # across a `yield`: the consumer's code between steps is not inside it.
     def traced(*args: Any, **kwargs: Any) -> Iterator[Any]:
-        span = call.start(args, kwargs)
-        current = trace_api.set_span_in_context(span)
+        span, current = call.start(args, kwargs)
         output = _Output()
         try:
             token = otel_context.attach(current)
@@ -506,8 +533,7 @@ def _generator(fn: Callable[..., Any], call: _Call) -> Callable[..., Any]:
 
 def _async_generator(fn: Callable[..., Any], call: _Call) -> Callable[..., Any]:
     async def traced(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        span = call.start(args, kwargs)
-        current = trace_api.set_span_in_context(span)
+        span, current = call.start(args, kwargs)
         output = _Output()
         try:
             token = otel_context.attach(current)
@@ -566,11 +592,11 @@ class Span:
 
     def set_input(self, value: object) -> None:
         if _state.capture_content:
-            _set_value(self._span, "input", value)
+            _set_value(self._span, INPUT_VALUE, INPUT_MIME, value)
 
     def set_output(self, value: object) -> None:
         if _state.capture_content:
-            _set_value(self._span, "output", value)
+            _set_value(self._span, OUTPUT_VALUE, OUTPUT_MIME, value)
 
     def set_attribute(self, key: str, value: object) -> None:
         try:
@@ -589,8 +615,9 @@ class Span:
                 continue
             if attribute is not None:
                 attributes[key] = attribute
-        self._span = _state.tracer.start_span(self.name, attributes=attributes)
-        self._token = otel_context.attach(trace_api.set_span_in_context(self._span))
+        parent = otel_context.get_current()
+        self._span = _state.tracer.start_span(self.name, parent, attributes=attributes)
+        self._token = otel_context.attach(trace_api.set_span_in_context(self._span, parent))
         return self
 
     def __exit__(
