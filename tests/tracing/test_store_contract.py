@@ -699,3 +699,89 @@ def test_a_huge_input_is_stored_and_searched(store: TraceStore) -> None:
     assert got is not None and got.input == words
     (summary, _) = store.traces("ws", TraceQuery()).items[::-1]
     assert summary.input == words[: base.PREVIEW_CHARS]
+
+
+def _hourly_spans(
+    hour0: int, n: int = 240
+) -> tuple[list[Span], dict[tuple[int, str], list[float]]]:
+    spans, latencies = [], {}
+    for j in range(n):
+        hour, route = j % 2, ("r1", "r2")[j // 2 % 2]
+        ms = 0.5 * 1.09 ** (j % 83)
+        start = hour0 + hour * 60 * MINUTE + j * 10 * MS
+        spans.append(
+            mk(j, 1, at=start, end_ns=start + round(ms * MS), model="gpt", route=route, key_id="k")
+        )
+        latencies.setdefault((hour, route), []).append(round(ms * MS) / MS)
+    return spans, latencies
+
+
+def _check_hourly(
+    store: TraceStore, hour0: int, latencies: dict[tuple[int, str], list[float]]
+) -> None:
+    query = MetricsQuery(
+        hour0, hour0 + 2 * 60 * MINUTE, bucket_seconds=3600, group_by=("route", "model")
+    )
+    points = store.metrics("ws", query)
+    assert len(points) == 4
+    resolution = histogram.GROWTH**0.5 * 1.001
+    for p in points:
+        values = sorted(latencies[((p.bucket_ns - hour0) // (60 * MINUTE), p.group["route"])])
+        assert p.requests == len(values)
+        for q, got in ((0.5, p.latency_p50_ms), (0.9, p.latency_p90_ms), (0.99, p.latency_p99_ms)):
+            exact = values[max(1, math.ceil(q * len(values))) - 1]
+            assert got is not None and exact / resolution <= got <= exact * resolution
+        assert p.ttft_p50_ms is None
+
+
+def test_a_point_of_one_roll_up_row_reads_its_kept_percentiles(store: TraceStore) -> None:
+    """Hourly by route and model: each point is one hourly row, read through the
+    percentiles the row keeps (schema 2), the same figures the histograms give; written
+    again (a second batch into the same hours), they are kept up to date."""
+    hour0 = T0 - T0 % (60 * MINUTE) + 60 * MINUTE
+    spans, latencies = _hourly_spans(hour0)
+    store.write(spans[:100])
+    store.write(spans[100:])
+    _check_hourly(store, hour0, latencies)
+
+
+def test_a_schema_1_store_is_upgraded_in_place(backend: str, store: TraceStore) -> None:
+    """A store written before the kept percentiles (schema 1) gets the columns when it
+    is opened, its hourly rows get them from their histograms, and new writes keep them
+    up to date."""
+    hour0 = T0 - T0 % (60 * MINUTE) + 60 * MINUTE
+    spans, latencies = _hourly_spans(hour0)
+    store.write(spans[:120])
+    assert isinstance(store, SqliteTraceStore | PostgresTraceStore)
+    with store._writing() as conn:
+        for column in base.ROLLUP_PERCENTILES:
+            conn.execute(f"ALTER TABLE trace_rollups DROP COLUMN {column}")
+        conn.execute("UPDATE trace_store_meta SET value = '1' WHERE key = 'schema_version'")
+    store.close()
+    again = (
+        SqliteTraceStore(store.path)
+        if isinstance(store, SqliteTraceStore)
+        else PostgresTraceStore(store._url)
+    )
+    try:
+        with again._reading() as conn:
+            (version,) = conn.execute(
+                "SELECT value FROM trace_store_meta WHERE key = 'schema_version'"
+            ).fetchone()
+            assert int(version) == base.SCHEMA_VERSION
+            kept = conn.execute(
+                f"SELECT count(*) FROM trace_rollups WHERE {base.ROLLUP_PERCENTILES[0]} IS NULL"
+            ).fetchone()
+            assert kept[0] > 0  # the old minute rows: NULL until written again
+            (hourly,) = conn.execute(
+                f"SELECT count(*) FROM trace_rollups WHERE level != {base.BY_MINUTE} "
+                f"AND {base.ROLLUP_PERCENTILES[0]} IS NULL"
+            ).fetchone()
+            assert hourly == 0  # the hourly rows: kept at the upgrade
+        first = {k: v for k, v in latencies.items()}
+        _, part = _hourly_spans(hour0, 120)
+        _check_hourly(again, hour0, part)
+        again.write(spans[120:])
+        _check_hourly(again, hour0, first)
+    finally:
+        again.close()

@@ -10,11 +10,14 @@ Tables (the trace store creates and versions them itself; see `SCHEMA_VERSION`):
     trace_sessions    one row per (workspace, session): totals over its traces
     trace_rollups     LLM spans only, at three levels: per minute x (workspace, route,
                       model, key_id), per hour x the same, per hour x (workspace,
-                      route, model); sums and latency/TTFT histograms; purge leaves
-                      them. A dashboard over hours reads the hourly rows (and minutes
-                      at its ragged edges): a week of 1M spans is thousands of rows,
-                      not the hundreds of thousands of minute rows
-    trace_store_meta  key/value: the schema version
+                      route, model); sums, latency/TTFT histograms and each row's
+                      own p50/p90/p99 (schema 2); purge leaves them. A dashboard over
+                      hours reads the hourly rows (and minutes at its ragged edges): a
+                      week of 1M spans is thousands of rows, not the hundreds of
+                      thousands of minute rows; a point that is one row (hourly, by
+                      route and model) is read without decoding its histograms
+    trace_store_meta  key/value: the schema version (`record_version` upgrades an
+                      older store when it is opened)
 
 The names carry a `trace_` prefix because the trace store may share the metadata
 PostgreSQL database. Writes come from one writer per store (PostgreSQL: serialized by an
@@ -41,15 +44,15 @@ from __future__ import annotations
 import base64
 import math
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, fields
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import orjson
 
-from shipyard.errors import InvalidInput
+from shipyard.errors import ConfigError, InvalidInput
 from shipyard.tracing.spans import (
     MetricPoint,
     MetricsQuery,
@@ -61,7 +64,7 @@ from shipyard.tracing.spans import (
 )
 from shipyard.tracing.store import histogram
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: trace_rollups keeps each row's latency and TTFT percentiles
 PREVIEW_CHARS = 500  # a trace summary's input and output
 MINUTE_NS = 60_000_000_000
 MAX_TRACES_PAGE = 500
@@ -92,7 +95,13 @@ ROLLUP_SUMS = (
     "input_chars",
     "output_chars",
 )
-ROLLUP_COLUMNS = (*ROLLUP_KEY, *ROLLUP_SUMS, "latency_hist", "ttft_hist")
+# each row's p50/p90/p99, kept beside its histograms: a point made of one row (hourly,
+# by route and model) is read without decoding a histogram. NULL in rows written before
+# schema 2 (then read from the histograms)
+ROLLUP_PERCENTILES = tuple(f"{m}_p{q}" for m in ("latency", "ttft") for q in (50, 90, 99))
+ROLLUP_COLUMNS = (*ROLLUP_KEY, *ROLLUP_SUMS, "latency_hist", "ttft_hist", *ROLLUP_PERCENTILES)
+_LATENCY_AT = len(ROLLUP_SUMS)  # in a roll-up's values (the columns after the key)
+_TTFT_HIST_AT = _LATENCY_AT + 1
 GROUPS = ("route", "model", "key_id")
 _TRACE_STORED = (*TRACE_COLUMNS, "has_root")
 _TRACE_GET = attrgetter(*TRACE_COLUMNS)
@@ -126,6 +135,41 @@ INDEXES: tuple[tuple[str, str, str, str], ...] = (
     ),
     ("ix_trace_rollups_minute", "trace_rollups", "level, minute", ""),
 )
+
+
+Upgrade = str | Callable[[Conn], None]  # a statement, or a step written in Python
+
+
+def record_version(
+    conn: Conn, mark: str, upgrades: Mapping[int, Sequence[Upgrade]], where: str
+) -> None:
+    """After the CREATE ... IF NOT EXISTS of the schema (a new store gets every column
+    at once): record the schema version of a new store, or bring an older store's up
+    to it (`upgrades[v]`: the statements from version v to v + 1), or refuse a store
+    a newer Shipyard wrote. In the migration's transaction."""
+    row = conn.execute("SELECT value FROM trace_store_meta WHERE key = 'schema_version'").fetchone()
+    if row is None:
+        conn.execute(
+            f"INSERT INTO trace_store_meta VALUES ('schema_version', {mark})",
+            (str(SCHEMA_VERSION),),
+        )
+        return
+    found = int(row[0])
+    if found > SCHEMA_VERSION:
+        raise ConfigError(
+            f"{where}trace store schema {found} is newer than this Shipyard's ({SCHEMA_VERSION})"
+        )
+    for version in range(found, SCHEMA_VERSION):
+        for step in upgrades.get(version, ()):
+            if isinstance(step, str):
+                conn.execute(step)
+            else:
+                step(conn)
+    if found < SCHEMA_VERSION:
+        conn.execute(
+            f"UPDATE trace_store_meta SET value = {mark} WHERE key = 'schema_version'",
+            (str(SCHEMA_VERSION),),
+        )
 
 
 def index_ddl() -> list[str]:
@@ -585,7 +629,7 @@ class SqlTraceStore:
         for key, r in rollups.items():
             old = stored.get(key)
             if old is not None:
-                _add(r, old, orjson.loads(old[-2]), orjson.loads(old[-1]))
+                _add(r, old, orjson.loads(old[_LATENCY_AT]), orjson.loads(old[_TTFT_HIST_AT]))
             rows.append(
                 (
                     *key,
@@ -594,6 +638,8 @@ class SqlTraceStore:
                     *(int(v) for v in r.sums[5:]),
                     orjson.dumps(histogram.encode(r.latency)).decode(),
                     orjson.dumps(histogram.encode(r.ttft)).decode(),
+                    *histogram.percentiles(r.latency, _QUANTILES),
+                    *histogram.percentiles(r.ttft, _QUANTILES),
                 )
             )
         self._insert_rows(conn, "trace_rollups", ROLLUP_COLUMNS, rows, self._rollup_tail)
@@ -618,6 +664,31 @@ class SqlTraceStore:
             for row in conn.execute(sql, [ws, level, *params]).fetchall():
                 found[tuple(row[:width])] = tuple(row[width:])
         return found
+
+    def _keep_percentiles(self, conn: Conn) -> None:
+        """Upgrade to schema 2: the hourly rows (what dashboards read) get their kept
+        percentiles from their histograms; minute rows keep NULL (read through the
+        histograms) until written again."""
+        key = ", ".join(ROLLUP_KEY)
+        rows = conn.execute(
+            f"SELECT {key}, latency_hist, ttft_hist FROM trace_rollups WHERE level != {BY_MINUTE}"
+        ).fetchall()
+        m = self.mark
+        sql = (
+            f"UPDATE trace_rollups SET {', '.join(f'{c} = {m}' for c in ROLLUP_PERCENTILES)} "
+            f"WHERE {' AND '.join(f'{c} = {m}' for c in ROLLUP_KEY)}"
+        )
+        width = len(ROLLUP_KEY)
+        updates = [
+            (
+                *histogram.percentiles(dict(orjson.loads(row[width])), _QUANTILES),
+                *histogram.percentiles(dict(orjson.loads(row[width + 1])), _QUANTILES),
+                *row[:width],
+            )
+            for row in rows
+        ]
+        for part in chunks(updates, 5000):
+            self._executemany(conn, sql, list(part))
 
     # --- reading -----------------------------------------------------------------------
 
@@ -800,53 +871,76 @@ class SqlTraceStore:
             if value is not None:
                 where.append(f"{column} = {m}")
                 fixed.append(text(value))
-        sql = (
-            f"SELECT {', '.join(ROLLUP_COLUMNS[2:])} FROM trace_rollups WHERE {' AND '.join(where)}"
+        # a point is one row when the buckets are the rows' own and the groups name every
+        # part of their key: then a row's histograms are read only when it keeps no
+        # percentiles (written before schema 2)
+        groups = set(query.group_by)
+        single = workspace_id is not None and (
+            (step == 3600 and {"route", "model"} <= groups)
+            or (step == 60 and {"route", "model", "key_id"} <= groups)
         )
+        p50 = ROLLUP_PERCENTILES[0]
+        columns = [
+            f"CASE WHEN {p50} IS NULL THEN {c} END" if single and c.endswith("_hist") else c
+            for c in ROLLUP_COLUMNS[2:]
+        ]
+        sql = f"SELECT {', '.join(columns)} FROM trace_rollups WHERE {' AND '.join(where)}"
         rows: list[Any] = []
         with self._reading() as conn:
             for level, begin, end in ranges:
                 if begin < end:
                     rows += conn.execute(sql, [level, begin, end, *fixed]).fetchall()
-        points: dict[tuple[int, tuple[str, ...]], _Rollup] = {}
         place = {c: i for i, c in enumerate(ROLLUP_COLUMNS[2:])}
         group_at = [place[c] for c in query.group_by]
+        lat_at, ttft_at = place["latency_hist"], place["ttft_hist"]
+        kept_at = place[ROLLUP_PERCENTILES[0]]
+        sums_at = slice(4, 4 + len(ROLLUP_SUMS))
+        group_of = itemgetter(*group_at) if group_at else (lambda row: ())
+        by_point: dict[tuple[int, Any], list[Any]] = {}
         for row in rows:
             bucket = row[0] // minutes_per_bucket * minutes_per_bucket
-            key = (bucket, tuple(row[i] for i in group_at))
-            r = points.get(key)
-            if r is None:  # a point's first row is taken whole (no Python loop)
-                points[key] = _Rollup(
-                    list(row[4 : 4 + len(ROLLUP_SUMS)]),
-                    dict(orjson.loads(row[-2])),
-                    dict(orjson.loads(row[-1])),
-                )
-                continue
-            for i in range(len(ROLLUP_SUMS)):
-                r.sums[i] += row[4 + i]
-            histogram.merge(r.latency, orjson.loads(row[-2]))
-            histogram.merge(r.ttft, orjson.loads(row[-1]))
+            values = group_of(row)
+            key = (bucket, values if type(values) is tuple else (values,))
+            point = by_point.get(key)
+            if point is None:
+                by_point[key] = [row]
+            else:
+                point.append(row)
         found: list[MetricPoint] = []
-        for (bucket, values), r in sorted(points.items()):
-            latency = histogram.percentiles(r.latency, _QUANTILES)
-            ttft = histogram.percentiles(r.ttft, _QUANTILES)
+        for (bucket, values), point in sorted(by_point.items()):
+            first = point[0]
+            if len(point) == 1 and first[kept_at] is not None:  # its own percentiles
+                sums = first[sums_at]
+                kept = first[kept_at : kept_at + len(ROLLUP_PERCENTILES)]
+                latency, ttft = kept[:3], kept[3:]
+            else:
+                merged = _Rollup(list(first[sums_at]), {}, {})
+                for i, row in enumerate(point):
+                    if i:
+                        for j in range(len(ROLLUP_SUMS)):
+                            merged.sums[j] += row[4 + j]
+                    histogram.merge(merged.latency, orjson.loads(row[lat_at]))
+                    histogram.merge(merged.ttft, orjson.loads(row[ttft_at]))
+                sums = merged.sums
+                latency = histogram.percentiles(merged.latency, _QUANTILES)
+                ttft = histogram.percentiles(merged.ttft, _QUANTILES)
             found.append(
                 MetricPoint(
                     bucket_ns=bucket * MINUTE_NS,
                     group=dict(zip(query.group_by, values, strict=True)),
-                    requests=int(r.sums[0]),
-                    errors=int(r.sums[1]),
+                    requests=int(sums[0]),
+                    errors=int(sums[1]),
                     latency_p50_ms=latency[0],
                     latency_p90_ms=latency[1],
                     latency_p99_ms=latency[2],
                     ttft_p50_ms=ttft[0],
                     ttft_p90_ms=ttft[1],
                     ttft_p99_ms=ttft[2],
-                    input_tokens=int(r.sums[2]),
-                    output_tokens=int(r.sums[3]),
-                    cost_usd=float(r.sums[4]),
-                    input_chars=int(r.sums[5]),
-                    output_chars=int(r.sums[6]),
+                    input_tokens=int(sums[2]),
+                    output_tokens=int(sums[3]),
+                    cost_usd=float(sums[4]),
+                    input_chars=int(sums[5]),
+                    output_chars=int(sums[6]),
                 )
             )
         return found

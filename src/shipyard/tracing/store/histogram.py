@@ -75,11 +75,15 @@ def percentiles(counts: Counts, qs: Sequence[float]) -> list[float | None]:
         return [None] * len(qs)
     ranks = [max(1, math.ceil(q * total)) for q in qs]
     found: list[float | None] = []
-    seen = 0
+    want, seen = ranks[0], 0
     for index in sorted(counts):
         seen += counts[index]
-        while len(found) < len(ranks) and seen >= ranks[len(found)]:
-            found.append(middle(index))
-        if len(found) == len(ranks):
-            break
-    return found
+        while seen >= want:
+            found.append(_MIDDLES[min(max(index, 0), SIZE - 1)])
+            if len(found) == len(ranks):
+                return found
+            want = ranks[len(found)]
+    return found  # not reached: the last rank is at most the total
+
+
+_MIDDLES = tuple(middle(i) for i in range(SIZE))

@@ -25,7 +25,7 @@ from shipyard.tracing.spans import Span
 from shipyard.tracing.store import base
 from shipyard.tracing.store.base import (
     JSON_COLUMNS,
-    SCHEMA_VERSION,
+    ROLLUP_PERCENTILES,
     SPAN_COLUMNS,
     Conn,
     SqlTraceStore,
@@ -82,10 +82,18 @@ SCHEMA = (
     " input_tokens BIGINT NOT NULL, output_tokens BIGINT NOT NULL,"
     " cost_usd DOUBLE PRECISION NOT NULL, input_chars BIGINT NOT NULL,"
     " output_chars BIGINT NOT NULL, latency_hist TEXT NOT NULL, ttft_hist TEXT NOT NULL,"
+    f" {', '.join(f'{c} DOUBLE PRECISION' for c in ROLLUP_PERCENTILES)},"
     " PRIMARY KEY (workspace_id, level, minute, route, model, key_id))",
     *index_ddl(),
 )
 
+
+UPGRADES = {
+    1: [
+        f"ALTER TABLE trace_rollups ADD COLUMN IF NOT EXISTS {c} DOUBLE PRECISION"
+        for c in ROLLUP_PERCENTILES
+    ]
+}
 
 _TYPES = {
     **{c: "text" for c in SPAN_COLUMNS},  # JSON columns too: cast in the statement
@@ -108,7 +116,7 @@ _TYPES = {
         ),
         "int8",
     ),
-    **dict.fromkeys(("cost_usd", "ttft_ms"), "float8"),
+    **dict.fromkeys(("cost_usd", "ttft_ms", *ROLLUP_PERCENTILES), "float8"),
     **dict.fromkeys(("name", "latency_hist", "ttft_hist"), "text"),
 }
 
@@ -155,18 +163,7 @@ class PostgresTraceStore(SqlTraceStore):
     def _migrate(self, conn: Conn) -> None:
         for ddl in SCHEMA:
             conn.execute(ddl)
-        row = conn.execute(
-            "SELECT value FROM trace_store_meta WHERE key = 'schema_version'"
-        ).fetchone()
-        if row is None:
-            conn.execute(
-                "INSERT INTO trace_store_meta VALUES ('schema_version', %s)",
-                (str(SCHEMA_VERSION),),
-            )
-        elif int(row[0]) > SCHEMA_VERSION:
-            raise ConfigError(
-                f"trace store schema {row[0]} is newer than this Shipyard's ({SCHEMA_VERSION})"
-            )
+        base.record_version(conn, "%s", {1: [*UPGRADES[1], self._keep_percentiles]}, "")
 
     @contextmanager
     def _writing(self) -> Iterator[Conn]:
