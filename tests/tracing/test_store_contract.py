@@ -102,6 +102,10 @@ def test_writing_the_same_batch_twice_counts_nothing_twice(store: TraceStore) ->
     assert store.write(batch) == 0
     assert store.write(batch[:5] + [mk(9, 0, model="m")]) == 1  # a retry with one new span
     assert store.write([mk(9, 0, model="m"), mk(9, 0, model="m")]) == 0  # and a duplicate
+    # the same span id again with another start time (and in the same batch): still one
+    moved = mk(9, 0, model="m", at=T0 + 5 * MINUTE)
+    assert store.write([moved, mk(9, 0, model="m", at=T0 + 6 * MINUTE)]) == 0
+    assert [s.start_ns for s in store.trace_spans("ws", tid(9)).items] == [mk(9, 0).start_ns]
     traces = store.traces("ws", TraceQuery()).items
     assert [t for t in traces if t.trace_id != tid(9)] == before[0]
     assert store.sessions("ws").items == before[1]
