@@ -9,6 +9,7 @@ import math
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -789,3 +790,23 @@ def test_a_schema_1_store_is_upgraded_in_place(backend: str, store: TraceStore) 
         _check_hourly(again, hour0, first)
     finally:
         again.close()
+
+
+def test_the_sqlite_wal_is_copied_back_off_the_writers_path(tmp_path: Path) -> None:
+    """The writer commits and goes on; a thread of the store's own copies the WAL into
+    the database file (the writer's own checkpoint is only a fallback, far later)."""
+    path = tmp_path / "traces.db"
+    store = open_store(f"sqlite:///{path}")
+    try:
+        before = path.stat().st_size
+        store.write([mk(t, i, input="word " * 200) for t in range(200) for i in range(5)])
+        deadline = time.monotonic() + 10
+        while path.stat().st_size <= before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert path.stat().st_size > before  # pages copied back from the WAL
+        with sqlite3.connect(path) as conn:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            assert conn.execute("SELECT count(*) FROM trace_spans").fetchone() == (1000,)
+    finally:
+        store.close()
+    store.close()  # again: nothing
