@@ -202,7 +202,9 @@ class Tracing:
             self.written,
             lock=home / "traces.writer.lock" if url.startswith("sqlite") else None,
             capacity=self.capacity,
-            batch=8192,  # fewer, larger transactions: SQLite ~6.5k spans/s at 2,048, ~9.4k at 8,192
+            # 4,096 a transaction: with checkpoints off the writer's path, as fast as 8,192
+            # (~6k spans/s either way) with a lower p99 acknowledgement (c=1: 160 -> 106 ms)
+            batch=4096,
             wal_dir=home / "wal" / "spans",
             fsync_interval=self.settings.trace_fsync_seconds,
         )
