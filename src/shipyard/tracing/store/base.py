@@ -406,6 +406,7 @@ def fold(old: TraceSummary | None, has_root: bool, spans: list[Span]) -> tuple[T
         row = TraceSummary(first.workspace_id, first.trace_id, start_ns=first.start_ns)
     else:
         row = TraceSummary(*[getattr(old, c) for c in TRACE_COLUMNS])
+    missing = [c for c in _INHERITED if not getattr(row, c)]  # filled by the first seen
     for span in spans:
         if span.parent_id == "" and not has_root:
             has_root = True
@@ -419,9 +420,12 @@ def fold(old: TraceSummary | None, has_root: bool, spans: list[Span]) -> tuple[T
         row.input_tokens += span.input_tokens
         row.output_tokens += span.output_tokens
         row.cost_usd += span.cost_usd
-        for column in _INHERITED:
-            if not getattr(row, column):
-                setattr(row, column, getattr(span, column))
+        if missing:
+            for column in missing:
+                value = getattr(span, column)
+                if value:
+                    setattr(row, column, value)
+            missing = [c for c in missing if not getattr(row, c)]
     return row, has_root
 
 
