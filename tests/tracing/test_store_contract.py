@@ -19,7 +19,7 @@ import pytest
 from shipyard.errors import ConfigError, InvalidInput
 from shipyard.plugins import TraceStore
 from shipyard.tracing.spans import MetricsQuery, Span, TraceQuery
-from shipyard.tracing.store import base, histogram, open_store
+from shipyard.tracing.store import base, fold, histogram, open_store
 from shipyard.tracing.store.postgres import PostgresTraceStore
 from shipyard.tracing.store.sqlite import SqliteTraceStore
 from tests.conftest import _pg_database
@@ -128,7 +128,7 @@ def test_a_summary_follows_its_spans_in_any_order(store: TraceStore) -> None:
     root = mk(1, 0, user_id="u1", session_id="s1", service="svc", input="x" * 2000)
     store.write([root, mk(1, 3, model="other", key_id="k1")])
     (summary,) = store.traces("ws", TraceQuery()).items
-    assert summary.name == "span-1-0" and summary.input == "x" * base.PREVIEW_CHARS
+    assert summary.name == "span-1-0" and summary.input == "x" * fold.PREVIEW_CHARS
     assert summary.output == ""
     assert (summary.span_count, summary.error_count, summary.status) == (4, 1, "error")
     assert (summary.model, summary.route, summary.key_id) == ("gpt-4o", "chat", "k1")
@@ -703,7 +703,7 @@ def test_a_huge_input_is_stored_and_searched(store: TraceStore) -> None:
     got = store.span("ws", tid(1), sid(1, 0))
     assert got is not None and got.input == words
     (summary, _) = store.traces("ws", TraceQuery()).items[::-1]
-    assert summary.input == words[: base.PREVIEW_CHARS]
+    assert summary.input == words[: fold.PREVIEW_CHARS]
 
 
 def _hourly_spans(

@@ -26,7 +26,7 @@ from shipyard.identity import service as identity
 from shipyard.identity.roles import Role
 from shipyard.tracing.metrics import LLMMetrics
 from shipyard.tracing.spans import Span, TraceQuery
-from shipyard.tracing.store.base import encode_cursor
+from shipyard.tracing.store.rows import encode_cursor
 from tests.conftest import _pg_database
 from tests.gateway.conftest import Env, make_env
 

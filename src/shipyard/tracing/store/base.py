@@ -1,7 +1,7 @@
-"""What both engines share: the tables' columns, the SQL that reads the same on SQLite
-and PostgreSQL, the write path's arithmetic (a batch's new spans folded into trace
-summaries, session totals and per-minute roll-ups in Python, then upserted), row
-conversion, opaque cursors and the sanitizer that makes any span storable.
+"""What both engines share: the tables' columns, the schema version, and the SQL that
+reads the same on SQLite and PostgreSQL, for writing (a batch's new spans folded into
+trace summaries, session totals and roll-ups by `fold.py`, then upserted) and for every
+query. Rows and cursors are `rows.py`'s.
 
 Tables (the trace store creates and versions them itself; see `SCHEMA_VERSION`):
 
@@ -41,12 +41,10 @@ soon); when fewer, they are looked up by id and sorted, with no walk. The cursor
 
 from __future__ import annotations
 
-import base64
-import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from operator import attrgetter, itemgetter
 from typing import Any
 
@@ -63,9 +61,29 @@ from shipyard.tracing.spans import (
     TraceSummary,
 )
 from shipyard.tracing.store import histogram
+from shipyard.tracing.store.fold import (
+    INHERITED,
+    ROLLUP_SUMS,
+    TRACE_COLUMNS,
+    Rollup,
+    SessionDelta,
+    add_to,
+    fold,
+    session_delta,
+)
+from shipyard.tracing.store.rows import (
+    SPAN_COLUMNS,
+    decode_cursor,
+    encode_cursor,
+    integer,
+    page_limit,
+    prepare,
+    real,
+    span_from_row,
+    text,
+)
 
 SCHEMA_VERSION = 2  # 2: trace_rollups keeps each row's latency and TTFT percentiles
-PREVIEW_CHARS = 500  # a trace summary's input and output
 MINUTE_NS = 60_000_000_000
 MAX_TRACES_PAGE = 500
 MAX_SPANS_PAGE = 5000
@@ -74,27 +92,13 @@ PURGE_TRACES = 500  # traces per purge transaction
 PURGE_SPANS = 5000  # spans per purge transaction
 _QUANTILES = (0.5, 0.9, 0.99)
 TEXT_LIST = 2000  # full text matching at most this many traces looks them up by id
-_INT64 = (-(2**63), 2**63 - 1)
 _WORD = re.compile(r"[^\W_]+")
 
 Conn = Any  # a sqlite3.Connection or a psycopg.Connection: both have .execute()
 
-SPAN_COLUMNS = tuple(f.name for f in fields(Span))
-JSON_COLUMNS = frozenset(("attributes", "events", "resource"))
-_INT_COLUMNS = frozenset(("start_ns", "end_ns", "input_tokens", "output_tokens"))
-TRACE_COLUMNS = tuple(f.name for f in fields(TraceSummary))
 SESSION_COLUMNS = tuple(f.name for f in fields(SessionSummary))
 ROLLUP_KEY = ("workspace_id", "level", "minute", "route", "model", "key_id")
 BY_MINUTE, BY_HOUR, BY_HOUR_NO_KEY = 0, 1, 2  # roll-up levels; `minute` starts the hour
-ROLLUP_SUMS = (
-    "requests",
-    "errors",
-    "input_tokens",
-    "output_tokens",
-    "cost_usd",
-    "input_chars",
-    "output_chars",
-)
 # each row's p50/p90/p99, kept beside its histograms: a point made of one row (hourly,
 # by route and model) is read without decoding a histogram. NULL in rows written before
 # schema 2 (then read from the histograms)
@@ -105,7 +109,6 @@ _TTFT_HIST_AT = _LATENCY_AT + 1
 GROUPS = ("route", "model", "key_id")
 _TRACE_STORED = (*TRACE_COLUMNS, "has_root")
 _TRACE_GET = attrgetter(*TRACE_COLUMNS)
-_INHERITED = ("service", "model", "route", "key_id", "user_id", "session_id")
 
 # the indexes both engines build (name, table, columns[, WHERE])
 INDEXES: tuple[tuple[str, str, str, str], ...] = (
@@ -178,272 +181,6 @@ def index_ddl() -> list[str]:
         + (f" WHERE {where}" if where else "")
         for name, table, columns, where in INDEXES
     ]
-
-
-# --- making any span storable ---------------------------------------------------------
-
-
-def text(value: object) -> str:
-    """A string every engine stores: NUL replaced (PostgreSQL refuses it), valid UTF-8
-    (a lone surrogate becomes '?')."""
-    if type(value) is not str:
-        value = "" if value is None else str(value)
-    if "\x00" in value:
-        value = value.replace("\x00", "\ufffd")
-    if not value.isascii():
-        value = value.encode("utf-8", "replace").decode()
-    return value
-
-
-def integer(value: object) -> int:
-    if type(value) is int:
-        found = value
-    else:
-        try:
-            found = int(value)  # type: ignore[call-overload]  # a float, a bool, a digit string
-        except (TypeError, ValueError, OverflowError):
-            return 0
-    return max(_INT64[0], min(_INT64[1], found))
-
-
-def real(value: object) -> float:
-    try:
-        found = float(value)  # type: ignore[arg-type]  # anything float() takes
-    except (TypeError, ValueError, OverflowError):
-        return 0.0
-    return found if math.isfinite(found) else 0.0
-
-
-def _clean(value: object, depth: int) -> object:
-    if value is None or type(value) is bool:
-        return value
-    if type(value) is str:
-        return text(value)
-    if type(value) is int:
-        return value if _INT64[0] <= value <= _INT64[1] else str(value)
-    if type(value) is float:
-        return value if math.isfinite(value) else None
-    if depth < 32 and isinstance(value, dict):
-        return {text(k): _clean(v, depth + 1) for k, v in value.items()}
-    if depth < 32 and isinstance(value, list | tuple):
-        return [_clean(v, depth + 1) for v in value]
-    return text(value)
-
-
-def json_text(value: object) -> str:
-    """JSON that both engines store (no NUL escape: JSONB refuses it; no lone surrogate,
-    no integer past 64 bits, no nesting past 32 levels)."""
-    try:
-        out = orjson.dumps(value, default=text)
-    except TypeError:  # orjson.JSONEncodeError: a surrogate, a huge integer, a deep nest
-        out = b""
-    if not out or b"\\u0000" in out:
-        out = orjson.dumps(_clean(value, 0), default=text)
-    return out.decode()
-
-
-_GET = attrgetter(*SPAN_COLUMNS)
-_TEXT_AT = tuple(
-    i
-    for i, n in enumerate(SPAN_COLUMNS)
-    if n not in JSON_COLUMNS and n not in _INT_COLUMNS and n not in ("cost_usd", "ttft_ms")
-)
-# bounds that keep every sum, difference and total inside 64 bits on both engines (a
-# hostile span's 2**63 tokens would overflow a trace's total and fail the batch on
-# PostgreSQL): times up to 2**62 ns (the year 2116), tokens up to 2**32 a span, cost up
-# to 1e9 a span
-_TIME_MOST, _TOKENS_MOST, _COST_MOST = 2**62, 2**32, 1e9
-_INT_AT = tuple(
-    (i, _TIME_MOST if n.endswith("_ns") else _TOKENS_MOST)
-    for i, n in enumerate(SPAN_COLUMNS)
-    if n in _INT_COLUMNS
-)
-_JSON_AT = tuple(i for i, n in enumerate(SPAN_COLUMNS) if n in JSON_COLUMNS)
-_COST_AT = SPAN_COLUMNS.index("cost_usd")
-_TTFT_AT = SPAN_COLUMNS.index("ttft_ms")
-_RESOURCE_AT = SPAN_COLUMNS.index("resource")
-
-
-def prepare(
-    span: Span, json_cache: dict[int, tuple[object, str]] | None = None
-) -> tuple[Span, tuple[object, ...]]:
-    """The span with storable fields (the span itself when it was storable already),
-    and its row (JSON fields as text). `json_cache`: JSON already written for values
-    (by id) in this batch, for the resource: the spans of one resource share its dict."""
-    values = list(_GET(span))
-    changed = False
-    try:  # the common case at once: every text a str, no NUL, ASCII or valid UTF-8
-        joined = "".join([values[i] for i in _TEXT_AT])  # a TypeError if one is not a str
-        fine = "\x00" not in joined and (joined.isascii() or _utf8(joined))
-    except TypeError:
-        fine = False
-    for i in () if fine else _TEXT_AT:
-        v = values[i]
-        if type(v) is not str or "\x00" in v or not (v.isascii() or _utf8(v)):
-            values[i] = text(v)
-            changed = True
-    for i, most in _INT_AT:
-        v = values[i]
-        if type(v) is not int or not 0 <= v <= most:
-            values[i] = max(0, min(most, integer(v)))
-            changed = True
-    v = values[_COST_AT]
-    if type(v) is not float or not 0.0 <= v <= _COST_MOST:
-        values[_COST_AT] = max(0.0, min(_COST_MOST, real(v)))
-        changed = True
-    v = values[_TTFT_AT]
-    if v is not None and (type(v) is not float or not 0.0 <= v <= _COST_MOST):
-        values[_TTFT_AT] = max(0.0, min(_COST_MOST, real(v)))
-        changed = True
-    clean = Span(*values) if changed else span
-    for i in _JSON_AT:
-        value = values[i]
-        if not value:
-            values[i] = (
-                "[]" if type(value) is list else "{}" if type(value) is dict else json_text(value)
-            )
-        elif json_cache is None or i != _RESOURCE_AT:
-            values[i] = json_text(value)
-        else:
-            known = json_cache.get(id(value))
-            if known is None or known[0] is not value:  # an id reused by another object
-                known = json_cache[id(value)] = (value, json_text(value))
-            values[i] = known[1]
-    return clean, tuple(values)
-
-
-def _utf8(value: str) -> bool:
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def span_from_row(row: Sequence[Any]) -> Span:
-    values = list(row)
-    for i, name in enumerate(SPAN_COLUMNS):
-        if name in JSON_COLUMNS and isinstance(values[i], str | bytes):
-            values[i] = orjson.loads(values[i])
-    return Span(*values)
-
-
-# --- cursors ----------------------------------------------------------------------------
-
-
-def encode_cursor(*parts: int | str) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(parts)).rstrip(b"=").decode()
-
-
-def decode_cursor(cursor: str, tag: str, *shape: type) -> list[Any]:
-    """The parts after the tag of a cursor that `encode_cursor(tag, ...)` made; anything
-    else (another list's cursor included) is InvalidInput naming `cursor`."""
-    try:
-        if type(cursor) is not str or len(cursor) > 400:
-            raise ValueError
-        parts = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not (isinstance(parts, list) and len(parts) == len(shape) + 1 and parts[0] == tag):
-            raise ValueError
-        parts = parts[1:]
-        for part, kind in zip(parts, shape, strict=True):
-            if type(part) is not kind:
-                raise ValueError
-            if kind is int and integer(part) != part:
-                raise ValueError
-            if kind is str and text(part) != part:
-                raise ValueError
-    except (ValueError, TypeError):
-        raise InvalidInput("not a cursor of this list", param="cursor") from None
-    return parts
-
-
-def _limit(limit: int, most: int) -> int:
-    if type(limit) is not int or limit < 1:
-        raise InvalidInput("limit must be a positive integer", param="limit")
-    return min(limit, most)
-
-
-# --- the write path's arithmetic ---------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Session:
-    trace_count: int = 0
-    start_ns: int = _INT64[1]
-    end_ns: int = 0
-    user_id: str = ""
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
-    error_count: int = 0
-
-
-@dataclass(slots=True)
-class _Rollup:
-    sums: list[float] = field(default_factory=lambda: [0] * len(ROLLUP_SUMS))
-    latency: histogram.Counts = field(default_factory=dict)
-    ttft: histogram.Counts = field(default_factory=dict)
-
-
-def _add(
-    into: _Rollup,
-    sums: Sequence[float],
-    latency: Iterable[Sequence[int]],
-    ttft: Iterable[Sequence[int]],
-) -> None:
-    into.sums = [a + b for a, b in zip(into.sums, sums[: len(ROLLUP_SUMS)], strict=True)]
-    histogram.merge(into.latency, latency)
-    histogram.merge(into.ttft, ttft)
-
-
-def fold(old: TraceSummary | None, has_root: bool, spans: list[Span]) -> tuple[TraceSummary, bool]:
-    """The trace's summary with a batch's new spans added (spans in start order). The
-    root span (no parent) names the trace and gives its input and output; until it
-    arrives the earliest span does. Model, route, key, user, session and service: the
-    first seen wins."""
-    first = spans[0]
-    if old is None:
-        row = TraceSummary(first.workspace_id, first.trace_id, start_ns=first.start_ns)
-    else:
-        row = TraceSummary(*[getattr(old, c) for c in TRACE_COLUMNS])
-    missing = [c for c in _INHERITED if not getattr(row, c)]  # filled by the first seen
-    for span in spans:
-        if span.parent_id == "" and not has_root:
-            has_root = True
-            row.name, row.input, row.output = _headline(span)
-        elif not has_root and (span.start_ns < row.start_ns or not row.span_count):
-            row.name, row.input, row.output = _headline(span)
-        row.start_ns = min(row.start_ns, span.start_ns)
-        row.end_ns = max(row.end_ns, span.end_ns)
-        row.span_count += 1
-        row.error_count += span.status == "error"
-        row.input_tokens += span.input_tokens
-        row.output_tokens += span.output_tokens
-        row.cost_usd += span.cost_usd
-        if missing:
-            for column in missing:
-                value = getattr(span, column)
-                if value:
-                    setattr(row, column, value)
-            missing = [c for c in missing if not getattr(row, c)]
-    return row, has_root
-
-
-def _headline(span: Span) -> tuple[str, str, str]:
-    return span.name, span.input[:PREVIEW_CHARS], span.output[:PREVIEW_CHARS]
-
-
-def _session_delta(into: _Session, old: TraceSummary | None, new: TraceSummary) -> None:
-    joined = old is None or not old.session_id  # the trace is new to its session
-    into.trace_count += joined
-    into.start_ns = min(into.start_ns, new.start_ns)
-    into.end_ns = max(into.end_ns, new.end_ns)
-    into.user_id = into.user_id or new.user_id
-    base = None if joined else old
-    into.input_tokens += new.input_tokens - (base.input_tokens if base else 0)
-    into.output_tokens += new.output_tokens - (base.output_tokens if base else 0)
-    into.cost_usd += new.cost_usd - (base.cost_usd if base else 0.0)
-    into.error_count += new.error_count - (base.error_count if base else 0)
 
 
 class SqlTraceStore:
@@ -550,14 +287,14 @@ class SqlTraceStore:
             by_trace.setdefault((span.workspace_id, span.trace_id), []).append(span)
         stored = self._stored_traces(conn, list(by_trace))
         trace_rows: list[tuple[object, ...]] = []
-        sessions: dict[tuple[str, str], _Session] = {}
+        sessions: dict[tuple[str, str], SessionDelta] = {}
         for key, batch in by_trace.items():
             old, has_root = stored.get(key, (None, False))
             row, has_root = fold(old, has_root, batch)
             trace_rows.append((*_TRACE_GET(row), int(has_root)))
             if row.session_id:
-                delta = sessions.setdefault((row.workspace_id, row.session_id), _Session())
-                _session_delta(delta, old, row)
+                delta = sessions.setdefault((row.workspace_id, row.session_id), SessionDelta())
+                session_delta(delta, old, row)
         self._insert_rows(conn, "trace_summaries", _TRACE_STORED, trace_rows, self._trace_tail)
         if sessions:
             self._insert_rows(
@@ -593,7 +330,7 @@ class SqlTraceStore:
     def _roll_up(self, conn: Conn, spans: list[Span]) -> None:
         if not spans:
             return
-        minutes: dict[tuple[str, int, int, str, str, str], _Rollup] = {}
+        minutes: dict[tuple[str, int, int, str, str, str], Rollup] = {}
         for span in spans:
             key = (
                 span.workspace_id,
@@ -605,7 +342,7 @@ class SqlTraceStore:
             )
             r = minutes.get(key)
             if r is None:
-                r = minutes[key] = _Rollup()
+                r = minutes[key] = Rollup()
             sums = r.sums
             sums[0] += 1
             sums[1] += span.status == "error"
@@ -626,14 +363,14 @@ class SqlTraceStore:
             ):
                 into = rollups.get(key)
                 if into is None:
-                    into = rollups[key] = _Rollup()
-                _add(into, r.sums, r.latency.items(), r.ttft.items())
+                    into = rollups[key] = Rollup()
+                add_to(into, r.sums, r.latency.items(), r.ttft.items())
         stored = self._stored_rollups(conn, list(rollups))
         rows: list[tuple[object, ...]] = []
         for key, r in rollups.items():
             old = stored.get(key)
             if old is not None:
-                _add(r, old, orjson.loads(old[_LATENCY_AT]), orjson.loads(old[_TTFT_HIST_AT]))
+                add_to(r, old, orjson.loads(old[_LATENCY_AT]), orjson.loads(old[_TTFT_HIST_AT]))
             rows.append(
                 (
                     *key,
@@ -697,7 +434,7 @@ class SqlTraceStore:
     # --- reading -----------------------------------------------------------------------
 
     def traces(self, workspace_id: str, query: TraceQuery) -> Page[TraceSummary]:
-        limit = _limit(query.limit, MAX_TRACES_PAGE)
+        limit = page_limit(query.limit, MAX_TRACES_PAGE)
         if query.status is not None and query.status not in ("ok", "error"):
             raise InvalidInput("status is 'ok' or 'error'", param="status")
         cursor = None if query.cursor is None else decode_cursor(query.cursor, "t", int, str)
@@ -730,7 +467,7 @@ class SqlTraceStore:
             add(f"{u}t.start_ns >= {m}", integer(query.since_ns))
         if query.until_ns is not None:
             add(f"{u}t.start_ns < {m}", integer(query.until_ns))
-        for column in _INHERITED:
+        for column in INHERITED:
             value = getattr(query, column)
             if value is not None:
                 add(f"{u}t.{column} = {m}", text(value))
@@ -786,7 +523,7 @@ class SqlTraceStore:
     def trace_spans(
         self, workspace_id: str, trace_id: str, *, cursor: str | None = None, limit: int = 1000
     ) -> Page[Span]:
-        n = _limit(limit, MAX_SPANS_PAGE)
+        n = page_limit(limit, MAX_SPANS_PAGE)
         m = self.mark
         where = f"s.workspace_id = {m} AND s.trace_id = {m}"
         params: list[object] = [text(workspace_id), text(trace_id)]
@@ -822,7 +559,7 @@ class SqlTraceStore:
         cursor: str | None = None,
         limit: int = 50,
     ) -> Page[SessionSummary]:
-        n = _limit(limit, MAX_SESSIONS_PAGE)
+        n = page_limit(limit, MAX_SESSIONS_PAGE)
         m = self.mark
         where = f"workspace_id = {m}"
         params: list[object] = [text(workspace_id)]
@@ -918,7 +655,7 @@ class SqlTraceStore:
                 kept = first[kept_at : kept_at + len(ROLLUP_PERCENTILES)]
                 latency, ttft = kept[:3], kept[3:]
             else:
-                merged = _Rollup(list(first[sums_at]), {}, {})
+                merged = Rollup(list(first[sums_at]), {}, {})
                 for i, row in enumerate(point):
                     if i:
                         for j in range(len(ROLLUP_SUMS)):

@@ -24,15 +24,14 @@ from shipyard.errors import ConfigError
 from shipyard.tracing.spans import Span
 from shipyard.tracing.store import base
 from shipyard.tracing.store.base import (
-    JSON_COLUMNS,
     ROLLUP_PERCENTILES,
-    SPAN_COLUMNS,
     Conn,
     SqlTraceStore,
     chunks,
     index_ddl,
 )
 from shipyard.tracing.store.pool import Pool
+from shipyard.tracing.store.rows import JSON_COLUMNS, SPAN_COLUMNS
 
 LOCK = 0x5348_4950_5452_4143  # "SHIPTRAC": the trace store's advisory lock
 # the first 50,000 characters of each: a tsvector holds at most 1 MB (past it the insert,

@@ -24,12 +24,12 @@ from shipyard.tracing.store import base
 from shipyard.tracing.store.base import (
     ROLLUP_COLUMNS,
     ROLLUP_PERCENTILES,
-    SPAN_COLUMNS,
     Conn,
     SqlTraceStore,
     index_ddl,
 )
 from shipyard.tracing.store.pool import Pool
+from shipyard.tracing.store.rows import SPAN_COLUMNS
 
 log = logging.getLogger("shipyard.tracing.store")
 
