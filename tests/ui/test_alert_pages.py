@@ -114,6 +114,29 @@ def test_alert_pages_in_the_browser(
     created = audit_actions(env, action="ui.trace_alerts_create", outcome="success")
     assert "name=errors-high metric=error_rate > 0.5" in created[0]["detail"]
 
+    # edit it: a bad threshold names the field and changes nothing; a good edit saves
+    # the new definition, keeps the secret (no new one shown) and is audited
+    edit = rule_row(page, "errors-high").locator("details.edit-rule")
+    edit.locator("summary").click()
+    edit.locator("input[name=threshold]").fill("lots")
+    edit.locator("button:text-is('Save')").click()
+    page.wait_for_selector("main [role=alert]")
+    assert page.inner_text("main [role=alert]").startswith("threshold:")
+    assert "> 0.5" in rule_row(page, "errors-high").inner_text()
+    edit = rule_row(page, "errors-high").locator("details.edit-rule")
+    edit.locator("summary").click()
+    assert edit.locator("input[name=route]").input_value() == "support"
+    assert edit.locator("input[name=url]").input_value() == receiver.url
+    edit.locator("input[name=threshold]").fill("0.7")
+    edit.locator("input[name=window_seconds]").fill("600")
+    edit.locator("button:text-is('Save')").click()
+    page.wait_for_selector("main [role=status]:has-text('Rule errors-high saved.')")
+    row = rule_row(page, "errors-high")
+    assert "> 0.7" in row.inner_text() and "600 s" in row.inner_text()
+    assert page.locator("[data-testid=rule-secret]").count() == 0
+    edited = audit_actions(env, action="ui.trace_alerts_edit", outcome="success")
+    assert "name=errors-high metric=error_rate > 0.7" in edited[0]["detail"]
+
     # silence it for an hour, then lift it
     assert rule_row(page, "errors-high").locator("[data-testid=rule-silenced]").inner_text() == "–"
     rule_row(page, "errors-high").locator("button:text-is('Silence 1h')").click()
@@ -272,6 +295,7 @@ def test_viewers_read_and_are_refused_changes_and_strangers_log_in(
             assert r.status_code == 403 and "tracing:manage" in r.text
             for action, data in (
                 ("enabled", {"enabled": "false"}),
+                ("edit", {**form, "url": receiver.url}),
                 ("silence", {"hours": "1"}),
                 ("test", {}),
                 ("delete", {}),

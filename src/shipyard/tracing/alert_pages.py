@@ -1,5 +1,6 @@
 """Web UI pages of alerts and drift under /traces: the alert rules (a form to create
-one; per rule enable or disable, silence for an hour, a test notification, delete), the
+one; per rule edit, enable or disable, silence for an hour, a test notification,
+delete), the
 history of firings and tests, and drift per route (PSI per feature as a bar chart, the
 embedding centroid distance when asked for).
 
@@ -17,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Query
+from fastapi import APIRouter, Depends, Form, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 from starlette.responses import Response
@@ -134,8 +135,7 @@ async def rules_page(ctx: Ctx = Authorized("traces:read")) -> Response:
     return await run_in_threadpool(_rules_page, ctx)
 
 
-@router.post("/alerts", name="ui.trace_alerts_create")
-async def create_rule(
+def rule_form(
     name: str = Form("", max_length=400),
     metric: str = Form("", max_length=64),
     route: str = Form("", max_length=400),
@@ -147,10 +147,9 @@ async def create_rule(
     for_seconds: str = Form("", max_length=32),
     url: str = Form("", max_length=2000),
     target_format: str = Form("json", alias="format", max_length=8),
-    allow_internal: bool = Form(False),
-    ctx: Ctx = Authorized("tracing:manage"),
-) -> Response:
-    form = {
+) -> dict[str, str]:
+    """A rule form's fields, as typed (bounded in size; checked by `rule_body`)."""
+    return {
         "name": name,
         "metric": metric,
         "route": route,
@@ -163,6 +162,14 @@ async def create_rule(
         "url": url,
         "format": target_format,
     }
+
+
+@router.post("/alerts", name="ui.trace_alerts_create")
+async def create_rule(
+    form: dict[str, str] = Depends(rule_form),
+    allow_internal: bool = Form(False),
+    ctx: Ctx = Authorized("tracing:manage"),
+) -> Response:
 
     def work() -> tuple[str, str]:
         body = rule_body(form, allow_internal=allow_internal)
@@ -183,6 +190,41 @@ async def create_rule(
     return await _after(ctx, error, created=created, form=form if error else None)
 
 
+def _replace(ctx: Ctx, tx: Any, rule_id: str, body: api.AlertRuleIn) -> Any:
+    """Replace a rule's definition in `tx` (audited with the new one); the row."""
+    row = alerts.update_rule(
+        tx.session,
+        workspace_id=ctx.workspace_id,
+        rule_id=rule_id,
+        body=body.rule(),
+        platform=_platform(ctx),
+    )
+    tx.detail = api.detail(row)
+    return row
+
+
+@router.post("/alerts/{rule_id}/edit", name="ui.trace_alerts_edit")
+async def edit_rule(
+    rule_id: str,
+    form: dict[str, str] = Depends(rule_form),
+    allow_internal: bool = Form(False),
+    ctx: Ctx = Authorized("tracing:manage"),
+) -> Response:
+    """Replace a rule's definition from its edit form (its secret, history and enabled
+    flag stay; its state starts over), as the API's PUT does."""
+
+    def work() -> str:
+        with ctx.tx(target=f"alert:{rule_id}") as tx:
+            current = alerts.get_rule(tx.session, workspace_id=ctx.workspace_id, rule_id=rule_id)
+            body = rule_body(form, allow_internal=allow_internal)
+            body = body.model_copy(update={"enabled": current.enabled})
+            row = _replace(ctx, tx, rule_id, body)
+            return f"Rule {row.name} saved."
+
+    message, error = await run_in_threadpool(_attempt, ctx, work)
+    return await _after(ctx, error, message)
+
+
 @router.post("/alerts/{rule_id}/enabled", name="ui.trace_alerts_enable")
 async def enable_rule(
     rule_id: str,
@@ -198,14 +240,7 @@ async def enable_rule(
             body = api.AlertRuleIn.model_validate(
                 {**current.model_dump(include=fields), "enabled": enabled}
             )
-            row = alerts.update_rule(
-                tx.session,
-                workspace_id=ctx.workspace_id,
-                rule_id=rule_id,
-                body=body.rule(),
-                platform=_platform(ctx),
-            )
-            tx.detail = api.detail(row)
+            row = _replace(ctx, tx, rule_id, body)
             return f"Rule {row.name} {'enabled' if enabled else 'disabled'}."
 
     message, error = await run_in_threadpool(_attempt, ctx, work)
