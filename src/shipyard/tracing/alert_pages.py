@@ -41,17 +41,6 @@ ROUTES_SEEN_NS = 7 * 86400 * 1_000_000_000  # routes offered on the drift page: 
 SILENCE_HOURS = 1
 
 
-def _engine(ctx: Ctx) -> alerts.AlertEngine:
-    engine = getattr(ctx.platform.services.get("tracing"), "alerts", None)
-    if engine is None:
-        raise Unavailable("alert evaluation is starting", retry_after=1)
-    return engine  # type: ignore[no-any-return]  # Tracing.alerts is an AlertEngine
-
-
-def _platform(ctx: Ctx) -> bool:
-    return ctx.actor.can("tracing:internal")
-
-
 def invalid(exc: ValidationError) -> InvalidInput:
     """A form's validation errors as one message naming each field."""
     parts, first = [], None
@@ -174,33 +163,12 @@ async def create_rule(
     def work() -> tuple[str, str]:
         body = rule_body(form, allow_internal=allow_internal)
         with ctx.tx(target=f"alert:{body.name}") as tx:
-            row, secret = alerts.create_rule(
-                tx.session,
-                box=ctx.platform.box,
-                workspace_id=ctx.workspace_id,
-                body=body.rule(),
-                platform=_platform(ctx),
-            )
-            tx.target = f"alert:{row.id}"
-            tx.detail = api.detail(row)
+            row, secret = api.create(ctx, tx, body)
             return row.name, secret
 
     created, error = await run_in_threadpool(_attempt, ctx, work)
     # a failed form keeps what was typed; a created rule clears it
     return await _after(ctx, error, created=created, form=form if error else None)
-
-
-def _replace(ctx: Ctx, tx: Any, rule_id: str, body: api.AlertRuleIn) -> Any:
-    """Replace a rule's definition in `tx` (audited with the new one); the row."""
-    row = alerts.update_rule(
-        tx.session,
-        workspace_id=ctx.workspace_id,
-        rule_id=rule_id,
-        body=body.rule(),
-        platform=_platform(ctx),
-    )
-    tx.detail = api.detail(row)
-    return row
 
 
 @router.post("/alerts/{rule_id}/edit", name="ui.trace_alerts_edit")
@@ -218,7 +186,7 @@ async def edit_rule(
             current = alerts.get_rule(tx.session, workspace_id=ctx.workspace_id, rule_id=rule_id)
             body = rule_body(form, allow_internal=allow_internal)
             body = body.model_copy(update={"enabled": current.enabled})
-            row = _replace(ctx, tx, rule_id, body)
+            row = api.replace(ctx, tx, rule_id, body)
             return f"Rule {row.name} saved."
 
     message, error = await run_in_threadpool(_attempt, ctx, work)
@@ -240,7 +208,7 @@ async def enable_rule(
             body = api.AlertRuleIn.model_validate(
                 {**current.model_dump(include=fields), "enabled": enabled}
             )
-            row = _replace(ctx, tx, rule_id, body)
+            row = api.replace(ctx, tx, rule_id, body)
             return f"Rule {row.name} {'enabled' if enabled else 'disabled'}."
 
     message, error = await run_in_threadpool(_attempt, ctx, work)
@@ -273,7 +241,7 @@ async def silence_rule(
 @router.post("/alerts/{rule_id}/test", name="ui.trace_alerts_test")
 async def test_rule(rule_id: str, ctx: Ctx = Authorized("tracing:manage")) -> Response:
     try:
-        event = await _engine(ctx).test(rule_id, ctx.workspace_id)
+        event = await api.engine(ctx).test(rule_id, ctx.workspace_id)
     except ShipyardError as exc:
         await run_in_threadpool(_audit_ui_failure, ctx, exc)
         return await _after(ctx, exc.detail)
@@ -492,7 +460,7 @@ async def drift_page(
             (ref_since, ref_until), (cur_since, cur_until) = windows
             # embedding loads the local model (seconds, once): only when asked for, and
             # the report embeds only when both windows have inputs
-            report = await _engine(ctx).drift.areport(
+            report = await api.engine(ctx).drift.areport(
                 ctx.workspace_id,
                 f["route"],
                 (_ns(ref_since), _ns(ref_until)),

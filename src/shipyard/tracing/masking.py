@@ -662,23 +662,8 @@ class Masker:
         return spans
 
     def changes(self, strings: Sequence[str]) -> bool:
-        """Whether `mask` would change any of `strings`, in one pass of the built-in
-        detectors over them joined by blank lines (first the widened patterns on RE2, in
-        linear time; the detectors only where those find something. Most text holds
-        nothing to mask; every
-        match inside one string is found in the joined text too, as each detector reads
-        a line break as it reads a string's end, and a match the joining makes is only a
-        false alarm) and one RE2 search per string for the custom patterns (a `^` or
-        `\\A` anchors at the start of each string, as `mask` reads it)."""
-        if self._prefilter is not None:
-            joined = "\n\n".join(strings)
-            try:
-                hit = self._prefilter.search(joined.encode()) is not None
-            except UnicodeEncodeError:  # a lone surrogate: the detectors read it
-                hit = True
-            if hit and self._found(joined):
-                return True
-        return self._custom_hit(strings)
+        """Whether `mask` would change any of `strings` (`which` for one text)."""
+        return bool(self.which([strings]))
 
     def _custom_hit(self, strings: Sequence[str]) -> bool:
         custom = self._custom
@@ -691,10 +676,14 @@ class Masker:
 
     def which(self, texts: Sequence[Sequence[str]]) -> list[int]:
         """The indexes of the texts (each a sequence of strings) in which `mask` may
-        change a string, ascending: `changes` for many texts at once. The widened
-        patterns run once over all of them joined (as UTF-8 bytes: RE2's own), and the
-        detectors read only a text where they find something; the search goes on from
-        the next text."""
+        change a string, ascending. A text's strings are joined by blank lines, and the
+        texts too: every match inside one string is found in the joined text as well (each
+        detector reads a line break as it reads a string's end), and a match the joining
+        makes is only a false alarm. The widened patterns run once over all of it, on RE2
+        in linear time (as UTF-8 bytes: RE2's own), and the Python detectors read only a
+        text where they find something; the search goes on from the next text. Custom
+        patterns are searched string by string (a `^` or `\\A` anchors at the start of
+        each string, as `mask` reads it)."""
         found: list[int] = []
         if self._prefilter is not None:
             joined = ["\n\n".join(t) for t in texts]

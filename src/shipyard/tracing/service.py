@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import threading
@@ -32,7 +33,7 @@ from shipyard.durable import DurableWriter
 from shipyard.errors import Unavailable
 from shipyard.plugins import TraceStore
 from shipyard.tracing.metrics import LLMMetrics
-from shipyard.tracing.otlp import Decoded, Prices, Reader, cut
+from shipyard.tracing.otlp import Decoded, Reader, cut
 from shipyard.tracing.spans import Span
 
 if TYPE_CHECKING:
@@ -289,7 +290,7 @@ class Tracing:
             masker=config.masker,
             max_chars=self.settings.trace_max_content_chars,
             capture_content=config.capture_content,
-            price=_remembered(self._price),  # a request's spans name a few models
+            price=functools.cache(self._price),  # a request's spans name a few models
         )
 
     def _price(self, model: str) -> tuple[float, float] | None:
@@ -315,17 +316,6 @@ class Tracing:
             span.output = config.masker.mask(cut(_reply_text(call.output), limit))
         if writer.submit([span]):
             self.llm_metrics.observe((span,))
-
-
-def _remembered(price: Prices) -> Prices:
-    known: dict[str, tuple[float, float] | None] = {}
-
-    def lookup(model: str) -> tuple[float, float] | None:
-        if model not in known:
-            known[model] = price(model)
-        return known[model]
-
-    return lookup
 
 
 def gateway_span(rec: Record, masker: Any) -> Span:

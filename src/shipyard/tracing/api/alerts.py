@@ -177,16 +177,45 @@ def event_public(row: AlertEventRow) -> AlertEventPublic:
     )
 
 
-def _engine(ctx: Ctx) -> alerts.AlertEngine:
+def engine(ctx: Ctx) -> alerts.AlertEngine:
+    """The running alert engine (503 while it starts)."""
     service = ctx.platform.services.get("tracing")
-    engine = getattr(service, "alerts", None)
-    if engine is None:
+    found = getattr(service, "alerts", None)
+    if found is None:
         raise Unavailable("alert evaluation is starting", retry_after=1)
-    return engine  # type: ignore[no-any-return]  # Tracing.alerts is an AlertEngine
+    return found  # type: ignore[no-any-return]  # Tracing.alerts is an AlertEngine
 
 
 def _platform(ctx: Ctx) -> bool:
     return ctx.actor.can("tracing:internal")
+
+
+def create(ctx: Ctx, tx: Any, body: AlertRuleIn) -> tuple[AlertRuleRow, str]:
+    """Create a rule in `tx` (audited as the new rule); the row and its secret. The API
+    and the UI's form both create through this."""
+    row, secret = alerts.create_rule(
+        tx.session,
+        box=ctx.platform.box,
+        workspace_id=ctx.workspace_id,
+        body=body.rule(),
+        platform=_platform(ctx),
+    )
+    tx.target = f"alert:{row.id}"
+    tx.detail = detail(row)
+    return row, secret
+
+
+def replace(ctx: Ctx, tx: Any, rule_id: str, body: AlertRuleIn) -> AlertRuleRow:
+    """Replace a rule's definition in `tx` (audited with the new one); the row."""
+    row = alerts.update_rule(
+        tx.session,
+        workspace_id=ctx.workspace_id,
+        rule_id=rule_id,
+        body=body.rule(),
+        platform=_platform(ctx),
+    )
+    tx.detail = detail(row)
+    return row
 
 
 @router.get("", name="tracing.alerts.list")
@@ -201,15 +230,7 @@ async def create_rule(
 ) -> AlertRuleCreated:
     def work() -> AlertRuleCreated:
         with ctx.tx(target=f"alert:{body.name}") as tx:
-            row, secret = alerts.create_rule(
-                tx.session,
-                box=ctx.platform.box,
-                workspace_id=ctx.workspace_id,
-                body=body.rule(),
-                platform=_platform(ctx),
-            )
-            tx.target = f"alert:{row.id}"
-            tx.detail = detail(row)
+            row, secret = create(ctx, tx, body)
             return AlertRuleCreated(**public(row).model_dump(), secret=secret)
 
     return await run_in_threadpool(work)
@@ -241,15 +262,7 @@ async def put_rule(
 ) -> AlertRulePublic:
     def work() -> AlertRulePublic:
         with ctx.tx(target=f"alert:{rule_id}") as tx:
-            row = alerts.update_rule(
-                tx.session,
-                workspace_id=ctx.workspace_id,
-                rule_id=rule_id,
-                body=body.rule(),
-                platform=_platform(ctx),
-            )
-            tx.detail = detail(row)
-            return public(row)
+            return public(replace(ctx, tx, rule_id, body))
 
     return await run_in_threadpool(work)
 
@@ -295,7 +308,7 @@ async def rotate_secret(rule_id: str, ctx: Ctx = Authorized("tracing:manage")) -
 
 @router.post("/{rule_id}/test", name="tracing.alerts.test")
 async def test_rule(rule_id: str, ctx: Ctx = Authorized("tracing:manage")) -> AlertEventPublic:
-    event = await _engine(ctx).test(rule_id, ctx.workspace_id)
+    event = await engine(ctx).test(rule_id, ctx.workspace_id)
 
     def audit() -> None:
         with ctx.tx(target=f"alert:{rule_id}") as tx:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 
 from shipyard.tracing.spans import Span, TraceSummary
 from shipyard.tracing.store import histogram
+from shipyard.tracing.store.rows import INT64
 
 PREVIEW_CHARS = 500  # a trace summary's input and output
 TRACE_COLUMNS = tuple(f.name for f in fields(TraceSummary))
@@ -23,7 +24,6 @@ ROLLUP_SUMS = (
 )
 # the fields a trace takes from the first of its spans that has them (and trace list filters)
 INHERITED = ("service", "model", "route", "key_id", "user_id", "session_id")
-_INT64_MAX = 2**63 - 1
 
 
 # --- the write path's arithmetic ---------------------------------------------------------
@@ -32,7 +32,7 @@ _INT64_MAX = 2**63 - 1
 @dataclass(slots=True)
 class SessionDelta:
     trace_count: int = 0
-    start_ns: int = _INT64_MAX
+    start_ns: int = INT64[1]
     end_ns: int = 0
     user_id: str = ""
     input_tokens: int = 0

@@ -19,7 +19,7 @@ from shipyard.tracing.spans import Span
 SPAN_COLUMNS = tuple(f.name for f in fields(Span))
 JSON_COLUMNS = frozenset(("attributes", "events", "resource"))
 _INT_COLUMNS = frozenset(("start_ns", "end_ns", "input_tokens", "output_tokens"))
-_INT64 = (-(2**63), 2**63 - 1)
+INT64 = (-(2**63), 2**63 - 1)
 
 
 # --- making any span storable ---------------------------------------------------------
@@ -45,7 +45,7 @@ def integer(value: object) -> int:
             found = int(value)  # type: ignore[call-overload]  # a float, a bool, a digit string
         except (TypeError, ValueError, OverflowError):
             return 0
-    return max(_INT64[0], min(_INT64[1], found))
+    return max(INT64[0], min(INT64[1], found))
 
 
 def real(value: object) -> float:
@@ -62,7 +62,7 @@ def _clean(value: object, depth: int) -> object:
     if type(value) is str:
         return text(value)
     if type(value) is int:
-        return value if _INT64[0] <= value <= _INT64[1] else str(value)
+        return value if INT64[0] <= value <= INT64[1] else str(value)
     if type(value) is float:
         return value if math.isfinite(value) else None
     if depth < 32 and isinstance(value, dict):
