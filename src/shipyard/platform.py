@@ -23,7 +23,7 @@ from shipyard.identity.actor import Grants
 from shipyard.identity.authn import KeyAuthenticator, SessionAuthenticator
 from shipyard.identity.bootstrap import FirstStart, bootstrap
 from shipyard.identity.throttle import HashGate, LoginThrottle
-from shipyard.plugins import CallSink, Plugins
+from shipyard.plugins import CallSink, Plugins, RouteResolver
 from shipyard.settings import Settings
 from shipyard.store import Database
 
@@ -58,6 +58,8 @@ class Platform:
         self.box = SecretBox(secret, settings.home / "secret.key")
         # every finished gateway call goes to each of these (tracing appends its own)
         self.call_sinks: list[CallSink] = []
+        # route target kind -> its resolver (the registry sets "registry" and "catalog")
+        self.route_resolvers: dict[str, RouteResolver] = {}
         self.services: dict[str, Any] = {}
         for cap in self.capabilities:
             if cap.service is not None:

@@ -16,6 +16,9 @@ example, and a test fails when a Protocol here is missing from it.
 | `RecordStore`   | (the metadata database)  | where request records (the ledger) are kept  |
 | `TraceStore`    | (setting `trace_database_url`) | where spans, traces and roll-ups are kept |
 | `CallSink`      | (a capability's service) | receives every finished gateway call         |
+| `Gate`          | `shipyard.gates`         | a check a promotion must pass (registry)     |
+| `RouteResolver` | (a capability's service) | turns a route's target (a registry alias, a  |
+|                 |                          | catalog query) into deployments              |
 | `Service`       | (a capability's service) | a long-lived object with start and stop      |
 
 Import cost matters: this module imports nothing heavy, and plugins are imported only
@@ -49,6 +52,7 @@ if TYPE_CHECKING:
 Body = dict[str, Any]
 
 PROVIDERS = "shipyard.providers"
+GATES = "shipyard.gates"
 CAPABILITIES = "shipyard.capabilities"
 
 # What a provider may declare in `capabilities`.
@@ -275,6 +279,59 @@ class CallSink(Protocol):
         """`call` (when the gateway has it) carries the request body (`call.body`) and
         what was answered (`call.output`: the reply body, or the streamed text)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """One weighted target a `RouteResolver` found: a provider (by name, in the route's
+    workspace) and a model id, or the deployments of another route (`route`, for
+    example a built-in local model). `label` says what was resolved (shown as the
+    deployment and recorded with every call it answers)."""
+
+    weight: float
+    label: str
+    provider: str | None = None
+    model: str | None = None
+    route: str | None = None
+    params: dict[str, Any] | None = None
+    problem: str = ""  # set: this target cannot be called now, and why (no deployment)
+
+
+class RouteResolver(Protocol):
+    """Turns a gateway route's `target` of one kind (`{"kind": "registry", ...}`) into
+    deployments. Called when a route is saved (`check`) and when the configuration
+    snapshot is built (`resolve`, in the loader's transaction): never per request. A
+    capability registers one by setting `Platform.route_resolvers[kind]`; it calls
+    `shipyard.gateway.config.snapshot.bump_version` when what it resolves changes."""
+
+    kind: str
+
+    def check(self, s: Any, *, workspace_id: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """The normalized spec to store; raises `InvalidInput` naming the field."""
+        ...
+
+    def resolve(self, s: Any, *, workspace_id: str, spec: dict[str, Any]) -> list[Resolved]:
+        """The targets now (empty: nothing qualifies; the route then answers 503)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class GateResult:
+    gate: str
+    passed: bool
+    detail: str = ""
+
+
+class Gate(Protocol):
+    """A check a registry promotion must pass before its alias moves (required
+    metadata is built in; evaluation thresholds plug in here). `config` is what the
+    environment's policy sets for this gate (`{"gates": {"<name>": config}}`)."""
+
+    name: str
+
+    def check(
+        self, s: Any, *, version: Any, environment: str, config: Any
+    ) -> GateResult: ...
 
 
 class Service(Protocol):

@@ -33,6 +33,7 @@ def build(platform: Platform) -> Gateway:
         plugins=platform.plugins,
         registry=platform.metrics.registry,
         sinks=platform.call_sinks,
+        resolvers=platform.route_resolvers,
         counters=counters,
         cache=cache,
         retry=RetryPolicy(base=settings.gateway_retry_base_seconds),

@@ -51,6 +51,8 @@ class RouteRow(Base):
     semantic_threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
     semantic_embedding_route: Mapped[str] = mapped_column(String(128), default="all-minilm-l6-v2")
     description: Mapped[str] = mapped_column(String(500), default="")
+    # {"kind": "registry" | "catalog" | ..., ...}: deployments come from a RouteResolver
+    target: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

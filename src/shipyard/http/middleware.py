@@ -31,7 +31,12 @@ class EdgeCheck:
         allowed_hosts: Iterable[str],
         max_body_bytes: int,
         json_prefixes: tuple[str, ...] = ("/api/", "/v1/"),
-        any_media: tuple[str, ...] = ("/v1/traces",),
+        # bodies that are not JSON: OTLP protobuf, a catalog file, artifact uploads
+        any_media: tuple[str, ...] = (
+            "/v1/traces",
+            "/api/registry/catalog/import",
+            "/api/registry/artifacts",
+        ),
     ) -> None:
         hosts = {h.lower().encode() for h in allowed_hosts}
         self.any_host = b"*" in hosts

@@ -141,9 +141,12 @@ def route_public(ctx: Ctx, route: RouteSpec) -> RoutePublic:
                     "total": d.timeouts.total,
                 },
                 health=balancer.status(d.id),
+                source=d.source,
             )
             for d in route.deployments
         ],
+        target=route.target,
+        problem=route.problem,
     )
 
 
@@ -164,7 +167,12 @@ async def put_route(
 
     def work() -> None:
         with ctx.tx(target=f"route:{name}") as tx:
-            admin.put_route(tx.session, workspace_id=ctx.workspace_id, body=body)
+            admin.put_route(
+                tx.session,
+                workspace_id=ctx.workspace_id,
+                body=body,
+                resolvers=ctx.platform.route_resolvers,
+            )
 
     await _change(ctx, work)
     route = ctx.platform.gateway.snapshot.route(ctx.workspace_id, name)

@@ -5,7 +5,7 @@ replica reloads its snapshot."""
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -32,6 +32,7 @@ from shipyard.gateway.tables import (
     RouteRow,
 )
 from shipyard.identity import service as identity
+from shipyard.plugins import RouteResolver
 from shipyard.store import new_id, utcnow
 
 REMOTE_KINDS = {"openai", "anthropic", "gemini", "litellm"}  # need a base URL
@@ -229,8 +230,24 @@ def list_providers(s: Session, *, workspace_id: str) -> list[ProviderRow]:
     )
 
 
-def put_route(s: Session, *, workspace_id: str, body: RouteIn) -> RouteRow:
-    """Create or replace a route with its deployments."""
+def put_route(
+    s: Session,
+    *,
+    workspace_id: str,
+    body: RouteIn,
+    resolvers: Mapping[str, RouteResolver] | None = None,
+) -> RouteRow:
+    """Create or replace a route with its deployments (or its target, checked by the
+    resolver of its kind)."""
+    target = None
+    if body.target is not None:
+        kind = str(body.target["kind"])
+        resolver = (resolvers or {}).get(kind)
+        if resolver is None:
+            known = ", ".join(sorted(resolvers or {})) or "none"
+            raise InvalidInput(f"target.kind: unknown kind '{kind}' (known: {known})")
+        spec = {k: v for k, v in body.target.items() if k != "kind"}
+        target = {"kind": kind, **resolver.check(s, workspace_id=workspace_id, spec=spec)}
     providers = {p.name: p for p in list_providers(s, workspace_id=workspace_id)}
     for i, d in enumerate(body.deployments):
         if d.provider not in providers:
@@ -251,6 +268,7 @@ def put_route(s: Session, *, workspace_id: str, body: RouteIn) -> RouteRow:
     row.cache_ttl, row.description = body.cache_ttl, body.description
     row.semantic_threshold = body.semantic_threshold
     row.semantic_embedding_route = body.semantic_embedding_route
+    row.target = target
     s.flush()
     s.execute(delete(DeploymentRow).where(DeploymentRow.route_id == row.id))
     for d in body.deployments:

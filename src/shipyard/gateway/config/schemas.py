@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shipyard.gateway.records.record import Record
 from shipyard.inputs import Strict
@@ -86,7 +86,27 @@ class RouteIn(Strict):
     )
     semantic_embedding_route: str = Field(default="all-minilm-l6-v2", pattern=NAME)
     description: str = Field(default="", max_length=500)
-    deployments: list[DeploymentIn] = Field(min_length=1, max_length=50)
+    deployments: list[DeploymentIn] = Field(default_factory=list, max_length=50)
+    target: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "Instead of deployments: where they come from, resolved into the configuration"
+            ' snapshot. {"kind": "registry", "refs": [{"ref": "support@production",'
+            ' "weight": 90}, {"ref": "support@canary", "weight": 10}]} or {"kind":'
+            ' "catalog", "query": {"capabilities": ["tools"], "min_context": 32000},'
+            ' "order": "cost"}.'
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RouteIn:
+        if self.target is None and not self.deployments:
+            raise ValueError("deployments: give at least one, or a target")
+        if self.target is not None and self.deployments:
+            raise ValueError("target: a route takes deployments or a target, not both")
+        if self.target is not None and not isinstance(self.target.get("kind"), str):
+            raise ValueError("target.kind: required (for example 'registry' or 'catalog')")
+        return self
 
 
 class DeploymentPublic(BaseModel):
@@ -97,6 +117,7 @@ class DeploymentPublic(BaseModel):
     params: dict[str, Any]
     timeouts: dict[str, float]
     health: dict[str, Any]
+    source: str = ""
 
 
 class RoutePublic(BaseModel):
@@ -112,6 +133,8 @@ class RoutePublic(BaseModel):
     description: str
     builtin: bool
     deployments: list[DeploymentPublic]
+    target: dict[str, Any] | None = None
+    problem: str = ""
 
 
 class PriceIn(Strict):

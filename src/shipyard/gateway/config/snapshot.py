@@ -4,7 +4,11 @@ version row tells every replica when to rebuild it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -28,7 +32,11 @@ from shipyard.gateway.tables import (
     ProviderRow,
     RouteRow,
 )
+from shipyard.plugins import Resolved, RouteResolver
 from shipyard.store import Database
+
+log = logging.getLogger("shipyard.gateway")
+_SAFE = re.compile(r"[^A-Za-z0-9._@=:-]")  # a label in a deployment id (a header value)
 
 
 @dataclass
@@ -78,8 +86,14 @@ def provider_spec(row: ProviderRow, box: SecretBox) -> ProviderSpec:
     )
 
 
-def load(db: Database, box: SecretBox, builtin_options: dict[str, object]) -> Snapshot:
+def load(
+    db: Database,
+    box: SecretBox,
+    builtin_options: dict[str, object],
+    resolvers: Mapping[str, RouteResolver] | None = None,
+) -> Snapshot:
     snap = Snapshot()
+    targeted: list[RouteRow] = []
     with db.transaction() as s:
         snap.version = int(
             s.scalar(select(ConfigVersion.version).where(ConfigVersion.id == 1)) or 0
@@ -89,6 +103,8 @@ def load(db: Database, box: SecretBox, builtin_options: dict[str, object]) -> Sn
         for d in s.scalars(select(DeploymentRow).order_by(DeploymentRow.id)):
             deployments.setdefault(d.route_id, []).append(d)
         for r in s.scalars(select(RouteRow)):
+            if r.target:
+                targeted.append(r)
             deps = tuple(
                 Deployment(
                     id=d.id,
@@ -115,6 +131,7 @@ def load(db: Database, box: SecretBox, builtin_options: dict[str, object]) -> Sn
                 description=r.description,
                 semantic_threshold=r.semantic_threshold,
                 semantic_embedding_route=r.semantic_embedding_route,
+                target=dict(r.target) if r.target else None,
             )
         snap.prices = dict(SEED_PRICES)
         for p in s.scalars(select(PriceRow)):
@@ -124,6 +141,87 @@ def load(db: Database, box: SecretBox, builtin_options: dict[str, object]) -> Sn
             if v.get("allowed_routes") is not None:
                 v["allowed_routes"] = tuple(v["allowed_routes"])
             snap.limits[lim.scope] = Limits(**v)
-    for route in builtin_routes(builtin_options):
-        snap.routes.setdefault((None, route.name), route)
+        for route in builtin_routes(builtin_options):
+            snap.routes.setdefault((None, route.name), route)
+        for r in targeted:  # after every plain route: a target may name one
+            key = (r.workspace_id, r.name)
+            snap.routes[key] = _resolve(s, snap, snap.routes[key], providers, resolvers or {})
     return snap
+
+
+def _resolve(
+    s: Session,
+    snap: Snapshot,
+    route: RouteSpec,
+    providers: dict[str, ProviderSpec],
+    resolvers: Mapping[str, RouteResolver],
+) -> RouteSpec:
+    """A targeted route with the deployments its resolver finds now; none (with the
+    reason in `problem`) when the target resolves to nothing usable."""
+    assert route.target is not None and route.workspace_id is not None
+    kind = str(route.target.get("kind"))
+    spec = {k: v for k, v in route.target.items() if k != "kind"}
+    resolver = resolvers.get(kind)
+    if resolver is None:
+        return replace(route, problem=f"no resolver for target kind '{kind}' is installed")
+    try:
+        found = resolver.resolve(s, workspace_id=route.workspace_id, spec=spec)
+    except Exception as exc:  # noqa: BLE001 - one bad target must not fail the snapshot
+        log.warning("route %s: resolving its target failed", route.name, exc_info=True)
+        return replace(route, problem=f"resolving the target failed: {exc}")
+    by_name = {p.name: p for p in providers.values() if p.workspace_id == route.workspace_id}
+    deps: list[Deployment] = []
+    problems: list[str] = []
+    for i, target in enumerate(found):
+        deps += _deployments(snap, route, i, target, by_name, problems)
+    if not deps:
+        problem = "; ".join(problems) or "the target resolved to no model"
+        return replace(route, deployments=(), problem=problem)
+    return replace(route, deployments=tuple(deps), problem="; ".join(problems))
+
+
+def _deployments(
+    snap: Snapshot,
+    route: RouteSpec,
+    i: int,
+    target: Resolved,
+    providers: dict[str, ProviderSpec],
+    problems: list[str],
+) -> list[Deployment]:
+    params: dict[str, Any] = dict(target.params or {})
+    if target.problem:
+        problems.append(f"{target.label}: {target.problem}")
+        return []
+    if target.route is not None:
+        assert route.workspace_id is not None
+        other = snap.route(route.workspace_id, target.route)
+        if other is None or other.target is not None or not other.deployments:
+            problems.append(f"{target.label}: no plain route named '{target.route}'")
+            return []
+        total = sum(max(d.weight, 0.0) for d in other.deployments) or 1.0
+        return [
+            replace(
+                d,
+                id=f"{route.id}.{i}.{d.id}",
+                route=route.name,
+                weight=target.weight * max(d.weight, 0.0) / total,
+                params={**d.params, **params},
+                source=target.label,
+            )
+            for d in other.deployments
+        ]
+    provider = providers.get(target.provider or "")
+    if provider is None or not target.model:
+        problems.append(f"{target.label}: no provider named '{target.provider}'")
+        return []
+    return [
+        Deployment(
+            id=f"{route.id}.{i}.{_SAFE.sub('_', target.label)[:80]}",
+            route=route.name,
+            provider=provider,
+            model=target.model,
+            weight=target.weight,
+            params=params,
+            source=target.label,
+        )
+    ]

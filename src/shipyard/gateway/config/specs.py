@@ -40,6 +40,7 @@ class Deployment:
     weight: float = 1.0
     params: dict[str, Any] = field(default_factory=dict)
     timeouts: Timeouts = Timeouts()
+    source: str = ""  # what a route target resolved to ("support@production = v3")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,8 @@ class RouteSpec:
     semantic_threshold: float | None = None  # cosine similarity for the semantic cache
     semantic_embedding_route: str = "all-minilm-l6-v2"
     description: str = ""
+    target: dict[str, Any] | None = None  # deployments resolved from a registry alias...
+    problem: str = ""  # why a target resolved to nothing (calls answer 503 with it)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,13 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from shipyard.crypto import SecretBox
-from shipyard.errors import NotFound, PermissionDenied, ShipyardError, UpstreamError
+from shipyard.errors import (
+    NotFound,
+    PermissionDenied,
+    ShipyardError,
+    Unavailable,
+    UpstreamError,
+)
 from shipyard.gateway.backends.memory import InProcessCache, InProcessCounters
 from shipyard.gateway.config import snapshot as gw_state
 from shipyard.gateway.config.prices import FREE, deployment_price
@@ -60,7 +66,7 @@ from shipyard.gateway.records.store import record_store
 from shipyard.gateway.records.writer import RecordWriter
 from shipyard.http.render import openai_type
 from shipyard.identity.actor import Actor
-from shipyard.plugins import CallSink, Counters, Plugins, ResponseCache
+from shipyard.plugins import CallSink, Counters, Plugins, ResponseCache, RouteResolver
 from shipyard.store import Database, utcnow
 
 log = logging.getLogger("shipyard.gateway")
@@ -164,6 +170,7 @@ class Gateway:
         plugins: Plugins,
         registry: CollectorRegistry,
         sinks: list[CallSink] | None = None,
+        resolvers: dict[str, RouteResolver] | None = None,
         counters: Counters | None = None,
         cache: ResponseCache | None = None,
         retry: RetryPolicy | None = None,
@@ -194,6 +201,8 @@ class Gateway:
         # every finished call goes to each sink; other capabilities append theirs
         self.sinks: list[CallSink] = sinks if sinks is not None else []
         self.sinks.insert(0, self.records)
+        # route target kind -> resolver; other capabilities add theirs (the registry)
+        self.resolvers: dict[str, RouteResolver] = resolvers if resolvers is not None else {}
         self.snapshot = Snapshot()
         self.semantic = SemanticCache()
         self._builtin_options: dict[str, object] = {}
@@ -233,7 +242,7 @@ class Gateway:
         """Load the configuration snapshot, then seed the budget counters from the
         ledger (a budget added later counts what was already spent)."""
         self.snapshot = await asyncio.to_thread(
-            gw_state.load, self.db, self.box, self._builtin_options
+            gw_state.load, self.db, self.box, self._builtin_options, self.resolvers
         )
         await self.seed_budgets()
 
@@ -310,6 +319,10 @@ class Gateway:
                 f"the model '{model}' does not exist or you do not have access to it",
                 param="model",
                 code="model_not_found",
+            )
+        if not route.deployments:  # a target (a registry alias...) resolved to nothing
+            raise Unavailable(
+                f"route '{model}' has no model to call now: {route.problem}", retry_after=5
             )
         return route
 

@@ -1,0 +1,34 @@
+"""The registry's service: the gates promotions run, and the route resolvers it hands
+the gateway (set on the platform when the service is built, before the gateway's
+first snapshot)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from shipyard.plugins import GATES, Gate
+from shipyard.registry.promotion import BUILTIN_GATES
+from shipyard.registry.resolve import CatalogResolver, RegistryResolver
+
+if TYPE_CHECKING:
+    from shipyard.platform import Platform
+
+log = logging.getLogger("shipyard.registry")
+
+
+class Registry:
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self.gates: dict[str, Gate] = dict(BUILTIN_GATES)
+        for name in platform.plugins.names(GATES):  # evaluation thresholds, team checks
+            if name not in self.gates:
+                self.gates[name] = platform.plugins.load(GATES, name)()
+        for resolver in (RegistryResolver(), CatalogResolver()):
+            platform.route_resolvers[resolver.kind] = resolver
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
