@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from shipyard.audit.service import Entry, record
 from shipyard.errors import Conflict, InvalidInput, NotFound
 from shipyard.gateway.config.snapshot import bump_version
+from shipyard.registry.events import emit
 from shipyard.registry.tables import AliasMoveRow, AliasRow, AssetRow, VersionRow
 from shipyard.store import new_id, utcnow
 
@@ -173,6 +174,12 @@ def add_version(
     s.add(row)
     asset.latest, asset.updated_at = number, utcnow()
     s.flush()
+    emit(
+        s,
+        workspace_id=asset.workspace_id,
+        event="version.created",
+        data={"kind": asset.kind, "name": asset.name, "version": number, "author": author},
+    )
     bump_version(s)  # a route may name `name` (the latest version)
     return row
 
@@ -279,6 +286,21 @@ def move_alias(
             target=f"{asset.kind}:{asset.name}@{alias}",
             detail=f"{before} -> {number} ({reason})",
         ),
+    )
+    emit(
+        s,
+        workspace_id=asset.workspace_id,
+        event="alias.rolled_back" if reason == "rollback" else "alias.moved",
+        data={
+            "kind": asset.kind,
+            "name": asset.name,
+            "alias": alias,
+            "from_version": before,
+            "to_version": number,
+            "reason": reason,
+            "actor": actor,
+            "promotion_id": promotion_id,
+        },
     )
     s.flush()
     bump_version(s)

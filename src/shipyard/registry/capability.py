@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from shipyard.capability import Capability
-from shipyard.identity.roles import ADMINS, HUMAN, Role
+from shipyard.identity.roles import ADMINS, HUMAN, PLATFORM, Role
 
 if TYPE_CHECKING:
     from shipyard.platform import Platform
@@ -31,12 +31,15 @@ CAPABILITY = Capability(
         "registry:write": WRITERS,  # catalog entries, models, versions, custom aliases
         "registry:promote": WRITERS,  # request a promotion
         "registry:approve": ADMINS,  # approve or reject one, roll an alias back
-        "registry:manage": ADMINS,  # environment policies (gates, four eyes)
+        "registry:manage": ADMINS,  # environment policies (gates, four eyes), webhooks
+        # webhooks at internal addresses reach beyond any workspace
+        "registry:internal": PLATFORM,
     },
     routers=(
         # fixed paths first: /api/registry/{models|prompts|releases} would take them
         "shipyard.registry.api.catalog:router",
         "shipyard.registry.api.promotions:router",
+        "shipyard.registry.api.webhooks:router",
         "shipyard.registry.api.assets:router",
     ),
     migrations="shipyard.registry:migrations",

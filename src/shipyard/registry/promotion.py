@@ -29,6 +29,7 @@ from shipyard.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from shipyard.identity import service as identity
 from shipyard.plugins import Gate, GateResult
 from shipyard.registry import assets
+from shipyard.registry.events import emit
 from shipyard.registry.tables import AssetRow, PolicyRow, PromotionRow, VersionRow
 from shipyard.store import new_id, utcnow
 
@@ -185,6 +186,7 @@ def request(
     )
     s.add(row)
     s.flush()
+    _event(s, row, asset, "promotion.requested", who)
     if not rules.four_eyes:
         _approve(s, row, asset, who, "no approval required in this environment")
     return row
@@ -224,8 +226,7 @@ def approve(
         raise PermissionDenied(
             "four eyes: the requester cannot approve their own promotion", code="four_eyes"
         )
-    asset = s.get(AssetRow, row.asset_id)
-    assert asset is not None
+    asset = _asset_of(s, row)
     version = assets.get_version(s, asset, row.version)
     rules = policy(s, workspace_id=row.workspace_id, environment=row.environment)
     failed = [r for r in run_gates(s, version=version, rules=rules, known=known) if not r.passed]
@@ -251,12 +252,37 @@ def _approve(s: Session, row: PromotionRow, asset: AssetRow, who: Who, note: str
         actor_kind=who.kind,
         promotion_id=row.id,
     )
+    _event(s, row, asset, "promotion.approved", who)
+
+
+def _event(s: Session, row: PromotionRow, asset: AssetRow, event: str, who: Who) -> None:
+    emit(
+        s,
+        workspace_id=row.workspace_id,
+        event=event,
+        data={
+            "promotion_id": row.id,
+            "kind": asset.kind,
+            "name": asset.name,
+            "version": row.version,
+            "environment": row.environment,
+            "state": row.state,
+            "by": who.label,
+        },
+    )
+
+
+def _asset_of(s: Session, row: PromotionRow) -> AssetRow:
+    asset = s.get(AssetRow, row.asset_id)
+    assert asset is not None  # a foreign key
+    return asset
 
 
 def reject(s: Session, row: PromotionRow, *, who: Who, note: str) -> PromotionRow:
     _pending(row)
     row.state, row.decided_by, row.decided_at = "rejected", who.ref, utcnow()
     row.decision_note = note
+    _event(s, row, _asset_of(s, row), "promotion.rejected", who)
     return row
 
 
@@ -265,6 +291,7 @@ def cancel(s: Session, row: PromotionRow, *, who: Who) -> PromotionRow:
     if who.ref != row.requested_by:
         raise PermissionDenied("only the requester can cancel a promotion (approvers reject)")
     row.state, row.decided_by, row.decided_at = "cancelled", who.ref, utcnow()
+    _event(s, row, _asset_of(s, row), "promotion.cancelled", who)
     return row
 
 

@@ -1,13 +1,16 @@
-"""The registry's service: the gates promotions run, and the route resolvers it hands
+"""The registry's service: the gates promotions run, the route resolvers it hands
 the gateway (set on the platform when the service is built, before the gateway's
-first snapshot)."""
+first snapshot), and the delivery of its event outbox to webhooks."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
 from shipyard.plugins import GATES, Gate
+from shipyard.registry.events import Outbox
 from shipyard.registry.promotion import BUILTIN_GATES
 from shipyard.registry.resolve import CatalogResolver, RegistryResolver
 
@@ -26,9 +29,16 @@ class Registry:
                 self.gates[name] = platform.plugins.load(GATES, name)()
         for resolver in (RegistryResolver(), CatalogResolver()):
             platform.route_resolvers[resolver.kind] = resolver
+        self.outbox = Outbox(platform.db, platform.box)
+        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        return None
+        self._task = asyncio.create_task(self.outbox.run())
 
     async def stop(self) -> None:
-        return None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        await self.outbox.close()

@@ -131,3 +131,34 @@ class PolicyRow(Base):
     four_eyes: Mapped[bool] = mapped_column(Boolean, default=False)
     gates: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # gate name -> config
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookRow(Base):
+    """A receiver of registry events (HMAC-signed JSON; the outbound-address rules of
+    providers)."""
+
+    __tablename__ = "registry_webhooks"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)  # empty: every event
+    secret_enc: Mapped[str] = mapped_column(String(2000))
+    allow_internal: Mapped[bool] = mapped_column(Boolean, default=False)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class EventRow(Base):
+    """The outbox: an event is written in the transaction of the change it reports,
+    then delivered by the registry's service (so a crash between the two loses none)."""
+
+    __tablename__ = "registry_events"
+    __table_args__ = (Index("ix_registry_events_pending", "state", "created_at"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # delivered | failed
+    deliveries: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

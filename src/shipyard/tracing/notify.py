@@ -141,20 +141,39 @@ class Notifier:
         )
 
     async def _one(self, notice: Notice, url: str, fmt: str) -> Delivery:
+        return await self.deliver(
+            url,
+            notice.body(fmt),
+            secret=notice.secret,
+            event=notice.event,
+            allow_internal=notice.allow_internal,
+        )
+
+    async def deliver(
+        self,
+        url: str,
+        body: bytes,
+        *,
+        secret: str,
+        event: str,
+        allow_internal: bool = False,
+        agent: str = "Shipyard-Alerts",
+    ) -> Delivery:
+        """POST one signed JSON body to one webhook, with the retries and address rules
+        above (alert notices and registry events both go through here)."""
         from shipyard.store import utcnow
 
-        body = notice.body(fmt)
         headers = {
             "Content-Type": "application/json",
-            "User-Agent": "Shipyard-Alerts",
-            SIGNATURE: sign(notice.secret, body),
-            "X-Shipyard-Event": notice.event,
+            "User-Agent": agent,
+            SIGNATURE: sign(secret, body),
+            "X-Shipyard-Event": event,
         }
-        if not notice.allow_internal:
+        if not allow_internal:
             try:  # a literal address reaches no resolver: checked here
                 check_base_url(url, resolve=False)
             except InvalidInput as exc:
-                return Delivery(notice.event, url, "failed", 0, None, _refused(exc), utcnow())
+                return Delivery(event, url, "failed", 0, None, _refused(exc), utcnow())
         code: int | None = None
         error = ""
         attempt = 0
@@ -163,7 +182,7 @@ class Notifier:
                 await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
             attempt += 1
             try:
-                async with self._session(notice.allow_internal).post(
+                async with self._session(allow_internal).post(
                     url, data=body, headers=headers, allow_redirects=False
                 ) as resp:
                     code = resp.status
@@ -172,14 +191,14 @@ class Notifier:
                 code, error = None, f"cannot reach the webhook: {exc.__class__.__name__}: {exc}"
                 continue
             if 200 <= code < 300:
-                return Delivery(notice.event, url, "delivered", attempt, code, "", utcnow())
+                return Delivery(event, url, "delivered", attempt, code, "", utcnow())
             if 300 <= code < 400:
                 error = f"answered {code}, a redirect (not followed)"
                 break
             error = f"answered {code}"
             if code < 500 and code != 429:
                 break
-        return Delivery(notice.event, url, "failed", attempt, code, error[:500], utcnow())
+        return Delivery(event, url, "failed", attempt, code, error[:500], utcnow())
 
 
 def _refused(exc: InvalidInput) -> str:

@@ -17,4 +17,5 @@ async def change(ctx: Ctx, work: Callable[[], T]) -> T:
     gateway traffic this replica reloads at once (others follow the version row)."""
     out = await run_in_threadpool(work)
     await ctx.platform.gateway.reload()
+    ctx.platform.services["registry"].outbox.wake()  # its events, to webhooks now
     return out
