@@ -245,3 +245,42 @@ def test_versions_are_immutable_and_refs_resolve(client: TestClient) -> None:
         "/api/registry/models/m/versions", json={"source": {"kind": "gguf", "artifact": "../x"}}
     )
     assert r.status_code in (400, 422) and "artifact" in r.text
+
+
+def test_lineage_graph(client: TestClient) -> None:
+    client.post("/api/registry/models", json={"name": "base"})
+    client.post(
+        "/api/registry/models/base/versions",
+        json={"source": {"kind": "route", "route": "smollm2"}},
+    )
+    client.post("/api/registry/models", json={"name": "tuned"})
+    r = client.post(
+        "/api/registry/models/tuned/versions",
+        json={
+            "source": {"kind": "lora", "base": "base@1", "artifact": "ab" * 32},
+            "lineage": {
+                "base_model": "base@1",
+                "datasets": [{"name": "tickets", "version": "3"}],
+                "job": "ft_123",
+                "evaluations": ["eval_9"],
+            },
+        },
+    )
+    assert r.status_code == 201, r.text
+    client.post("/api/registry/releases", json={"name": "app"})
+    members = [{"kind": "model", "name": "tuned", "version": 1}]
+    r = client.post("/api/registry/releases/app/versions", json={"members": members})
+    assert r.status_code == 201
+    g = client.get("/api/registry/models/tuned/versions/1/lineage").json()
+    edges = {(e["from"], e["relation"], e["to"]) for e in g["edges"]}
+    assert edges == {
+        ("model:base@1", "base_of", "model:tuned@1"),
+        ("dataset:tickets@3", "trained_on", "model:tuned@1"),
+        ("job:ft_123", "produced", "model:tuned@1"),
+        ("model:tuned@1", "evaluated_by", "evaluation:eval_9"),
+        ("model:tuned@1", "pinned_in", "release:app@1"),
+    }
+    assert {n["id"] for n in g["nodes"]} == {p for e in edges for p in (e[0], e[2])}
+    r = client.get("/api/registry/releases/app/versions/1/lineage").json()
+    assert {(e["from"], e["relation"]) for e in r["edges"]} == {("model:tuned@1", "pinned_in")}
+    assert client.get("/api/registry/models/tuned/versions/7/lineage").status_code == 404

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from shipyard.errors import Conflict, InvalidInput, NotFound
 from shipyard.http.deps import Authorized, Ctx
-from shipyard.registry import assets, promotion
+from shipyard.registry import assets, lineage, promotion
 from shipyard.registry.api import change
 from shipyard.registry.schemas import (
     AliasIn,
@@ -225,6 +225,20 @@ def get_version(
         asset = _asset(ctx, tx.session, plural, name)
         row = assets.get_version(tx.session, asset, number)
         return version_public(asset, row, assets.aliases(tx.session, asset))
+
+
+@router.get("/{plural}/{name}/versions/{number}/lineage", name="registry.versions.lineage")
+def get_lineage(
+    plural: Plural,
+    name: str,
+    number: Annotated[int, Path(ge=1, le=10**9)],
+    ctx: Ctx = Authorized("registry:read"),
+) -> dict[str, Any]:
+    """The version's lineage as a graph: `nodes` and `edges` (`from` input `to` what was
+    made of it: base_of, trained_on, produced, evaluated_by, pinned_in, default_model_of)."""
+    with ctx.tx() as tx:
+        asset = _asset(ctx, tx.session, plural, name)
+        return lineage.graph(tx.session, asset, assets.get_version(tx.session, asset, number))
 
 
 @router.get("/{plural}/{name}/resolve/{selector}", name="registry.resolve")
