@@ -42,6 +42,7 @@ CAPABILITY = Capability(
         "shipyard.registry.api.webhooks:router",
         "shipyard.registry.api.assets:router",
     ),
+    pages=("shipyard.registry.pages:router",),
     migrations="shipyard.registry:migrations",
     service=build,
 )
