@@ -2,6 +2,7 @@
 Prints figures; asserts nothing.
 
     .venv/bin/python bench/gateway.py [--quick] [--skip-litellm] [--skip-local] [--workers N]
+                                      [--registry]
 
 Side by side, against the same fast fake upstream on loopback (bench/fake_upstream.py, a
 ~1 KB chat completion as real providers send it):
@@ -24,6 +25,11 @@ Shipyard's and LiteLLM's figures are also printed as ratios to the floor's, and 
 against its targets. For the local model: SmolLM2 streaming tokens/s through the gateway vs
 llama-cpp-python called directly. With `--workers N`, Shipyard also runs as
 `shipyard up --workers N`, not pinned, for its throughput and CPU per request.
+With `--registry`, the same Shipyard server is also measured through two more routes
+(interleaved with the others, round by round): `bench-alias`, pointing at a registry
+alias (`bench-model@champion`), and `bench-canary`, a 90/10 split between two aliases;
+both resolve into the configuration snapshot, so they should cost what the plain route
+costs.
 """
 
 from __future__ import annotations
@@ -182,6 +188,7 @@ def start_shipyard(up_port: int, workers: int | None = None) -> Server:
         raise
     name = f"Shipyard -w{workers}" if workers else "Shipyard"
     s = Server(name, proc, url + "/v1/chat/completions", key["key"], start_s=start_s)
+    s.admin = owner  # registry_routes configures more routes with it
     if workers:
         wait_all_workers(s)
 
@@ -207,6 +214,33 @@ def start_shipyard(up_port: int, workers: int | None = None) -> Server:
 
     s.finish = records
     return s
+
+
+def registry_routes(ship: Server) -> list[Server]:
+    """The registry variants of Shipyard's route, on the same server: an alias, and a
+    90/10 canary between two aliases (two versions of one registered model)."""
+    admin = httpx.Client(base_url=ship.url.removesuffix("/v1/chat/completions"))
+    admin.headers["Authorization"] = "Bearer " + ship.admin
+    admin.post("/api/registry/models", json={"name": "bench-model"}).raise_for_status()
+    source = {"kind": "provider", "provider": "fake", "model": "gpt-4o-mini"}
+    for alias in ("champion", "challenger"):
+        r = admin.post("/api/registry/models/bench-model/versions", json={"source": source})
+        r.raise_for_status()
+        number = r.json()["number"]
+        admin.put(
+            f"/api/registry/models/bench-model/aliases/{alias}", json={"version": number}
+        ).raise_for_status()
+    champion = {"ref": "bench-model@champion", "weight": 90}
+    challenger = {"ref": "bench-model@challenger", "weight": 10}
+    found = []
+    for name, refs in (("bench-alias", [champion]), ("bench-canary", [champion, challenger])):
+        route = {"name": name, "retries": 0, "target": {"kind": "registry", "refs": refs}}
+        admin.put(f"/api/gateway/routes/{name}", json=route).raise_for_status()
+        label = "Shipyard alias" if name == "bench-alias" else "Shipyard 90/10"
+        body = BODY.replace('"model":"bench"', f'"model":"{name}"')
+        found.append(Server(label, ship.proc, ship.url, ship.auth, body=body))
+    admin.close()
+    return found
 
 
 def wait_all_workers(server: Server, timeout: float = 20) -> None:
@@ -411,6 +445,8 @@ def measure_all(args: argparse.Namespace, plan: Plan) -> tuple[list[Figures], li
         up_port = int(upstream.url.split(":")[2].split("/")[0])
         servers.append(start_floor(up_port))
         servers.append(start_shipyard(up_port))
+        if args.registry:
+            servers += registry_routes(servers[-1])
         if not args.skip_litellm:
             exe = ensure_litellm()
             if exe is not None:
@@ -449,6 +485,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="shorter runs (1-2 minutes)")
     parser.add_argument("--skip-litellm", action="store_true")
     parser.add_argument("--skip-local", action="store_true")
+    parser.add_argument(
+        "--registry",
+        action="store_true",
+        help="also measure routes on a registry alias and on a 90/10 split (same server)",
+    )
     parser.add_argument(
         "--workers",
         type=int,

@@ -157,13 +157,13 @@ def start_redis(home: Path, cpus: str = LOAD_CPU) -> tuple[subprocess.Popen[byte
     return proc, f"unix://{sock}"
 
 
-def wrk(url: str, auth: str, connections: int, seconds: float) -> WrkResult:
+def wrk(url: str, auth: str, connections: int, seconds: float, body: str = BODY) -> WrkResult:
     fd, name = tempfile.mkstemp(suffix=".lua")
     os.close(fd)
     script = Path(name)
     script.write_text(
         'wrk.method = "POST"\n'
-        f"wrk.body = '{BODY}'\n"
+        f"wrk.body = '{body}'\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
         f'wrk.headers["Authorization"] = "Bearer {auth}"\n'
     )
@@ -230,6 +230,8 @@ class Server:
     rss: PeakRss | None = None
     close: Callable[[], None] | None = None
     finish: Callable[[], None] | None = None  # after the load, before close (read metrics)
+    body: str = BODY  # what each request sends (its `model` names the route)
+    admin: str = ""  # a key that may configure the server, where there is one
 
     @property
     def pid(self) -> int:
@@ -240,7 +242,7 @@ class Server:
             self.rss = PeakRss(self.pid)
         before = tree_cpu_seconds(self.pid)
         with self.rss.sampling():
-            r = wrk(self.url, self.auth, connections, seconds)
+            r = wrk(self.url, self.auth, connections, seconds, self.body)
         r.cpu_ms = (tree_cpu_seconds(self.pid) - before) / max(1, r.requests) * 1000
         self.served += r.requests
         self.errors += r.errors
