@@ -23,7 +23,7 @@ from shipyard.identity.actor import Grants
 from shipyard.identity.authn import KeyAuthenticator, SessionAuthenticator
 from shipyard.identity.bootstrap import FirstStart, bootstrap
 from shipyard.identity.throttle import HashGate, LoginThrottle
-from shipyard.plugins import CallSink, Plugins, RouteResolver
+from shipyard.plugins import CallSink, Plugins, PromptSource, RouteResolver
 from shipyard.settings import Settings
 from shipyard.store import Database
 
@@ -60,6 +60,8 @@ class Platform:
         self.call_sinks: list[CallSink] = []
         # route target kind -> its resolver (the registry sets "registry" and "catalog")
         self.route_resolvers: dict[str, RouteResolver] = {}
+        # where `prompt: name@alias` references come from (the registry adds its own)
+        self.prompt_sources: list[PromptSource] = []
         self.services: dict[str, Any] = {}
         for cap in self.capabilities:
             if cap.service is not None:

@@ -17,6 +17,8 @@ example, and a test fails when a Protocol here is missing from it.
 | `TraceStore`    | (setting `trace_database_url`) | where spans, traces and roll-ups are kept |
 | `CallSink`      | (a capability's service) | receives every finished gateway call         |
 | `Gate`          | `shipyard.gates`         | a check a promotion must pass (registry)     |
+| `PromptSource`  | (a capability's service) | prompt references (`prompt: name@alias`) the  |
+|                 |                          | gateway renders into messages                |
 | `RouteResolver` | (a capability's service) | turns a route's target (a registry alias, a  |
 |                 |                          | catalog query) into deployments              |
 | `Service`       | (a capability's service) | a long-lived object with start and stop      |
@@ -315,6 +317,31 @@ class RouteResolver(Protocol):
         ...
 
 
+class PromptSpec(Protocol):
+    """One prompt version as the gateway holds it (in its configuration snapshot)."""
+
+    @property
+    def label(self) -> str:
+        """What answered, recorded with the call: "support-answer@v3"."""
+        ...
+
+    def expand(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A chat body with `prompt` and `variables` replaced by the rendered `messages`
+        (the version's default model and parameters under what the caller set).
+        Raises `InvalidInput` / `PayloadTooLarge` naming the variable."""
+        ...
+
+
+class PromptSource(Protocol):
+    """Where the gateway's prompt references come from (the registry's prompts). Read
+    when the configuration snapshot is built, in its transaction: never per request."""
+
+    def load(self, s: Any) -> dict[tuple[str, str], PromptSpec]:
+        """(workspace id, reference) -> the version it names now, for every reference
+        a caller may send (`name`, `name@3`, `name@production`...)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class GateResult:
     gate: str
@@ -329,9 +356,7 @@ class Gate(Protocol):
 
     name: str
 
-    def check(
-        self, s: Any, *, version: Any, environment: str, config: Any
-    ) -> GateResult: ...
+    def check(self, s: Any, *, version: Any, environment: str, config: Any) -> GateResult: ...
 
 
 class Service(Protocol):

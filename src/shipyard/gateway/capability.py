@@ -34,6 +34,7 @@ def build(platform: Platform) -> Gateway:
         registry=platform.metrics.registry,
         sinks=platform.call_sinks,
         resolvers=platform.route_resolvers,
+        prompt_sources=platform.prompt_sources,
         counters=counters,
         cache=cache,
         retry=RetryPolicy(base=settings.gateway_retry_base_seconds),

@@ -127,3 +127,4 @@ class RequestRecord(Base):
     retries: Mapped[int] = mapped_column(Integer, default=0)
     fallbacks: Mapped[str] = mapped_column(String(500), default="")
     trace_id: Mapped[str] = mapped_column(String(32), default="")  # the call's trace
+    prompt: Mapped[str] = mapped_column(String(200), default="")  # the prompt version

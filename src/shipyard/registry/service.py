@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from shipyard.plugins import GATES, Gate
 from shipyard.registry.events import Outbox
 from shipyard.registry.promotion import BUILTIN_GATES
+from shipyard.registry.prompts import RegistryPrompts
 from shipyard.registry.resolve import CatalogResolver, RegistryResolver
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ class Registry:
                 self.gates[name] = platform.plugins.load(GATES, name)()
         for resolver in (RegistryResolver(), CatalogResolver()):
             platform.route_resolvers[resolver.kind] = resolver
+        platform.prompt_sources.append(RegistryPrompts())  # `prompt: name@alias` calls
         self.outbox = Outbox(platform.db, platform.box)
         self._task: asyncio.Task[None] | None = None
 

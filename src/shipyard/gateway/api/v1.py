@@ -115,6 +115,12 @@ class GatewayApp:
         self, api: Api, actor: Actor, body: Any, headers: dict[bytes, bytes]
     ) -> Reply | StreamReply:
         """Check a body for `api`, route it and run it through the gateway."""
+        prompt = ""
+        if api.name == "chat" and isinstance(body, dict) and "prompt" in body:
+            # rendering is bounded (the sandbox's caps) but CPU work: off the event loop
+            body, prompt = await asyncio.to_thread(
+                self.gateway.expand_prompt, actor.workspace_id, body
+            )
         model = api.check(body)
         trace_id, parent = traceparent(headers.get(b"traceparent"))
         call = Call(
@@ -124,6 +130,7 @@ class GatewayApp:
             no_cache=no_cache(headers),
             trace_id=trace_id,
             parent_span_id=parent,
+            prompt=prompt,
         )
         return await self.gateway.run(call, self.gateway.route_for(call, model))
 

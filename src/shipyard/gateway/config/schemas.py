@@ -190,3 +190,4 @@ class RecordPublic(BaseModel):
     stream: bool
     retries: int
     fallbacks: str
+    prompt: str = ""

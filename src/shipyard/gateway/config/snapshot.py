@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -32,7 +32,7 @@ from shipyard.gateway.tables import (
     ProviderRow,
     RouteRow,
 )
-from shipyard.plugins import Resolved, RouteResolver
+from shipyard.plugins import PromptSource, PromptSpec, Resolved, RouteResolver
 from shipyard.store import Database
 
 log = logging.getLogger("shipyard.gateway")
@@ -45,6 +45,8 @@ class Snapshot:
     routes: dict[tuple[str | None, str], RouteSpec] = field(default_factory=dict)
     prices: dict[str, Price] = field(default_factory=dict)
     limits: dict[str, Limits] = field(default_factory=dict)
+    # (workspace id, "name@alias") -> a prompt version, from the PromptSources
+    prompts: dict[tuple[str, str], PromptSpec] = field(default_factory=dict)
 
     def route(self, workspace_id: str, name: str) -> RouteSpec | None:
         return self.routes.get((workspace_id, name)) or self.routes.get((None, name))
@@ -91,6 +93,7 @@ def load(
     box: SecretBox,
     builtin_options: dict[str, object],
     resolvers: Mapping[str, RouteResolver] | None = None,
+    prompt_sources: Sequence[PromptSource] = (),
 ) -> Snapshot:
     snap = Snapshot()
     targeted: list[RouteRow] = []
@@ -143,6 +146,8 @@ def load(
             snap.limits[lim.scope] = Limits(**v)
         for route in builtin_routes(builtin_options):
             snap.routes.setdefault((None, route.name), route)
+        for source in prompt_sources:
+            snap.prompts.update(source.load(s))
         for r in targeted:  # after every plain route: a target may name one
             key = (r.workspace_id, r.name)
             snap.routes[key] = _resolve(s, snap, snap.routes[key], providers, resolvers or {})

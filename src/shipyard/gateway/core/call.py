@@ -75,6 +75,7 @@ class Call:
     trace_id: str = ""  # the caller's (W3C traceparent) or a new one
     parent_span_id: str = ""  # the caller's span, from traceparent
     span_id: str = ""  # this call's span
+    prompt: str = ""  # the registry prompt version the messages were rendered from
     output: Any = None  # the reply body (unary) or the streamed text, once the call ends
     started: float = field(default_factory=time.perf_counter)
 

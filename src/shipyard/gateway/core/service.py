@@ -35,6 +35,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 
 from shipyard.crypto import SecretBox
 from shipyard.errors import (
+    InvalidInput,
     NotFound,
     PermissionDenied,
     ShipyardError,
@@ -66,7 +67,14 @@ from shipyard.gateway.records.store import record_store
 from shipyard.gateway.records.writer import RecordWriter
 from shipyard.http.render import openai_type
 from shipyard.identity.actor import Actor
-from shipyard.plugins import CallSink, Counters, Plugins, ResponseCache, RouteResolver
+from shipyard.plugins import (
+    CallSink,
+    Counters,
+    Plugins,
+    PromptSource,
+    ResponseCache,
+    RouteResolver,
+)
 from shipyard.store import Database, utcnow
 
 log = logging.getLogger("shipyard.gateway")
@@ -171,6 +179,7 @@ class Gateway:
         registry: CollectorRegistry,
         sinks: list[CallSink] | None = None,
         resolvers: dict[str, RouteResolver] | None = None,
+        prompt_sources: list[PromptSource] | None = None,
         counters: Counters | None = None,
         cache: ResponseCache | None = None,
         retry: RetryPolicy | None = None,
@@ -203,6 +212,9 @@ class Gateway:
         self.sinks.insert(0, self.records)
         # route target kind -> resolver; other capabilities add theirs (the registry)
         self.resolvers: dict[str, RouteResolver] = resolvers if resolvers is not None else {}
+        self.prompt_sources: list[PromptSource] = (
+            prompt_sources if prompt_sources is not None else []
+        )
         self.snapshot = Snapshot()
         self.semantic = SemanticCache()
         self._builtin_options: dict[str, object] = {}
@@ -242,7 +254,12 @@ class Gateway:
         """Load the configuration snapshot, then seed the budget counters from the
         ledger (a budget added later counts what was already spent)."""
         self.snapshot = await asyncio.to_thread(
-            gw_state.load, self.db, self.box, self._builtin_options, self.resolvers
+            gw_state.load,
+            self.db,
+            self.box,
+            self._builtin_options,
+            self.resolvers,
+            self.prompt_sources,
         )
         await self.seed_budgets()
 
@@ -312,6 +329,23 @@ class Gateway:
 
     # Calls -------------------------------------------------------------------------------
 
+    def expand_prompt(self, workspace_id: str, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """A chat body that names a registry prompt (`"prompt": "name@alias"` plus
+        `variables`) as the chat body it renders to, and the version's label."""
+        ref = body.get("prompt")
+        if not isinstance(ref, str) or not 0 < len(ref) <= 200:
+            raise InvalidInput("'prompt' must be a name[@alias|@version] string", param="prompt")
+        if "messages" in body:
+            raise InvalidInput("give 'messages' or 'prompt', not both", param="prompt")
+        spec = self.snapshot.prompts.get((workspace_id, ref))
+        if spec is None:
+            raise NotFound(
+                f"the prompt '{ref}' does not exist, or has no such version or alias",
+                param="prompt",
+                code="prompt_not_found",
+            )
+        return spec.expand(body), spec.label
+
     def route_for(self, call: Call, model: str) -> RouteSpec:
         route = self.snapshot.route(call.actor.workspace_id, model)
         if route is None or route.kind != call.api.route_kind:
@@ -341,6 +375,7 @@ class Gateway:
             trace_id=call.trace_id,
             span_id=call.span_id,
             parent_span_id=call.parent_span_id,
+            prompt=call.prompt,
         )
         state = _Ending()
         try:
@@ -499,6 +534,7 @@ class Gateway:
             (b"x-shipyard-trace-id", call.trace_id.encode()),
             (b"x-shipyard-route", rec.route.encode()),
             (b"x-shipyard-deployment", rec.deployment_id.encode()),
+            *([(b"x-shipyard-prompt", rec.prompt.encode())] if rec.prompt else []),
             (b"x-shipyard-cost-usd", b"%.8f" % rec.cost_usd),
             (b"x-shipyard-cache", cache),
         ]

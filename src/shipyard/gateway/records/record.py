@@ -35,6 +35,7 @@ class Record:
     trace_id: str = ""  # the call's span in the trace store (tracing)
     span_id: str = ""
     parent_span_id: str = ""
+    prompt: str = ""  # the registry prompt version that answered ("name@v3")
 
     def to_bytes(self) -> bytes:
         """The record as JSON (what the write-ahead log keeps): one orjson call."""

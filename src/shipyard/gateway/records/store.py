@@ -80,6 +80,7 @@ def _values(record: Record, at: object) -> tuple[object, ...]:
         _int(record.retries),
         _text(",".join(record.fallbacks), "fallbacks"),
         _text(record.trace_id, "trace_id"),
+        _text(record.prompt, "prompt"),
     )
 
 
