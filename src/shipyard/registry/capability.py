@@ -44,6 +44,7 @@ CAPABILITY = Capability(
         "shipyard.registry.api.assets:router",
     ),
     pages=("shipyard.registry.pages:router",),
+    cli=(("prompts", "shipyard.cli.prompts:app"),),
     migrations="shipyard.registry:migrations",
     service=build,
 )

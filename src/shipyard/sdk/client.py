@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import orjson
-from pydantic import TypeAdapter
 
 from shipyard.audit.schemas import AuditEventPublic
 from shipyard.identity.schemas import (
@@ -23,28 +21,10 @@ from shipyard.identity.schemas import (
     UserPublic,
     WorkspacePublic,
 )
+from shipyard.sdk.calls import Call, ShipyardAPIError, _as
+from shipyard.sdk.prompts import AsyncPrompts, PromptCache, Prompts, default_cache_dir
 
 T = TypeVar("T")
-
-
-class ShipyardAPIError(Exception):
-    def __init__(self, status: int, title: str, detail: str) -> None:
-        super().__init__(f"{status} {title}: {detail}")
-        self.status, self.title, self.detail = status, title, detail
-
-
-@dataclass(frozen=True)
-class Call(Generic[T]):
-    method: str
-    path: str
-    parse: Callable[[Any], T]
-    json: Any = None
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-def _as(tp: Any) -> Callable[[Any], Any]:
-    adapter: TypeAdapter[Any] = TypeAdapter(tp)
-    return adapter.validate_python
 
 
 def _none(_: Any) -> None:
@@ -207,7 +187,8 @@ class _Resources:
 
 
 class Client(_Resources):
-    """Synchronous client. `http_client` lets tests hand in an in-process transport."""
+    """Synchronous client. `http_client` lets tests hand in an in-process transport;
+    `cache_dir` is where `prompts.get` keeps its copies (`shipyard.sdk.prompts`)."""
 
     def __init__(
         self,
@@ -216,11 +197,14 @@ class Client(_Resources):
         *,
         http_client: httpx.Client | None = None,
         timeout: float = 30.0,
+        cache_dir: str | Path | None = None,
     ) -> None:
         self.url, key = resolve_credentials(url, api_key)
         self._http = http_client or httpx.Client(base_url=self.url, timeout=timeout)
         self._headers = {"Authorization": f"Bearer {key}"}
         self._mount(self._run)
+        cache = PromptCache(Path(cache_dir) if cache_dir else default_cache_dir(), self.url, key)
+        self.prompts = Prompts(self._run, cache)
 
     def _run(self, call: Call[T]) -> T:
         r = self._http.request(
@@ -274,11 +258,14 @@ class AsyncClient(_Resources):
         *,
         http_client: httpx.AsyncClient | None = None,
         timeout: float = 30.0,
+        cache_dir: str | Path | None = None,
     ) -> None:
         self.url, key = resolve_credentials(url, api_key)
         self._http = http_client or httpx.AsyncClient(base_url=self.url, timeout=timeout)
         self._headers = {"Authorization": f"Bearer {key}"}
         self._mount(self._run)
+        cache = PromptCache(Path(cache_dir) if cache_dir else default_cache_dir(), self.url, key)
+        self.prompts = AsyncPrompts(self._run, cache)
 
     def _run(self, call: Call[T]) -> Awaitable[T]:
         async def go() -> T:
