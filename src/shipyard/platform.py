@@ -41,7 +41,11 @@ class Platform:
         self.grants: Grants = grants_of(self.capabilities)
         self.db = Database(settings.sqlalchemy_url)
         self.metrics = Metrics()
-        self.edge = EdgeCheck(allowed_hosts=hosts(settings), max_body_bytes=settings.max_body_bytes)
+        self.edge = EdgeCheck(
+            allowed_hosts=hosts(settings),
+            max_body_bytes=settings.max_body_bytes,
+            large_bodies={"/api/registry/artifacts": settings.artifact_max_bytes},
+        )
         self.proxies = ProxyHeaders(settings.trusted_proxies)
         self.keys = KeyAuthenticator(self.db, self.grants, ttl=settings.key_cache_ttl_seconds)
         self.sessions = SessionAuthenticator(

@@ -97,6 +97,21 @@ class Settings(BaseSettings):
         le=60,
         description="fsync the spans' write-ahead log this often; unset: the page cache.",
     )
+    artifact_max_bytes: int = Field(
+        default=64 * 1024**3, ge=1024, description="The largest artifact one upload may hold."
+    )
+    artifact_s3_bucket: str | None = Field(
+        default=None,
+        description="Keep registry artifacts in this S3 bucket (any S3-compatible server); "
+        "unset: files under the data directory's artifacts/.",
+    )
+    artifact_s3_endpoint: str | None = Field(
+        default=None, description="e.g. https://s3.example.com"
+    )
+    artifact_s3_region: str = Field(default="us-east-1")
+    artifact_s3_prefix: str = Field(default="", description="A key prefix inside the bucket.")
+    artifact_s3_access_key: str | None = Field(default=None)
+    artifact_s3_secret_key: SecretStr | None = Field(default=None)
     log_level: str = Field(default="info")
 
     @property

@@ -47,3 +47,26 @@ def chat(env: Env, key: str, model_name: str) -> httpx.Response:
         json={"model": model_name, "messages": [{"role": "user", "content": "hi"}]},
         timeout=30,
     )
+
+
+def safetensors(values: int = 1) -> bytes:
+    """A small, valid safetensors file: one float32 tensor of `values` zeros."""
+    import json
+    import struct
+
+    header = {"w": {"dtype": "F32", "shape": [values], "data_offsets": [0, 4 * values]}}
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw + b"\x00" * (4 * values)
+
+
+def upload(client: Any, name: str, data: bytes) -> str:
+    """Upload an artifact; its sha256."""
+    r = client.post(
+        "/api/registry/artifacts",
+        params={"name": name},
+        content=data,
+        headers={"content-type": "application/octet-stream"},
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["sha256"])

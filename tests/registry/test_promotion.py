@@ -14,7 +14,14 @@ from starlette.testclient import TestClient
 
 from tests.conftest import as_key, key_for
 from tests.gateway.conftest import Env, make_env
-from tests.registry.support import chat, model, person, provider_source
+from tests.registry.support import (
+    chat,
+    model,
+    person,
+    provider_source,
+    safetensors,
+    upload,
+)
 
 
 @pytest.fixture
@@ -254,10 +261,11 @@ def test_lineage_graph(client: TestClient) -> None:
         json={"source": {"kind": "route", "route": "smollm2"}},
     )
     client.post("/api/registry/models", json={"name": "tuned"})
+    adapter = upload(client, "adapter.safetensors", safetensors())
     r = client.post(
         "/api/registry/models/tuned/versions",
         json={
-            "source": {"kind": "lora", "base": "base@1", "artifact": "ab" * 32},
+            "source": {"kind": "lora", "base": "base@1", "artifact": adapter},
             "lineage": {
                 "base_model": "base@1",
                 "datasets": [{"name": "tickets", "version": "3"}],

@@ -37,6 +37,7 @@ class EdgeCheck:
             "/api/registry/catalog/import",
             "/api/registry/artifacts",
         ),
+        large_bodies: dict[str, int] | None = None,
     ) -> None:
         hosts = {h.lower().encode() for h in allowed_hosts}
         self.any_host = b"*" in hosts
@@ -44,6 +45,14 @@ class EdgeCheck:
         self.max_body = max_body_bytes
         self.json_prefixes = json_prefixes
         self.any_media = any_media
+        # path prefix -> its own body limit (artifact uploads: weights are gigabytes)
+        self.large = tuple((large_bodies or {}).items())
+
+    def limit(self, path: str) -> int:
+        for prefix, size in self.large:
+            if path.startswith(prefix):
+                return size
+        return self.max_body
 
     def check(self, scope: Scope) -> tuple[ShipyardError | None, bool]:
         """(the rejection or None, whether the body is chunked)."""
@@ -62,12 +71,11 @@ class EdgeCheck:
                 chunked = b"chunked" in value.lower()
         if not self.any_host and _hostname(host) not in self.hosts:
             return InvalidInput("the Host header is not one this server serves"), chunked
-        if length is not None:
-            if not length.isdigit():
-                return InvalidInput("Content-Length is not a number"), chunked
-            if int(length) > self.max_body:
-                return PayloadTooLarge(f"the request body exceeds {self.max_body} bytes"), chunked
+        if length is not None and not length.isdigit():
+            return InvalidInput("Content-Length is not a number"), chunked
         path: str = scope["path"]
+        if length is not None and int(length) > (limit := self.limit(path)):
+            return PayloadTooLarge(f"the request body exceeds {limit} bytes"), chunked
         if "\x00" in path or b"%00" in scope.get("query_string", b""):
             # no store takes one back (PostgreSQL text cannot hold a NUL)
             return InvalidInput("the URL contains a NUL character"), chunked
@@ -109,7 +117,7 @@ class EdgeGuard:
         seen = 0
         too_big = False
         started = False
-        limit = self.edge.max_body
+        limit = self.edge.limit(scope["path"])
         headed = self._headers(send)
 
         async def counted() -> Message:

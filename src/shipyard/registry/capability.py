@@ -41,6 +41,7 @@ CAPABILITY = Capability(
         "shipyard.registry.api.promotions:router",
         "shipyard.registry.api.webhooks:router",
         "shipyard.registry.api.prompts:router",
+        "shipyard.registry.api.artifacts:router",
         "shipyard.registry.api.assets:router",
     ),
     pages=("shipyard.registry.pages:router",),

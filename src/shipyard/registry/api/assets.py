@@ -13,17 +13,21 @@ from shipyard.errors import Conflict, InvalidInput, NotFound
 from shipyard.http.deps import Authorized, Ctx
 from shipyard.registry import assets, lineage, promotion
 from shipyard.registry.api import change
+from shipyard.registry.names import safe_name
 from shipyard.registry.schemas import (
     AliasIn,
     AssetIn,
     AssetPublic,
     AssetUpdate,
+    GgufSource,
+    HuggingFaceSource,
+    LoraSource,
     ModelVersionIn,
     MovePublic,
     ReleaseVersionIn,
     VersionPublic,
 )
-from shipyard.registry.tables import AssetRow, VersionRow
+from shipyard.registry.tables import AssetRow, BlobRow, VersionRow
 
 router = APIRouter(prefix="/api/registry", tags=["registry"])
 Plural = Literal["models", "prompts", "releases"]
@@ -168,6 +172,8 @@ async def add_model_version(
     (already uploaded, by checksum) and lineage."""
 
     def work() -> VersionPublic:
+        with ctx.platform.db.transaction() as s:
+            _check_artifacts(s, ctx.workspace_id, body)
         return _add(
             ctx,
             "models",
@@ -179,6 +185,21 @@ async def add_model_version(
         )
 
     return await change(ctx, work)
+
+
+def _check_artifacts(s: Session, workspace_id: str, body: ModelVersionIn) -> None:
+    """Every artifact a version names was uploaded to this workspace, under a safe name."""
+    wanted = [(f"artifacts.{i}", a.sha256) for i, a in enumerate(body.artifacts)]
+    for i, a in enumerate(body.artifacts):
+        safe_name(a.name, param=f"artifacts.{i}.name")
+    source = body.source
+    if isinstance(source, GgufSource | LoraSource):
+        wanted.append(("source.artifact", source.artifact))
+    elif isinstance(source, HuggingFaceSource):
+        wanted += [(f"source.artifacts.{i}", sha) for i, sha in enumerate(source.artifacts)]
+    for where, sha256 in wanted:
+        if s.get(BlobRow, (workspace_id, sha256)) is None:
+            raise InvalidInput(f"{where}: no artifact {sha256} was uploaded to this workspace")
 
 
 @router.post("/releases/{name}/versions", status_code=201, name="registry.releases.version")
