@@ -184,3 +184,63 @@ def test_the_gateway_renders_a_prompt_reference(gw: Env) -> None:
     ):
         r = call(**body)
         assert r.status_code == status and text in r.text, (body, r.text)
+
+
+def test_a_release_ships_its_members_together(gw: Env) -> None:
+    """`app@dev/<member>` resolves to the versions the release pins, for routes and for
+    prompt references; promoting the release moves both at once."""
+    gw.provider()
+    gw.admin.post("/api/registry/models", json={"name": "support"})
+    for model_id in ("model-one", "model-two"):
+        r = gw.admin.post(
+            "/api/registry/models/support/versions",
+            json={"source": {"kind": "provider", "provider": "fake", "model": model_id}},
+        )
+        assert r.status_code == 201, r.text
+    assert push(gw.admin, "support-answer", {**CHAT, "model": "app-route"}).status_code == 201
+    second = {
+        **CHAT,
+        "model": "app-route",
+        "variables": {**CHAT["variables"], "company": {"type": "string", "default": "Beta"}},
+    }
+    assert push(gw.admin, "support-answer", second).status_code == 201
+    gw.admin.post("/api/registry/releases", json={"name": "app"})
+    for model_v, prompt_v in ((1, 1), (2, 2)):
+        members = [
+            {"kind": "model", "name": "support", "version": model_v},
+            {"kind": "prompt", "name": "support-answer", "version": prompt_v},
+        ]
+        r = gw.admin.post("/api/registry/releases/app/versions", json={"members": members})
+        assert r.status_code == 201, r.text
+    target = {"kind": "registry", "refs": [{"ref": "app@dev/support"}]}
+    r = gw.admin.put("/api/gateway/routes/app-route", json={"name": "app-route", "target": target})
+    assert r.status_code == 200, r.text
+    key, _ = gw.key()
+    headers = {"Authorization": f"Bearer {key}"}
+
+    def ask() -> httpx.Response:
+        return httpx.post(
+            f"{gw.url}/v1/chat/completions",
+            headers=headers,
+            json={"prompt": "app@dev/support-answer", "variables": {"question": "q"}},
+            timeout=30,
+        )
+
+    assert ask().status_code == 404  # no dev release yet
+    for version, model_id, company in ((1, "model-one", "Acme"), (2, "model-two", "Beta")):
+        r = gw.admin.post(
+            "/api/registry/promotions",
+            json={"kind": "release", "name": "app", "version": version, "environment": "dev"},
+        )
+        assert r.status_code == 201 and r.json()["state"] == "approved", r.text
+        r = ask()
+        assert r.status_code == 200, r.text
+        assert r.headers["x-shipyard-prompt"] == f"support-answer@v{version}"
+        sent = gw.upstream.requests[-1]
+        assert sent["model"] == model_id
+        assert sent["messages"][0]["content"] == f"You answer for {company}."
+    r = gw.admin.put(
+        "/api/gateway/routes/bad",
+        json={"name": "bad", "target": {"kind": "registry", "refs": [{"ref": "nope@dev/x"}]}},
+    )
+    assert r.status_code == 404 and "nope" in r.text

@@ -219,6 +219,25 @@ def resolve(s: Session, *, workspace_id: str, kind: str, ref: Ref) -> tuple[Asse
     return asset, version
 
 
+def resolve_member(
+    s: Session, *, workspace_id: str, kind: str, raw: str, param: str = "ref"
+) -> tuple[AssetRow, VersionRow]:
+    """`name@alias` of `kind`, or `release@alias/member`: the version of `member` that
+    the release version `release@alias` pins (what was evaluated together ships
+    together)."""
+    head, slash, member = raw.partition("/")
+    if not slash:
+        return resolve(s, workspace_id=workspace_id, kind=kind, ref=parse_ref(raw, param=param))
+    _, release = resolve(
+        s, workspace_id=workspace_id, kind="release", ref=parse_ref(head, param=param)
+    )
+    for m in (release.body or {}).get("members") or []:
+        if m.get("kind") == kind and m.get("name") == member:
+            asset = get_asset(s, workspace_id=workspace_id, kind=kind, name=member)
+            return asset, get_version(s, asset, int(m["version"]))
+    raise NotFound(f"release {head} (v{release.number}) pins no {kind} named '{member[:128]}'")
+
+
 # Aliases ---------------------------------------------------------------------------------
 
 

@@ -10,7 +10,8 @@ parameters:
 
 `RegistryPrompts` is the gateway's `PromptSource`: when the gateway builds its
 configuration snapshot it reads every prompt version's reference here (`name`,
-`name@3`, `name@v3`, `name@latest`, `name@<alias>`), so a call that sends
+`name@3`, `name@v3`, `name@latest`, `name@<alias>`, and `release@<alias>/name` for the
+version a release pins), so a call that sends
 `"prompt": "support-answer@production"` with `variables` is rendered from memory,
 never by a database lookup on the call's path."""
 
@@ -128,4 +129,34 @@ class RegistryPrompts:
         for workspace_id, name, alias, version_id in aliases:
             if version_id in by_id:
                 found[(workspace_id, f"{name}@{alias}")] = by_id[version_id]
+        self._releases(s, found)
         return found
+
+    @staticmethod
+    def _releases(s: Session, found: dict[tuple[str, str], PromptSpec]) -> None:
+        """`release@alias/prompt`: the prompt version a release version pins."""
+        selectors: dict[str, list[str]] = {}  # release version id -> its selectors
+        rows = s.execute(
+            select(AssetRow.workspace_id, AssetRow.name, AssetRow.latest, VersionRow)
+            .join(VersionRow, VersionRow.asset_id == AssetRow.id)
+            .where(AssetRow.kind == "release")
+        ).all()
+        for _, _, latest, version in rows:
+            picks = [str(version.number), f"v{version.number}"]
+            selectors[version.id] = picks + (["latest"] if version.number == latest else [])
+        aliases = s.execute(
+            select(AliasRow.alias, AliasRow.version_id)
+            .join(AssetRow, AssetRow.id == AliasRow.asset_id)
+            .where(AssetRow.kind == "release")
+        )
+        for alias, version_id in aliases:
+            selectors.setdefault(version_id, []).append(alias)
+        for workspace_id, name, latest, version in rows:
+            for m in (version.body or {}).get("members") or []:
+                spec = found.get((workspace_id, f"{m.get('name')}@{m.get('version')}"))
+                if m.get("kind") != "prompt" or spec is None:
+                    continue
+                if version.number == latest:
+                    found[(workspace_id, f"{name}/{m['name']}")] = spec
+                for selector in selectors.get(version.id, []):
+                    found[(workspace_id, f"{name}@{selector}/{m['name']}")] = spec

@@ -3,9 +3,10 @@ gateway builds its configuration snapshot (never per request).
 
 - `registry`: `{"kind": "registry", "refs": [{"ref": "support@production", "weight":
   90}, {"ref": "support@canary", "weight": 10}]}`: each reference names a registered
-  model's version (an alias, a number, or the latest); its `source` says what serves it
-  (a provider and model id, another route, or a catalog entry). Two references with
-  weights are a canary split.
+  model's version (an alias, a number, or the latest), or the model a release pins
+  (`app@production/support`); its `source` says what serves it (a provider and model
+  id, another route, or a catalog entry). Two references with weights are a canary
+  split.
 - `catalog`: `{"kind": "catalog", "query": {...}, "order": "cost"}`: the first catalog
   entry the query selects ("the cheapest model with tools and >= 32k context"); it
   changes when the catalog does."""
@@ -80,21 +81,30 @@ class RegistryResolver:
         except ValidationError as exc:
             raise catalog.invalid(exc, "target") from None
         for i, item in enumerate(target.refs):
-            ref = assets.parse_ref(item.ref, param=f"target.refs.{i}.ref")
-            assets.get_asset(s, workspace_id=workspace_id, kind="model", name=ref.name)
+            head, slash, member = item.ref.partition("/")
+            ref = assets.parse_ref(head, param=f"target.refs.{i}.ref")
+            kind = "release" if slash else "model"
+            assets.get_asset(s, workspace_id=workspace_id, kind=kind, name=ref.name)
+            if slash:
+                assets.parse_ref(member, param=f"target.refs.{i}.ref")
         return target.model_dump()
 
     def resolve(self, s: Session, *, workspace_id: str, spec: dict[str, Any]) -> list[Resolved]:
         target = RegistryTarget.model_validate(spec)
         found = []
         for item in target.refs:
-            ref = assets.parse_ref(item.ref)
             try:
-                _, version = assets.resolve(s, workspace_id=workspace_id, kind="model", ref=ref)
+                _, version = assets.resolve_member(
+                    s, workspace_id=workspace_id, kind="model", raw=item.ref
+                )
             except NotFound as exc:
-                found.append(Resolved(weight=item.weight, label=str(ref), problem=exc.detail))
+                found.append(Resolved(weight=item.weight, label=item.ref, problem=exc.detail))
                 continue
-            label = f"{ref.name}@{ref.selector or 'latest'}=v{version.number}"
+            head, slash, member = item.ref.partition("/")
+            name = member if slash else head
+            label = f"{item.ref if '@' in item.ref else item.ref + '@latest'}=v{version.number}"
+            if slash:
+                label = f"{item.ref}={name}@v{version.number}"
             source = dict(version.body.get("source") or {})
             resolved = source_target(
                 s, workspace_id=workspace_id, source=source, weight=item.weight, label=label
