@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from shipyard.sdk import Client, ShipyardAPIError
 
@@ -21,6 +22,12 @@ UrlOpt = Annotated[
 ]
 KeyOpt = Annotated[str | None, typer.Option("--key", help="API key (default: saved credential).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print `error: message` (as text, never rich markup) and exit with `code`."""
+    err.print(Text("error: ", style="red") + Text(message))
+    raise typer.Exit(code)
 
 
 @contextmanager

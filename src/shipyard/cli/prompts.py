@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 import yaml
@@ -29,6 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from shipyard.cli.common import JsonOpt, KeyOpt, UrlOpt, client, console, err
+from shipyard.cli.common import fail as _fail
 from shipyard.errors import InvalidInput
 from shipyard.registry import templates
 from shipyard.registry.assets import NAME
@@ -38,11 +39,6 @@ app = typer.Typer(help="Prompts in the registry.", no_args_is_help=True)
 FIELDS = ("name", "template", "variables", "model", "params")
 MAX_FILE = 5 * 1024 * 1024
 _NUMBER = re.compile(r"^v?([0-9]{1,9})$")
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    err.print(Text("error: ", style="red") + Text(message))
-    raise typer.Exit(code)
 
 
 def _read(path: Path, what: str) -> Any:

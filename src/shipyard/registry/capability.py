@@ -45,7 +45,7 @@ CAPABILITY = Capability(
         "shipyard.registry.api.assets:router",
     ),
     pages=("shipyard.registry.pages:router",),
-    cli=(("prompts", "shipyard.cli.prompts:app"),),
+    cli=(("prompts", "shipyard.cli.prompts:app"), ("registry", "shipyard.cli.registry:app")),
     migrations="shipyard.registry:migrations",
     service=build,
 )

@@ -147,6 +147,15 @@ class AssetPublic(BaseModel):
     updated_at: datetime
 
 
+class ArtifactPublic(BaseModel):
+    sha256: str
+    name: str
+    size: int
+    format: str
+    created_by: str
+    created_at: datetime
+
+
 class MovePublic(BaseModel):
     alias: str
     from_version: int | None

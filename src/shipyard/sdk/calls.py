@@ -3,8 +3,9 @@ the async client, and the error an API failure raises."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from pydantic import TypeAdapter
@@ -25,6 +26,42 @@ class Call(Generic[T]):
     parse: Callable[[Any], T]
     json: Any = None
     params: dict[str, Any] = field(default_factory=dict)
+    content: bytes | Upload | None = None  # a raw body instead of `json`
+    headers: dict[str, str] = field(default_factory=dict)
+    text: bool = False  # parse the body as text, not JSON
+
+
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file sent as the raw body, read in chunks as it goes (never held whole);
+    `progress` is called with the bytes sent so far."""
+
+    path: Path
+    size: int
+    progress: Callable[[int], None] | None = None
+
+    def chunks(self) -> Iterator[bytes]:
+        sent = 0
+        with self.path.open("rb") as f:
+            while chunk := f.read(CHUNK):
+                sent += len(chunk)
+                yield chunk
+                if self.progress is not None:
+                    self.progress(sent)
+
+    async def achunks(self) -> AsyncIterator[bytes]:
+        import anyio
+
+        sent = 0
+        with self.path.open("rb") as f:
+            while chunk := await anyio.to_thread.run_sync(f.read, CHUNK):
+                sent += len(chunk)
+                yield chunk
+                if self.progress is not None:
+                    self.progress(sent)
 
 
 def _as(tp: Any) -> Callable[[Any], Any]:

@@ -21,8 +21,9 @@ from shipyard.identity.schemas import (
     UserPublic,
     WorkspacePublic,
 )
-from shipyard.sdk.calls import Call, ShipyardAPIError, _as
+from shipyard.sdk.calls import Call, ShipyardAPIError, Upload, _as
 from shipyard.sdk.prompts import AsyncPrompts, PromptCache, Prompts, default_cache_dir
+from shipyard.sdk.registry import Registry
 
 T = TypeVar("T")
 
@@ -173,6 +174,8 @@ def _decode(call: Call[T], response: httpx.Response) -> T:
         except ValueError:
             title, detail = response.reason_phrase, response.text[:200]
         raise ShipyardAPIError(response.status_code, title, detail)
+    if call.text:
+        return call.parse(response.text)
     if response.status_code == 204 or not response.content:
         return call.parse(None)
     return call.parse(response.json())
@@ -184,6 +187,7 @@ class _Resources:
         self.users = Users(run)
         self.keys = Keys(run)
         self.audit = Audit(run)
+        self.registry = Registry(run)
 
 
 class Client(_Resources):
@@ -207,12 +211,14 @@ class Client(_Resources):
         self.prompts = Prompts(self._run, cache)
 
     def _run(self, call: Call[T]) -> T:
+        content = call.content.chunks() if isinstance(call.content, Upload) else call.content
         r = self._http.request(
             call.method,
             self.url + call.path,
             json=call.json,
+            content=content,
             params=call.params,
-            headers=self._headers,
+            headers={**call.headers, **self._headers},
         )
         return _decode(call, r)
 
@@ -269,12 +275,15 @@ class AsyncClient(_Resources):
 
     def _run(self, call: Call[T]) -> Awaitable[T]:
         async def go() -> T:
+            body = call.content
+            content = body.achunks() if isinstance(body, Upload) else body
             r = await self._http.request(
                 call.method,
                 self.url + call.path,
                 json=call.json,
+                content=content,
                 params=call.params,
-                headers=self._headers,
+                headers={**call.headers, **self._headers},
             )
             return _decode(call, r)
 

@@ -10,14 +10,12 @@ through `check_format` (pickles refused)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime
 from typing import Annotated
 from urllib.parse import quote
 
 import anyio
 import anyio.from_thread
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import BaseModel
 from sqlalchemy import select
 from starlette.background import BackgroundTask
 from starlette.responses import StreamingResponse
@@ -26,21 +24,13 @@ from shipyard.errors import NotFound
 from shipyard.http.deps import Authorized, Ctx
 from shipyard.registry import assets
 from shipyard.registry.artifacts import ArtifactStore, check_sha256, safe_name
+from shipyard.registry.schemas import ArtifactPublic
 from shipyard.registry.tables import BlobRow
 
 router = APIRouter(prefix="/api/registry", tags=["registry"])
 OCTETS = {
     "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 }
-
-
-class ArtifactPublic(BaseModel):
-    sha256: str
-    name: str
-    size: int
-    format: str
-    created_by: str
-    created_at: datetime
 
 
 def public(row: BlobRow) -> ArtifactPublic:
