@@ -16,7 +16,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    ValidationError,
+    field_validator,
+)
+
+from shipyard.errors import InvalidInput
 
 MAX_DEPTH = 32
 
@@ -44,6 +53,18 @@ def check_value(value: Any, depth: int = 0) -> None:
             if isinstance(key, str) and "\x00" in key:
                 raise ValueError("must not contain NUL characters (in a key)")
             check_value(child, depth + 1)
+
+
+def invalid(exc: ValidationError, where: str = "") -> InvalidInput:
+    """A pydantic error as the one InvalidInput: each problem named by its field (under
+    `where`, when the model sits inside something larger), the first as `param`."""
+    parts, first = [], None
+    for error in exc.errors():
+        loc = ".".join(map(str, (where, *error["loc"]) if where else error["loc"]))
+        message = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"{loc}: {message}" if loc else message)
+        first = first or loc or None
+    return InvalidInput("; ".join(parts)[:2000], param=first)
 
 
 class Strict(BaseModel):

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from shipyard.errors import InvalidInput, NotFound
 from shipyard.gateway.config.snapshot import bump_version
-from shipyard.inputs import Strict
+from shipyard.inputs import Strict, invalid
 from shipyard.registry.tables import CatalogRow
 from shipyard.store import new_id, utcnow
 
@@ -286,13 +286,6 @@ def set_benchmark(
 
 
 # YAML ------------------------------------------------------------------------------------
-
-
-def invalid(exc: ValidationError, where: str) -> InvalidInput:
-    """A pydantic error as the InvalidInput naming its field under `where`."""
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    return InvalidInput(f"{where}.{loc}: {err['msg']}" if loc else f"{where}: {err['msg']}")
 
 
 def _valid(item: Any, where: str) -> CatalogEntry:

@@ -22,8 +22,10 @@ from starlette.responses import Response
 from shipyard.errors import InvalidInput, ShipyardError
 from shipyard.http.deps import Authorized, Ctx
 from shipyard.identity import service as identity
+from shipyard.inputs import invalid
 from shipyard.registry import assets, catalog, lineage, promotion
-from shipyard.registry.api.assets import asset_public, version_public, who
+from shipyard.registry.api import promotions as promotions_api
+from shipyard.registry.api.assets import asset_public, roll_back, version_public
 from shipyard.registry.api.promotions import public as promotion_public
 from shipyard.registry.catalog import CatalogQuery
 from shipyard.ui.router import _audit_ui_failure, render
@@ -67,7 +69,7 @@ def _query(request: Request) -> tuple[CatalogQuery, dict[str, str], str | None]:
     try:
         return CatalogQuery.model_validate(values), form, None
     except ValidationError as exc:
-        err = catalog.invalid(exc, "filter")
+        err = invalid(exc, "filter")
         return CatalogQuery(), form, err.detail
 
 
@@ -117,34 +119,12 @@ async def decide(
     note: str = Form("", max_length=2000),
     ctx: Ctx = Authorized("registry:promote"),
 ) -> Response:
-    """approve and reject need `registry:approve` (checked here: the route's own
-    permission is the lesser one, for the requester's cancel)."""
+    """approve and reject need `registry:approve` (checked by `decide`: this route's
+    own permission is the lesser one, for the requester's cancel)."""
 
     def work() -> str:
-        if decision not in ("approve", "reject", "cancel"):
-            raise InvalidInput("decision: approve, reject or cancel")
-        if decision != "cancel" and not ctx.actor.can("registry:approve"):
-            from shipyard.errors import PermissionDenied
-
-            raise PermissionDenied("this needs the registry:approve permission")
         with ctx.tx(target=f"promotion:{promotion_id}") as tx:
-            row = promotion.get(
-                tx.session, workspace_id=ctx.workspace_id, promotion_id=promotion_id
-            )
-            if decision == "approve":
-                promotion.approve(
-                    tx.session,
-                    row,
-                    who=who(ctx),
-                    note=note,
-                    known=ctx.platform.services["registry"].gates,
-                )
-            elif decision == "reject":
-                promotion.reject(tx.session, row, who=who(ctx), note=note)
-            else:
-                promotion.cancel(tx.session, row, who=who(ctx))
-            tx.detail = f"{decision}: {row.environment} -> version {row.version}"
-            return row.state
+            return promotions_api.decide(ctx, tx, promotion_id, decision, note).state
 
     state, error = await run_in_threadpool(_attempt, ctx, work)
     if error is None:
@@ -305,19 +285,15 @@ async def promote(
 ) -> Response:
     def work() -> str:
         with ctx.tx(target=f"{_kind(plural)}:{name}@{environment}") as tx:
-            asset = assets.get_asset(
-                tx.session, workspace_id=ctx.workspace_id, kind=_kind(plural), name=name
-            )
-            row = promotion.request(
-                tx.session,
-                asset,
-                number=version,
+            row = promotions_api.request(
+                ctx,
+                tx,
+                kind=_kind(plural),
+                name=name,
+                version=version,
                 environment=environment,
-                who=who(ctx),
                 note=note,
-                known=ctx.platform.services["registry"].gates,
             )
-            tx.detail = f"version {version}: {row.state}"
             return row.state
 
     return await _after(
@@ -331,12 +307,7 @@ async def rollback(
 ) -> Response:
     def work() -> int:
         with ctx.tx(target=f"{_kind(plural)}:{name}@{alias}") as tx:
-            asset = assets.get_asset(
-                tx.session, workspace_id=ctx.workspace_id, kind=_kind(plural), name=name
-            )
-            number = promotion.rollback(tx.session, asset, alias=alias, who=who(ctx))
-            tx.detail = f"rolled back to version {number}"
-            return number
+            return roll_back(ctx, tx, _kind(plural), name, alias)[1]
 
     return await _after(ctx, plural, name, work, lambda n: f"{name}@{alias} rolled back to v{n}.")
 

@@ -19,7 +19,7 @@ from pydantic import Field, ValidationError
 from sqlalchemy.orm import Session
 
 from shipyard.errors import NotFound
-from shipyard.inputs import Strict
+from shipyard.inputs import Strict, invalid
 from shipyard.plugins import Resolved
 from shipyard.registry import assets, catalog
 
@@ -79,7 +79,7 @@ class RegistryResolver:
         try:
             target = RegistryTarget.model_validate(spec)
         except ValidationError as exc:
-            raise catalog.invalid(exc, "target") from None
+            raise invalid(exc, "target") from None
         for i, item in enumerate(target.refs):
             head, slash, member = item.ref.partition("/")
             ref = assets.parse_ref(head, param=f"target.refs.{i}.ref")
@@ -131,7 +131,7 @@ class CatalogResolver:
         try:
             target = CatalogTarget.model_validate(spec)
         except ValidationError as exc:
-            raise catalog.invalid(exc, "target") from None
+            raise invalid(exc, "target") from None
         return target.model_dump(exclude_defaults=True)
 
     def resolve(self, s: Session, *, workspace_id: str, spec: dict[str, Any]) -> list[Resolved]:

@@ -52,7 +52,7 @@ from pydantic import (
 )
 
 from shipyard.errors import InvalidInput, PayloadTooLarge, ShipyardError
-from shipyard.inputs import MAX_DEPTH, Strict
+from shipyard.inputs import MAX_DEPTH, Strict, invalid
 from shipyard.registry import prompt_sandbox as sandbox
 
 MAX_MESSAGES = 200
@@ -275,13 +275,7 @@ def parse_template(data: Any) -> PromptTemplate:
     try:
         return PromptTemplate.model_validate(data)
     except ValidationError as exc:
-        parts, first = [], None
-        for error in exc.errors():
-            where = ".".join(map(str, error["loc"]))
-            message = str(error["msg"]).removeprefix("Value error, ")
-            parts.append(f"{where}: {message}" if where else message)
-            first = first or where or None
-        raise InvalidInput("; ".join(parts)[:2000], param=first) from None
+        raise invalid(exc) from None
 
 
 def _used(body: TemplateBody) -> set[str]:

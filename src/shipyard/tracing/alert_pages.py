@@ -25,6 +25,7 @@ from starlette.responses import Response
 
 from shipyard.errors import InvalidInput, ShipyardError, Unavailable
 from shipyard.http.deps import Authorized, Ctx
+from shipyard.inputs import invalid
 from shipyard.store import utcnow
 from shipyard.tracing import alerts
 from shipyard.tracing.api import alerts as api
@@ -39,17 +40,6 @@ HISTORY_PAGE = 100
 DRIFT_RANGES = {"15m": 900, "1h": 3600, "24h": 86400, "7d": 7 * 86400}
 ROUTES_SEEN_NS = 7 * 86400 * 1_000_000_000  # routes offered on the drift page: a week's
 SILENCE_HOURS = 1
-
-
-def invalid(exc: ValidationError) -> InvalidInput:
-    """A form's validation errors as one message naming each field."""
-    parts, first = [], None
-    for e in exc.errors():
-        where = ".".join(map(str, e["loc"]))
-        message = str(e["msg"]).removeprefix("Value error, ")
-        parts.append(f"{where}: {message}" if where else message)
-        first = first or where or None
-    return InvalidInput("; ".join(parts), param=first)
 
 
 def _attempt(ctx: Ctx, work: Callable[[], T]) -> tuple[T | None, str | None]:

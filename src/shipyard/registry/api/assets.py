@@ -334,6 +334,15 @@ async def delete_alias(
     return Response(status_code=204)
 
 
+def roll_back(ctx: Ctx, tx: Any, kind: str, name: str, alias: str) -> tuple[AssetRow, int]:
+    """Roll `name@alias` back in `tx`; the asset and the version it points at now. The
+    API and the UI both roll back through this."""
+    asset = assets.get_asset(tx.session, workspace_id=ctx.workspace_id, kind=kind, name=name)
+    number = promotion.rollback(tx.session, asset, alias=alias, who=who(ctx))
+    tx.detail = f"rolled back to version {number}"
+    return asset, number
+
+
 @router.post("/{plural}/{name}/aliases/{alias}/rollback", name="registry.aliases.rollback")
 async def rollback(
     plural: Plural, name: str, alias: AliasName, ctx: Ctx = Authorized("registry:approve")
@@ -342,9 +351,7 @@ async def rollback(
 
     def work() -> AssetPublic:
         with ctx.tx(target=f"{kind_of(plural)}:{name}@{alias}") as tx:
-            asset = _asset(ctx, tx.session, plural, name)
-            number = promotion.rollback(tx.session, asset, alias=alias, who=who(ctx))
-            tx.detail = f"rolled back to version {number}"
+            asset, _ = roll_back(ctx, tx, kind_of(plural), name, alias)
             return asset_public(tx.session, asset)
 
     return await change(ctx, work)

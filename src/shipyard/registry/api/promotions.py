@@ -4,11 +4,12 @@ environments' policies under /api/registry/policies. Thin routes over
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from sqlalchemy.orm import Session
 
+from shipyard.errors import InvalidInput, PermissionDenied
 from shipyard.http.deps import Authorized, Ctx
 from shipyard.identity import service as identity
 from shipyard.plugins import Gate
@@ -53,6 +54,44 @@ def _gates(ctx: Ctx) -> dict[str, Gate]:
     return ctx.platform.services["registry"].gates  # type: ignore[no-any-return]  # Registry
 
 
+def request(
+    ctx: Ctx, tx: Any, *, kind: str, name: str, version: int, environment: str, note: str
+) -> PromotionRow:
+    """A promotion request in `tx` (audited as the route or page that calls it); the API
+    and the UI both request through this."""
+    asset = assets.get_asset(tx.session, workspace_id=ctx.workspace_id, kind=kind, name=name)
+    row = promotion.request(
+        tx.session,
+        asset,
+        number=version,
+        environment=environment,
+        who=who(ctx),
+        note=note,
+        known=_gates(ctx),
+    )
+    tx.detail = f"version {row.version}: {row.state}"
+    return row
+
+
+def decide(ctx: Ctx, tx: Any, promotion_id: str, decision: str, note: str = "") -> PromotionRow:
+    """Approve, reject or cancel a pending promotion in `tx`; the API and the UI both
+    decide through this. Approving and rejecting need `registry:approve` (checked here
+    too: the UI's route takes the lesser permission, for the requester's cancel)."""
+    if decision not in ("approve", "reject", "cancel"):
+        raise InvalidInput("decision: approve, reject or cancel", param="decision")
+    if decision != "cancel" and not ctx.actor.can("registry:approve"):
+        raise PermissionDenied(f"to {decision} a promotion needs the registry:approve permission")
+    row = promotion.get(tx.session, workspace_id=ctx.workspace_id, promotion_id=promotion_id)
+    if decision == "approve":
+        promotion.approve(tx.session, row, who=who(ctx), note=note, known=_gates(ctx))
+    elif decision == "reject":
+        promotion.reject(tx.session, row, who=who(ctx), note=note)
+    else:
+        promotion.cancel(tx.session, row, who=who(ctx))
+    tx.detail = f"{decision}: {row.environment} -> version {row.version}"
+    return row
+
+
 @router.post("/promotions", status_code=201, name="registry.promotions.request")
 async def request_promotion(
     body: PromotionIn, ctx: Ctx = Authorized("registry:promote")
@@ -62,19 +101,15 @@ async def request_promotion(
 
     def work() -> PromotionPublic:
         with ctx.tx(target=f"{body.kind}:{body.name}@{body.environment}") as tx:
-            asset = assets.get_asset(
-                tx.session, workspace_id=ctx.workspace_id, kind=body.kind, name=body.name
-            )
-            row = promotion.request(
-                tx.session,
-                asset,
-                number=body.version,
+            row = request(
+                ctx,
+                tx,
+                kind=body.kind,
+                name=body.name,
+                version=body.version,
                 environment=body.environment,
-                who=who(ctx),
                 note=body.note,
-                known=_gates(ctx),
             )
-            tx.detail = f"version {row.version}: {row.state}"
             return public(tx.session, row)
 
     return await change(ctx, work)
@@ -100,50 +135,33 @@ def get_promotion(promotion_id: str, ctx: Ctx = Authorized("registry:read")) -> 
         return public(tx.session, row)
 
 
+async def _decide(ctx: Ctx, promotion_id: str, decision: str, note: str) -> PromotionPublic:
+    def work() -> PromotionPublic:
+        with ctx.tx(target=f"promotion:{promotion_id}") as tx:
+            return public(tx.session, decide(ctx, tx, promotion_id, decision, note))
+
+    return await change(ctx, work)
+
+
 @router.post("/promotions/{promotion_id}/approve", name="registry.promotions.approve")
 async def approve(
     promotion_id: str, body: DecisionIn, ctx: Ctx = Authorized("registry:approve")
 ) -> PromotionPublic:
     """Four eyes: a user other than the requester; the alias moves now."""
-
-    def work() -> PromotionPublic:
-        with ctx.tx(target=f"promotion:{promotion_id}") as tx:
-            row = promotion.get(
-                tx.session, workspace_id=ctx.workspace_id, promotion_id=promotion_id
-            )
-            promotion.approve(tx.session, row, who=who(ctx), note=body.note, known=_gates(ctx))
-            tx.detail = f"{row.environment} -> version {row.version}"
-            return public(tx.session, row)
-
-    return await change(ctx, work)
+    return await _decide(ctx, promotion_id, "approve", body.note)
 
 
 @router.post("/promotions/{promotion_id}/reject", name="registry.promotions.reject")
 async def reject(
     promotion_id: str, body: DecisionIn, ctx: Ctx = Authorized("registry:approve")
 ) -> PromotionPublic:
-    def work() -> PromotionPublic:
-        with ctx.tx(target=f"promotion:{promotion_id}") as tx:
-            row = promotion.get(
-                tx.session, workspace_id=ctx.workspace_id, promotion_id=promotion_id
-            )
-            promotion.reject(tx.session, row, who=who(ctx), note=body.note)
-            return public(tx.session, row)
-
-    return await change(ctx, work)
+    return await _decide(ctx, promotion_id, "reject", body.note)
 
 
 @router.post("/promotions/{promotion_id}/cancel", name="registry.promotions.cancel")
 async def cancel(promotion_id: str, ctx: Ctx = Authorized("registry:promote")) -> PromotionPublic:
-    def work() -> PromotionPublic:
-        with ctx.tx(target=f"promotion:{promotion_id}") as tx:
-            row = promotion.get(
-                tx.session, workspace_id=ctx.workspace_id, promotion_id=promotion_id
-            )
-            promotion.cancel(tx.session, row, who=who(ctx))
-            return public(tx.session, row)
-
-    return await change(ctx, work)
+    """The requester withdraws their own request."""
+    return await _decide(ctx, promotion_id, "cancel", "")
 
 
 # Policies --------------------------------------------------------------------------------
