@@ -212,6 +212,12 @@ def test_a_route_chosen_by_catalog_query_follows_the_catalog(gw: Env) -> None:
     assert r.status_code == 200 and "no catalog entry qualifies" in r.json()["problem"]
     r = chat(gw, key, "cheap-tools")
     assert r.status_code == 503 and "no catalog entry qualifies" in r.text
+    # a model a plain route reaches without an entry is listed, unlisted, never picked
+    gw.route("plain", {"provider": "fake", "model": "model-undescribed"})
+    listed = {e["name"]: e for e in gw.admin.get("/api/registry/catalog").json()}
+    assert listed["fake:model-undescribed"]["unlisted"] is True
+    assert listed["small-tools"]["unlisted"] is False
+    assert "model-undescribed" not in gw.admin.get("/api/registry/catalog/export").text
     # the route's target is checked when it is saved
     body["target"] = {"kind": "catalog", "query": {"min_context": "lots"}}
     r = gw.admin.put("/api/gateway/routes/cheap-tools", json=body)

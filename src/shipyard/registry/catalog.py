@@ -26,6 +26,7 @@ Functions take the caller's session; a change bumps the gateway's configuration 
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from typing import Any, Literal
 
@@ -41,6 +42,7 @@ from shipyard.registry.tables import CatalogRow
 from shipyard.store import new_id, utcnow
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._:-]")
 Word = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$")
 MAX_ENTRIES = 2000  # one import
 BUILTIN = "builtin"  # provider of the built-in local models
@@ -107,6 +109,33 @@ class CatalogEntry(Strict):
 
 class CatalogEntryPublic(CatalogEntry):
     builtin: bool = False  # shipped with Shipyard (not stored; a workspace entry shadows it)
+    # not written by anyone: a model a gateway route reaches that no entry describes yet
+    # (listed so that every reachable model has an entry; never picked by a route query)
+    unlisted: bool = False
+
+
+def unlisted(routes: list[Any], known: list[CatalogEntryPublic]) -> list[CatalogEntryPublic]:
+    """An entry for each (provider, model) the gateway's plain routes reach that no
+    entry names: only what the route says (its kind, provider, model)."""
+    seen = {(e.provider, e.model) for e in known} | {(BUILTIN, e.model) for e in known}
+    found: dict[tuple[str, str], CatalogEntryPublic] = {}
+    for route in routes:
+        if route.target is not None or route.workspace_id is None:
+            continue
+        for d in route.deployments:
+            key = (d.provider.name, d.model)
+            if key in seen or key in found:
+                continue
+            name = _UNSAFE.sub("-", f"{d.provider.name}:{d.model}")[:128]
+            found[key] = CatalogEntryPublic(
+                name=name if name[:1].isalnum() else "m" + name[:127],
+                type="embedding" if route.kind == "embedding" else "chat",
+                description=f"reached through the route '{route.name}'; not described yet",
+                provider=d.provider.name,
+                model=d.model,
+                unlisted=True,
+            )
+    return list(found.values())
 
 
 Order = Literal["cost", "latency", "context", "name"] | str

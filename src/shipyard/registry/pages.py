@@ -26,6 +26,7 @@ from shipyard.inputs import invalid
 from shipyard.registry import assets, catalog, lineage, promotion
 from shipyard.registry.api import promotions as promotions_api
 from shipyard.registry.api.assets import asset_public, roll_back, version_public
+from shipyard.registry.api.catalog import with_unlisted
 from shipyard.registry.api.promotions import public as promotion_public
 from shipyard.registry.catalog import CatalogQuery
 from shipyard.ui.router import _audit_ui_failure, render
@@ -77,7 +78,7 @@ def _query(request: Request) -> tuple[CatalogQuery, dict[str, str], str | None]:
 def catalog_page(request: Request, ctx: Ctx = Authorized("registry:read")) -> Response:
     query, form, error = _query(request)
     with ctx.platform.db.transaction() as s:
-        found = catalog.search(s, workspace_id=ctx.workspace_id, query=query)
+        found = with_unlisted(ctx, catalog.entries(s, workspace_id=ctx.workspace_id), query)
     return render(
         ctx, "registry_catalog.html", "registry_catalog", entries=found, form=form, error=error
     )

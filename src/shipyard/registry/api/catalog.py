@@ -24,9 +24,20 @@ YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/plain
 def search(
     query: Annotated[CatalogQuery, Query()], ctx: Ctx = Authorized("registry:read")
 ) -> list[CatalogEntryPublic]:
-    """Entries that match every filter given, in `order` (cheapest first by default)."""
+    """Entries that match every filter given, in `order` (cheapest first by default).
+    Models a gateway route reaches that no entry describes are listed too (`unlisted`),
+    with only what the route says, so every reachable model has an entry."""
     with ctx.tx() as tx:
-        return catalog.search(tx.session, workspace_id=ctx.workspace_id, query=query)
+        return with_unlisted(ctx, catalog.entries(tx.session, workspace_id=ctx.workspace_id), query)
+
+
+def with_unlisted(
+    ctx: Ctx, entries: list[CatalogEntryPublic], query: CatalogQuery
+) -> list[CatalogEntryPublic]:
+    """The query over the entries plus the unlisted models of the gateway's snapshot
+    (the catalog page lists the same)."""
+    routes = ctx.platform.gateway.snapshot.visible_routes(ctx.workspace_id)
+    return query.select(entries + catalog.unlisted(routes, entries))
 
 
 CATALOG_FILE = {
