@@ -150,10 +150,26 @@ def test_registry_pages_in_the_browser(browser_env: tuple[Any, Any, Env]) -> Non
     assert "<script>" in page.inner_text("#assets")
     assert page.evaluate("window.__xss") is None
 
-    # the prompts and releases pages render (empty)
-    for plural in ("prompts", "releases"):
-        page.goto(f"{url}/registry/{plural}")
-        assert f"No {plural} yet" in page.inner_text("#assets")
+    # a prompt's page: its versions and the diff of their templates
+    page.goto(f"{url}/registry/releases")
+    assert "No releases yet" in page.inner_text("#assets")
+    for company in ("Acme", "Beta"):
+        body = {
+            "template": {"type": "text", "text": f"You answer for {company}: {{{{ question }}}}"},
+            "message": f"for {company}",
+        }
+        r = env.admin.post("/api/registry/prompts/support-answer/versions", json=body)
+        assert r.status_code == 201, r.text
+    page.click("nav >> text=Prompts")
+    page.wait_for_url(url + "/registry/prompts")
+    page.click("#assets >> text=support-answer")
+    page.wait_for_url(url + "/registry/prompts/support-answer")
+    assert page.locator("#versions tr[data-version]").count() == 2
+    page.click("#diff button[type=submit]")
+    page.wait_for_selector("[data-testid=diff]")
+    diff = page.inner_text("[data-testid=diff]")
+    assert "-You answer for Acme: {{ question }}" in diff
+    assert "+You answer for Beta: {{ question }}" in diff
 
 
 def test_viewers_read_and_strangers_log_in(tmp_path: Path) -> None:
