@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import httpx
@@ -28,6 +29,21 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """Print `error: message` (as text, never rich markup) and exit with `code`."""
     err.print(Text("error: ", style="red") + Text(message))
     raise typer.Exit(code)
+
+
+def write_out(output: Path | None, text: str, what: str) -> None:
+    """`text` to stdout, or written to `output` atomically (a symlink there is replaced,
+    never written through); says what was written on stderr."""
+    if output is None:
+        console.out(text, end="", highlight=False)
+        return
+    from shipyard.sdk.prompts import write_atomic
+
+    try:
+        write_atomic(output, text.encode(), mode=0o644)
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror or exc}")
+    err.print(f"wrote {what} to {output}")
 
 
 @contextmanager

@@ -28,7 +28,7 @@ import yaml
 from rich.table import Table
 from rich.text import Text
 
-from shipyard.cli.common import JsonOpt, KeyOpt, UrlOpt, client, console, err
+from shipyard.cli.common import JsonOpt, KeyOpt, UrlOpt, client, console, err, write_out
 from shipyard.cli.common import fail as _fail
 from shipyard.errors import InvalidInput
 from shipyard.registry import templates
@@ -166,16 +166,7 @@ def pull(
         version = c.prompts.resolve(f"{name}@{selector}")
     header = f"{version.name}@v{version.number}, pulled as {name}@{selector}"
     text = prompt_file_text(version.name, version.body, header)
-    if output is None:
-        console.out(text, end="", highlight=False)
-        return
-    from shipyard.sdk.prompts import write_atomic
-
-    try:
-        write_atomic(output, text.encode(), mode=0o644)
-    except OSError as exc:
-        _fail(f"cannot write {output}: {exc.strerror or exc}")
-    err.print(f"wrote {version.name}@v{version.number} to {output}")
+    write_out(output, text, f"{version.name}@v{version.number}")
 
 
 def _number(c: Any, name: str, selector: str) -> int:

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 from rich.table import Table
 from rich.text import Text
 
-from shipyard.cli.common import JsonOpt, KeyOpt, UrlOpt, client, console, err, fail
+from shipyard.cli.common import JsonOpt, KeyOpt, UrlOpt, client, console, err, fail, write_out
 from shipyard.registry.schemas import PromotionPublic
 
 app = typer.Typer(help="The model registry: catalog, models, promotion.", no_args_is_help=True)
@@ -75,16 +75,7 @@ def catalog_export(
     """The workspace's entries as a catalog file (`catalog import` reads it back)."""
     with client(url, key) as c:
         text = c.registry.export_catalog()
-    if output is None:
-        console.out(text, end="", highlight=False)
-        return
-    from shipyard.sdk.prompts import write_atomic
-
-    try:
-        write_atomic(output, text.encode(), mode=0o644)
-    except OSError as exc:
-        fail(f"cannot write {output}: {exc.strerror or exc}")
-    err.print(f"wrote the catalog to {output}")
+    write_out(output, text, "the catalog")
 
 
 def _money(value: float | None) -> str:

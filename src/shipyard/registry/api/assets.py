@@ -145,11 +145,32 @@ async def delete_asset(
 # Versions --------------------------------------------------------------------------------
 
 
-def _add(
-    ctx: Ctx, plural: str, name: str, body: dict[str, Any], common: Any, **extra: Any
+def add(
+    ctx: Ctx,
+    plural: str,
+    name: str,
+    body: dict[str, Any],
+    common: Any,
+    *,
+    create: bool = False,
+    **extra: Any,
 ) -> VersionPublic:
+    """A new version in its own audited transaction (the asset made first when `create`
+    and it does not exist yet: a prompt's first push)."""
     with ctx.tx(target=f"{kind_of(plural)}:{name}") as tx:
-        asset = _asset(ctx, tx.session, plural, name)
+        try:
+            asset = _asset(ctx, tx.session, plural, name)
+        except NotFound:
+            if not create:
+                raise
+            assets.parse_ref(name, param="name")
+            asset = assets.create_asset(
+                tx.session,
+                workspace_id=ctx.workspace_id,
+                kind=kind_of(plural),
+                name=name,
+                actor=ctx.actor.ref,
+            )
         row = assets.add_version(
             tx.session,
             asset,
@@ -174,7 +195,7 @@ async def add_model_version(
     def work() -> VersionPublic:
         with ctx.platform.db.transaction() as s:
             _check_artifacts(s, ctx.workspace_id, body)
-        return _add(
+        return add(
             ctx,
             "models",
             name,
@@ -220,7 +241,7 @@ async def add_release_version(
                 except NotFound as exc:
                     raise InvalidInput(f"members.{i}: {exc.detail}") from None
         members = [m.model_dump() for m in body.members]
-        return _add(ctx, "releases", name, {"members": members}, body)
+        return add(ctx, "releases", name, {"members": members}, body)
 
     return await change(ctx, work)
 

@@ -8,12 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from shipyard.errors import NotFound
 from shipyard.http.deps import Authorized, Ctx
 from shipyard.inputs import Strict
 from shipyard.registry import assets, templates
 from shipyard.registry.api import change
-from shipyard.registry.api.assets import version_public
+from shipyard.registry.api.assets import add
 from shipyard.registry.prompts import PromptVersionIn, template_of
 from shipyard.registry.schemas import VersionPublic
 
@@ -49,31 +48,7 @@ async def add_prompt_version(
     checked = body.body()  # before any write: a bad template changes nothing
 
     def work() -> VersionPublic:
-        with ctx.tx(target=f"prompt:{name}") as tx:
-            try:
-                asset = assets.get_asset(
-                    tx.session, workspace_id=ctx.workspace_id, kind="prompt", name=name
-                )
-            except NotFound:
-                assets.parse_ref(name, param="name")
-                asset = assets.create_asset(
-                    tx.session,
-                    workspace_id=ctx.workspace_id,
-                    kind="prompt",
-                    name=name,
-                    actor=ctx.actor.ref,
-                )
-            row = assets.add_version(
-                tx.session,
-                asset,
-                body=checked,
-                metadata=body.metadata,
-                tags=body.tags,
-                message=body.message,
-                author=ctx.actor.ref,
-            )
-            tx.detail = f"version {row.number}"
-            return version_public(asset, row, {})
+        return add(ctx, "prompts", name, checked, body, create=True)
 
     return await change(ctx, work)
 
