@@ -31,6 +31,16 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+def read_file(path: Path, what: str, limit: int) -> str:
+    """A UTF-8 file of at most `limit` bytes, or a clear error (exit 2)."""
+    try:
+        if path.stat().st_size > limit:
+            fail(f"{path}: larger than {limit // 1024 // 1024} MiB")
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read {what} {path}: {getattr(exc, 'strerror', None) or exc}")
+
+
 def write_out(output: Path | None, text: str, what: str) -> None:
     """`text` to stdout, or written to `output` atomically (a symlink there is replaced,
     never written through); says what was written on stderr."""

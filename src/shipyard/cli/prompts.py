@@ -28,7 +28,16 @@ import yaml
 from rich.table import Table
 from rich.text import Text
 
-from shipyard.cli.common import JsonOpt, KeyOpt, UrlOpt, client, console, err, write_out
+from shipyard.cli.common import (
+    JsonOpt,
+    KeyOpt,
+    UrlOpt,
+    client,
+    console,
+    err,
+    read_file,
+    write_out,
+)
 from shipyard.cli.common import fail as _fail
 from shipyard.errors import InvalidInput
 from shipyard.registry import templates
@@ -43,12 +52,7 @@ _NUMBER = re.compile(r"^v?([0-9]{1,9})$")
 
 def _read(path: Path, what: str) -> Any:
     """A YAML or JSON file's data (YAML reads JSON too)."""
-    try:
-        if path.stat().st_size > MAX_FILE:
-            _fail(f"{path}: larger than {MAX_FILE // 1024 // 1024} MiB")
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        _fail(f"cannot read {what} {path}: {getattr(exc, 'strerror', None) or exc}")
+    text = read_file(path, what, MAX_FILE)
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

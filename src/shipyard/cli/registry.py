@@ -19,7 +19,17 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 from rich.table import Table
 from rich.text import Text
 
-from shipyard.cli.common import JsonOpt, KeyOpt, UrlOpt, client, console, err, fail, write_out
+from shipyard.cli.common import (
+    JsonOpt,
+    KeyOpt,
+    UrlOpt,
+    client,
+    console,
+    err,
+    fail,
+    read_file,
+    write_out,
+)
 from shipyard.registry.schemas import PromotionPublic
 
 app = typer.Typer(help="The model registry: catalog, models, promotion.", no_args_is_help=True)
@@ -53,12 +63,7 @@ def catalog_import(
     key: KeyOpt = None,
 ) -> None:
     """Import a catalog file (`models: [...]`), all or nothing; errors name the field."""
-    try:
-        if file.stat().st_size > MAX_CATALOG:
-            fail(f"{file}: larger than {MAX_CATALOG // 1024 // 1024} MiB")
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        fail(f"cannot read the catalog file {file}: {getattr(exc, 'strerror', None) or exc}")
+    text = read_file(file, "the catalog file", MAX_CATALOG)
     with client(url, key) as c:
         out = c.registry.import_catalog(text, replace=replace)
     console.print(f"{out.created} created, {out.updated} updated, {out.deleted} deleted")

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shipyard.audit.service import Entry, record
@@ -343,14 +343,3 @@ def previous(s: Session, asset: AssetRow, alias: str) -> int:
             assert move.from_version is not None
             return move.from_version
     raise Conflict(f"{asset.name}@{alias} has no earlier version to roll back to")
-
-
-def version_count(s: Session, *, workspace_id: str) -> int:
-    return int(
-        s.scalar(
-            select(func.count(VersionRow.id))
-            .join(AssetRow, AssetRow.id == VersionRow.asset_id)
-            .where(AssetRow.workspace_id == workspace_id)
-        )
-        or 0
-    )

@@ -27,6 +27,7 @@ Functions take the caller's session; a change bumps the gateway's configuration 
 from __future__ import annotations
 
 import re
+from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
@@ -138,9 +139,6 @@ def unlisted(routes: list[Any], known: list[CatalogEntryPublic]) -> list[Catalog
     return list(found.values())
 
 
-Order = Literal["cost", "latency", "context", "name"] | str
-
-
 class CatalogQuery(Strict):
     """A filter over the catalog; every field given must hold (unknown values do not
     qualify: an entry with no cost is never 'cost <= X')."""
@@ -219,9 +217,15 @@ class CatalogQuery(Strict):
 
 
 def builtin_entries() -> list[CatalogEntryPublic]:
-    """The local models Shipyard ships (`builtin_catalog.yaml`), as catalog entries."""
+    """The local models Shipyard ships (`builtin_catalog.yaml`), as catalog entries
+    (fresh copies: the file is read and parsed once a process)."""
+    return [e.model_copy(deep=True) for e in _builtin()]
+
+
+@cache
+def _builtin() -> tuple[CatalogEntryPublic, ...]:
     text = resources.files("shipyard.registry").joinpath("builtin_catalog.yaml").read_text()
-    return [CatalogEntryPublic(**e, builtin=True) for e in yaml.safe_load(text)["models"]]
+    return tuple(CatalogEntryPublic(**e, builtin=True) for e in yaml.safe_load(text)["models"])
 
 
 # Service ---------------------------------------------------------------------------------

@@ -88,15 +88,11 @@ def catalog_page(request: Request, ctx: Ctx = Authorized("registry:read")) -> Re
 
 
 def _promotions_page(ctx: Ctx, error: str | None = None, message: str | None = None) -> Response:
-    with ctx.platform.db.transaction() as s:
-        rows = [promotion_public(s, p) for p in promotion.listing(s, workspace_id=ctx.workspace_id)]
     me = f"{ctx.actor.kind}:{ctx.actor.id}"
     with ctx.platform.db.transaction() as s:
-        mine = {
-            p.id
-            for p in promotion.listing(s, workspace_id=ctx.workspace_id)
-            if p.requested_by == me
-        }
+        found = promotion.listing(s, workspace_id=ctx.workspace_id)
+        rows = [promotion_public(s, p) for p in found]
+        mine = {p.id for p in found if p.requested_by == me}
     return render(
         ctx,
         "registry_promotions.html",

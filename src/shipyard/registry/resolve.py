@@ -13,6 +13,7 @@ gateway builds its configuration snapshot (never per request).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from pydantic import Field, ValidationError
@@ -100,26 +101,18 @@ class RegistryResolver:
             except NotFound as exc:
                 found.append(Resolved(weight=item.weight, label=item.ref, problem=exc.detail))
                 continue
-            head, slash, member = item.ref.partition("/")
-            name = member if slash else head
-            label = f"{item.ref if '@' in item.ref else item.ref + '@latest'}=v{version.number}"
-            if slash:
-                label = f"{item.ref}={name}@v{version.number}"
+            _, slash, member = item.ref.partition("/")
+            if slash:  # the member a release pins: "app@dev/support=support@v2"
+                label = f"{item.ref}={member}@v{version.number}"
+            else:
+                label = f"{item.ref if '@' in item.ref else item.ref + '@latest'}=v{version.number}"
             source = dict(version.body.get("source") or {})
             resolved = source_target(
                 s, workspace_id=workspace_id, source=source, weight=item.weight, label=label
             )
             params = dict(version.body.get("params") or {})
             if params:
-                resolved = Resolved(
-                    weight=resolved.weight,
-                    label=resolved.label,
-                    provider=resolved.provider,
-                    model=resolved.model,
-                    route=resolved.route,
-                    params={**params, **(resolved.params or {})},
-                    problem=resolved.problem,
-                )
+                resolved = replace(resolved, params={**params, **(resolved.params or {})})
             found.append(resolved)
         return found
 
