@@ -17,6 +17,10 @@ example, and a test fails when a Protocol here is missing from it.
 | `TraceStore`    | (setting `trace_database_url`) | where spans, traces and roll-ups are kept |
 | `CallSink`      | (a capability's service) | receives every finished gateway call         |
 | `Gate`          | `shipyard.gates`         | a check a promotion must pass (registry)     |
+| `Scorer`        | `shipyard.scorers`       | scores evaluation cases (exact match, BLEU,  |
+|                 |                          | an LLM judge...)                             |
+| `MetricSource`  | (a capability's service) | metrics of its own that alert rules can take |
+|                 |                          | (feedback scores, online evaluation)         |
 | `PromptSource`  | (a capability's service) | prompt references (`prompt: name@alias`) the  |
 |                 |                          | gateway renders into messages                |
 | `RouteResolver` | (a capability's service) | turns a route's target (a registry alias, a  |
@@ -30,7 +34,7 @@ when a configuration names them.
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import entry_points
@@ -55,6 +59,7 @@ Body = dict[str, Any]
 
 PROVIDERS = "shipyard.providers"
 GATES = "shipyard.gates"
+SCORERS = "shipyard.scorers"
 CAPABILITIES = "shipyard.capabilities"
 
 # What a provider may declare in `capabilities`.
@@ -357,6 +362,86 @@ class Gate(Protocol):
     name: str
 
     def check(self, s: Any, *, version: Any, environment: str, config: Any) -> GateResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One thing to score: a dataset item's inputs and expected value, and what the
+    target answered (`output`: its text, or a structured value such as a list of
+    retrieved ids), with what the answer cost."""
+
+    inputs: dict[str, Any]
+    expected: Any
+    output: Any
+    metadata: dict[str, Any]
+    latency_ms: float | None = None
+    cost_usd: float | None = None
+
+    @property
+    def text(self) -> str:
+        """The output as text (JSON for a structured output)."""
+        if isinstance(self.output, str):
+            return self.output
+        if self.output is None:
+            return ""
+        import orjson
+
+        return orjson.dumps(self.output).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """A scorer's verdict on one case. `value` is in the scorer's own range (most are
+    0..1; a judge's rubric may say 1..5); None when the case cannot be scored (say, no
+    expected value), with `reason` saying why."""
+
+    value: float | None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ScoreContext:
+    """What a scorer may use besides its cases: its configuration (already checked
+    against `config_model`, when the scorer has one), and governed gateway calls made
+    as the run's actor (`embed`: texts -> vectors through an embeddings route; `chat`:
+    a typed chat call, for judges)."""
+
+    config: dict[str, Any]
+    embed: Callable[[list[str], str], Awaitable[list[list[float]]]]  # (texts, route)
+    chat: Callable[[Any], Awaitable[Any]]  # ChatRequest -> ChatResult
+
+
+class Scorer(Protocol):
+    """Scores a batch of cases, one Score per case, in order. Built-ins: exact match,
+    contains, regex, JSON validity and schema, BLEU, chrF, ROUGE, embedding similarity,
+    retrieval metrics, latency, cost, an LLM judge. `config_model` (a pydantic model,
+    or None) is how a run's configuration for the scorer is checked before it starts;
+    `higher_is_better` orders comparisons and gates."""
+
+    name: str
+    config_model: Any  # type[pydantic.BaseModel] | None
+    higher_is_better: bool
+
+    async def score(self, cases: Sequence[Case], ctx: ScoreContext) -> list[Score]: ...
+
+
+class MetricSource(Protocol):
+    """Metrics a capability computes over its own data (feedback scores, online
+    evaluation scores), offered to alert rules next to the trace store's. `value` is
+    the metric over [since, until) for the filters, None when there is no data."""
+
+    metrics: tuple[str, ...]
+
+    def value(
+        self,
+        metric: str,
+        *,
+        workspace_id: str,
+        since: datetime,
+        until: datetime,
+        route: str | None = None,
+        model: str | None = None,
+    ) -> float | None: ...
 
 
 class Service(Protocol):

@@ -1,0 +1,20 @@
+"""The evaluation capability's service: the local worker that executes evaluation runs
+(bounded concurrency, resumed after a restart) and the online evaluator."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shipyard.platform import Platform
+
+
+class Evaluation:
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
