@@ -33,7 +33,7 @@ CAPABILITY = Capability(
         "evals:run": WRITERS,  # start or cancel runs (they call the gateway as the caller)
         "evals:manage": ADMINS,  # online evaluation rules
     },
-    routers=("shipyard.evaluation.api.datasets:router",),
+    routers=(),
     pages=(),
     cli=(),
     migrations="shipyard.evaluation:migrations",
