@@ -23,7 +23,7 @@ from shipyard.identity.actor import Grants
 from shipyard.identity.authn import KeyAuthenticator, SessionAuthenticator
 from shipyard.identity.bootstrap import FirstStart, bootstrap
 from shipyard.identity.throttle import HashGate, LoginThrottle
-from shipyard.plugins import CallSink, Plugins, PromptSource, RouteResolver
+from shipyard.plugins import CallSink, MetricSource, Plugins, PromptSource, RouteResolver
 from shipyard.settings import Settings
 from shipyard.store import Database
 
@@ -66,6 +66,11 @@ class Platform:
         self.route_resolvers: dict[str, RouteResolver] = {}
         # where `prompt: name@alias` references come from (the registry adds its own)
         self.prompt_sources: list[PromptSource] = []
+        # metrics of other capabilities that alert rules can take (feedback scores)
+        self.metric_sources: list[MetricSource] = []
+        # panels the trace page loads (HTMX) below a trace: URL templates with
+        # `{trace_id}` (feedback adds its own)
+        self.trace_panels: list[str] = []
         self.services: dict[str, Any] = {}
         for cap in self.capabilities:
             if cap.service is not None:

@@ -33,7 +33,7 @@ CAPABILITY = Capability(
         "feedback:review": REVIEWERS,  # work through review queues
         "feedback:manage": ADMINS,  # queue rules
     },
-    routers=(),
+    routers=("shipyard.feedback.api.feedback:router",),
     pages=(),
     migrations="shipyard.feedback:migrations",
     service=build,

@@ -12,7 +12,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, SmallInteger, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    SmallInteger,
+    String,
+    Text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shipyard.store import Base, UTCDateTime
@@ -22,7 +32,7 @@ class FeedbackRow(Base):
     __tablename__ = "feedback"
     __table_args__ = (
         Index("ix_feedback_trace", "workspace_id", "trace_id"),
-        Index("ix_feedback_time", "workspace_id", "created_at"),
+        Index("ix_feedback_time", "workspace_id", "at_s"),
         Index("ix_feedback_unresolved", "resolved", "created_at"),
     )
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -38,8 +48,11 @@ class FeedbackRow(Base):
     source: Mapped[str] = mapped_column(String(16))  # end_user | reviewer | api | evaluation
     author: Mapped[str] = mapped_column(String(400))  # the actor's ref (user:..., key:...)
     end_user: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    queue_item_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     route: Mapped[str] = mapped_column(String(128), default="")
     model: Mapped[str] = mapped_column(String(256), default="")
     prompt: Mapped[str] = mapped_column(String(256), default="")
     resolved: Mapped[bool] = mapped_column(Boolean, default=False)  # route/model copied
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # created_at in epoch seconds: metric buckets are integer arithmetic on every engine
+    at_s: Mapped[int] = mapped_column(BigInteger)

@@ -86,7 +86,7 @@ def _rules_page(
         status,
         rules=rules,
         now=utcnow(),
-        metrics=alerts.METRICS,
+        metrics=alerts.metric_names(ctx.platform),
         comparators=alerts.COMPARATORS,
         error=error,
         message=message,

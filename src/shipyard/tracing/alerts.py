@@ -42,6 +42,7 @@ from shipyard.tracing.spans import MetricPoint, MetricsQuery
 
 if TYPE_CHECKING:
     from shipyard.crypto import SecretBox
+    from shipyard.platform import Platform
     from shipyard.tracing.service import Tracing
 
 log = logging.getLogger("shipyard.tracing.alerts")
@@ -117,9 +118,16 @@ def window_value(points: Sequence[MetricPoint], metric: str) -> float | None:
 # rules: keyword-only functions over a session ---------------------------------------
 
 
-def _check(body: RuleIn, *, platform: bool) -> list[dict[str, str]]:
-    if body.metric not in METRICS:
-        raise InvalidInput(f"metric: one of {', '.join(METRICS)}", param="metric")
+def metric_names(platform: Platform) -> tuple[str, ...]:
+    """What alert rules can take: the trace store's metrics, drift scores, and the
+    metrics other capabilities offer (`MetricSource`)."""
+    extra = (m for source in platform.metric_sources for m in source.metrics)
+    return METRICS + tuple(m for m in extra if m not in METRICS)
+
+
+def _check(body: RuleIn, *, platform: bool, known: Sequence[str]) -> list[dict[str, str]]:
+    if body.metric not in known:
+        raise InvalidInput(f"metric: one of {', '.join(known)}", param="metric")
     if body.comparator not in COMPARATORS:
         raise InvalidInput(f"comparator: one of {' '.join(COMPARATORS)}", param="comparator")
     if body.metric in DRIFT_METRICS and not body.route:
@@ -144,10 +152,16 @@ def _check(body: RuleIn, *, platform: bool) -> list[dict[str, str]]:
 
 
 def create_rule(
-    s: Session, *, box: SecretBox, workspace_id: str, body: RuleIn, platform: bool
+    s: Session,
+    *,
+    box: SecretBox,
+    workspace_id: str,
+    body: RuleIn,
+    platform: bool,
+    known: Sequence[str] = METRICS,
 ) -> tuple[AlertRuleRow, str]:
     """The new rule and its signing secret (shown once: only its sealed form is kept)."""
-    targets = _check(body, platform=platform)
+    targets = _check(body, platform=platform, known=known)
     secret = "whsec_" + secrets.token_urlsafe(32)
     row = AlertRuleRow(
         id=new_id("alr"),
@@ -166,7 +180,13 @@ def create_rule(
 
 
 def update_rule(
-    s: Session, *, workspace_id: str, rule_id: str, body: RuleIn, platform: bool
+    s: Session,
+    *,
+    workspace_id: str,
+    rule_id: str,
+    body: RuleIn,
+    platform: bool,
+    known: Sequence[str] = METRICS,
 ) -> AlertRuleRow:
     """Replace a rule's definition (its secret and history stay); its state starts over
     (an open firing is closed without a notification)."""
@@ -176,7 +196,7 @@ def update_rule(
     kept = row.allow_internal and [t.url.strip().rstrip("/") for t in body.targets] == [
         t["url"] for t in row.targets
     ]
-    targets = _check(body, platform=platform or kept)
+    targets = _check(body, platform=platform or kept, known=known)
     _close_open(s, row)
     _assign(row, body, targets)
     try:
@@ -463,6 +483,16 @@ class AlertEngine:
             )
             self._drift_values[row.id] = (key, report.value(row.metric))
             return report.value(row.metric)
+        for source in self.tracing.platform.metric_sources:
+            if row.metric in source.metrics:  # another capability's (feedback scores)
+                return source.value(
+                    row.metric,
+                    workspace_id=row.workspace_id,
+                    since=now - timedelta(seconds=row.window_seconds),
+                    until=now,
+                    route=row.route,
+                    model=row.model,
+                )
         points = store.metrics(
             row.workspace_id,
             MetricsQuery(

@@ -347,6 +347,8 @@ def gateway_span(rec: Record, masker: Any) -> Span:
         attributes["error.type"] = rec.error_class
     if rec.end_user:
         attributes["user.id"] = masker.mask(rec.end_user)
+    if rec.prompt:  # the registry prompt version the messages were rendered from
+        attributes["shipyard.prompt"] = rec.prompt
     return Span(
         workspace_id=rec.workspace_id,
         trace_id=rec.trace_id,

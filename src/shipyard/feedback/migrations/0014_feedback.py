@@ -36,14 +36,16 @@ def upgrade() -> None:
         sa.Column("source", sa.String(16), nullable=False),
         sa.Column("author", sa.String(400), nullable=False),
         sa.Column("end_user", sa.String(256), nullable=True),
+        sa.Column("queue_item_id", sa.String(32), nullable=True),
         sa.Column("route", sa.String(128), nullable=False),
         sa.Column("model", sa.String(256), nullable=False),
         sa.Column("prompt", sa.String(256), nullable=False),
         sa.Column("resolved", sa.Boolean(), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("at_s", sa.BigInteger(), nullable=False),  # created_at, epoch seconds
     )
     op.create_index("ix_feedback_trace", "feedback", ["workspace_id", "trace_id"])
-    op.create_index("ix_feedback_time", "feedback", ["workspace_id", "created_at"])
+    op.create_index("ix_feedback_time", "feedback", ["workspace_id", "at_s"])
     op.create_index("ix_feedback_unresolved", "feedback", ["resolved", "created_at"])
 
 

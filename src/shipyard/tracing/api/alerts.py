@@ -4,7 +4,7 @@ history. Thin routes over `shipyard.tracing.alerts`."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
@@ -18,23 +18,18 @@ from shipyard.tracing.alert_tables import AlertEventRow, AlertRuleRow
 
 router = APIRouter(prefix="/api/tracing/alerts", tags=["tracing"])
 
-Metric = Literal[
-    "requests",
-    "error_rate",
-    "latency_p50_ms",
-    "latency_p90_ms",
-    "latency_p99_ms",
-    "ttft_p90_ms",
-    "cost_usd",
-    "input_tokens",
-    "output_tokens",
-    "drift_input_length_psi",
-    "drift_output_length_psi",
-    "drift_latency_psi",
-    "drift_score_psi",
-    "drift_embedding_distance",
+# one of `alerts.METRICS`, or a metric another capability offers (feedback scores):
+# checked against the platform's list when the rule is created
+Metric = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[a-z][a-z0-9_]*$",
+        description="a trace store metric (" + ", ".join(alerts.METRICS) + ") or another"
+        " capability's (feedback_score_mean, feedback_thumbs_up_rate, ...)",
+    ),
 ]
-assert get_args(Metric) == alerts.METRICS  # one list of names
 Comparator = Literal[">", ">=", "<", "<="]
 Name = Annotated[
     str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._:/-]*$")
@@ -199,6 +194,7 @@ def create(ctx: Ctx, tx: Any, body: AlertRuleIn) -> tuple[AlertRuleRow, str]:
         workspace_id=ctx.workspace_id,
         body=body.rule(),
         platform=_platform(ctx),
+        known=alerts.metric_names(ctx.platform),
     )
     tx.target = f"alert:{row.id}"
     tx.detail = detail(row)
@@ -213,6 +209,7 @@ def replace(ctx: Ctx, tx: Any, rule_id: str, body: AlertRuleIn) -> AlertRuleRow:
         rule_id=rule_id,
         body=body.rule(),
         platform=_platform(ctx),
+        known=alerts.metric_names(ctx.platform),
     )
     tx.detail = detail(row)
     return row
