@@ -16,6 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -107,8 +108,6 @@ class Feedback:
         if tracing is None:
             return item
         masker = tracing.config(workspace_id).masker
-        from dataclasses import replace
-
         return replace(
             item,
             comment=masker.mask(item.comment) if item.comment else item.comment,

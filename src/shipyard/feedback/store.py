@@ -133,15 +133,6 @@ def corrections(s: Session, *, workspace_id: str, trace_ids: list[str]) -> dict[
     return out
 
 
-def thumbs(s: Session, *, workspace_id: str, trace_ids: list[str]) -> dict[str, int]:
-    """Trace id -> the sum of its thumbs (positive: liked on balance)."""
-    out: dict[str, int] = {}
-    for row in for_traces(s, workspace_id=workspace_id, trace_ids=trace_ids):
-        if row.thumbs is not None:
-            out[row.trace_id] = out.get(row.trace_id, 0) + row.thumbs
-    return out
-
-
 def unresolved(s: Session, *, since_s: int, limit: int) -> list[FeedbackRow]:
     """Feedback whose trace fields are still to be copied, oldest first."""
     q = (

@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field, JsonValue, model_validator
 
@@ -55,11 +56,8 @@ class FeedbackIn(Strict):
             and self.correction is None
         ):
             raise ValueError("give at least one of thumbs, score, label, comment, correction")
-        if self.correction is not None:
-            import orjson
-
-            if len(orjson.dumps(self.correction)) > MAX_CORRECTION:
-                raise ValueError(f"correction: at most {MAX_CORRECTION} bytes of JSON")
+        if self.correction is not None and len(orjson.dumps(self.correction)) > MAX_CORRECTION:
+            raise ValueError(f"correction: at most {MAX_CORRECTION} bytes of JSON")
         return self
 
 
