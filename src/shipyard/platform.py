@@ -44,7 +44,10 @@ class Platform:
         self.edge = EdgeCheck(
             allowed_hosts=hosts(settings),
             max_body_bytes=settings.max_body_bytes,
-            large_bodies={"/api/registry/artifacts": settings.artifact_max_bytes},
+            large_bodies={
+                "/api/registry/artifacts": settings.artifact_max_bytes,
+                "/api/dataset-uploads/": settings.dataset_upload_max_bytes,
+            },
         )
         self.proxies = ProxyHeaders(settings.trusted_proxies)
         self.keys = KeyAuthenticator(self.db, self.grants, ttl=settings.key_cache_ttl_seconds)

@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     artifact_max_bytes: int = Field(
         default=64 * 1024**3, ge=1024, description="The largest artifact one upload may hold."
     )
+    dataset_upload_max_bytes: int = Field(
+        default=64 * 1024**2, ge=1024, description="The largest dataset file one upload may hold."
+    )
     artifact_s3_bucket: str | None = Field(
         default=None,
         description="Keep registry artifacts in this S3 bucket (any S3-compatible server); "

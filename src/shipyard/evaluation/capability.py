@@ -33,7 +33,10 @@ CAPABILITY = Capability(
         "evals:run": WRITERS,  # start or cancel runs (they call the gateway as the caller)
         "evals:manage": ADMINS,  # online evaluation rules
     },
-    routers=(),
+    routers=(
+        "shipyard.evaluation.api.datasets:router",
+        "shipyard.evaluation.api.datasets:uploads",
+    ),
     pages=(),
     cli=(),
     migrations="shipyard.evaluation:migrations",

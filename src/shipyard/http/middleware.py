@@ -36,6 +36,7 @@ class EdgeCheck:
             "/v1/traces",
             "/api/registry/catalog/import",
             "/api/registry/artifacts",
+            "/api/dataset-uploads/",
         ),
         large_bodies: dict[str, int] | None = None,
     ) -> None:
