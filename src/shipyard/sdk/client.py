@@ -22,6 +22,7 @@ from shipyard.identity.schemas import (
     WorkspacePublic,
 )
 from shipyard.sdk.calls import Call, ShipyardAPIError, Upload, _as
+from shipyard.sdk.feedback import Feedback
 from shipyard.sdk.prompts import AsyncPrompts, PromptCache, Prompts, default_cache_dir
 from shipyard.sdk.registry import Registry
 
@@ -188,6 +189,7 @@ class _Resources:
         self.keys = Keys(run)
         self.audit = Audit(run)
         self.registry = Registry(run)
+        self.feedback = Feedback(run)
 
 
 class Client(_Resources):
