@@ -71,6 +71,9 @@ class Platform:
         self.prompt_sources: list[PromptSource] = []
         # metrics of other capabilities that alert rules can take (feedback scores)
         self.metric_sources: list[MetricSource] = []
+        # panels the trace page loads (HTMX) below a trace: URL templates with
+        # `{trace_id}` (feedback adds its own)
+        self.trace_panels: list[str] = []
         self.services: dict[str, Any] = {}
         for cap in self.capabilities:
             if cap.service is not None:

@@ -34,7 +34,7 @@ CAPABILITY = Capability(
         "feedback:manage": ADMINS,  # queue rules
     },
     routers=("shipyard.feedback.api.feedback:router",),
-    pages=(),
+    pages=("shipyard.feedback.pages:router",),
     migrations="shipyard.feedback:migrations",
     service=build,
 )

@@ -38,6 +38,7 @@ RESOLVE_SECONDS = 2.0
 GIVE_UP_SECONDS = 86_400
 RESOLVE_BATCH = 500
 CAPACITY = 50_000
+PANEL = "/feedback/traces/{trace_id}"  # on the trace page (`shipyard.feedback.pages`)
 
 
 class FeedbackWriter(DurableWriter[FeedbackItem]):
@@ -87,6 +88,7 @@ class Feedback:
         )
         self._task: asyncio.Task[None] | None = None
         platform.metric_sources.append(self)
+        platform.trace_panels.append(PANEL)
 
     async def start(self) -> None:
         await asyncio.to_thread(self.writer.start)  # replays what was acknowledged

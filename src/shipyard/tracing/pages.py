@@ -483,6 +483,8 @@ async def trace_detail(
         tokens=summary.input_tokens + summary.output_tokens,
         cost=summary.cost_usd,
         detail=span_view(chosen or rows[0].span),
+        # other capabilities' panels on a trace (feedback), each loaded by HTMX
+        panels=[p.format(trace_id=quote(trace_id, safe="")) for p in ctx.platform.trace_panels],
         error=None,
     )
 
