@@ -100,6 +100,15 @@ class Settings(BaseSettings):
     artifact_max_bytes: int = Field(
         default=64 * 1024**3, ge=1024, description="The largest artifact one upload may hold."
     )
+    eval_concurrent_runs: int = Field(
+        default=2, ge=1, le=64, description="Evaluation runs one server executes at once."
+    )
+    eval_lease_seconds: float = Field(
+        default=30,
+        gt=0,
+        le=3600,
+        description="A run whose worker stopped is resumed by another this long after.",
+    )
     dataset_upload_max_bytes: int = Field(
         default=64 * 1024**2, ge=1024, description="The largest dataset file one upload may hold."
     )

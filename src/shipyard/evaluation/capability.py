@@ -36,6 +36,7 @@ CAPABILITY = Capability(
     routers=(
         "shipyard.evaluation.api.datasets:router",
         "shipyard.evaluation.api.datasets:uploads",
+        "shipyard.evaluation.api.runs:router",
     ),
     pages=(),
     cli=(),

@@ -19,7 +19,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shipyard.store import Base, UTCDateTime, utcnow
@@ -103,6 +113,10 @@ class RunRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # the worker executing it, until when (renewed as it goes; an expired lease is a run
+    # whose worker stopped: any worker resumes it)
+    worker: Mapped[str] = mapped_column(String(32), default="")
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class ResultRow(Base):
@@ -119,5 +133,8 @@ class ResultRow(Base):
     output_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     scores: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # name -> {value, reason}
+    # written as soon as the output is (a resumed run never calls the target twice for
+    # an item), scored with its chunk
+    scored: Mapped[bool] = mapped_column(Boolean, default=False)
     trace_id: Mapped[str] = mapped_column(String(32), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -106,6 +106,8 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("started_at", UTCDateTime(), nullable=True),
         sa.Column("finished_at", UTCDateTime(), nullable=True),
+        sa.Column("worker", sa.String(32), nullable=False),
+        sa.Column("lease_until", UTCDateTime(), nullable=True),
     )
     op.create_index("ix_eval_runs_ws", "eval_runs", ["workspace_id", "created_at"])
     op.create_index("ix_eval_runs_status", "eval_runs", ["status"])
@@ -126,6 +128,7 @@ def upgrade() -> None:
         sa.Column("output_tokens", sa.Integer(), nullable=False),
         sa.Column("cost_usd", sa.Float(), nullable=False),
         sa.Column("scores", sa.JSON(), nullable=False),
+        sa.Column("scored", sa.Boolean(), nullable=False),
         sa.Column("trace_id", sa.String(32), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
     )

@@ -137,6 +137,7 @@ class ChatRequest:
     model: str
     messages: list[Body]
     params: Body = field(default_factory=dict)
+    prompt: str = ""  # the registry prompt version the messages were rendered from
 
     def body(self, *, stream: bool) -> Body:
         out: Body = {**self.params, "model": self.model, "messages": self.messages}
@@ -158,6 +159,8 @@ class ChatResult:
     deployment: str
     cost_usd: float
     cache: str  # hit | semantic-hit | miss | bypass
+    trace_id: str = ""  # the call's span is in this trace
+    latency_ms: float = 0.0
 
     @property
     def content(self) -> str:
@@ -169,3 +172,13 @@ class ChatResult:
     def usage(self) -> Body:
         usage: Body = self.response.get("usage") or {}
         return usage
+
+
+@dataclass
+class EmbedResult:
+    """Embeddings computed in process: one vector per text, in order."""
+
+    vectors: list[list[float]]
+    request_id: str
+    route: str
+    cost_usd: float

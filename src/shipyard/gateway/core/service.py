@@ -35,6 +35,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 
 from shipyard.crypto import SecretBox
 from shipyard.errors import (
+    ErrorClass,
     InvalidInput,
     NotFound,
     PermissionDenied,
@@ -54,6 +55,7 @@ from shipyard.gateway.core.call import (
     Call,
     ChatRequest,
     ChatResult,
+    EmbedResult,
     Reply,
     StreamReply,
 )
@@ -569,19 +571,44 @@ class Gateway:
     async def chat(self, request: ChatRequest, *, actor: Actor) -> ChatResult:
         """A chat completion without HTTP, with the same checks, governance and record
         as `/v1/chat/completions` (the actor's limits and budgets apply)."""
-        call, route = self._call(request.body(stream=False), actor)
+        call, route = self._call(request.body(stream=False), actor, request.prompt)
         reply = await self.run(call, route)
         assert isinstance(reply, Reply) and reply.record is not None
         cache = dict(reply.headers).get(b"x-shipyard-cache", b"bypass").decode()
         rec = reply.record
         return ChatResult(
-            reply.json(), call.request_id, rec.route, rec.deployment_id, rec.cost_usd, cache
+            reply.json(),
+            call.request_id,
+            rec.route,
+            rec.deployment_id,
+            rec.cost_usd,
+            cache,
+            trace_id=call.trace_id,
+            latency_ms=rec.latency_ms,
         )
+
+    async def embed(self, texts: list[str], *, model: str, actor: Actor) -> EmbedResult:
+        """Embeddings without HTTP, governed and recorded like `/v1/embeddings`."""
+        if not actor.can("gateway:call"):
+            raise PermissionDenied(f"the {actor.role.value} role cannot call the gateway")
+        body: Body = {"model": model, "input": list(texts)}
+        name = EMBEDDINGS_API.check(body)
+        call = Call(actor=actor, api=EMBEDDINGS_API, body=body)
+        reply = await self.run(call, self.route_for(call, name))
+        assert isinstance(reply, Reply) and reply.record is not None
+        data = sorted(reply.json().get("data") or [], key=lambda d: d.get("index", 0))
+        vectors = [list(d["embedding"]) for d in data]
+        if len(vectors) != len(texts):
+            raise UpstreamError(
+                f"the embeddings route answered {len(vectors)} vectors for {len(texts)} texts",
+                error_class=ErrorClass.malformed,
+            )
+        return EmbedResult(vectors, call.request_id, reply.record.route, reply.record.cost_usd)
 
     async def chat_stream(self, request: ChatRequest, *, actor: Actor) -> AsyncIterator[Body]:
         """`chat.completion.chunk` dicts of a streamed chat completion (the last carries
         `usage`); settled and recorded when the stream ends or is closed early."""
-        call, route = self._call(request.body(stream=True), actor)
+        call, route = self._call(request.body(stream=True), actor, request.prompt)
         reply = await self.run(call, route)
         assert isinstance(reply, StreamReply)
         try:
@@ -590,11 +617,11 @@ class Gateway:
         finally:
             await reply.finalize()
 
-    def _call(self, body: Body, actor: Actor) -> tuple[Call, RouteSpec]:
+    def _call(self, body: Body, actor: Actor, prompt: str = "") -> tuple[Call, RouteSpec]:
         if not actor.can("gateway:call"):
             raise PermissionDenied(f"the {actor.role.value} role cannot call the gateway")
         model = CHAT_API.check(body)
-        call = Call(actor=actor, api=CHAT_API, body=body)
+        call = Call(actor=actor, api=CHAT_API, body=body, prompt=prompt)
         return call, self.route_for(call, model)
 
 
