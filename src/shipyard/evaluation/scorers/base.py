@@ -64,7 +64,7 @@ def check_config(scorer: Scorer, raw: Any, where: str = "") -> dict[str, Any]:
         checked: BaseModel = model.model_validate(raw)
     except ValidationError as exc:
         raise invalid(exc, where) from None
-    return checked.model_dump()
+    return checked.model_dump(by_alias=True)  # what `config_model` reads back
 
 
 class PerItem(Generic[C]):

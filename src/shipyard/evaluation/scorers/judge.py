@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from shipyard.errors import ShipyardError
 from shipyard.evaluation.scorers.base import as_text
@@ -23,7 +23,7 @@ NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 class Example(Strict):
     input: Any = None
     output: Any = None
-    score: float
+    score: float = Field(allow_inf_nan=False)
     reason: str = Field(default="", max_length=2000)
 
 
@@ -31,21 +31,29 @@ class JudgeConfig(Strict):
     route: str = Field(default="smollm2", min_length=1, max_length=200)
     rubric: str = Field(min_length=1, max_length=8000)
     rubric_version: str | None = Field(default=None, max_length=100)
+    scale_min: float = Field(default=1, ge=-1e6, le=1e6)
+    scale_max: float = Field(default=5, ge=-1e6, le=1e6)
     examples: list[Example] = Field(default_factory=list, max_length=20)
-    scale_min: float = 1
-    scale_max: float = 5
     temperature: float = Field(default=0, ge=0, le=2)
     max_tokens: int = Field(default=200, ge=1, le=4000)
     concurrency: int = Field(default=4, ge=1, le=64)
 
-    @model_validator(mode="after")
-    def _scale(self) -> JudgeConfig:
-        if self.scale_max <= self.scale_min:
-            raise ValueError("scale_max: must be above scale_min")
-        for i, ex in enumerate(self.examples):
-            if not self.scale_min <= ex.score <= self.scale_max:
-                raise ValueError(f"examples.{i}.score: must be within the scale")
-        return self
+    @field_validator("scale_max")
+    @classmethod
+    def _scale(cls, scale_max: float, info: ValidationInfo) -> float:
+        scale_min = info.data.get("scale_min")
+        if scale_min is not None and scale_max <= scale_min:
+            raise ValueError("must be above scale_min")
+        return scale_max
+
+    @field_validator("examples")
+    @classmethod
+    def _within(cls, examples: list[Example], info: ValidationInfo) -> list[Example]:
+        lo, hi = info.data.get("scale_min"), info.data.get("scale_max")
+        for i, ex in enumerate(examples):
+            if lo is not None and hi is not None and not lo <= ex.score <= hi:
+                raise ValueError(f"{i}.score: must be within the scale ({lo:g} to {hi:g})")
+        return examples
 
 
 def _show(value: Any) -> str:
@@ -86,7 +94,7 @@ def parse(answer: str, lo: float, hi: float) -> tuple[float, str] | None:
     for start in (m.start() for m in re.finditer(r"\{", answer)):
         try:
             found, _ = decoder.raw_decode(answer, start)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         score = found.get("score") if isinstance(found, dict) else None
         if isinstance(score, int | float) and not isinstance(score, bool) and math.isfinite(score):
@@ -99,7 +107,8 @@ def parse(answer: str, lo: float, hi: float) -> tuple[float, str] | None:
 
 
 class LlmJudge:
-    """The judge's score normalised to 0..1; the reason reads "4/5: <the judge's>"."""
+    """The judge's score normalised to 0..1; the reason reads "4/5: <the judge's>". A
+    score outside the scale is not guessed at (None, with the judge's answer)."""
 
     name = "llm_judge"
     config_model = JudgeConfig
@@ -129,11 +138,11 @@ class LlmJudge:
         found = parse(answer, lo, hi)
         if found is None:
             return Score(None, f"unparseable judge answer: {answer[:300]!r}")
-        raw, reason = found
-        clamped = min(hi, max(lo, raw))
-        label = f"{clamped:g}/{hi:g}"
-        if clamped != raw:
-            label += f" (clamped from {raw:g})"
+        value, reason = found
+        if not lo <= value <= hi:
+            why = f"the judge's score {value:g} is outside {lo:g}..{hi:g}: {reason}"
+            return Score(None, why[:1000])
+        label = f"{value:g}/{hi:g}"
         if config.rubric_version:
             label += f" [rubric {config.rubric_version}]"
-        return Score((clamped - lo) / (hi - lo), f"{label}: {reason}"[:1000])
+        return Score((value - lo) / (hi - lo), f"{label}: {reason}"[:1000])

@@ -15,7 +15,7 @@ from shipyard.plugins import Case, Score
 MAX_PATTERN = 2000
 
 
-def _utf8(text: str) -> str:
+def utf8(text: str) -> str:
     """RE2 takes UTF-8: a lone surrogate becomes U+FFFD rather than an error."""
     try:
         text.encode()
@@ -69,7 +69,7 @@ class Contains(PerItem[ContainsConfig]):
 
 
 @lru_cache(maxsize=256)
-def _compile(pattern: str) -> Any:
+def compile_re2(pattern: str) -> Any:
     options = re2.Options()
     options.max_mem = 8 << 20
     options.log_errors = False
@@ -84,7 +84,7 @@ class RegexConfig(Strict):
     @classmethod
     def _compiles(cls, pattern: str) -> str:
         try:
-            _compile(pattern)
+            compile_re2(pattern)
         except UnicodeEncodeError:
             raise ValueError("is not valid Unicode (a lone surrogate)") from None
         except re2.error as exc:
@@ -100,7 +100,7 @@ class Regex(PerItem[RegexConfig]):
     config_model = RegexConfig
 
     def one(self, case: Case, config: RegexConfig) -> Score:
-        compiled = _compile(config.pattern)
-        text = _utf8(output_text(case))
+        compiled = compile_re2(config.pattern)
+        text = utf8(output_text(case))
         found = compiled.fullmatch(text) if config.full_match else compiled.search(text)
         return Score(1.0 if found is not None else 0.0)
