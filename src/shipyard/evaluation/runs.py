@@ -23,6 +23,7 @@ from shipyard.evaluation.tables import ResultRow, RunRow
 from shipyard.identity.actor import Actor
 from shipyard.inputs import Strict
 from shipyard.plugins import Plugins, Scorer
+from shipyard.registry import assets
 from shipyard.store import new_id
 
 STATUSES = ("queued", "running", "completed", "failed", "cancelled")
@@ -71,6 +72,12 @@ class RunIn(Strict):
         default_factory=dict, description=f"chat parameters: {', '.join(sorted(PARAMS))}"
     )
     concurrency: int = Field(default=2, ge=1, le=16)
+    subject: str | None = Field(
+        default=None,
+        pattern=r"^(model|prompt|release):[^\s]{1,200}$",
+        description="the registry version this run evaluates (`model:support@3`); prompt "
+        "and release targets name theirs",
+    )
 
     @model_validator(mode="after")
     def _params(self) -> RunIn:
@@ -88,7 +95,14 @@ def checked_scorers(plugins: Plugins, scorers: Sequence[ScorerIn]) -> list[dict[
     for n, spec in enumerate(scorers):
         scorer = load_scorer(plugins, spec.name)
         config = check_config(scorer, spec.config, f"scorers.{n}.config")
-        out.append({"name": spec.name, "label": spec.label or spec.name, "config": config})
+        out.append(
+            {
+                "name": spec.name,
+                "label": spec.label or spec.name,
+                "config": config,
+                "higher_is_better": bool(scorer.higher_is_better),
+            }
+        )
     return out
 
 
@@ -124,6 +138,33 @@ def check_target(gateway: Any, workspace_id: str, target: TargetIn) -> None:
             )
 
 
+def subject_of(kind: str, name: str, number: int) -> str:
+    return f"{kind}:{name}@{number}"
+
+
+def version_subject(s: Session, workspace_id: str, kind: str, ref: str) -> str:
+    """`kind:name@N` of the registry version a reference names now."""
+    try:
+        asset, version = assets.resolve(
+            s, workspace_id=workspace_id, kind=kind, ref=assets.parse_ref(ref, param="subject")
+        )
+    except NotFound as exc:
+        raise InvalidInput(f"subject: {exc.detail}", param="subject") from None
+    return subject_of(kind, asset.name, version.number)
+
+
+def subject_for(s: Session, workspace_id: str, body: RunIn) -> str:
+    if body.subject is not None:
+        kind, _, ref = body.subject.partition(":")
+        return version_subject(s, workspace_id, kind, ref)
+    target = body.target
+    if target.kind == "release" or (target.kind == "prompt" and "/" in target.ref):
+        return version_subject(s, workspace_id, "release", target.ref.partition("/")[0])
+    if target.kind == "prompt":
+        return version_subject(s, workspace_id, "prompt", target.ref)
+    return ""
+
+
 def actor_json(actor: Actor) -> dict[str, Any]:
     return {"kind": actor.kind, "id": actor.id, "label": actor.label, "role": actor.role.value}
 
@@ -142,12 +183,14 @@ def create(
         raise InvalidInput(f"dataset: version {version.number} holds no items", param="dataset")
     scorers = checked_scorers(plugins, body.scorers)
     check_target(gateway, actor.workspace_id, body.target)
+    subject = subject_for(s, actor.workspace_id, body)
     row = RunRow(
         id=new_id("run"),
         workspace_id=actor.workspace_id,
         name=body.name or f"{body.target.ref} on {ds.name}@{version.number}",
         target={**body.target.model_dump(), "actor": actor_json(actor)},
         target_label=body.target.label,
+        subject=subject,
         dataset_id=ds.id,
         dataset_version=version.number,
         scorers=scorers,
@@ -225,19 +268,18 @@ def aggregates(run: RunRow, rows: Sequence[ResultRow]) -> dict[str, Any]:
     return out
 
 
-def scorer_directions(plugins: Plugins, run: RunRow) -> dict[str, bool]:
-    return {label: scorer.higher_is_better for label, scorer, _ in loaded(plugins, run.scorers)}
+def directions(run: RunRow) -> dict[str, bool]:
+    """Scorer label -> whether higher is better (as the scorer said when the run began)."""
+    return {s["label"]: bool(s.get("higher_is_better", True)) for s in run.scorers}
 
 
-def compare(
-    plugins: Plugins, runs: Sequence[RunRow], rows: Sequence[Sequence[ResultRow]]
-) -> dict[str, Any]:
+def compare(runs: Sequence[RunRow], rows: Sequence[Sequence[ResultRow]]) -> dict[str, Any]:
     """Each run against the first (the baseline) on the items both have scored: per
     scorer the paired difference, wins, losses, ties and significance; and per item the
     outputs and scores side by side with each run's verdict."""
     base, base_rows = runs[0], rows[0]
     by_key = [{r.item_key: r for r in rr} for rr in rows]
-    directions = scorer_directions(plugins, base)
+    better = directions(base)
     shared = [s["label"] for s in base.scorers if all(s["label"] in _labels(r) for r in runs)]
     against: list[dict[str, Any]] = []
     for run, mine in zip(runs[1:], by_key[1:], strict=True):
@@ -246,11 +288,11 @@ def compare(
             a, b = [], []
             for r in base_rows:
                 other = mine.get(r.item_key)
-                va, vb = _value(r, label), _value(other, label) if other else None
+                va, vb = value_of(r, label), value_of(other, label)
                 if va is not None and vb is not None:
                     a.append(va)
                     b.append(vb)
-            p = stats.paired(a, b, higher_is_better=directions.get(label, True))
+            p = stats.paired(a, b, higher_is_better=better.get(label, True))
             per[label] = {
                 "n": p.n,
                 "diff": p.diff,
@@ -282,7 +324,8 @@ def _labels(run: RunRow) -> set[str]:
     return {s["label"] for s in run.scorers}
 
 
-def _value(row: ResultRow | None, label: str) -> float | None:
+def value_of(row: ResultRow | None, label: str) -> float | None:
+    """The item's score for `label`; None when it failed or could not be scored."""
     if row is None or row.error:
         return None
     score = row.scores.get(label)

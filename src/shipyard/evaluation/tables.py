@@ -90,6 +90,7 @@ class RunRow(Base):
     __table_args__ = (
         Index("ix_eval_runs_ws", "workspace_id", "created_at"),
         Index("ix_eval_runs_status", "status"),
+        Index("ix_eval_runs_subject", "workspace_id", "subject"),
     )
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
@@ -97,6 +98,8 @@ class RunRow(Base):
     # {"kind": "route"|"model"|"prompt"|"release", "ref": ..., "model": ...}
     target: Mapped[dict[str, Any]] = mapped_column(JSON)
     target_label: Mapped[str] = mapped_column(String(400), default="")
+    # the registry version it evaluates (`prompt:support@3`), what gates look for
+    subject: Mapped[str] = mapped_column(String(240), default="")
     dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
     dataset_version: Mapped[int] = mapped_column(Integer)
     scorers: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # [{"name", "config"}]

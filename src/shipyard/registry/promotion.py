@@ -90,9 +90,13 @@ def set_policy(
     known: Mapping[str, Gate],
 ) -> Policy:
     check_environment(s, workspace_id=workspace_id, environment=environment)
+    gates = dict(gates)
     for name in gates:
         if name not in known:
             raise InvalidInput(f"gates.{name}: no such gate (known: {', '.join(sorted(known))})")
+        check = getattr(known[name], "check_config", None)  # optional: refuse bad ones now
+        if check is not None:
+            gates[name] = check(gates[name])
     row = s.get(PolicyRow, (workspace_id, environment))
     if row is None:
         row = PolicyRow(workspace_id=workspace_id, environment=environment)

@@ -25,6 +25,7 @@ class RunPublic(BaseModel):
     id: str
     name: str
     target: dict[str, Any]
+    subject: str | None
     dataset: str
     dataset_version: int
     scorers: list[dict[str, Any]]
@@ -71,6 +72,7 @@ def public(row: RunRow, dataset: str, live: Any = None) -> RunPublic:
         id=row.id,
         name=row.name,
         target=target,
+        subject=row.subject or None,
         dataset=dataset,
         dataset_version=row.dataset_version,
         scorers=row.scorers,
@@ -124,6 +126,7 @@ def create_run(body: RunIn, ctx: Ctx = Authorized("evals:run")) -> RunPublic:
 def list_runs(
     ctx: Ctx = Authorized("evals:read"),
     dataset: Annotated[str | None, Query(max_length=128)] = None,
+    subject: Annotated[str | None, Query(max_length=240, description="model:name@3")] = None,
     status: Literal["queued", "running", "completed", "failed", "cancelled"] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[RunPublic]:
@@ -134,6 +137,8 @@ def list_runs(
             q = q.where(RunRow.dataset_id == datasets.get(tx.session, ctx.workspace_id, dataset).id)
         if status is not None:
             q = q.where(RunRow.status == status)
+        if subject is not None:
+            q = q.where(RunRow.subject == subject)
         rows = tx.session.scalars(q.order_by(RunRow.created_at.desc()).limit(limit)).all()
         return [_public(ctx, tx.session, r) for r in rows]
 
@@ -273,6 +278,6 @@ def compare(
         if len({r.dataset_id for r in rows}) != 1:
             raise InvalidInput("runs: compare runs on the same dataset", param="runs")
         results = [runs.results(tx.session, r) for r in rows]
-        out = runs.compare(ctx.platform.plugins, rows, results)
+        out = runs.compare(rows, results)
         out["runs"] = [_public(ctx, tx.session, r).model_dump(mode="json") for r in rows]
         return out

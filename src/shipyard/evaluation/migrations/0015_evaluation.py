@@ -86,6 +86,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(128), nullable=False),
         sa.Column("target", sa.JSON(), nullable=False),
         sa.Column("target_label", sa.String(400), nullable=False),
+        sa.Column("subject", sa.String(240), nullable=False),
         sa.Column(
             "dataset_id",
             sa.String(32),
@@ -111,6 +112,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_eval_runs_ws", "eval_runs", ["workspace_id", "created_at"])
     op.create_index("ix_eval_runs_status", "eval_runs", ["status"])
+    op.create_index("ix_eval_runs_subject", "eval_runs", ["workspace_id", "subject"])
     op.create_table(
         "eval_results",
         sa.Column(
