@@ -16,43 +16,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from pydantic import Field, JsonValue
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from shipyard.errors import Conflict, InvalidInput, NotFound
+from shipyard.evaluation.schemas import MAX_CHANGE, ItemUpdate
+from shipyard.evaluation.schemas import NAME as NAME  # re-exported: datasets.NAME
+from shipyard.evaluation.schemas import ItemIn as ItemIn
 from shipyard.evaluation.tables import DatasetItemRow, DatasetRow, DatasetVersionRow
 from shipyard.feedback import store as feedback_store
-from shipyard.inputs import Strict
 from shipyard.store import new_id, utcnow
-
-NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-MAX_ITEM_BYTES = 1 << 20  # one item's JSON
-MAX_CHANGE = 50_000  # items one change adds, updates or removes
-
-
-class ItemIn(Strict):
-    """One dataset item. `inputs` is what the target is given (e.g. `{"question": ...}`
-    or `{"messages": [...]}`); `expected` what it should answer (optional)."""
-
-    inputs: dict[str, JsonValue] = Field(min_length=1)
-    expected: JsonValue = None
-    metadata: dict[str, JsonValue] = Field(default_factory=dict)
-    source_trace_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
-
-    def check_size(self, where: str) -> None:
-        size = len(orjson.dumps([self.inputs, self.expected, self.metadata]))
-        if size > MAX_ITEM_BYTES:
-            raise InvalidInput(f"{where}: the item is {size} bytes, at most {MAX_ITEM_BYTES}")
-
-
-class ItemUpdate(Strict):
-    """Replace what is given of an item (the rest stays)."""
-
-    id: str = Field(min_length=1, max_length=32)
-    inputs: dict[str, JsonValue] | None = Field(default=None, min_length=1)
-    expected: JsonValue = None
-    metadata: dict[str, JsonValue] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ import orjson
 from pydantic import ValidationError
 
 from shipyard.errors import InvalidInput
-from shipyard.evaluation.datasets import MAX_CHANGE, ItemIn
+from shipyard.evaluation.schemas import MAX_CHANGE, ItemIn
 from shipyard.evaluation.tables import DatasetItemRow
 from shipyard.inputs import invalid
 

@@ -9,85 +9,25 @@ started the run: governed, budgeted and recorded like any other call (see `runne
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, JsonValue, model_validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shipyard.errors import InvalidInput, NotFound
 from shipyard.evaluation import datasets, stats
+from shipyard.evaluation.schemas import RunIn as RunIn  # re-exported
+from shipyard.evaluation.schemas import ScorerIn, TargetIn
 from shipyard.evaluation.scorers import load_scorer
 from shipyard.evaluation.scorers.base import check_config
 from shipyard.evaluation.tables import ResultRow, RunRow
 from shipyard.identity.actor import Actor
-from shipyard.inputs import Strict
 from shipyard.plugins import Plugins, Scorer
 from shipyard.registry import assets
 from shipyard.store import new_id
 
 STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 ACTIVE = ("queued", "running")
-PARAMS = {"temperature", "top_p", "max_tokens", "seed", "stop", "response_format"}
-
-
-class TargetIn(Strict):
-    """What is evaluated: a gateway `route` (or a `model` name the gateway serves), a
-    registry `prompt` version (`name@3`, `name@production`) or a `release` member
-    (`app@production/support`), rendered with each item's inputs as its variables and
-    sent to `model` (default: the prompt's own model)."""
-
-    kind: Literal["route", "model", "prompt", "release"]
-    ref: str = Field(min_length=1, max_length=200)
-    model: str | None = Field(default=None, min_length=1, max_length=128)
-
-    @model_validator(mode="after")
-    def _shape(self) -> TargetIn:
-        if self.kind == "release" and "/" not in self.ref:
-            raise ValueError("ref: a release target is `name@alias/member`")
-        if self.kind in {"route", "model"} and self.model is not None:
-            raise ValueError("model: only prompt and release targets take a model")
-        return self
-
-    @property
-    def label(self) -> str:
-        via = f" via {self.model}" if self.model else ""
-        return f"{self.kind}:{self.ref}{via}"
-
-
-class ScorerIn(Strict):
-    name: str = Field(min_length=1, max_length=64)
-    config: dict[str, JsonValue] = Field(default_factory=dict)
-    # the scores' name in results (default: the scorer's): one scorer twice, two configs
-    label: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][\w.-]{0,63}$")
-
-
-class RunIn(Strict):
-    name: str = Field(default="", max_length=128)
-    target: TargetIn
-    dataset: str = Field(pattern=datasets.NAME)
-    dataset_version: int | None = Field(default=None, ge=1, description="default: latest")
-    scorers: list[ScorerIn] = Field(min_length=1, max_length=20)
-    params: dict[str, JsonValue] = Field(
-        default_factory=dict, description=f"chat parameters: {', '.join(sorted(PARAMS))}"
-    )
-    concurrency: int = Field(default=2, ge=1, le=16)
-    subject: str | None = Field(
-        default=None,
-        pattern=r"^(model|prompt|release):[^\s]{1,200}$",
-        description="the registry version this run evaluates (`model:support@3`); prompt "
-        "and release targets name theirs",
-    )
-
-    @model_validator(mode="after")
-    def _params(self) -> RunIn:
-        unknown = sorted(set(self.params) - PARAMS)
-        if unknown:
-            raise ValueError(f"params: unknown {', '.join(unknown)}; known: {sorted(PARAMS)}")
-        labels = [s.label or s.name for s in self.scorers]
-        if len(set(labels)) != len(labels):
-            raise ValueError("scorers: two scorers share a name; give one a label")
-        return self
 
 
 def checked_scorers(plugins: Plugins, scorers: Sequence[ScorerIn]) -> list[dict[str, Any]]:

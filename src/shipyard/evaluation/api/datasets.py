@@ -4,95 +4,33 @@ bodies are files, not JSON). Thin routes over `shipyard.evaluation.datasets` and
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field, JsonValue
 
 from shipyard.errors import InvalidInput, NotFound, PayloadTooLarge, PermissionDenied, Unavailable
 from shipyard.evaluation import datasets, files
-from shipyard.evaluation.datasets import MAX_CHANGE, Change, ItemIn, ItemUpdate
+from shipyard.evaluation.datasets import Change, ItemIn
+from shipyard.evaluation.schemas import (
+    ChangeIn,
+    DatasetIn,
+    DatasetPublic,
+    DatasetUpdate,
+    FromTracesIn,
+    ItemPage,
+    ItemPublic,
+)
+from shipyard.evaluation.schemas import (
+    VersionPublic as VersionPublic,  # re-exported for the pages
+)
 from shipyard.evaluation.tables import DatasetItemRow, DatasetRow, DatasetVersionRow
 from shipyard.http.deps import Authorized, Ctx
-from shipyard.inputs import Strict
 
 router = APIRouter(prefix="/api/datasets", tags=["datasets"])
 uploads = APIRouter(prefix="/api/dataset-uploads", tags=["datasets"])
 DatasetName = Annotated[str, Path(pattern=datasets.NAME)]
-Message = Annotated[str, Field(max_length=2000)]
-
-
-class DatasetIn(Strict):
-    name: str = Field(pattern=datasets.NAME)
-    description: str = Field(default="", max_length=2000)
-    items: list[ItemIn] = Field(default_factory=list, max_length=MAX_CHANGE)
-    message: Message = ""
-
-
-class DatasetUpdate(Strict):
-    description: str = Field(max_length=2000)
-
-
-class ChangeIn(Strict):
-    """One new version: items added, updated (by id; what is given is replaced) and
-    removed. `base_version`: refuse (409) unless it is still the latest."""
-
-    add: list[ItemIn] = Field(default_factory=list, max_length=MAX_CHANGE)
-    update: list[ItemUpdate] = Field(default_factory=list, max_length=MAX_CHANGE)
-    remove: list[Annotated[str, Field(min_length=1, max_length=32)]] = Field(
-        default_factory=list, max_length=MAX_CHANGE
-    )
-    message: Message = ""
-    base_version: int | None = Field(default=None, ge=0)
-
-
-class FromTracesIn(Strict):
-    trace_ids: list[Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]] = Field(
-        min_length=1, max_length=1000
-    )
-    use_corrections: bool = True
-    message: Message = ""
-
-
-class VersionPublic(BaseModel):
-    version: int
-    message: str
-    author: str
-    source: str
-    item_count: int
-    added: int
-    updated: int
-    removed: int
-    created_at: datetime
-
-
-class DatasetPublic(BaseModel):
-    id: str
-    name: str
-    description: str
-    latest: int
-    item_count: int
-    created_by: str
-    created_at: datetime
-    updated_at: datetime
-
-
-class ItemPublic(BaseModel):
-    id: str
-    inputs: dict[str, Any]
-    expected: JsonValue
-    metadata: dict[str, Any]
-    source_trace_id: str | None
-    version: int  # the version that wrote this content
-
-
-class ItemPage(BaseModel):
-    version: int
-    items: list[ItemPublic]
-    next_cursor: str | None
 
 
 def version_public(row: DatasetVersionRow) -> VersionPublic:
@@ -350,30 +288,36 @@ async def upload(
         if len(data) > limit:
             raise PayloadTooLarge(f"the file exceeds {limit} bytes")
     items = await anyio.to_thread.run_sync(files.parse, bytes(data), format)
+    return await anyio.to_thread.run_sync(
+        lambda: store_upload(ctx, name, items, fmt=format, message=message, create=create)
+    )
 
-    def write() -> VersionPublic:
-        with ctx.tx(target=f"dataset:{name}") as tx:
-            try:
-                row = datasets.get(tx.session, ctx.workspace_id, name)
-            except NotFound:
-                if not create:
-                    raise
-                row = datasets.create(
-                    tx.session,
-                    workspace_id=ctx.workspace_id,
-                    name=name,
-                    description="",
-                    author=ctx.actor.ref,
-                )
-            v = datasets.change(
+
+def store_upload(
+    ctx: Ctx, name: str, items: list[ItemIn], *, fmt: str, message: str, create: bool
+) -> VersionPublic:
+    """An upload's parsed items as one new version (blocking); `create`: make the
+    dataset when it does not exist. The upload route and the dataset page share it."""
+    with ctx.tx(target=f"dataset:{name}") as tx:
+        try:
+            row = datasets.get(tx.session, ctx.workspace_id, name)
+        except NotFound:
+            if not create:
+                raise
+            row = datasets.create(
                 tx.session,
-                row,
-                Change(add=items),
+                workspace_id=ctx.workspace_id,
+                name=name,
+                description="",
                 author=ctx.actor.ref,
-                message=message or f"{len(items)} items uploaded ({format})",
-                source="upload",
             )
-            tx.detail = f"version {v.number}: +{v.added} from {format}"
-            return version_public(v)
-
-    return await anyio.to_thread.run_sync(write)
+        v = datasets.change(
+            tx.session,
+            row,
+            Change(add=items),
+            author=ctx.actor.ref,
+            message=message or f"{len(items)} items uploaded ({fmt})",
+            source="upload",
+        )
+        tx.detail = f"version {v.number}: +{v.added} from {fmt}"
+        return version_public(v)

@@ -4,63 +4,20 @@ compare runs side by side. Thin routes over `shipyard.evaluation.runs`."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel
 from sqlalchemy import select
 
 from shipyard.errors import Conflict, InvalidInput
 from shipyard.evaluation import datasets, runs
-from shipyard.evaluation.runs import RunIn
+from shipyard.evaluation.schemas import ResultPage, ResultPublic, RunIn
+from shipyard.evaluation.schemas import RunPublic as RunPublic  # re-exported for the pages
 from shipyard.evaluation.tables import DatasetItemRow, DatasetRow, ResultRow, RunRow
 from shipyard.http.deps import Authorized, Ctx
 from shipyard.store import utcnow
 
 router = APIRouter(prefix="/api/evals", tags=["evaluation"])
-
-
-class RunPublic(BaseModel):
-    id: str
-    name: str
-    target: dict[str, Any]
-    subject: str | None
-    dataset: str
-    dataset_version: int
-    scorers: list[dict[str, Any]]
-    params: dict[str, Any]
-    concurrency: int
-    status: str
-    total: int
-    done: int
-    errors: int
-    aggregates: dict[str, Any]
-    error: str
-    created_by: str
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-
-
-class ResultPublic(BaseModel):
-    id: str  # the dataset item
-    position: int
-    inputs: dict[str, Any]
-    expected: Any
-    output: str | None
-    error: str
-    latency_ms: float | None
-    input_tokens: int
-    output_tokens: int
-    cost_usd: float
-    scores: dict[str, Any]
-    trace_id: str | None
-
-
-class ResultPage(BaseModel):
-    items: list[ResultPublic]
-    next_cursor: str | None
 
 
 def public(row: RunRow, dataset: str, live: Any = None) -> RunPublic:
