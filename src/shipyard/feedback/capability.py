@@ -33,8 +33,9 @@ CAPABILITY = Capability(
         "feedback:review": REVIEWERS,  # work through review queues
         "feedback:manage": ADMINS,  # queue rules
     },
-    routers=("shipyard.feedback.api.feedback:router",),
-    pages=("shipyard.feedback.pages:router",),
+    # queues first: /api/feedback/{feedback_id} would take /api/feedback/queues
+    routers=("shipyard.feedback.api.queues:router", "shipyard.feedback.api.feedback:router"),
+    pages=("shipyard.feedback.pages:router", "shipyard.feedback.queue_pages:router"),
     migrations="shipyard.feedback:migrations",
     service=build,
 )

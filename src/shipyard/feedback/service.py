@@ -5,7 +5,9 @@
     every RESOLVE_SECONDS  feedback not yet carrying its trace's route, model and prompt
                           version gets them from the trace store (spans may be stored
                           after the feedback on them arrives); after GIVE_UP_SECONDS
-                          without its trace, it stops being looked up
+                          without its trace, it stops being looked up; then the review
+                          queues' rules (`shipyard.feedback.routing`) over the feedback
+                          just resolved, new traces and new alert firings
 
 It is also a `MetricSource`: alert rules can take the feedback metrics."""
 
@@ -25,7 +27,7 @@ from prometheus_client import Counter
 
 from shipyard.durable import DurableWriter
 from shipyard.errors import Unavailable
-from shipyard.feedback import store
+from shipyard.feedback import routing, store
 from shipyard.feedback.items import FeedbackItem
 from shipyard.store import Database
 
@@ -145,6 +147,20 @@ class Feedback:
                 await asyncio.to_thread(self.resolve_pending)
             except Exception:  # noqa: BLE001 - keep going; the next round retries
                 log.exception("copying trace fields onto feedback failed")
+            try:
+                await asyncio.to_thread(self.route_queues)
+            except Exception:  # noqa: BLE001 - keep going; the next round retries
+                log.exception("routing traces into review queues failed")
+
+    def route_queues(self, now_ns: int | None = None, settle_ns: int = routing.SETTLE_NS) -> int:
+        """One tick of the review queues' trace and alert rules; the items added.
+        Traces are read once they started `settle_ns` before now."""
+        trace_store = getattr(self.platform.services.get("tracing"), "store", None)
+        if trace_store is None:
+            return 0
+        db = self.platform.db
+        added = routing.route_traces(db, trace_store, now_ns=now_ns, settle_ns=settle_ns).added
+        return added + routing.route_alerts(self.platform.db, trace_store).added
 
     def resolve_pending(self, now_s: int | None = None) -> int:
         """Copy route, model and prompt version from each trace onto its feedback."""
@@ -158,6 +174,7 @@ class Feedback:
             store.give_up(s, before_s=now_s - GIVE_UP_SECONDS)
             rows = store.unresolved(s, since_s=now_s - GIVE_UP_SECONDS, limit=RESOLVE_BATCH)
             found: dict[tuple[str, str], Any] = {}
+            resolved = []
             for row in rows:
                 key = (row.workspace_id, row.trace_id)
                 if key not in found:
@@ -165,7 +182,9 @@ class Feedback:
                 fields = found[key]
                 if fields is not None:
                     store.resolve(s, row.id, **fields)
+                    resolved.append(row)
                     done += 1
+            routing.route_feedback(s, resolved)  # the rows carry the copied fields
         return done
 
     # MetricSource --------------------------------------------------------------------
