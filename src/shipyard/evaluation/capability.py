@@ -38,8 +38,11 @@ CAPABILITY = Capability(
         "shipyard.evaluation.api.datasets:uploads",
         "shipyard.evaluation.api.runs:router",
     ),
-    pages=(),
-    cli=(),
+    pages=("shipyard.evaluation.pages:router",),
+    cli=(
+        ("eval", "shipyard.cli.evaluation:app"),
+        ("datasets", "shipyard.cli.evaluation:datasets_app"),
+    ),
     migrations="shipyard.evaluation:migrations",
     service=build,
 )

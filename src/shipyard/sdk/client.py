@@ -22,6 +22,7 @@ from shipyard.identity.schemas import (
     WorkspacePublic,
 )
 from shipyard.sdk.calls import Call, ShipyardAPIError, Upload, _as
+from shipyard.sdk.evaluation import Datasets, Evals
 from shipyard.sdk.feedback import Feedback
 from shipyard.sdk.prompts import AsyncPrompts, PromptCache, Prompts, default_cache_dir
 from shipyard.sdk.registry import Registry
@@ -190,6 +191,8 @@ class _Resources:
         self.audit = Audit(run)
         self.registry = Registry(run)
         self.feedback = Feedback(run)
+        self.datasets = Datasets(run)
+        self.evals = Evals(run)
 
 
 class Client(_Resources):
