@@ -109,6 +109,9 @@ class Settings(BaseSettings):
         le=3600,
         description="A run whose worker stopped is resumed by another this long after.",
     )
+    eval_online_tick_seconds: float = Field(
+        default=15, gt=0, le=3600, description="How often online evaluation rules are checked."
+    )
     dataset_upload_max_bytes: int = Field(
         default=64 * 1024**2, ge=1024, description="The largest dataset file one upload may hold."
     )

@@ -37,6 +37,7 @@ CAPABILITY = Capability(
         "shipyard.evaluation.api.datasets:router",
         "shipyard.evaluation.api.datasets:uploads",
         "shipyard.evaluation.api.runs:router",
+        "shipyard.evaluation.api.online:router",
     ),
     pages=("shipyard.evaluation.pages:router",),
     cli=(

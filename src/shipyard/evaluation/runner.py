@@ -187,7 +187,9 @@ class Runner:
                 r.item_key: r
                 for r in s.scalars(select(ResultRow).where(ResultRow.run_id == run_id))
             }
-            actor = still_valid(s, run, self.platform.grants)
+            actor = still_valid(
+                s, run.target.get("actor") or {}, run.workspace_id, self.platform.grants
+            )
             s.expunge_all()
             return run, items, have, actor
 
@@ -309,16 +311,6 @@ class Runner:
         scorers: Sequence[tuple[str, Any, dict[str, Any]]],
         actor: Actor,
     ) -> list[ResultRow]:
-        gateway = self.platform.services["gateway"]
-
-        async def embed(texts: list[str], route: str) -> list[list[float]]:
-            result = await gateway.embed(texts, model=route, actor=actor)
-            vectors: list[list[float]] = result.vectors
-            return vectors
-
-        async def chat(request: Any) -> Any:
-            return await gateway.chat(request, actor=actor)
-
         ok = [(item, row) for item, row in zip(items, rows, strict=True) if not row.error]
         ok = [(item, row) for item, row in ok if not row.scored]
         cases = [
@@ -332,19 +324,12 @@ class Runner:
             )
             for item, row in ok
         ]
-        if not cases:
-            return rows
-        for label, scorer, config in scorers:
-            ctx = ScoreContext(config=config, embed=embed, chat=chat)
-            try:
-                scores: list[Score] = await scorer.score(cases, ctx)
-                if len(scores) != len(cases):
-                    raise ValueError(f"{len(scores)} scores for {len(cases)} cases")
-            except Exception as exc:  # noqa: BLE001 - a scorer's bug fails its scores, not the run
-                log.warning("scorer %s failed on run %s: %s", label, run.id, exc)
-                scores = [Score(None, f"the scorer failed: {type(exc).__name__}")] * len(cases)
-            for (_, row), score in zip(ok, scores, strict=True):
-                row.scores = {**row.scores, label: {"value": score.value, "reason": score.reason}}
+        verdicts = await score_all(self.platform, scorers, cases, actor, where=f"run {run.id}")
+        for (_, row), scores in zip(ok, verdicts, strict=True):
+            row.scores = {
+                **row.scores,
+                **{label: {"value": v.value, "reason": v.reason} for label, v in scores.items()},
+            }
         return rows
 
     def _write(self, run_id: str, rows: list[ResultRow]) -> None:
@@ -363,17 +348,54 @@ class Runner:
             run.status, run.finished_at, run.lease_until = "completed", utcnow(), None
 
 
-def still_valid(s: Any, run: RunRow, grants: Any) -> Actor | str:
-    """The actor that started the run, as it is now (a revoked key or a removed member
-    fails the run rather than calling as them); a string says why not."""
-    who = run.target.get("actor") or {}
+async def score_all(
+    platform: Platform,
+    scorers: Sequence[tuple[str, Any, dict[str, Any]]],
+    cases: Sequence[Case],
+    actor: Actor,
+    *,
+    where: str,
+) -> list[dict[str, Score]]:
+    """Every scorer over the cases as one batch each (their gateway calls as `actor`);
+    per case, label -> Score. A scorer that raises fails its own scores, nothing else."""
+    if not cases:
+        return []
+    gateway = platform.services["gateway"]
+
+    async def embed(texts: list[str], route: str) -> list[list[float]]:
+        result = await gateway.embed(texts, model=route, actor=actor)
+        vectors: list[list[float]] = result.vectors
+        return vectors
+
+    async def chat(request: Any) -> Any:
+        return await gateway.chat(request, actor=actor)
+
+    out: list[dict[str, Score]] = [{} for _ in cases]
+    for label, scorer, config in scorers:
+        ctx = ScoreContext(config=config, embed=embed, chat=chat)
+        try:
+            scores: list[Score] = await scorer.score(cases, ctx)
+            if len(scores) != len(cases):
+                raise ValueError(f"{len(scores)} scores for {len(cases)} cases")
+        except Exception as exc:  # noqa: BLE001 - a scorer's bug fails its scores, not the run
+            log.warning("scorer %s failed on %s: %s", label, where, exc)
+            scores = [Score(None, f"the scorer failed: {type(exc).__name__}")] * len(cases)
+        for verdicts, score in zip(out, scores, strict=True):
+            verdicts[label] = score
+    return out
+
+
+def still_valid(s: Any, who: dict[str, Any], workspace_id: str, grants: Any) -> Actor | str:
+    """The actor that started a run (or made an online rule), as it is now: a revoked
+    key or a removed member fails the work rather than calling as them; a string says
+    why not."""
     kind, ident = who.get("kind"), who.get("id")
     if kind == "key":
         key = s.get(ApiKey, ident)
         if key is None or key.revoked_at is not None:
-            return "the API key that started the run was revoked"
+            return "the API key that started it was revoked"
         if key.expires_at is not None and key.expires_at <= utcnow():
-            return "the API key that started the run expired"
+            return "the API key that started it expired"
         return Actor(
             kind="key",
             id=key.id,
@@ -385,16 +407,16 @@ def still_valid(s: Any, run: RunRow, grants: Any) -> Actor | str:
         )
     if kind == "user":
         user = s.get(User, ident)
-        member = s.get(Membership, (ident, run.workspace_id))
+        member = s.get(Membership, (ident, workspace_id))
         if user is None or not user.is_active or member is None:
-            return "the user who started the run is no longer a member"
+            return "the user who started it is no longer a member"
         return Actor(
             kind="user",
             id=user.id,
             label=user.email,
-            workspace_id=run.workspace_id,
+            workspace_id=workspace_id,
             role=Role(member.role),
             grants=grants,
             platform_admin=user.is_platform_admin,
         )
-    return "the run names no actor"
+    return "it names no actor"

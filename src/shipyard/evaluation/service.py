@@ -1,17 +1,28 @@
 """The evaluation capability's service: the local worker that executes evaluation runs
-(bounded concurrency, resumed after a restart, cancellable; see `runner`)."""
+(bounded concurrency, resumed after a restart, cancellable; see `runner`), the online
+evaluator's schedule (`online`), and the metric alert rules take from online scores."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from datetime import datetime
 from typing import TYPE_CHECKING
 
+from shipyard.evaluation.online import OnlineEvaluator
 from shipyard.evaluation.runner import Progress, Runner
+from shipyard.feedback import store as feedback_store
 
 if TYPE_CHECKING:
     from shipyard.platform import Platform
 
+log = logging.getLogger("shipyard.evaluation")
+
 
 class Evaluation:
+    metrics: tuple[str, ...] = ("online_score_mean",)
+
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
         settings = platform.settings
@@ -21,12 +32,29 @@ class Evaluation:
             lease_s=settings.eval_lease_seconds,
             chunk=8,
         )
+        self.online = OnlineEvaluator(platform)
+        self.tick_s = settings.eval_online_tick_seconds
+        self._ticking: asyncio.Task[None] | None = None
+        platform.metric_sources.append(self)
 
     async def start(self) -> None:
         await self.runner.start()
+        self._ticking = asyncio.create_task(self._online(), name="eval-online")
 
     async def stop(self) -> None:
+        if self._ticking is not None:
+            self._ticking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticking
         await self.runner.stop()
+
+    async def _online(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_s)
+            try:
+                await self.online.tick()
+            except Exception:  # noqa: BLE001 - the schedule outlives one bad tick
+                log.exception("online evaluation tick failed")
 
     def queued(self) -> None:
         """A run was queued here: claim it now rather than at the next poll."""
@@ -37,3 +65,31 @@ class Evaluation:
 
     def progress(self, run_id: str) -> Progress | None:
         return self.runner.progress.get(run_id)
+
+    # MetricSource --------------------------------------------------------------------
+
+    def value(
+        self,
+        metric: str,
+        *,
+        workspace_id: str,
+        since: datetime,
+        until: datetime,
+        route: str | None = None,
+        model: str | None = None,
+    ) -> float | None:
+        """`online_score_mean`: the mean online-evaluation score over the window."""
+        since_s, until_s = int(since.timestamp()), int(until.timestamp())
+        with self.platform.db.transaction() as s:
+            points = feedback_store.metrics(
+                s,
+                workspace_id=workspace_id,
+                since_s=since_s,
+                until_s=until_s,
+                bucket_s=max(1, until_s - since_s),
+                route=route,
+                model=model,
+                source="evaluation",
+            )
+        total = feedback_store.merge(points)
+        return None if total is None else total.value("feedback_score_mean")

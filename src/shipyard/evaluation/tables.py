@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Float,
     ForeignKey,
@@ -140,4 +141,30 @@ class ResultRow(Base):
     # an item), scored with its chunk
     scored: Mapped[bool] = mapped_column(Boolean, default=False)
     trace_id: Mapped[str] = mapped_column(String(32), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OnlineRuleRow(Base):
+    """Scorers applied on a schedule to a sample of a route's live traces; the scores
+    are written as feedback (source `evaluation`), so they show on traces, aggregate
+    into feedback metrics and drive alerts."""
+
+    __tablename__ = "eval_online_rules"
+    __table_args__ = (UniqueConstraint("workspace_id", "name", name="uq_eval_online_name"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    route: Mapped[str] = mapped_column(String(128), default="")  # "": every route
+    sample_rate: Mapped[float] = mapped_column(Float, default=0.1)
+    scorers: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    filters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # status, model...
+    interval_s: Mapped[int] = mapped_column(Integer, default=60)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    actor: Mapped[dict[str, Any]] = mapped_column(JSON)  # whose calls judges make
+    # traces that started before this (ns) have been considered
+    watermark_ns: Mapped[int] = mapped_column(BigInteger, default=0)
+    scored: Mapped[int] = mapped_column(Integer, default=0)
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str] = mapped_column(String(2000), default="")
+    created_by: Mapped[str] = mapped_column(String(400), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

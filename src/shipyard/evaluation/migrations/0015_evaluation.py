@@ -134,9 +134,30 @@ def upgrade() -> None:
         sa.Column("trace_id", sa.String(32), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
     )
+    op.create_table(
+        "eval_online_rules",
+        sa.Column("id", sa.String(32), primary_key=True),
+        _ws(),
+        sa.Column("name", sa.String(64), nullable=False),
+        sa.Column("route", sa.String(128), nullable=False),
+        sa.Column("sample_rate", sa.Float(), nullable=False),
+        sa.Column("scorers", sa.JSON(), nullable=False),
+        sa.Column("filters", sa.JSON(), nullable=False),
+        sa.Column("interval_s", sa.Integer(), nullable=False),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("actor", sa.JSON(), nullable=False),
+        sa.Column("watermark_ns", sa.BigInteger(), nullable=False),
+        sa.Column("scored", sa.Integer(), nullable=False),
+        sa.Column("last_run_at", UTCDateTime(), nullable=True),
+        sa.Column("last_error", sa.String(2000), nullable=False),
+        sa.Column("created_by", sa.String(400), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.UniqueConstraint("workspace_id", "name", name="uq_eval_online_name"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("eval_online_rules")
     op.drop_table("eval_results")
     op.drop_table("eval_runs")
     op.drop_table("dataset_items")
