@@ -6,6 +6,7 @@ two reviewers by hand; bad input is named and writes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Iterator
@@ -270,3 +271,29 @@ def test_bad_reviews_are_named_and_mark_nothing(env: Env) -> None:
     assert {i["status"] for i in _items(env, queue_id)} == {"pending"}
     env.app.state.platform.services["feedback"].flush()
     assert env.admin.get("/api/feedback").json()["items"] == []
+
+
+def test_an_alert_firing_routes_the_traces_of_its_route_and_window(env: Env) -> None:
+    queue_id = _queue(env, "on-alert", [{"kind": "alert", "rule": "support-busy", "limit": 10}])
+    s1, s2 = _chat(env, "support"), _chat(env, "support")
+    _chat(env, "sales")  # another route: not the rule's
+    env.app.state.platform.services["tracing"].flush()
+    assert _tick(env) == 0  # not fired yet
+    body = {
+        "name": "support-busy",  # a drift alert is the same: a rule on a drift metric
+        "metric": "requests",
+        "route": "support",
+        "window_seconds": 300,
+        "comparator": ">",
+        "threshold": 1,
+        "targets": [{"url": env.upstream.url + "/hook", "format": "json"}],
+        "allow_internal": True,
+    }
+    assert env.admin.post("/api/tracing/alerts", json=body).status_code == 201
+    engine = env.app.state.platform.tracing.alerts
+    asyncio.run_coroutine_threadsafe(engine.evaluate(), engine.loop).result(60)
+    assert _tick(env) == 2
+    items = _items(env, queue_id)
+    assert {i["trace_id"] for i in items} == {s1, s2}
+    assert {i["reason"] for i in items} == {"alert 'support-busy' fired"}
+    assert _tick(env) == 0  # that firing is routed once

@@ -132,9 +132,9 @@ def add_items(s: Session, queue: ReviewQueueRow, entries: Sequence[tuple[str, st
             "reason": reason[:256],
             "status": "pending",
             "reviews": 0,
-            "created_at": now,
+            "created_at": now + timedelta(microseconds=n),  # oldest first: as given
         }
-        for trace_id, reason in seen.items()
+        for n, (trace_id, reason) in enumerate(seen.items())
     ]
     dialect = s.get_bind().dialect.name
     insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
