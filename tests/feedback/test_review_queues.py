@@ -15,8 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from shipyard.feedback import queues, rules
+from tests.conftest import as_key, key_for
 from tests.gateway.conftest import Env, make_env
 
 
@@ -297,3 +299,39 @@ def test_an_alert_firing_routes_the_traces_of_its_route_and_window(env: Env) -> 
     assert {i["trace_id"] for i in items} == {s1, s2}
     assert {i["reason"] for i in items} == {"alert 'support-busy' fired"}
     assert _tick(env) == 0  # that firing is routed once
+
+
+def test_queue_sql_on_each_metadata_engine(client: TestClient) -> None:
+    """Items, next (assignment), reviews by two reviewers, a skip, progress and agreement
+    on SQLite and PostgreSQL."""
+    r = client.post("/api/feedback/queues", json={"name": "pairs", "reviews_wanted": 2})
+    assert r.status_code == 201, r.text
+    base = f"/api/feedback/queues/{r.json()['id']}"
+    ids = [_hex(i) for i in range(3)]
+    assert client.post(f"{base}/items", json={"trace_ids": ids + ids[:1]}).json() == {"added": 3}
+    assert client.post(f"{base}/items", json={"trace_ids": ids}).json() == {"added": 0}
+    dev = as_key(key_for(client, "developer"))
+    first = client.post(f"{base}/next").json()["item"]
+    assert first["trace_id"] == ids[0]
+    assert client.post(f"{base}/next", headers=dev).json()["item"]["trace_id"] == ids[1]
+    for headers, thumbs in (({}, "up"), (dev, "down")):
+        answer = {"thumbs": thumbs, "score": 3}
+        r = client.post(f"{base}/items/{first['id']}/review", json=answer, headers=headers)
+        assert r.status_code == 200, r.text
+    items = client.get(f"{base}/items", params={"limit": 2}).json()
+    assert [i["status"] for i in items["items"]] == ["done", "pending"]
+    last = client.get(f"{base}/items", params={"cursor": items["next_cursor"]}).json()["items"]
+    assert [i["trace_id"] for i in last] == ids[2:]
+    skipped = client.post(f"{base}/items/{last[0]['id']}/skip", headers=dev)
+    assert skipped.json()["item"]["status"] == "pending"  # another reviewer is wanted
+    assert items["progress"] == {
+        "total": 3,
+        "pending": 2,
+        "done": 1,
+        "skipped": 0,
+        "percent": 100 / 3,
+    }
+    got = client.get(f"{base}/agreement").json()
+    assert got["thumbs_agreement"] == 0 and got["score_mad"] == 0 and got["items"] == 1
+    assert client.delete(base).status_code == 204
+    assert client.get(base).status_code == 404
