@@ -7,14 +7,19 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
+from pydantic import Field
 from sqlalchemy import select
 
-from shipyard.errors import Conflict, InvalidInput
+from shipyard.errors import Conflict, InvalidInput, PermissionDenied
 from shipyard.evaluation import datasets, runs
 from shipyard.evaluation.schemas import ResultPage, ResultPublic, RunIn
 from shipyard.evaluation.schemas import RunPublic as RunPublic  # re-exported for the pages
 from shipyard.evaluation.tables import DatasetItemRow, DatasetRow, ResultRow, RunRow
 from shipyard.http.deps import Authorized, Ctx
+from shipyard.inputs import Strict
+from shipyard.registry import catalog
+from shipyard.registry.api import change
+from shipyard.registry.catalog import CatalogEntryPublic
 from shipyard.store import utcnow
 
 router = APIRouter(prefix="/api/evals", tags=["evaluation"])
@@ -238,3 +243,45 @@ def compare(
         out = runs.compare(rows, results)
         out["runs"] = [_public(ctx, tx.session, r).model_dump(mode="json") for r in rows]
         return out
+
+
+class BenchmarkFromRun(Strict):
+    """Fill a catalog entry's benchmark from this run: `accuracy[<dataset>@<version>]`
+    is the scorer's mean, `latency_ms` the run's p50."""
+
+    catalog: str = Field(min_length=1, max_length=128, description="the catalog entry")
+    scorer: str = Field(min_length=1, max_length=64)
+    latency: bool = True
+
+
+@router.post("/runs/{run_id}/benchmark", name="evals.runs.benchmark")
+async def benchmark_from_run(
+    run_id: str, body: BenchmarkFromRun, ctx: Ctx = Authorized("evals:read")
+) -> CatalogEntryPublic:
+    """Writing the catalog needs `registry:write` as well."""
+    if not ctx.actor.can("registry:write"):
+        raise PermissionDenied("filling a catalog entry needs registry:write")
+
+    def work() -> CatalogEntryPublic:
+        with ctx.tx(target=f"catalog:{body.catalog}") as tx:
+            run = runs.get(tx.session, ctx.workspace_id, run_id)
+            if run.status != "completed":
+                raise Conflict(f"the run is {run.status}: only a completed run fills a benchmark")
+            summary = (run.aggregates.get("scores") or {}).get(body.scorer)
+            if summary is None or summary.get("mean") is None:
+                raise InvalidInput(
+                    f"scorer: the run has no scores for {body.scorer!r}", param="scorer"
+                )
+            ds = tx.session.get(DatasetRow, run.dataset_id)
+            p50 = (run.aggregates.get("latency_ms") or {}).get("p50") if body.latency else None
+            tx.detail = f"from run {run.id}"
+            return catalog.set_benchmark(
+                tx.session,
+                workspace_id=ctx.workspace_id,
+                name=body.catalog,
+                dataset=f"{ds.name if ds else run.dataset_id}@{run.dataset_version}",
+                score=float(summary["mean"]),
+                latency_ms=None if p50 is None else float(p50),
+            )
+
+    return await change(ctx, work)
