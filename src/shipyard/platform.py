@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from shipyard.audit.denials import DenialLog
@@ -74,6 +74,10 @@ class Platform:
         # panels the trace page loads (HTMX) below a trace: URL templates with
         # `{trace_id}` (feedback adds its own)
         self.trace_panels: list[str] = []
+        # what else a registry version's lineage graph shows: (session, workspace id,
+        # "kind:name@N") -> [(node id, kind, label)] the version is `evaluated_by`
+        # (evaluation adds its runs)
+        self.lineage_sources: list[Callable[[Any, str, str], list[tuple[str, str, str]]]] = []
         self.services: dict[str, Any] = {}
         for cap in self.capabilities:
             if cap.service is not None:

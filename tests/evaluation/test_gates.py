@@ -88,6 +88,14 @@ def test_a_failing_gate_blocks_a_promotion_and_a_passing_one_allows_it(env: Env)
     assert "exact_match 0.667" in gate["detail"]
     assert env.admin.get("/api/registry/prompts/capital").json()["aliases"] == {"production": 1}
 
+    # the registry's lineage of each version shows the runs that evaluated it
+    graph = env.admin.get("/api/registry/prompts/capital/versions/1/lineage").json()
+    runs = [n for n in graph["nodes"] if n["kind"] == "evaluation"]
+    assert len(runs) == 1 and "completed, exact_match 0.667" in runs[0]["label"]
+    assert {"from": "prompt:capital@1", "to": runs[0]["id"], "relation": "evaluated_by"} in graph[
+        "edges"
+    ]
+
 
 def test_not_worse_than_production_with_significance(env: Env) -> None:
     good = _prompt(env, "{{ input }}")

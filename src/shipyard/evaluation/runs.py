@@ -272,3 +272,24 @@ def value_of(row: ResultRow | None, label: str) -> float | None:
     if not score or score.get("value") is None:
         return None
     return float(score["value"])
+
+
+def runs_of_subject(s: Session, workspace_id: str, subject: str) -> list[tuple[str, str, str]]:
+    """The runs that evaluated a registry version, as lineage nodes (newest first)."""
+    rows = s.scalars(
+        select(RunRow)
+        .where(RunRow.workspace_id == workspace_id, RunRow.subject == subject)
+        .order_by(RunRow.created_at.desc())
+        .limit(50)
+    ).all()
+    out = []
+    for r in rows:
+        scores = (r.aggregates or {}).get("scores") or {}
+        first = next(iter(scores.items()), None)
+        score = (
+            f", {first[0]} {first[1]['mean']:.3f}"
+            if first and first[1].get("mean") is not None
+            else ""
+        )
+        out.append((f"evaluation:{r.id}", "evaluation", f"{r.name} ({r.status}{score})"))
+    return out

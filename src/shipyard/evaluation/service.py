@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from shipyard.evaluation.online import OnlineEvaluator
 from shipyard.evaluation.runner import Progress, Runner
+from shipyard.evaluation.runs import runs_of_subject
 from shipyard.feedback import store as feedback_store
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ class Evaluation:
         self.tick_s = settings.eval_online_tick_seconds
         self._ticking: asyncio.Task[None] | None = None
         platform.metric_sources.append(self)
+        platform.lineage_sources.append(runs_of_subject)
 
     async def start(self) -> None:
         await self.runner.start()

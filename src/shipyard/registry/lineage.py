@@ -10,6 +10,7 @@ Edges point from the input to what was made of it, or from the version to its us
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -44,7 +45,14 @@ def version_id(kind: str, name: str, number: int) -> str:
     return f"{kind}:{name}@{number}"
 
 
-def graph(s: Session, asset: AssetRow, version: VersionRow) -> dict[str, Any]:
+def graph(
+    s: Session,
+    asset: AssetRow,
+    version: VersionRow,
+    sources: Sequence[Callable[[Session, str, str], list[tuple[str, str, str]]]] = (),
+) -> dict[str, Any]:
+    """`sources`: other capabilities' nodes that evaluated the version (`Platform.
+    lineage_sources`: evaluation runs)."""
     g = Graph()
     me = g.node(
         version_id(asset.kind, asset.name, version.number),
@@ -67,6 +75,10 @@ def graph(s: Session, asset: AssetRow, version: VersionRow) -> dict[str, Any]:
         g.edge(g.node(f"job:{lineage['job']}", "job", str(lineage["job"])), me, "produced")
     for run in lineage.get("evaluations") or []:
         g.edge(me, g.node(f"evaluation:{run}", "evaluation", str(run)), "evaluated_by")
+    subject = version_id(asset.kind, asset.name, version.number)
+    for extra in sources:
+        for node_id, kind, label in extra(s, asset.workspace_id, subject):
+            g.edge(me, g.node(node_id, kind, label), "evaluated_by")
     model_ref = (version.body or {}).get("model")  # a prompt's default model
     if asset.kind == "prompt" and isinstance(model_ref, str) and model_ref:
         g.edge(_ref_node(s, g, asset.workspace_id, "model", model_ref), me, "default_model_of")

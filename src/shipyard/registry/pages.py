@@ -179,7 +179,8 @@ def _asset_page(
         current = shown or (versions[-1].number if versions else None)
         graph = None
         if current is not None:
-            graph = lineage.graph(s, row, assets.get_version(s, row, current))
+            version = assets.get_version(s, row, current)
+            graph = lineage.graph(s, row, version, ctx.platform.lineage_sources)
         moves = assets.history(s, row)[:50]
         public = asset_public(s, row)
     diff = None

@@ -280,7 +280,8 @@ def get_lineage(
     made of it: base_of, trained_on, produced, evaluated_by, pinned_in, default_model_of)."""
     with ctx.tx() as tx:
         asset = _asset(ctx, tx.session, plural, name)
-        return lineage.graph(tx.session, asset, assets.get_version(tx.session, asset, number))
+        version = assets.get_version(tx.session, asset, number)
+        return lineage.graph(tx.session, asset, version, ctx.platform.lineage_sources)
 
 
 @router.get("/{plural}/{name}/resolve/{selector}", name="registry.resolve")
