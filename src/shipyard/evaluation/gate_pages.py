@@ -34,7 +34,7 @@ def _page(ctx: Ctx, *, error: str | None = None, message: str | None = None) -> 
         names = [d.name for d in datasets.listing(s, ctx.workspace_id)]
     status = 400 if error else 200
     return render(
-        ctx, "eval_gates.html", "evals", status=status, envs=envs, datasets=names,
+        ctx, "eval_gates.html", "eval_gates", status=status, envs=envs, datasets=names,
         error=error, message=message,
     )  # fmt: skip
 
