@@ -117,3 +117,33 @@ def test_a_rule_scores_live_traces_as_feedback_metrics_and_alerts_take(env: Env)
     assert httpx.delete(f"{env.url}/api/evals/online/quality", headers=headers).status_code == 403
     assert env.admin.delete("/api/evals/online/quality").status_code == 204
     assert env.admin.get("/api/evals/online/quality").status_code == 404
+
+
+def test_online_rules_from_the_sdk_and_the_cli(env: Env) -> None:
+    from typer.testing import CliRunner
+
+    from shipyard.cli.main import app
+    from shipyard.sdk import Client
+
+    auth = ["--url", env.url, "--key", env.owner_key]
+    runner = CliRunner()
+    out = runner.invoke(
+        app,
+        ["eval", "online", "create", "polite", "--scorer", "contains", "--config",
+         'contains={"value": "echo"}', "--route", "support", "--sample", "1", *auth],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert "100% of support every 60 s" in out.output
+    trace = _chat(env, "support", "hi")
+    env.app.state.platform.services["tracing"].flush()
+    with Client(env.url, env.owner_key) as c:
+        assert [r["name"] for r in c.evals.online()] == ["polite"]
+        assert c.evals.run_online("polite") == 1
+        assert c.evals.update_online("polite", enabled=False)["enabled"] is False
+    listed = runner.invoke(app, ["eval", "online", "list", *auth], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0 and "polite" in listed.output and "no" in listed.output
+    env.app.state.platform.services["feedback"].flush()
+    got = env.admin.get("/api/feedback", params={"trace_id": trace}).json()["items"]
+    assert [(f["name"], f["score"]) for f in got] == [("polite/contains", 1.0)]
+    out = runner.invoke(app, ["eval", "online", "delete", "polite", *auth])
+    assert out.exit_code == 0 and "deleted" in out.output

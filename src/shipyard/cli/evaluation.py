@@ -223,6 +223,68 @@ def compare_cmd(
     console.print(t)
 
 
+# Online evaluation -----------------------------------------------------------------------
+
+online_app = typer.Typer(help="Online evaluation: scorers over live traces.", no_args_is_help=True)
+app.add_typer(online_app, name="online")
+
+
+@online_app.command("create")
+def online_create(
+    name: str,
+    scorer: Annotated[list[str], typer.Option("--scorer", help="A scorer (repeatable).")],
+    route: Annotated[str, typer.Option("--route", help="Default: every route.")] = "",
+    sample: Annotated[float, typer.Option("--sample", help="Share of traces, 0..1.")] = 0.1,
+    every: Annotated[int, typer.Option("--every", help="Seconds between windows.")] = 60,
+    config: Annotated[
+        list[str] | None, typer.Option("--config", help="scorer=JSON configuration (repeatable).")
+    ] = None,
+    url: UrlOpt = None,
+    key: KeyOpt = None,
+) -> None:
+    """Score a sample of live traces on a schedule; scores land as feedback."""
+    configs = _configs(config or [])
+    specs = [{"name": s, "config": configs.get(s, {})} for s in scorer]
+    with client(url, key) as c:
+        rule = c.evals.create_online(name, specs, route=route, sample_rate=sample, interval_s=every)
+    console.print(f"online rule {rule['name']}: {rule['sample_rate']:.0%} of "
+                  f"{rule['route'] or 'every route'} every {rule['interval_s']} s")  # fmt: skip
+
+
+@online_app.command("list")
+def online_list(as_json: JsonOpt = False, url: UrlOpt = None, key: KeyOpt = None) -> None:
+    with client(url, key) as c:
+        rules = c.evals.online()
+    if as_json:
+        _json(rules)
+        return
+    t = Table()
+    for col in ("name", "route", "sample", "every", "scorers", "scored", "enabled", "last error"):
+        t.add_column(col)
+    for r in rules:
+        labels = ", ".join(s["label"] for s in r["scorers"])
+        enabled = "yes" if r["enabled"] else "no"
+        t.add_row(Text(r["name"]), Text(r["route"] or "*"), f"{r['sample_rate']:.0%}",
+                  f"{r['interval_s']} s", Text(labels), str(r["scored"]), enabled,
+                  Text(r["last_error"] or "-"))  # fmt: skip
+    console.print(t)
+
+
+@online_app.command("run")
+def online_run(name: str, url: UrlOpt = None, key: KeyOpt = None) -> None:
+    """Score the rule's traces up to now."""
+    with client(url, key) as c:
+        scored = c.evals.run_online(name)
+    console.print(f"{name}: {scored} traces scored")
+
+
+@online_app.command("delete")
+def online_delete(name: str, url: UrlOpt = None, key: KeyOpt = None) -> None:
+    with client(url, key) as c:
+        c.evals.delete_online(name)
+    console.print(f"{name}: deleted")
+
+
 # Datasets --------------------------------------------------------------------------------
 
 

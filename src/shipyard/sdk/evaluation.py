@@ -247,6 +247,50 @@ class Evals:
         params = {"runs": list(run_ids)}
         return self._run(Call("GET", "/api/evals/compare", lambda d: d, params=params))
 
+    # Online evaluation ---------------------------------------------------------------
+
+    def create_online(
+        self,
+        name: str,
+        scorers: Sequence[str | dict[str, Any]],
+        *,
+        route: str = "",
+        sample_rate: float = 0.1,
+        interval_s: int = 60,
+        filters: dict[str, Any] | None = None,
+    ) -> Any:
+        """A rule scoring a sample of a route's live traces on a schedule; the scores
+        land as feedback on the traces (source `evaluation`) -> dict."""
+        body = {
+            "name": name,
+            "route": route,
+            "sample_rate": sample_rate,
+            "scorers": scorers_of(scorers),
+            "interval_s": interval_s,
+            "filters": filters or {},
+        }
+        return self._run(Call("POST", "/api/evals/online", lambda d: d, json=body))
+
+    def online(self) -> Any:
+        """The workspace's online rules -> list[dict]."""
+        return self._run(Call("GET", "/api/evals/online", lambda d: d))
+
+    def update_online(self, name: str, **changes: Any) -> Any:
+        """`enabled=`, `sample_rate=`, `interval_s=`, `scorers=` -> dict."""
+        if "scorers" in changes:
+            changes["scorers"] = scorers_of(changes["scorers"])
+        path = f"/api/evals/online/{_seg(name)}"
+        return self._run(Call("PATCH", path, lambda d: d, json=changes))
+
+    def run_online(self, name: str) -> Any:
+        """Score the rule's traces up to now -> the number scored."""
+        path = f"/api/evals/online/{_seg(name)}/run"
+        return self._run(Call("POST", path, lambda d: int(d["scored"]), json={}))
+
+    def delete_online(self, name: str) -> Any:
+        path = f"/api/evals/online/{_seg(name)}"
+        return self._run(Call("DELETE", path, lambda _: None))
+
     def wait(
         self,
         run_id: str,
