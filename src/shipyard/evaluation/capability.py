@@ -39,7 +39,11 @@ CAPABILITY = Capability(
         "shipyard.evaluation.api.runs:router",
         "shipyard.evaluation.api.online:router",
     ),
-    pages=("shipyard.evaluation.gate_pages:router", "shipyard.evaluation.pages:router"),
+    pages=(
+        "shipyard.evaluation.gate_pages:router",
+        "shipyard.evaluation.online_pages:router",
+        "shipyard.evaluation.pages:router",
+    ),
     cli=(
         ("eval", "shipyard.cli.evaluation:app"),
         ("datasets", "shipyard.cli.evaluation:datasets_app"),
