@@ -301,16 +301,16 @@ def report_scoring(
     runs = peer["mlflow_runs"] if peer else {}
     print()
     print(f"Scoring {n:,} items, best wall of {rounds} rounds (CPU s of that round).")
-    head = f"{'scorer':22}{'floor s':>16}{'Shipyard s':>16}{'/ floor':>9}"
+    head = f"{'scorer':22}{'floor s':>18}{'Shipyard s':>18}{'/ floor':>9}"
     if peer:
-        head += f"{'MLflow s':>16}{'Shipyard/MLflow':>17}"
+        head += f"{'MLflow s':>18}{'Shipyard/MLflow':>17}"
     print(head)
     for name in (*SCORERS, "all four"):
         f, s = floor[name], ship[name]
-        line = f"{name:22}{_ws(f):>16}{_ws(s):>16}{ratio(s['wall_s'], f['wall_s']):>9}"
+        line = f"{name:22}{_ws(f):>18}{_ws(s):>18}{ratio(s['wall_s'], f['wall_s']):>9}"
         if peer and name in runs:
             m = runs[name]
-            line += f"{_ws(m):>16}{ratio(s['wall_s'], m['wall_s']):>17}"
+            line += f"{_ws(m):>18}{ratio(s['wall_s'], m['wall_s']):>17}"
         print(line)
     print("  floor 'all four' is the sum of its four loops; Shipyard's is the four in turn")
     print("  (a run scores so); MLflow's is one evaluate() with the four scorers")
