@@ -35,7 +35,11 @@ CAPABILITY = Capability(
     },
     # queues first: /api/feedback/{feedback_id} would take /api/feedback/queues
     routers=("shipyard.feedback.api.queues:router", "shipyard.feedback.api.feedback:router"),
-    pages=("shipyard.feedback.pages:router", "shipyard.feedback.queue_pages:router"),
+    pages=(
+        "shipyard.feedback.pages:router",
+        "shipyard.feedback.queue_pages:router",
+        "shipyard.feedback.overview_pages:router",
+    ),
     migrations="shipyard.feedback:migrations",
     service=build,
 )
