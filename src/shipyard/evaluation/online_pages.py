@@ -6,7 +6,6 @@ API's functions (the same checks and audit); a refusal is a message on the page.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -15,7 +14,6 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from shipyard.errors import InvalidInput, ShipyardError
-from shipyard.evaluation import online
 from shipyard.evaluation.api import online as online_api
 from shipyard.evaluation.online import OnlineRuleIn, OnlineRuleUpdate
 from shipyard.evaluation.scorers import BUILTIN
@@ -80,19 +78,7 @@ async def create(request: Request, ctx: Ctx = Authorized("evals:manage")) -> Res
 
     async def work() -> str:
         body = rule_from_form(form, picked)
-
-        def write() -> str:
-            with ctx.tx(target=f"online_rule:{body.name}") as tx:
-                row = online.create(
-                    tx.session,
-                    plugins=ctx.platform.plugins,
-                    actor=ctx.actor,
-                    body=body,
-                    now_ns=time.time_ns(),
-                )
-                return row.name
-
-        return await run_in_threadpool(write)
+        return (await run_in_threadpool(online_api.create_rule, body, ctx)).name
 
     return await _change(ctx, work, "Online rule {result} added.")
 

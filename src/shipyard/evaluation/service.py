@@ -81,17 +81,14 @@ class Evaluation:
         model: str | None = None,
     ) -> float | None:
         """`online_score_mean`: the mean online-evaluation score over the window."""
-        since_s, until_s = int(since.timestamp()), int(until.timestamp())
         with self.platform.db.transaction() as s:
-            points = feedback_store.metrics(
+            return feedback_store.window_value(
                 s,
+                "feedback_score_mean",
                 workspace_id=workspace_id,
-                since_s=since_s,
-                until_s=until_s,
-                bucket_s=max(1, until_s - since_s),
+                since_s=int(since.timestamp()),
+                until_s=int(until.timestamp()),
                 route=route,
                 model=model,
                 source="evaluation",
             )
-        total = feedback_store.merge(points)
-        return None if total is None else total.value("feedback_score_mean")

@@ -199,19 +199,16 @@ class Feedback:
         route: str | None = None,
         model: str | None = None,
     ) -> float | None:
-        since_s, until_s = int(since.timestamp()), int(until.timestamp())
         with self.platform.db.transaction() as s:
-            points = store.metrics(
+            return store.window_value(
                 s,
+                metric,
                 workspace_id=workspace_id,
-                since_s=since_s,
-                until_s=until_s,
-                bucket_s=max(1, until_s - since_s),
+                since_s=int(since.timestamp()),
+                until_s=int(until.timestamp()),
                 route=route,
                 model=model,
             )
-        total = store.merge(points)
-        return total.value(metric) if total is not None else None
 
 
 def trace_fields(trace_store: Any, workspace_id: str, trace_id: str) -> dict[str, str] | None:

@@ -236,6 +236,32 @@ def metrics(
     ]
 
 
+def window_value(
+    s: Session,
+    metric: str,
+    *,
+    workspace_id: str,
+    since_s: int,
+    until_s: int,
+    route: str | None = None,
+    model: str | None = None,
+    source: str | None = None,
+) -> float | None:
+    """One metric (`FeedbackPoint.value`) over [since, until): what alert rules read."""
+    points = metrics(
+        s,
+        workspace_id=workspace_id,
+        since_s=since_s,
+        until_s=until_s,
+        bucket_s=max(1, until_s - since_s),
+        route=route,
+        model=model,
+        source=source,
+    )
+    total = merge(points)
+    return total.value(metric) if total is not None else None
+
+
 def merge(points: Sequence[FeedbackPoint]) -> FeedbackPoint | None:
     """Several buckets (or groups) as one."""
     if not points:
