@@ -244,3 +244,33 @@ def test_a_run_resumes_after_a_restart_without_calling_twice(tmp_path: Path) -> 
         assert len(asked) <= 25, len(asked)
     finally:
         upstream.stop()
+
+
+def test_a_run_whose_worker_died_is_resumed_when_its_lease_expires(env: Env) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from shipyard.evaluation.tables import RunRow
+    from shipyard.store import utcnow
+
+    for _ in range(6):
+        env.upstream.then("slow", delay=0.3)
+    run = _start(env, concurrency=1)
+    deadline = time.monotonic() + 30
+    while env.admin.get(f"/api/evals/runs/{run['id']}").json()["done"] < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    # as if its worker died (a kill -9): another worker id holds a lease about to expire
+    platform = env.app.state.platform
+    with platform.db.transaction() as s:
+        s.execute(
+            update(RunRow)
+            .where(RunRow.id == run["id"])
+            .values(worker="wk_dead", lease_until=utcnow() + timedelta(seconds=1))
+        )
+    done = _wait(env, run["id"])
+    assert (done["done"], done["errors"]) == (6, 0)
+    assert done["aggregates"]["scores"]["exact_match"]["mean"] == pytest.approx(4 / 6)
+    asked = [r["messages"][-1]["content"] for r in env.upstream.requests]
+    assert sorted(set(asked)) == sorted(q for q, _ in CAPITALS) and len(asked) <= 7
