@@ -141,3 +141,31 @@ async def test_async_client_speaks_the_same_calls(gw: Env, tmp_path: Path) -> No
         with pytest.raises(ShipyardAPIError) as gone:
             await c.feedback.get(other)
         assert gone.value.status == 404
+
+
+def test_review_queues_from_the_sdk(gw: Env) -> None:
+    key, _ = gw.key("widget", role="app")
+    traces = [_chat(gw, key) for _ in range(2)]
+    _stored(gw)
+    with Client(gw.url, gw.owner_key) as c:
+        queue = c.feedback.create_queue("triage", [{"kind": "thumbs_down"}])
+        assert queue.name == "triage" and queue.progress.total == 0
+        assert c.feedback.add_to_queue(queue.id, traces, reason="spot check") == 2
+        assert c.feedback.add_to_queue(queue.id, traces) == 0  # once per queue
+        first = c.feedback.next_item(queue.id)
+        assert first.item is not None and first.item.trace_id == traces[0]
+        done = c.feedback.review(queue.id, first.item.id, thumbs="down", comment="off topic")
+        assert done.feedback_id and done.item.status == "done"
+        second = c.feedback.next_item(queue.id).item
+        assert second is not None
+        assert c.feedback.skip(queue.id, second.id).item.status == "skipped"
+        assert c.feedback.next_item(queue.id).item is None
+        [q] = c.feedback.queues()
+        assert (q.progress.done, q.progress.skipped, q.progress.percent) == (1, 1, 100)
+        assert c.feedback.agreement(queue.id).items == 0  # one reviewer: nothing to compare
+        _stored(gw)
+        mine = c.feedback.get(done.feedback_id)
+        assert (mine.thumbs, mine.comment, mine.source) == ("down", "off topic", "reviewer")
+    with Client(gw.url, key) as app_client, pytest.raises(ShipyardAPIError) as denied:
+        app_client.feedback.next_item(queue.id)
+    assert denied.value.status == 403

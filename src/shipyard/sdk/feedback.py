@@ -18,7 +18,16 @@ from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import quote
 
-from shipyard.feedback.schemas import Accepted, FeedbackPage, FeedbackPublic, MetricPointPublic
+from shipyard.feedback.schemas import (
+    Accepted,
+    AgreementPublic,
+    FeedbackPage,
+    FeedbackPublic,
+    MetricPointPublic,
+    NextPublic,
+    QueuePublic,
+    ReviewedPublic,
+)
 from shipyard.sdk.calls import Call, _as
 
 Thumbs = Literal["up", "down"]
@@ -123,3 +132,57 @@ class Feedback:
         """Remove one piece (admins)."""
         path = f"/api/feedback/{quote(feedback_id, safe='')}"
         return self._run(Call("DELETE", path, _gone))
+
+    # Review queues ---------------------------------------------------------------------
+
+    def create_queue(
+        self,
+        name: str,
+        rules: Iterable[Mapping[str, Any]] = (),
+        *,
+        description: str = "",
+        reviews_wanted: int = 1,
+    ) -> Any:
+        """A review queue; `rules` route traces into it (`{"kind": "thumbs_down"}`,
+        `{"kind": "sample", "percent": 5, "route": "support"}`, ...) -> QueuePublic."""
+        body = {
+            "name": name,
+            "description": description,
+            "rules": [dict(r) for r in rules],
+            "reviews_wanted": reviews_wanted,
+        }
+        return self._run(Call("POST", "/api/feedback/queues", _as(QueuePublic), json=body))
+
+    def queues(self) -> Any:
+        """-> list[QueuePublic] (with progress)"""
+        return self._run(Call("GET", "/api/feedback/queues", _as(list[QueuePublic])))
+
+    def add_to_queue(self, queue_id: str, trace_ids: Iterable[str], reason: str = "") -> Any:
+        """Traces put in a queue by hand -> how many were new there."""
+        body: dict[str, Any] = {"trace_ids": list(trace_ids)}
+        if reason:
+            body["reason"] = reason
+        path = f"{_queue(queue_id)}/items"
+        return self._run(Call("POST", path, lambda d: int(d["added"]), json=body))
+
+    def next_item(self, queue_id: str) -> Any:
+        """Your next pending item, assigned to you -> NextPublic (`item` None: done)."""
+        return self._run(Call("POST", f"{_queue(queue_id)}/next", _as(NextPublic), json={}))
+
+    def review(self, queue_id: str, item_id: str, **answer: Any) -> Any:
+        """Answer an item (`thumbs="down"`, `score=`, `label=`, `comment=`,
+        `correction=`), stored as feedback -> ReviewedPublic."""
+        path = f"{_queue(queue_id)}/items/{quote(item_id, safe='')}/review"
+        return self._run(Call("POST", path, _as(ReviewedPublic), json=_params(answer)))
+
+    def skip(self, queue_id: str, item_id: str) -> Any:
+        path = f"{_queue(queue_id)}/items/{quote(item_id, safe='')}/skip"
+        return self._run(Call("POST", path, _as(ReviewedPublic), json={}))
+
+    def agreement(self, queue_id: str) -> Any:
+        """Between reviewers on items two reviewed -> AgreementPublic."""
+        return self._run(Call("GET", f"{_queue(queue_id)}/agreement", _as(AgreementPublic)))
+
+
+def _queue(queue_id: str) -> str:
+    return f"/api/feedback/queues/{quote(queue_id, safe='')}"
