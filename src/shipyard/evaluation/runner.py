@@ -209,9 +209,16 @@ class Runner:
             size = max(self.chunk, run.concurrency * 2)
             for start in range(0, len(pending), size):
                 chunk = pending[start : start + size]
-                generated = await asyncio.gather(
-                    *(self._generated(run, item, actor, gate, have.get(item.key)) for item in chunk)
-                )
+                tasks = [
+                    asyncio.create_task(self._generated(run, item, actor, gate, have.get(item.key)))
+                    for item in chunk
+                ]
+                try:
+                    generated = await asyncio.gather(*tasks)
+                except BaseException:  # cancelled or stopped: no sibling calls on
+                    for task in tasks:
+                        task.cancel()
+                    raise
                 rows = await self._score(run, chunk, generated, scorers, actor)
                 await asyncio.to_thread(self._write, run_id, rows)
                 progress.done += len(rows)
