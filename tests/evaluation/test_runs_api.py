@@ -274,3 +274,14 @@ def test_a_run_whose_worker_died_is_resumed_when_its_lease_expires(env: Env) -> 
     assert done["aggregates"]["scores"]["exact_match"]["mean"] == pytest.approx(4 / 6)
     asked = [r["messages"][-1]["content"] for r in env.upstream.requests]
     assert sorted(set(asked)) == sorted(q for q, _ in CAPITALS) and len(asked) <= 7
+
+
+def test_a_plugin_scorer_returning_nonsense_is_stored_as_unscored() -> None:
+    from shipyard.evaluation.runner import finite
+    from shipyard.plugins import Score
+
+    assert finite(Score(0.5, "ok")) == Score(0.5, "ok")
+    assert finite(Score(float("nan"), "")).value is None
+    assert finite(Score(float("inf"), "")).reason == "the scorer returned inf"
+    assert finite(Score("high", "")).value is None  # type: ignore[arg-type]  # a bad plugin
+    assert finite(object()).value is None

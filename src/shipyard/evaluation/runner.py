@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -388,8 +389,24 @@ async def score_all(
             log.warning("scorer %s failed on %s: %s", label, where, exc)
             scores = [Score(None, f"the scorer failed: {type(exc).__name__}")] * len(cases)
         for verdicts, score in zip(out, scores, strict=True):
-            verdicts[label] = score
+            verdicts[label] = finite(score)
     return out
+
+
+def finite(score: Any) -> Score:
+    """A plugin's verdict as one the store and the API can hold: a finite float or None
+    (NaN, infinities and non-numbers become None, with the reason saying so)."""
+    value = getattr(score, "value", None)
+    reason = str(getattr(score, "reason", "") or "")[:1000]
+    if value is None:
+        return Score(None, reason)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return Score(None, f"the scorer returned a non-number ({type(value).__name__})")
+    if not math.isfinite(number):
+        return Score(None, f"the scorer returned {number}")
+    return Score(number, reason)
 
 
 def still_valid(s: Any, who: dict[str, Any], workspace_id: str, grants: Any) -> Actor | str:
