@@ -74,7 +74,9 @@ class Runner:
         tasks = [t for t in (self._loop, *self.active.values()) if t is not None]
         for t in tasks:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for t in tasks:  # one by one: a task of a loop already closed is left, not raised
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
         if self.active:  # let any worker resume them at once
             ids = list(self.active)
             await asyncio.to_thread(self._release, ids)
@@ -96,7 +98,8 @@ class Runner:
     def poke(self) -> None:
         """Claim now rather than at the next poll (thread-safe)."""
         if self._event_loop is not None:
-            self._event_loop.call_soon_threadsafe(self.wake.set)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: it stopped
+                self._event_loop.call_soon_threadsafe(self.wake.set)
 
     def cancel(self, run_id: str) -> None:
         """Stop the run's task in this process now (thread-safe)."""
@@ -104,7 +107,8 @@ class Runner:
             return
         task = self.active.get(run_id)
         if task is not None:
-            self._event_loop.call_soon_threadsafe(task.cancel)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: it stopped
+                self._event_loop.call_soon_threadsafe(task.cancel)
 
     # Claiming -----------------------------------------------------------------------------
 

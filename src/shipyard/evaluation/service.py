@@ -46,7 +46,7 @@ class Evaluation:
     async def stop(self) -> None:
         if self._ticking is not None:
             self._ticking.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._ticking
         await self.runner.stop()
 
