@@ -373,13 +373,19 @@ async def test_embedding_batches_and_failures_stay_with_their_cases() -> None:
             raise InvalidInput("the route refused it", param="input")
         return [[1.0, 0.0] if t.startswith("x") else [0.0, 1.0] for t in texts]
 
-    cases = [case("x one", "x two") for _ in range(200)] + [case("fail", "y")]
-    cases += [case("x", "y") for _ in range(100)]
+    cases = [case(f"x o{i}", f"x r{i}") for i in range(1100)] + [case("fail", "y")]
+    cases += [case(f"x {i}", "y") for i in range(100)]
     scores = await run("embedding_similarity", cases, {"route": "mine"}, embed=fake)
-    assert calls == [256, 256, 90]  # 128 cases a call: a case's texts share one
-    assert {s.value for s in scores[:128]} == {1.0}
-    assert {s.reason for s in scores[128:256]} == {"embedding failed: the route refused it"}
-    assert {s.value for s in scores[256:]} == {0.0}
+    # 1,024 cases a call (a case's texts share one); "y" is sent once in its call
+    assert calls == [2048, 152 + 2 + 100]
+    assert {s.value for s in scores[:1024]} == {1.0}
+    assert {s.reason for s in scores[1024:]} == {"embedding failed: the route refused it"}
+
+    calls.clear()
+    same = [case("same", "same")] * 3 + [case("x a", "same")]
+    scores = await run("embedding_similarity", same, {"route": "mine"}, embed=fake)
+    assert calls == [2]  # each distinct text embedded once
+    assert [s.value for s in scores] == [1.0, 1.0, 1.0, 0.0]
 
 
 # LLM judge -----------------------------------------------------------------------------

@@ -13,7 +13,9 @@ from shipyard.evaluation.scorers.base import output_text, references
 from shipyard.inputs import Strict
 from shipyard.plugins import Case, Score, ScoreContext
 
-BATCH = 256  # texts per embeddings call (the gateway takes at most 2048)
+# texts per embeddings call (the gateway takes at most 2048): large calls let the model
+# batch texts of like length together
+BATCH = 2048
 NO_REFERENCE = Score(None, "no reference text")
 
 
@@ -35,7 +37,8 @@ def cosine(a: Sequence[float], b: Sequence[float]) -> float | None:
 class EmbeddingSimilarity:
     """Cosine similarity (-1..1) to the expected text (the best of several references).
     Texts go to the route in calls of at most `BATCH` texts (a case's texts share a
-    call); a failed call fails only its own cases."""
+    call), each distinct text once (an output equal to its reference, a reference many
+    items share); a failed call fails only its own cases."""
 
     name = "embedding_similarity"
     config_model = EmbeddingConfig
@@ -63,21 +66,21 @@ class EmbeddingSimilarity:
     async def _chunk(
         self, chunk: list[tuple[int, list[str]]], route: str, ctx: ScoreContext, out: list[Score]
     ) -> None:
-        texts = [text for _, group in chunk for text in group]
+        distinct = list(dict.fromkeys(text for _, group in chunk for text in group))
         try:
-            vectors = await ctx.embed(texts, route)
+            vectors = await ctx.embed(distinct, route)
         except ShipyardError as exc:
             for index, _ in chunk:
                 out[index] = Score(None, f"embedding failed: {exc.detail}"[:1000])
             return
-        if len(vectors) != len(texts):
-            why = f"the route answered {len(vectors)} vectors for {len(texts)} texts"
+        if len(vectors) != len(distinct):
+            why = f"the route answered {len(vectors)} vectors for {len(distinct)} texts"
             for index, _ in chunk:
                 out[index] = Score(None, why)
             return
-        start = 0
+        of = dict(zip(distinct, vectors, strict=True))
         for index, group in chunk:
-            mine, start = vectors[start : start + len(group)], start + len(group)
+            mine = [of[text] for text in group]
             sims = [cosine(mine[0], other) for other in mine[1:]]
             found = [s for s in sims if s is not None]
             out[index] = Score(max(found)) if found else Score(None, "an empty embedding")
