@@ -2,15 +2,18 @@
 percentiles, and paired comparisons of two runs on the same items (a paired bootstrap
 of the mean difference, and an exact two-sided sign test over wins and losses).
 
-Resampling is seeded, so the same scores always give the same interval."""
+Resampling is seeded, so the same scores always give the same interval. numpy is
+imported on first use, not when the server starts."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 RESAMPLES = 2000
 SEED = 20261202
@@ -28,6 +31,8 @@ def mean_ci(values: Sequence[float], *, level: float = 0.95) -> Interval | None:
     """The mean and its percentile-bootstrap interval; None without values."""
     if not values:
         return None
+    import numpy as np
+
     data = np.asarray(values, dtype=float)
     mean = float(data.mean())
     if len(data) == 1:
@@ -40,6 +45,8 @@ def mean_ci(values: Sequence[float], *, level: float = 0.95) -> Interval | None:
 
 
 def _resampled_means(data: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    import numpy as np
+
     n = len(data)
     out = np.empty(RESAMPLES)
     step = max(1, 4_000_000 // n)  # resamples per block: bounded memory on large runs
@@ -53,6 +60,8 @@ def _resampled_means(data: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def percentile(values: Sequence[float], q: float) -> float | None:
     if not values:
         return None
+    import numpy as np
+
     return float(np.percentile(np.asarray(values, dtype=float), q))
 
 
@@ -83,6 +92,8 @@ def paired(a: Sequence[float], b: Sequence[float], *, higher_is_better: bool = T
     n = len(a)
     if n == 0:
         return Paired(0, 0.0, 0.0, 0.0, 0, 0, 0, 1.0, 1.0)
+    import numpy as np
+
     d = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
     sign = 1.0 if higher_is_better else -1.0
     wins = int((sign * d > 1e-12).sum())
