@@ -52,14 +52,12 @@ class SentenceTransformersProvider(ProviderBase):
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
         vectors, tokens = await asyncio.to_thread(self._encode, texts)
         b64 = body.get("encoding_format") == "base64"
-        data = []
-        for i, vec in enumerate(vectors):
-            emb: Any = (
-                base64.b64encode(vec.astype("<f4").tobytes()).decode()
-                if b64
-                else [float(x) for x in vec]
-            )
-            data.append({"object": "embedding", "index": i, "embedding": emb})
+        rows: list[Any] = (
+            [base64.b64encode(vec.astype("<f4").tobytes()).decode() for vec in vectors]
+            if b64
+            else vectors.tolist()  # Python floats in one C loop
+        )
+        data = [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(rows)]
         return {
             "object": "list",
             "model": dep.model,
