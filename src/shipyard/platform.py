@@ -47,6 +47,7 @@ class Platform:
             large_bodies={
                 "/api/registry/artifacts": settings.artifact_max_bytes,
                 "/api/dataset-uploads/": settings.dataset_upload_max_bytes,
+                "/api/kb-uploads/": settings.kb_upload_max_bytes,
             },
         )
         self.proxies = ProxyHeaders(settings.trusted_proxies)

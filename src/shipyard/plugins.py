@@ -25,6 +25,8 @@ example, and a test fails when a Protocol here is missing from it.
 |                 |                          | gateway renders into messages                |
 | `RouteResolver` | (a capability's service) | turns a route's target (a registry alias, a  |
 |                 |                          | catalog query) into deployments              |
+| `VectorIndex`   | (the metadata database's | nearest-neighbour search over a knowledge    |
+|                 | engine)                  | base's chunk vectors, with metadata filters  |
 | `Service`       | (a capability's service) | a long-lived object with start and stop      |
 
 Import cost matters: this module imports nothing heavy, and plugins are imported only
@@ -34,7 +36,7 @@ when a configuration names them.
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import entry_points
@@ -442,6 +444,39 @@ class MetricSource(Protocol):
         route: str | None = None,
         model: str | None = None,
     ) -> float | None: ...
+
+
+class VectorIndex(Protocol):
+    """Nearest neighbours (cosine) among a knowledge base's chunk vectors. A `space` is
+    one knowledge base; ids are chunk ids; `tags` are a chunk's metadata, which `where`
+    filters match (`{"key": value}` equal, `{"key": [a, b]}` any of; all keys must
+    match). The database's chunk rows are the truth: an index is told of each change
+    after it is committed, and rebuilds a space from them when it must."""
+
+    engine: str
+
+    def add(
+        self, space: str, ids: Sequence[int], vectors: Any, tags: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Vectors (a float32 matrix, one normalized row an id); an id already there is
+        replaced."""
+        ...
+
+    def remove(self, space: str, ids: Sequence[int]) -> None: ...
+
+    def search(
+        self, space: str, dims: int, query: Any, k: int, where: Mapping[str, Any] | None = None
+    ) -> list[tuple[int, float]]:
+        """Up to `k` (id, cosine similarity), most similar first."""
+        ...
+
+    def count(self, space: str) -> int: ...
+
+    def drop(self, space: str) -> None: ...
+
+    def save(self) -> None:
+        """Persist what is in memory (the server's stop)."""
+        ...
 
 
 class Service(Protocol):

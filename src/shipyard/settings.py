@@ -115,6 +115,27 @@ class Settings(BaseSettings):
     dataset_upload_max_bytes: int = Field(
         default=64 * 1024**2, ge=1024, description="The largest dataset file one upload may hold."
     )
+    kb_upload_max_bytes: int = Field(
+        default=32 * 1024**2, ge=1024, description="The largest document one upload may hold."
+    )
+    kb_lease_seconds: float = Field(
+        default=60,
+        gt=0,
+        le=3600,
+        description="A document whose indexing worker stopped is taken up again this long after.",
+    )
+    kb_vector_weight: float = Field(
+        default=1.0,
+        ge=0,
+        le=100,
+        description="Hybrid search: the vector ranking's weight in the fusion.",
+    )
+    kb_lexical_weight: float = Field(
+        default=1.0,
+        ge=0,
+        le=100,
+        description="Hybrid search: the full-text ranking's weight in the fusion.",
+    )
     artifact_s3_bucket: str | None = Field(
         default=None,
         description="Keep registry artifacts in this S3 bucket (any S3-compatible server); "

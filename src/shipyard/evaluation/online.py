@@ -27,12 +27,13 @@ from sqlalchemy.orm import Session
 
 from shipyard.errors import Conflict, NotFound
 from shipyard.evaluation.datasets import inputs_of
-from shipyard.evaluation.runner import score_all, still_valid
+from shipyard.evaluation.runner import score_all
 from shipyard.evaluation.runs import actor_json, checked_scorers, loaded
 from shipyard.evaluation.schemas import ScorerIn
 from shipyard.evaluation.tables import OnlineRuleRow
 from shipyard.feedback.items import FeedbackItem
 from shipyard.identity.actor import Actor
+from shipyard.identity.stored import still_valid
 from shipyard.inputs import Strict
 from shipyard.plugins import Case, Plugins
 from shipyard.store import new_id, utcnow

@@ -29,8 +29,7 @@ from shipyard.evaluation.files import prompt_messages
 from shipyard.evaluation.tables import DatasetItemRow, DatasetRow, ResultRow, RunRow
 from shipyard.gateway.core.call import ChatRequest
 from shipyard.identity.actor import Actor
-from shipyard.identity.models import ApiKey, Membership, User
-from shipyard.identity.roles import Role
+from shipyard.identity.stored import still_valid
 from shipyard.plugins import Case, Score, ScoreContext
 from shipyard.store import new_id, utcnow
 
@@ -411,40 +410,3 @@ def finite(score: Any) -> Score:
     if not math.isfinite(number):
         return Score(None, f"the scorer returned {number}")
     return Score(number, reason)
-
-
-def still_valid(s: Any, who: dict[str, Any], workspace_id: str, grants: Any) -> Actor | str:
-    """The actor that started a run (or made an online rule), as it is now: a revoked
-    key or a removed member fails the work rather than calling as them; a string says
-    why not."""
-    kind, ident = who.get("kind"), who.get("id")
-    if kind == "key":
-        key = s.get(ApiKey, ident)
-        if key is None or key.revoked_at is not None:
-            return "the API key that started it was revoked"
-        if key.expires_at is not None and key.expires_at <= utcnow():
-            return "the API key that started it expired"
-        return Actor(
-            kind="key",
-            id=key.id,
-            label=f"{key.name} ({key.kid})",
-            workspace_id=key.workspace_id,
-            role=Role(key.role),
-            grants=grants,
-            platform_admin=key.platform_admin,
-        )
-    if kind == "user":
-        user = s.get(User, ident)
-        member = s.get(Membership, (ident, workspace_id))
-        if user is None or not user.is_active or member is None:
-            return "the user who started it is no longer a member"
-        return Actor(
-            kind="user",
-            id=user.id,
-            label=user.email,
-            workspace_id=workspace_id,
-            role=Role(member.role),
-            grants=grants,
-            platform_admin=user.is_platform_admin,
-        )
-    return "it names no actor"

@@ -22,6 +22,7 @@ from shipyard.evaluation.scorers import load_scorer
 from shipyard.evaluation.scorers.base import check_config
 from shipyard.evaluation.tables import ResultRow, RunRow
 from shipyard.identity.actor import Actor
+from shipyard.identity.stored import actor_json as actor_json  # re-exported
 from shipyard.plugins import Plugins, Scorer
 from shipyard.registry import assets
 from shipyard.store import new_id
@@ -103,10 +104,6 @@ def subject_for(s: Session, workspace_id: str, body: RunIn) -> str:
     if target.kind == "prompt":
         return version_subject(s, workspace_id, "prompt", target.ref)
     return ""
-
-
-def actor_json(actor: Actor) -> dict[str, Any]:
-    return {"kind": actor.kind, "id": actor.id, "label": actor.label, "role": actor.role.value}
 
 
 def create(

@@ -37,6 +37,7 @@ class EdgeCheck:
             "/api/registry/catalog/import",
             "/api/registry/artifacts",
             "/api/dataset-uploads/",
+            "/api/kb-uploads/",
         ),
         large_bodies: dict[str, int] | None = None,
     ) -> None:

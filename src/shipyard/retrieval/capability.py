@@ -1,0 +1,40 @@
+"""The retrieval capability: knowledge bases of documents, chunked, embedded through the
+gateway and indexed (a vector index and the database's full-text index), searched by
+vector, by text, or both fused."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from shipyard.capability import Capability
+from shipyard.identity.roles import CALLERS, HUMAN, Role
+
+if TYPE_CHECKING:
+    from shipyard.platform import Platform
+    from shipyard.retrieval.service import Retrieval
+
+WRITERS = frozenset({Role.owner, Role.admin, Role.developer})
+
+
+def build(platform: Platform) -> Retrieval:
+    from shipyard.retrieval.service import Retrieval
+
+    return Retrieval(platform)
+
+
+CAPABILITY = Capability(
+    name="retrieval",
+    order=75,  # after the gateway (it embeds through it)
+    permissions={
+        "kb:read": HUMAN,
+        "kb:write": WRITERS,
+        # searching embeds the query through the gateway as the caller
+        "kb:search": CALLERS,
+    },
+    routers=(
+        "shipyard.retrieval.api.knowledge_bases:router",
+        "shipyard.retrieval.api.knowledge_bases:uploads",
+    ),
+    migrations="shipyard.retrieval:migrations",
+    service=build,
+)

@@ -1,0 +1,110 @@
+"""Tables of the retrieval capability (in the metadata database).
+
+- `knowledge_bases`: a named set of documents in a workspace, with how they are split
+  (`chunking`) and embedded (`embedding_route`, whose vectors have `dimensions`, known
+  after the first embedding).
+- `kb_documents`: one document of a knowledge base: its extracted text, the hash that
+  tells a changed upload from an unchanged one, and where its indexing stands
+  (`queued` -> `indexing` -> `indexed` | `failed` | `cancelled`). A document is claimed
+  with a lease, so a worker that was stopped or killed leaves it to the next one.
+- `kb_chunks`: a document's chunks: text, position, character span, metadata, and the
+  vector (float32, little-endian) the vector index is built from. `id` is the index's
+  label. A document's chunks are written, and replaced, in one transaction.
+- `kb_ingestions`: one ingestion job (an upload of one or more documents): its
+  documents, their progress, cancel.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shipyard.store import Base, UTCDateTime, utcnow
+
+# SQLite gives a rowid alias only to INTEGER PRIMARY KEY
+ChunkId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class KnowledgeBaseRow(Base):
+    __tablename__ = "knowledge_bases"
+    __table_args__ = (UniqueConstraint("workspace_id", "name", name="uq_knowledge_bases_name"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(String(2000), default="")
+    embedding_route: Mapped[str] = mapped_column(String(200))
+    dimensions: Mapped[int] = mapped_column(Integer, default=0)  # 0 until the first vector
+    chunking: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(400), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class IngestionRow(Base):
+    __tablename__ = "kb_ingestions"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kb_id: Mapped[str] = mapped_column(ForeignKey("knowledge_bases.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    documents: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[str] = mapped_column(String(400), default="")
+    actor: Mapped[dict[str, Any]] = mapped_column(JSON)  # who embeds (re-read when it runs)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class DocumentRow(Base):
+    __tablename__ = "kb_documents"
+    __table_args__ = (
+        UniqueConstraint("kb_id", "name", name="uq_kb_documents_name"),
+        Index("ix_kb_documents_status", "status", "lease_until"),
+    )
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kb_id: Mapped[str] = mapped_column(ForeignKey("knowledge_bases.id", ondelete="CASCADE"))
+    ingestion_id: Mapped[str | None] = mapped_column(
+        ForeignKey("kb_ingestions.id", ondelete="SET NULL"), nullable=True
+    )
+    name: Mapped[str] = mapped_column(String(255))
+    format: Mapped[str] = mapped_column(String(16))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    text: Mapped[str] = mapped_column(Text)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    error: Mapped[str] = mapped_column(String(2000), default="")
+    chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str] = mapped_column(String(32), default="")
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    indexed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ChunkRow(Base):
+    __tablename__ = "kb_chunks"
+    __table_args__ = (
+        Index("ix_kb_chunks_document", "document_id", "position"),
+        Index("ix_kb_chunks_kb", "kb_id", "id"),
+    )
+    id: Mapped[int] = mapped_column(ChunkId, primary_key=True, autoincrement=True)
+    kb_id: Mapped[str] = mapped_column(ForeignKey("knowledge_bases.id", ondelete="CASCADE"))
+    document_id: Mapped[str] = mapped_column(ForeignKey("kb_documents.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    tokens: Mapped[int] = mapped_column(Integer)
+    start: Mapped[int] = mapped_column(Integer)  # character span in the document's text
+    end: Mapped[int] = mapped_column(Integer)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
