@@ -118,6 +118,13 @@ class Settings(BaseSettings):
     kb_upload_max_bytes: int = Field(
         default=32 * 1024**2, ge=1024, description="The largest document one upload may hold."
     )
+    kb_index_workers: int = Field(
+        default=2,
+        ge=0,
+        le=64,
+        description="Documents this server indexes at once; 0: it indexes none (another "
+        "replica does).",
+    )
     kb_lease_seconds: float = Field(
         default=60,
         gt=0,

@@ -64,6 +64,9 @@ def target(
         admin_password=ADMIN_PASSWORD,
         admin_email="admin@example.com",
         allowed_hosts=["testserver"],  # the Host Schemathesis' in-process client sends
+        # documents stay queued: an example replayed must meet the state its first run
+        # met (an indexing that finished in between turns a cancel's 200 into a 409)
+        kb_index_workers=0,
     )
     # The first start creates the admin and its key; Schemathesis then runs the app's
     # lifespan itself (once per process), so it gets an app that has started before.
@@ -117,14 +120,16 @@ def test_api_stateful(api: Any, target: Target) -> None:
 
     class Workflow(base):  # type: ignore[misc, valid-type]  # built from the schema at run time
         def setup(self) -> None:
-            # registry names are unique: an example replayed against what its first run
-            # created would get 409s where it got 201s (Hypothesis calls that flaky), so
-            # every example starts from an empty registry
+            # registry and knowledge-base names are unique: an example replayed against
+            # what its first run created would get 409s where it got 201s (Hypothesis
+            # calls that flaky), so every example starts from an empty registry
             from shipyard.registry.tables import AssetRow, CatalogRow
+            from shipyard.retrieval.tables import KnowledgeBaseRow
 
             with target.app.state.platform.db.transaction() as s:
                 s.execute(delete(AssetRow))
                 s.execute(delete(CatalogRow))
+                s.execute(delete(KnowledgeBaseRow))  # names are unique too
 
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
             return {"headers": target.headers}

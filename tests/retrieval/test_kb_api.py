@@ -13,7 +13,7 @@ import pytest
 
 from shipyard.identity import service as identity
 from shipyard.identity.roles import Role
-from tests.conftest import as_key
+from tests.conftest import _pg_database, as_key
 from tests.gateway.conftest import Env, make_env
 from tests.retrieval.support import pdf, wait_indexed
 
@@ -38,8 +38,12 @@ DOCS = [
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
-    yield from make_env(tmp_path)
+def env(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Env]:
+    """On SQLite (FTS5) and on PostgreSQL (tsvector)."""
+    url = None
+    if backend == "postgres":
+        url = _pg_database(request.getfixturevalue("pg_server"))
+    yield from make_env(tmp_path, database_url=url)
 
 
 def _create(env: Env, name: str = "handbook", **extra: Any) -> dict[str, Any]:

@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shipyard.retrieval")
 EMBED_BATCH = 128  # texts per embeddings call
-SLOTS = 2  # documents indexed at once by one server
 
 
 class Stopped(Exception):
@@ -68,8 +67,11 @@ def as_matrix(vectors: list[list[float]]) -> np.ndarray:
 
 
 class Indexer:
-    def __init__(self, platform: Platform, index: VectorIndex, *, lease_s: float) -> None:
+    def __init__(
+        self, platform: Platform, index: VectorIndex, *, slots: int, lease_s: float
+    ) -> None:
         self.platform = platform
+        self.slots = slots
         self.index = index
         self.worker = new_id("wk")
         self.lease = timedelta(seconds=lease_s)
@@ -82,7 +84,8 @@ class Indexer:
 
     async def start(self) -> None:
         self._event_loop = asyncio.get_running_loop()
-        self._loop = asyncio.create_task(self._claiming(), name="kb-indexer")
+        if self.slots:
+            self._loop = asyncio.create_task(self._claiming(), name="kb-indexer")
 
     async def stop(self) -> None:
         tasks = [t for t in (self._loop, *self.active.values()) if t is not None]
@@ -130,7 +133,7 @@ class Indexer:
     async def _claiming(self) -> None:
         while True:
             try:
-                free = SLOTS - len(self.active)
+                free = self.slots - len(self.active)
                 if free > 0:
                     for doc_id in await asyncio.to_thread(self._claim, free):
                         task = asyncio.create_task(self._indexing(doc_id), name=f"kb-{doc_id}")

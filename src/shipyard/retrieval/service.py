@@ -29,7 +29,9 @@ class Retrieval:
         self.platform = platform
         settings = platform.settings
         self.index: VectorIndex = EmbeddedIndex(settings.home / "indexes", self._vectors, self._ids)
-        self.indexer = Indexer(platform, self.index, lease_s=settings.kb_lease_seconds)
+        self.indexer = Indexer(
+            platform, self.index, slots=settings.kb_index_workers, lease_s=settings.kb_lease_seconds
+        )
 
     async def start(self) -> None:
         await self.indexer.start()

@@ -26,6 +26,7 @@ from shipyard.sdk.evaluation import Datasets, Evals
 from shipyard.sdk.feedback import Feedback
 from shipyard.sdk.prompts import AsyncPrompts, PromptCache, Prompts, default_cache_dir
 from shipyard.sdk.registry import Registry
+from shipyard.sdk.retrieval import KnowledgeBases
 
 T = TypeVar("T")
 
@@ -193,6 +194,7 @@ class _Resources:
         self.feedback = Feedback(run)
         self.datasets = Datasets(run)
         self.evals = Evals(run)
+        self.kb = KnowledgeBases(run)
 
 
 class Client(_Resources):
