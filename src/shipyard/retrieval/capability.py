@@ -35,6 +35,7 @@ CAPABILITY = Capability(
         "shipyard.retrieval.api.knowledge_bases:router",
         "shipyard.retrieval.api.knowledge_bases:uploads",
     ),
+    pages=("shipyard.retrieval.pages:router",),
     cli=(("kb", "shipyard.cli.retrieval:app"),),
     migrations="shipyard.retrieval:migrations",
     service=build,
