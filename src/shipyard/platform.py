@@ -48,6 +48,8 @@ class Platform:
                 "/api/registry/artifacts": settings.artifact_max_bytes,
                 "/api/dataset-uploads/": settings.dataset_upload_max_bytes,
                 "/api/kb-uploads/": settings.kb_upload_max_bytes,
+                # a multipart body: the file and its few fields
+                "/v1/files": settings.kb_upload_max_bytes + 64 * 1024,
             },
         )
         self.proxies = ProxyHeaders(settings.trusted_proxies)

@@ -38,6 +38,7 @@ class EdgeCheck:
             "/api/registry/artifacts",
             "/api/dataset-uploads/",
             "/api/kb-uploads/",
+            "/v1/files",  # multipart uploads (OpenAI's Files API)
         ),
         large_bodies: dict[str, int] | None = None,
     ) -> None:

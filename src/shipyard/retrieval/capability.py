@@ -4,7 +4,7 @@ vector, by text, or both fused."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shipyard.capability import Capability
 from shipyard.identity.roles import CALLERS, HUMAN, Role
@@ -20,6 +20,12 @@ def build(platform: Platform) -> Retrieval:
     from shipyard.retrieval.service import Retrieval
 
     return Retrieval(platform)
+
+
+def _openai(platform: Platform) -> Any:
+    from shipyard.retrieval.openai_api import mount
+
+    return mount(platform)
 
 
 CAPABILITY = Capability(
@@ -39,4 +45,6 @@ CAPABILITY = Capability(
     cli=(("kb", "shipyard.cli.retrieval:app"),),
     migrations="shipyard.retrieval:migrations",
     service=build,
+    # OpenAI's Files and Vector Stores API (before the gateway's /v1/: longer prefixes first)
+    mounts={"/v1/files": _openai, "/v1/vector_stores": _openai},
 )

@@ -32,6 +32,7 @@ class Incoming:
     data: bytes
     format: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    file_id: str | None = None  # a /v1/files upload
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Parsed:
     size: int
     content_hash: str
     metadata: dict[str, Any]
+    file_id: str | None = None
 
 
 @dataclass
@@ -136,7 +138,7 @@ def parse(files: Sequence[Incoming]) -> list[Parsed]:
         fmt = parsing.format_of(name, f.format)
         text = parsing.extract(name, f.data, fmt)
         digest = hashlib.sha256(f.data).hexdigest()
-        out.append(Parsed(name, fmt, text, len(f.data), digest, dict(f.metadata)))
+        out.append(Parsed(name, fmt, text, len(f.data), digest, dict(f.metadata), f.file_id))
     return out
 
 
@@ -155,6 +157,7 @@ def add(s: Session, kb: KnowledgeBaseRow, parsed: Sequence[Parsed], actor: Actor
         if p.name not in have
         or have[p.name].content_hash != p.content_hash
         or have[p.name].metadata_ != p.metadata
+        or have[p.name].file_id != p.file_id
         or have[p.name].status in ("failed", "cancelled")
     ]
     unchanged = [p.name for p in parsed if p not in changed]
@@ -177,6 +180,7 @@ def add(s: Session, kb: KnowledgeBaseRow, parsed: Sequence[Parsed], actor: Actor
             row = DocumentRow(id=new_id("doc"), kb_id=kb.id, name=p.name, chunk_count=0)
             s.add(row)
         row.ingestion_id = job.id
+        row.file_id = p.file_id
         row.format = p.format
         row.content_hash = p.content_hash
         row.size_bytes = p.size

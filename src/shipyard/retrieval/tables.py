@@ -10,6 +10,8 @@
 - `kb_chunks`: a document's chunks: text, position, character span, metadata, and the
   vector (float32, little-endian) the vector index is built from. `id` is the index's
   label. A document's chunks are written, and replaced, in one transaction.
+- `kb_files`: files uploaded through OpenAI's `/v1/files` (their bytes, until deleted),
+  which a vector store (a knowledge base) then takes as documents.
 - `kb_ingestions`: one ingestion job (an upload of one or more documents): its
   documents, their progress, cancel.
 """
@@ -65,6 +67,19 @@ class IngestionRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+class FileRow(Base):
+    __tablename__ = "kb_files"
+    __table_args__ = (Index("ix_kb_files_workspace", "workspace_id", "created_at"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    filename: Mapped[str] = mapped_column(String(255))
+    purpose: Mapped[str] = mapped_column(String(32))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_by: Mapped[str] = mapped_column(String(400), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class DocumentRow(Base):
     __tablename__ = "kb_documents"
     __table_args__ = (
@@ -77,6 +92,7 @@ class DocumentRow(Base):
         ForeignKey("kb_ingestions.id", ondelete="SET NULL"), nullable=True
     )
     name: Mapped[str] = mapped_column(String(255))
+    file_id: Mapped[str | None] = mapped_column(String(40), nullable=True)  # from /v1/files
     format: Mapped[str] = mapped_column(String(16))
     content_hash: Mapped[str] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)

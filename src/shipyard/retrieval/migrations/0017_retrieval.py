@@ -1,4 +1,4 @@
-"""retrieval: knowledge bases, ingestions, documents, chunks and their full-text index
+"""retrieval: knowledge bases, files, ingestions, documents, chunks and their full-text index
 
 Revision ID: 0017
 Revises: 0016
@@ -56,6 +56,23 @@ def upgrade() -> None:
         sa.Column("finished_at", UTCDateTime, nullable=True),
     )
     op.create_table(
+        "kb_files",
+        sa.Column("id", sa.String(40), primary_key=True),
+        sa.Column(
+            "workspace_id",
+            sa.String(32),
+            sa.ForeignKey("workspaces.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        sa.Column("filename", sa.String(255), nullable=False),
+        sa.Column("purpose", sa.String(32), nullable=False),
+        sa.Column("size_bytes", sa.BigInteger, nullable=False),
+        sa.Column("data", sa.LargeBinary, nullable=False),
+        sa.Column("created_by", sa.String(400), nullable=False),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+    )
+    op.create_index("ix_kb_files_workspace", "kb_files", ["workspace_id", "created_at"])
+    op.create_table(
         "kb_documents",
         sa.Column("id", sa.String(32), primary_key=True),
         _kb(),
@@ -66,6 +83,7 @@ def upgrade() -> None:
             nullable=True,
         ),
         sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("file_id", sa.String(40), nullable=True),
         sa.Column("format", sa.String(16), nullable=False),
         sa.Column("content_hash", sa.String(64), nullable=False),
         sa.Column("size_bytes", sa.BigInteger, nullable=False),
@@ -137,4 +155,5 @@ def downgrade() -> None:
     op.drop_table("kb_chunks")
     op.drop_table("kb_documents")
     op.drop_table("kb_ingestions")
+    op.drop_table("kb_files")
     op.drop_table("knowledge_bases")
