@@ -5,7 +5,8 @@ are values no store or writer can take back:
   write would fail as a 500, or take a batch down with it);
 - free-form JSON (provider options, deployment params) nested deeper than `MAX_DEPTH`
   (orjson, which writes every reply, stops at 255 levels: the object would be stored
-  and every later listing of it would fail).
+  and every later listing of it would fail), or holding an integer orjson cannot write
+  (outside 64 bits).
 
 Timestamps (`Timestamp`) need a zone: one without is refused (422) rather than guessed,
 since the store compares them in UTC; they are converted to UTC here, so one that has no
@@ -41,10 +42,15 @@ Timestamp = Annotated[AwareDatetime, AfterValidator(_utc)]
 
 
 def check_value(value: Any, depth: int = 0) -> None:
-    """Raise ValueError for a NUL in a string or nesting past `MAX_DEPTH`."""
+    """Raise ValueError for a NUL in a string, nesting past `MAX_DEPTH`, or an integer
+    outside the signed 64-bit range (orjson, which writes every reply and sizes stored
+    JSON, cannot write one)."""
     if isinstance(value, str):
         if "\x00" in value:
             raise ValueError("must not contain NUL characters")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if not -(2**63) <= value < 2**64:
+            raise ValueError("integers must fit in 64 bits")
     elif isinstance(value, dict | list | tuple | set | frozenset):
         if depth >= MAX_DEPTH:
             raise ValueError(f"must nest at most {MAX_DEPTH} levels")

@@ -238,3 +238,27 @@ def test_a_nul_is_refused_before_the_store(
     r = client.request(method, url, json=body)
     assert r.status_code in (400, 422), r.text
     assert "NUL" in r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("url", "body", "field"),
+    [
+        (
+            "/api/datasets",
+            b'{"name": "big", "items": [{"inputs": {"n": 99999999999999999999999}}]}',
+            "items.0.inputs",
+        ),
+        (
+            "/api/knowledge-bases",
+            b'{"name": "big", "chunking": {"size": 99999999999999999999999}}',
+            "chunking.size",
+        ),
+    ],
+)
+def test_integers_past_64_bits_are_refused(
+    client: TestClient, url: str, body: bytes, field: str
+) -> None:
+    """An integer orjson cannot write was a 500 (a dataset item's size is measured with
+    orjson): Schemathesis' stateful run found it."""
+    r = client.post(url, content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code in (400, 422) and field in r.json()["detail"], r.text
