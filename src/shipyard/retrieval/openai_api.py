@@ -94,6 +94,17 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
+def _page(data: list[dict[str, Any]]) -> dict[str, Any]:
+    """OpenAI's list object (one page: everything)."""
+    return {
+        "object": "list",
+        "data": data,
+        "has_more": False,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+    }
+
+
 def _parsed(model: type[BaseModel], raw: bytes) -> Any:
     try:
         value = orjson.loads(raw or b"{}")
@@ -323,11 +334,7 @@ class VectorStoresApp:
                     .order_by(FileRow.created_at.desc())
                     .limit(10_000)
                 ).all()
-                return {
-                    "object": "list",
-                    "data": [self.file_object(r) for r in rows],
-                    "has_more": False,
-                }
+                return _page([self.file_object(r) for r in rows])
 
         return await anyio.to_thread.run_sync(work)
 
@@ -404,11 +411,7 @@ class VectorStoresApp:
         def work() -> Any:
             with self.platform.db.transaction() as s:
                 data = [self.store_object(s, r) for r in kb.listing(s, actor.workspace_id)]
-            return {
-                "object": "list", "data": data, "has_more": False,
-                "first_id": data[0]["id"] if data else None,
-                "last_id": data[-1]["id"] if data else None,
-            }  # fmt: skip
+            return _page(data)
 
         return await anyio.to_thread.run_sync(work)
 
@@ -511,11 +514,7 @@ class VectorStoresApp:
                     .order_by(DocumentRow.created_at)
                 ).all()
                 data = [self.file_entry(d, row.id) for d in docs]
-            return {
-                "object": "list", "data": data, "has_more": False,
-                "first_id": data[0]["id"] if data else None,
-                "last_id": data[-1]["id"] if data else None,
-            }  # fmt: skip
+            return _page(data)
 
         return await anyio.to_thread.run_sync(work)
 
