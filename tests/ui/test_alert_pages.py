@@ -228,7 +228,9 @@ def test_alert_pages_in_the_browser(
     assert embedder._model is None  # the model was not loaded for the page
     page.fill("input[name=score_attribute]", "feedback.score")  # a numeric attribute
     page.click("text=Compare")
-    page.wait_for_function("!document.querySelector('#psi').innerText.includes('no data')")
+    page.wait_for_function(
+        "!(document.querySelector('#psi')?.innerText ?? 'no data').includes('no data')"
+    )
     score = page.locator("#psi tr[data-feature=Score] [data-testid=psi]").inner_text()
     assert 0 <= float(score) < 0.25  # the same feedback on both sides
     assert page.locator("svg.chart[data-chart=psi] rect.bar").count() == 4

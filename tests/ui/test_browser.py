@@ -63,7 +63,9 @@ def test_login_create_key_and_see_it_in_the_audit_log(page) -> None:  # type: ig
     assert "ui.keys_create" in rows and "ui.login" in rows and "denied" in rows
     page.fill("input[name=action]", "ui.keys_create")
     page.click("text=Filter")
-    page.wait_for_function("!document.querySelector('#audit').innerText.includes('ui.login')")
+    page.wait_for_function(
+        "!(document.querySelector('#audit')?.innerText ?? 'ui.login').includes('ui.login')"
+    )
     assert "ui.keys_create" in page.inner_text("#audit")
     assert secret not in page.content()
 
@@ -104,6 +106,6 @@ def test_workspace_switcher(page, sqlite_client: TestClient) -> None:  # type: i
     page.wait_for_url(url + "/")
     assert page.locator("#ws-switch option").count() == 2
     page.select_option("#ws-switch select", "research")
-    page.wait_for_function("document.querySelector('main h1').innerText === 'Research'")
+    page.wait_for_function("document.querySelector('main h1')?.innerText === 'Research'")
     page.click("text=API keys")
     assert "admin (bootstrap)" not in page.inner_text("#keys")  # keys are per workspace

@@ -103,6 +103,16 @@ def test_a_viewer_is_refused_the_review_pages(queued: tuple[Env, str, list[str]]
         assert 'href="/feedback/queues"' not in browser.get("/").text
 
 
+def _settled(page: Any, progress: str) -> None:
+    """Wait until the item swapped in shows `progress` and htmx has bound its form."""
+    page.wait_for_function(
+        "document.querySelector('[data-testid=review-progress] .progress-text')"
+        f"?.textContent == '{progress}'"
+        " && !document.querySelector('#review-item')"
+        "?.matches('.htmx-request, .htmx-swapping, .htmx-settling')"
+    )
+
+
 @pytest.mark.browser
 def test_two_items_reviewed_with_the_keyboard_in_chromium(
     queued: tuple[Env, str, list[str]],
@@ -131,20 +141,14 @@ def test_two_items_reviewed_with_the_keyboard_in_chromium(
         page.keyboard.type("Sent on Monday, n and j")
         page.keyboard.press("Escape")
         page.keyboard.press("n")
-        page.wait_for_function(
-            "document.querySelector('[data-testid=review-progress] .progress-text')"
-            ".textContent == '1/2'"
-        )
+        _settled(page, "1/2")
         assert page.evaluate("window.__xss") is None  # the second trace's input as text
         assert XSS in page.inner_text("[data-testid=review-input]")
 
         page.keyboard.press("d")
         page.keyboard.press("2")
         page.keyboard.press("j")
-        page.wait_for_function(
-            "document.querySelector('[data-testid=review-progress] .progress-text')"
-            ".textContent == '2/2'"
-        )
+        _settled(page, "2/2")
         page.locator("[data-testid=review-empty]").wait_for()
         assert page.evaluate("document.querySelector('progress').value") == 2
 

@@ -189,7 +189,7 @@ def test_trace_pages_in_the_browser(browser_env: tuple[Any, Env]) -> None:
     page.click("text=Filter")
     page.wait_for_function(
         "document.querySelectorAll('#traces tbody tr[data-trace]').length == 1"
-        " && document.querySelector('#traces').innerText.includes('support-agent')"
+        " && document.querySelector('#traces')?.innerText.includes('support-agent')"
     )
     page.fill("input[name=q]", "")
     page.fill("input[name=attr]", "gen_ai.tool.name=lookup_order")
@@ -221,7 +221,7 @@ def test_trace_pages_in_the_browser(browser_env: tuple[Any, Env]) -> None:
     assert "where is my zebrafish order?" in page.inner_text("[data-testid=span-input]")
     page.click("#tree a:has-text('chat gpt-4o-mini')")  # in place; the row is selected
     page.wait_for_function(
-        "document.querySelector('[data-testid=span-input]').innerText.includes('chat prompt')"
+        "document.querySelector('[data-testid=span-input]')?.innerText.includes('chat prompt')"
     )
     assert "your parcel ships tomorrow" in page.inner_text("[data-testid=span-output]")
     assert page.inner_text("[data-testid=span-tokens]") == "120 in / 30 out"
@@ -230,7 +230,7 @@ def test_trace_pages_in_the_browser(browser_env: tuple[Any, Env]) -> None:
     assert "chat gpt-4o-mini" in page.inner_text("#tree tr.selected")
     page.click("#tree tr.span-row:has-text('lookup_order') td:nth-child(3)")  # anywhere on it
     page.wait_for_function(
-        "document.querySelector('[data-testid=span-name]').innerText.includes('lookup_order')"
+        "document.querySelector('[data-testid=span-name]')?.innerText.includes('lookup_order')"
     )
     assert "error" in page.inner_text("#span-detail")
 
