@@ -118,6 +118,34 @@ def test_filters_match_tags_exactly(engine: tuple[str, Rows, Path]) -> None:
     assert index.search("kb1", DIMS, q, 10, {"missing": "x"}) == []
 
 
+def test_a_filter_asked_again_sees_what_changed_since(engine: tuple[str, Rows, Path]) -> None:
+    kind, rows, folder = engine
+    index = make(kind, rows, folder)
+    rng = np.random.default_rng(5)
+    n = 2000
+    vectors, ids = unit(rng, n), list(range(1, n + 1))
+    fill(index, rows, "kb1", ids, vectors)
+    where = {"group": "g3"}
+
+    def found(query: np.ndarray) -> set[int]:
+        return {i for i, _ in index.search("kb1", DIMS, query, n, where)}
+
+    q = unit(rng, 1)[0]
+    before = found(q)
+    assert before == {i for i in ids if i % 10 == 3}
+    # a new id with the tag, an id re-tagged out of the group, one removed
+    extra = unit(rng, 1)
+    rows.put("kb1", [n + 1], extra, [{"group": "g3"}])
+    index.add("kb1", [n + 1], extra, [{"group": "g3"}])
+    rows.put("kb1", [3], vectors[2:3], [{"group": "g4"}])
+    index.add("kb1", [3], vectors[2:3], [{"group": "g4"}])
+    index.remove("kb1", [13])
+    rows.drop("kb1", [13])
+    assert found(q) == (before | {n + 1}) - {3, 13}
+    assert {i for i, _ in index.search("kb1", DIMS, q, n, {"group": "g4"})} >= {3}
+    assert index.count("kb1") == n
+
+
 def test_spaces_are_apart_and_removes_and_drops_really_remove(
     engine: tuple[str, Rows, Path],
 ) -> None:

@@ -23,6 +23,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -35,6 +36,7 @@ log = logging.getLogger("shipyard.retrieval")
 
 EXACT_BELOW = 1024
 EXACT_FILTERED = 256  # hnswlib hands vectors back at ~30 µs each: exact pays only for few
+FILTERS_KEPT = 64  # allowed-id sets of recent filters, until the space changes
 M, EF_CONSTRUCTION, EF_SEARCH = 16, 100, 64
 
 Where = Mapping[str, Any]
@@ -66,8 +68,11 @@ class _Space:
     def __init__(self, dims: int, ann: bool) -> None:
         self.dims = dims
         self.lock = threading.RLock()
+        # what is searchable, and key -> value -> ids (keys and values interned: a tag
+        # shared by many chunks is one string); nothing per id besides, to stay small
+        self.live: set[int] = set()
         self.postings: dict[str, dict[str, set[int]]] = {}
-        self.tags: dict[int, list[tuple[str, str]]] = {}
+        self._filtered: dict[tuple[tuple[str, tuple[str, ...]], ...], set[int]] = {}
         self.graph: Any = None
         self._exact: tuple[np.ndarray, np.ndarray] | None = None  # (ids, matrix) cache
         self.vectors: dict[int, np.ndarray] = {}  # only without hnswlib
@@ -82,14 +87,30 @@ class _Space:
             self.graph.set_num_threads(1)
 
     def __len__(self) -> int:
-        return len(self.tags)
+        return len(self.live)
+
+    def _changed(self) -> None:
+        self._exact = None
+        self._filtered.clear()
+
+    def tag(self, i: int, tags: Mapping[str, Any]) -> None:
+        self.live.add(i)
+        for key, value in tag_values(tags):
+            by_value = self.postings.get(key)
+            if by_value is None:
+                by_value = self.postings[sys.intern(key)] = {}
+            ids = by_value.get(value)
+            if ids is None:
+                ids = by_value[sys.intern(value)] = set()
+            ids.add(i)
 
     def add(
         self, ids: Sequence[int], vectors: np.ndarray, tags: Sequence[Mapping[str, Any]]
     ) -> None:
-        for i in ids:  # an id already here is updated in place (its tags replaced)
-            self._untag(i)
-        self._exact = None
+        again = [i for i in ids if i in self.live]  # updated in place, tags replaced
+        if again:
+            self._untag(again)
+        self._changed()
         labels = np.asarray(ids, dtype=np.int64)
         if self.graph is not None:
             need = self.graph.get_current_count() + len(ids)  # deleted slots count too
@@ -100,42 +121,55 @@ class _Space:
             for i, v in zip(ids, vectors, strict=True):
                 self.vectors[i] = np.asarray(v, dtype=np.float32)
         for i, t in zip(ids, tags, strict=True):
-            pairs = tag_values(t)
-            self.tags[i] = pairs
-            for key, value in pairs:
-                self.postings.setdefault(key, {}).setdefault(value, set()).add(i)
+            self.tag(i, t)
 
-    def _untag(self, i: int) -> bool:
-        pairs = self.tags.pop(i, None)
-        if pairs is None:
-            return False
-        self._exact = None
-        for key, value in pairs:
-            found = self.postings.get(key, {}).get(value)
-            if found is not None:
-                found.discard(i)
-                if not found:
-                    del self.postings[key][value]
-        return True
+    def _untag(self, ids: Sequence[int]) -> None:
+        """Forget `ids`' tags: one pass over the postings (there is no per-id record)."""
+        gone = set(ids)
+        self.live -= gone
+        self._changed()
+        for key in list(self.postings):
+            by_value = self.postings[key]
+            for value in list(by_value):
+                left = by_value[value]
+                left -= gone
+                if not left:
+                    del by_value[value]
+            if not by_value:
+                del self.postings[key]
 
     def remove(self, ids: Iterable[int]) -> None:
-        for i in ids:
-            if not self._untag(i):
-                continue
+        known = [i for i in ids if i in self.live]
+        if not known:
+            return
+        self._untag(known)
+        for i in known:
             if self.graph is not None:
                 self.graph.mark_deleted(i)
             else:
                 self.vectors.pop(i, None)
 
     def allowed(self, where: Where) -> set[int]:
+        """The ids that `where` lets through (kept for the next search until a change)."""
+        asked = wanted(where)
+        if not asked:
+            return self.live
+        key = tuple(sorted((k, tuple(sorted(v))) for k, v in asked))
+        found = self._filtered.get(key)
+        if found is not None:
+            return found
         out: set[int] | None = None
-        for key, values in wanted(where):
-            postings = self.postings.get(key, {})
-            found: set[int] = set().union(*(postings.get(v, set()) for v in values))
-            out = found if out is None else out & found
+        for name, values in asked:
+            postings = self.postings.get(name, {})
+            some: set[int] = set().union(*(postings.get(v, set()) for v in values))
+            out = some if out is None else out & some
             if not out:
-                return set()
-        return out if out is not None else set(self.tags)
+                break
+        found = out or set()
+        if len(self._filtered) >= FILTERS_KEPT:
+            self._filtered.pop(next(iter(self._filtered)))
+        self._filtered[key] = found
+        return found
 
     def matrix(self, ids: Sequence[int]) -> np.ndarray:
         if not ids:
@@ -151,7 +185,7 @@ class _Space:
     ) -> list[tuple[int, float]]:
         if ids is None:
             if self._exact is None:
-                every = np.fromiter(self.tags, dtype=np.int64, count=len(self.tags))
+                every = np.fromiter(self.live, dtype=np.int64, count=len(self.live))
                 self._exact = (every, self.matrix(every.tolist()))
             labels, matrix = self._exact
         else:
@@ -166,7 +200,7 @@ class _Space:
 
     def search(self, query: np.ndarray, k: int, where: Where | None) -> list[tuple[int, float]]:
         with self.lock:
-            if not self.tags:
+            if not self.live:
                 return []
             if where:
                 allowed = self.allowed(where)
@@ -179,10 +213,10 @@ class _Space:
                     query, k=min(k, len(allowed)), filter=allowed.__contains__, num_threads=1
                 )
             else:
-                if self.graph is None or len(self.tags) <= EXACT_BELOW:
+                if self.graph is None or len(self.live) <= EXACT_BELOW:
                     return self.exact(query, k, None)
                 self.graph.set_ef(max(EF_SEARCH, k))
-                labels, dists = self.graph.knn_query(query, k=min(k, len(self.tags)), num_threads=1)
+                labels, dists = self.graph.knn_query(query, k=min(k, len(self.live)), num_threads=1)
         return [(int(i), 1.0 - float(d)) for i, d in zip(labels[0], dists[0], strict=True)]
 
     def save(self, path: Path) -> None:
@@ -260,10 +294,7 @@ class EmbeddedIndex:
                 missing = [n for n, i in enumerate(batch_ids) if i not in have]
                 for i, t in zip(batch_ids, tags, strict=True):
                     if i in have:
-                        pairs = tag_values(t)
-                        opened.tags[i] = pairs
-                        for key, value in pairs:
-                            opened.postings.setdefault(key, {}).setdefault(value, set()).add(i)
+                        opened.tag(i, t)
                 if missing:
                     opened.add(
                         [batch_ids[n] for n in missing],
