@@ -112,13 +112,19 @@ def test_reupload_skips_unchanged_replaces_changed_and_delete_really_deletes(env
         "codes.txt"
     ]
 
+    chunks = "/api/knowledge-bases/handbook/chunks"
+    highest = max(c["id"] for c in env.admin.get(chunks).json()["chunks"])  # codes.txt's
     r = env.admin.delete("/api/knowledge-bases/handbook/documents/codes.txt")
     assert r.status_code == 204, r.text
     for mode in ("vector", "lexical", "hybrid"):
         hits = _search(env, "handbook", "warehouse door code QP-9902", mode=mode)
         assert all(h["document"] != "codes.txt" for h in hits), (mode, hits)
-    left = env.admin.get("/api/knowledge-bases/handbook/chunks").json()["chunks"]
+    left = env.admin.get(chunks).json()["chunks"]
     assert {c["document"] for c in left} == {"pets.md", "space.txt"}
+    # a chunk id is the vector index's label: one deleted is never handed out again
+    _add(env, "handbook", [{"name": "new.txt", "text": "Parcels leave at noon."}])
+    added = env.admin.get(chunks, params={"document": "new.txt"}).json()["chunks"]
+    assert added and min(c["id"] for c in added) > highest
 
 
 def test_files_of_every_format_upload_and_bad_ones_are_refused_whole(env: Env) -> None:

@@ -113,6 +113,7 @@ class ChunkRow(Base):
     __table_args__ = (
         Index("ix_kb_chunks_document", "document_id", "position"),
         Index("ix_kb_chunks_kb", "kb_id", "id"),
+        {"sqlite_autoincrement": True},  # ids are index labels: never reused
     )
     id: Mapped[int] = mapped_column(ChunkId, primary_key=True, autoincrement=True)
     kb_id: Mapped[str] = mapped_column(ForeignKey("knowledge_bases.id", ondelete="CASCADE"))

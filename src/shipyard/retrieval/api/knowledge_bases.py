@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Path, Query, Request, Response
+from sqlalchemy import select
 
 from shipyard.errors import InvalidInput, PayloadTooLarge
 from shipyard.http.deps import Authorized, Ctx
@@ -202,8 +203,6 @@ def list_documents(
     ctx: Ctx = Authorized("kb:read"),
     status: Annotated[str | None, Query(max_length=16)] = None,
 ) -> list[DocumentPublic]:
-    from sqlalchemy import select
-
     with ctx.tx() as tx:
         row = kb.get(tx.session, ctx.workspace_id, name)
         stmt = select(DocumentRow).where(DocumentRow.kb_id == row.id)
@@ -244,8 +243,6 @@ def list_chunks(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> ChunkPage:
     """Chunks in id order (a document's in position order); `next_cursor` pages on."""
-    from sqlalchemy import select
-
     with ctx.tx() as tx:
         row = kb.get(tx.session, ctx.workspace_id, name)
         stmt = (

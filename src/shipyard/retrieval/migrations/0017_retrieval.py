@@ -122,6 +122,9 @@ def upgrade() -> None:
         sa.Column("end", sa.Integer, nullable=False),
         sa.Column("metadata", sa.JSON, nullable=False),
         sa.Column("vector", sa.LargeBinary, nullable=False),
+        # ids are the vector index's labels and never reused (SQLite would hand a
+        # deleted last row's id out again, and a snapshot could keep its old vector)
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_kb_chunks_document", "kb_chunks", ["document_id", "position"])
     op.create_index("ix_kb_chunks_kb", "kb_chunks", ["kb_id", "id"])
