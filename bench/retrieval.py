@@ -88,7 +88,7 @@ def shipyard(vectors: np.ndarray, tags: list[dict[str, str]]) -> tuple[Any, floa
     from shipyard.retrieval.index import EmbeddedIndex
 
     folder = Path(tempfile.mkdtemp(prefix="bench-index-"))
-    index = EmbeddedIndex(folder, lambda space: iter(()), lambda space: set())
+    index = EmbeddedIndex(folder, lambda space: iter(()))
     before = rss_bytes()
     t = time.perf_counter()
     ids = list(range(1, len(vectors) + 1))

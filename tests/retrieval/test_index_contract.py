@@ -43,9 +43,6 @@ class Rows:
                 [t for _, (_, t) in part],
             )
 
-    def ids(self, space: str) -> set[int]:
-        return set(self.spaces.get(space, {}))
-
 
 def unit(rng: np.random.Generator, n: int) -> np.ndarray:
     m = rng.normal(size=(n, DIMS)).astype(np.float32)
@@ -58,7 +55,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Rows, P
 
 
 def make(kind: str, rows: Rows, folder: Path) -> VectorIndex:
-    return EmbeddedIndex(folder, rows.source, rows.ids, ann=kind == "hnswlib")
+    return EmbeddedIndex(folder, rows.source, ann=kind == "hnswlib")
 
 
 def fill(index: VectorIndex, rows: Rows, space: str, ids: list[int], vectors: np.ndarray) -> None:

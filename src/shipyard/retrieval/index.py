@@ -227,14 +227,14 @@ class _Space:
             self.graph.save_index(str(tmp))
             os.replace(tmp, path)
 
-    def load(self, path: Path, count: int) -> bool:
+    def load(self, path: Path) -> bool:
         if self.graph is None or not path.is_file():
             return False
         import hnswlib
 
         graph = hnswlib.Index(space="cosine", dim=self.dims)
         try:
-            graph.load_index(str(path), max_elements=max(count, 1024), allow_replace_deleted=True)
+            graph.load_index(str(path), allow_replace_deleted=True)  # add() grows it
         except (RuntimeError, ValueError, OSError):
             log.warning("vector index snapshot %s unreadable; rebuilding", path.name)
             return False
@@ -251,7 +251,6 @@ class EmbeddedIndex:
         self,
         folder: Path,
         source: Source,
-        ids_of: Callable[[str], set[int]],
         *,
         ann: bool | None = None,  # None: when hnswlib is installed
     ) -> None:
@@ -259,7 +258,6 @@ class EmbeddedIndex:
         self.engine = "hnswlib" if self.ann else "exact"
         self.folder = folder
         self.source = source
-        self.ids_of = ids_of
         self.spaces: dict[str, _Space] = {}
         self._lock = threading.Lock()
 
@@ -278,18 +276,18 @@ class EmbeddedIndex:
             return found
 
     def _open(self, space: str, dims: int) -> _Space:
-        """Load (snapshot + reconcile) or build a space from the database."""
+        """Load (snapshot + reconcile) or build a space from the database, in one pass
+        over its rows."""
         opened = _Space(dims, self.ann)
-        snapshot = self._path(space)
-        ids = self.ids_of(space)
-        loaded = opened.load(snapshot, len(ids))
+        loaded = opened.load(self._path(space))
         have: set[int] = set()
         if loaded:
             have = set(int(i) for i in opened.graph.get_ids_list())
             have -= set(int(i) for i in _deleted(opened.graph, have))
         # tags for everything (and vectors for what the snapshot lacks) from the database
-        stale = have - ids
+        seen: set[int] = set()
         for batch_ids, vectors, tags in self.source(space):
+            seen.update(batch_ids)
             if loaded:
                 missing = [n for n, i in enumerate(batch_ids) if i not in have]
                 for i, t in zip(batch_ids, tags, strict=True):
@@ -303,7 +301,7 @@ class EmbeddedIndex:
                     )
             else:
                 opened.add(batch_ids, vectors, tags)
-        for i in stale:
+        for i in have - seen:  # in the snapshot, gone from the database
             with contextlib.suppress(RuntimeError):
                 opened.graph.mark_deleted(i)
         return opened

@@ -28,7 +28,7 @@ class Retrieval:
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
         settings = platform.settings
-        self.index: VectorIndex = EmbeddedIndex(settings.home / "indexes", self._vectors, self._ids)
+        self.index: VectorIndex = EmbeddedIndex(settings.home / "indexes", self._vectors)
         self.indexer = Indexer(
             platform, self.index, slots=settings.kb_index_workers, lease_s=settings.kb_lease_seconds
         )
@@ -44,10 +44,6 @@ class Retrieval:
         self.indexer.poke()
 
     # what the embedded index loads a space from -------------------------------------------
-
-    def _ids(self, space: str) -> set[int]:
-        with self.platform.db.transaction() as s:
-            return set(s.scalars(select(ChunkRow.id).where(ChunkRow.kb_id == space)))
 
     def _vectors(self, space: str) -> Iterator[Batch]:
         after = -1
