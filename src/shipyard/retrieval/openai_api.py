@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import orjson
 from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -363,15 +363,15 @@ class VectorStoresApp:
             raise NotFound(f"no vector store with id '{vs[:64]}'", param="vector_store_id")
         return row  # type: ignore[no-any-return]  # a KnowledgeBaseRow
 
-    def store_object(self, s: Any, row: KnowledgeBaseRow) -> dict[str, Any]:
-        counts = {"in_progress": 0, "completed": 0, "failed": 0, "cancelled": 0, "total": 0}
-        usage = 0
-        for status, size in s.execute(
-            select(DocumentRow.status, DocumentRow.size_bytes).where(DocumentRow.kb_id == row.id)
-        ).all():
-            counts[STATUS.get(status, status)] = counts.get(STATUS.get(status, status), 0) + 1
-            counts["total"] += 1
-            usage += int(size)
+    def store_object(
+        self,
+        s: Any,
+        row: KnowledgeBaseRow,
+        tally: dict[str, tuple[dict[str, int], int]] | None = None,
+    ) -> dict[str, Any]:
+        if tally is None:
+            tally = _tally(s, [row.id])
+        counts, usage = tally.get(row.id, (_no_files(), 0))
         return {
             "id": row.id,
             "object": "vector_store",
@@ -410,7 +410,9 @@ class VectorStoresApp:
     async def list_stores(self, request: Request, actor: Actor) -> Any:
         def work() -> Any:
             with self.platform.db.transaction() as s:
-                data = [self.store_object(s, r) for r in kb.listing(s, actor.workspace_id)]
+                rows = kb.listing(s, actor.workspace_id)
+                tally = _tally(s, [r.id for r in rows])
+                data = [self.store_object(s, r, tally) for r in rows]
             return _page(data)
 
         return await anyio.to_thread.run_sync(work)
@@ -662,3 +664,31 @@ class VectorStoresApp:
 
 def mount(platform: Platform) -> VectorStoresApp:
     return VectorStoresApp(platform)
+
+
+def _no_files() -> dict[str, int]:
+    return {"in_progress": 0, "completed": 0, "failed": 0, "cancelled": 0, "total": 0}
+
+
+def _tally(s: Any, kb_ids: list[str]) -> dict[str, tuple[dict[str, int], int]]:
+    """Per store: its files counted by OpenAI's status, and their bytes (one query)."""
+    out: dict[str, tuple[dict[str, int], int]] = {}
+    if not kb_ids:
+        return out
+    grouped = s.execute(
+        select(
+            DocumentRow.kb_id,
+            DocumentRow.status,
+            func.count(),
+            func.coalesce(func.sum(DocumentRow.size_bytes), 0),
+        )
+        .where(DocumentRow.kb_id.in_(kb_ids))
+        .group_by(DocumentRow.kb_id, DocumentRow.status)
+    ).all()
+    for kb_id, status, n, size in grouped:
+        counts, usage = out.setdefault(kb_id, (_no_files(), 0))
+        shown = STATUS.get(status, status)
+        counts[shown] = counts.get(shown, 0) + int(n)
+        counts["total"] += int(n)
+        out[kb_id] = (counts, usage + int(size))
+    return out
