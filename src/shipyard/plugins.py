@@ -27,6 +27,8 @@ example, and a test fails when a Protocol here is missing from it.
 |                 |                          | catalog query) into deployments              |
 | `VectorIndex`   | (the metadata database's | nearest-neighbour search over a knowledge    |
 |                 | engine)                  | base's chunk vectors, with metadata filters  |
+| `Reranker`      | `shipyard.rerankers`     | re-scores a search's candidates (`rerank` in |
+|                 |                          | a search request)                            |
 | `Service`       | (a capability's service) | a long-lived object with start and stop      |
 
 Import cost matters: this module imports nothing heavy, and plugins are imported only
@@ -62,6 +64,7 @@ Body = dict[str, Any]
 PROVIDERS = "shipyard.providers"
 GATES = "shipyard.gates"
 SCORERS = "shipyard.scorers"
+RERANKERS = "shipyard.rerankers"
 CAPABILITIES = "shipyard.capabilities"
 
 # What a provider may declare in `capabilities`.
@@ -477,6 +480,40 @@ class VectorIndex(Protocol):
     def save(self) -> None:
         """Persist what is in memory (the server's stop)."""
         ...
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One chunk a search found, for a reranker: its text, its stored vector (a float32
+    unit row) and its metadata."""
+
+    chunk_id: int
+    text: str
+    vector: Any  # numpy float32, unit length
+    metadata: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class RerankContext:
+    """`query_vector`: the query's embedding (unit length) through the knowledge base's
+    embeddings route; `embed`: more texts through that route, as the caller (governed
+    and recorded like any call)."""
+
+    query_vector: Any
+    embed: Callable[[list[str]], Awaitable[list[list[float]]]]
+
+
+class Reranker(Protocol):
+    """Re-scores a search's candidates (up to `max(4k, 20)` of them, fused first): one
+    score per candidate, in order, higher is better; the best `k` are returned with it
+    as their `score`. Built-in: `cosine` (the stored vectors against the query's: a
+    semantic order for lexical and hybrid results). Constructed with no arguments."""
+
+    name: str
+
+    async def rerank(
+        self, query: str, candidates: Sequence[Candidate], ctx: RerankContext
+    ) -> list[float]: ...
 
 
 class Service(Protocol):

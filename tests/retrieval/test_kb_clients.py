@@ -50,6 +50,8 @@ def test_the_sdk_creates_uploads_waits_searches_and_removes(env: Env, tmp_path: 
         hits = c.kb.search("handbook", "money earned", mode="vector", k=1).hits
         assert hits[0].document == "report.pdf"
         assert c.kb.search("handbook", "purr", where={"t": 1}).hits[0].document == "cats.txt"
+        ranked = c.kb.search("handbook", "revenue", mode="lexical", rerank="cosine").hits
+        assert ranked and ranked[0].rerank_score == ranked[0].score
         assert {d.name for d in c.kb.documents("handbook")} == {"report.pdf", "cats.txt"}
         assert c.kb.chunks("handbook", document="cats.txt").chunks[0].text == "Cats purr."
         c.kb.remove("handbook", "cats.txt")
@@ -76,6 +78,9 @@ def test_the_cli_adds_files_with_progress_and_searches(env: Env, tmp_path: Path)
     out = _cli(["kb", "search", "support", "money back", "-k", "1", *auth])
     assert "a.md" in out
     assert "b.txt" in _cli(["kb", "search", "support", "opens", "--mode", "lexical", *auth])
+    out = _cli(["kb", "search", "support", "opens", "--rerank", "cosine", "--json", *auth])
+    assert '"rerank_score"' in out
+    assert "rerank" in _cli(["kb", "search", "support", "x", "--rerank", "nope", *auth], code=1)
     assert "indexed" in _cli(["kb", "docs", "support", *auth])
     assert "support" in _cli(["kb", "list", *auth])
     (tmp_path / "bad.pdf").write_bytes(b"%PDF-1.4 junk")

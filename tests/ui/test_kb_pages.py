@@ -47,6 +47,17 @@ def test_pages_render_escape_and_refuse(env: Env) -> None:
         )
         assert found.status_code == 200 and 'data-hit="evil.txt"' in found.text
         assert XSS not in found.text and "&lt;" in found.text
+        ranked = client.post(
+            "/kb/handbook/search",
+            data={"query": "refund", "mode": "lexical", "rerank": "cosine"},
+            headers=hx,
+        )
+        assert ranked.status_code == 200 and 'data-hit="evil.txt"' in ranked.text
+        assert '<option value="cosine" selected' in ranked.text
+        unknown = client.post(
+            "/kb/handbook/search", data={"query": "x", "rerank": "nope"}, headers=hx
+        )
+        assert unknown.status_code == 400 and "no reranker" in unknown.text
         chunks = client.get("/kb/handbook/chunks", params={"document": "evil.txt"})
         assert (
             chunks.status_code == 200 and 'data-chunk="0"' in chunks.text and XSS not in chunks.text
@@ -98,6 +109,7 @@ def test_create_upload_index_search_in_the_browser(
         "indexed" in page.locator('[data-document="refunds.md"] [data-testid=status]').inner_text()
     )
     page.fill("input[name=query]", "get my money back")
+    page.select_option("select[name=rerank]", "cosine")
     page.get_by_role("button", name="Search").click()
     page.locator("#hits").wait_for()
     first = page.locator("#hits tbody tr").first

@@ -141,12 +141,15 @@ def search(
     k: Annotated[int, typer.Option("-k", help="How many hits.")] = 5,
     mode: Annotated[Literal["hybrid", "vector", "lexical"], typer.Option("--mode")] = "hybrid",
     where: Annotated[list[str], typer.Option("--where", help="key=value (repeat: any of)")] = [],  # noqa: B006
+    rerank: Annotated[
+        str | None, typer.Option("--rerank", help="A registered reranker (built-in: cosine).")
+    ] = None,
     as_json: JsonOpt = False,
     url: UrlOpt = None,
     key: KeyOpt = None,
 ) -> None:
     with client(url, key) as c:
-        found = c.kb.search(name, query, k=k, mode=mode, where=_where(where) or None)
+        found = c.kb.search(name, query, k=k, mode=mode, where=_where(where) or None, rerank=rerank)
     if as_json:
         _json(found.model_dump())
         return

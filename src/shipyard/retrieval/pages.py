@@ -16,6 +16,7 @@ from starlette.responses import Response
 from shipyard.errors import InvalidInput, PayloadTooLarge, ShipyardError
 from shipyard.http.deps import Authorized, Ctx
 from shipyard.inputs import invalid
+from shipyard.plugins import RERANKERS
 from shipyard.retrieval.api import knowledge_bases as api
 from shipyard.retrieval.kb import Incoming
 from shipyard.retrieval.schemas import KnowledgeBaseIn, SearchIn
@@ -46,6 +47,7 @@ def _kb_page(
     return render(
         ctx, "kb_detail.html", "kb", 400 if error else 200, kb=kb, docs=docs, active=active,
         error=error, message=message, search=search or {"mode": "hybrid", "k": 5}, hits=hits,
+        rerankers=sorted(ctx.platform.plugins.names(RERANKERS)),
     )  # fmt: skip
 
 
@@ -131,11 +133,14 @@ async def kb_search(
     query: str = Form(max_length=8000),
     mode: str = Form("hybrid", max_length=16),
     k: str = Form("5", max_length=4),
+    rerank: str = Form("", max_length=64),
     ctx: Ctx = Authorized("kb:search"),
 ) -> Response:
-    form = {"query": query, "mode": mode, "k": k}
+    form = {"query": query, "mode": mode, "k": k, "rerank": rerank}
     try:
-        body = SearchIn.model_validate({"query": query, "mode": mode, "k": k})
+        body = SearchIn.model_validate(
+            {"query": query, "mode": mode, "k": k, "rerank": rerank or None}
+        )
         found = await api.search(name, body, ctx)
     except ValidationError as exc:
         error = invalid(exc).detail

@@ -107,6 +107,9 @@ class SearchIn(Strict):
     where: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict, max_length=16)
     vector_weight: float | None = Field(default=None, ge=0, le=100)
     lexical_weight: float | None = Field(default=None, ge=0, le=100)
+    # a registered reranker (`shipyard.rerankers`, built-in: cosine) re-scores the
+    # candidates before the best k are taken
+    rerank: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class HitPublic(BaseModel):
@@ -118,6 +121,7 @@ class HitPublic(BaseModel):
     vector_score: float | None
     vector_rank: int | None
     lexical_rank: int | None
+    rerank_score: float | None = None
     metadata: dict[str, JsonValue]
 
 

@@ -4,13 +4,17 @@ snapshots under the data dir's `indexes/`), the indexing worker, and search."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import logging
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import select
 
+from shipyard.errors import ShipyardError, Unavailable
 from shipyard.identity.actor import Actor
+from shipyard.plugins import Candidate, RerankContext, Reranker
+from shipyard.retrieval import rerank
 from shipyard.retrieval import search as searching
 from shipyard.retrieval.index import Batch, EmbeddedIndex
 from shipyard.retrieval.ingest import Indexer
@@ -22,6 +26,7 @@ if TYPE_CHECKING:
     from shipyard.plugins import VectorIndex
 
 BATCH = 5000
+log = logging.getLogger("shipyard.retrieval")
 
 
 class Retrieval:
@@ -68,22 +73,31 @@ class Retrieval:
         self, kb: KnowledgeBaseRow, body: SearchIn, actor: Actor
     ) -> list[dict[str, Any]]:
         settings = self.platform.settings
+        reranker = rerank.load(self.platform.plugins, body.rerank) if body.rerank else None
         n = max(body.k * 4, 20)
+        keep = n if reranker is not None else body.k  # a reranker sees every candidate
         vector: list[tuple[int, float]] = []
         lexical: list[tuple[int, float]] = []
-        if body.mode in ("hybrid", "vector") and kb.dimensions:
-            gateway = self.platform.services["gateway"]
-            got = await gateway.embed([body.query], model=kb.embedding_route, actor=actor)
-            query = searching.query_vector(got.vectors)
+        gateway = self.platform.services["gateway"]
+
+        async def embed(texts: list[str]) -> list[list[float]]:
+            got = await gateway.embed(texts, model=kb.embedding_route, actor=actor)
+            vectors: list[list[float]] = got.vectors
+            return vectors
+
+        query: np.ndarray | None = None
+        if (body.mode in ("hybrid", "vector") or reranker is not None) and kb.dimensions:
+            query = searching.query_vector(await embed([body.query]))
+        if body.mode in ("hybrid", "vector") and query is not None:
             vector = await asyncio.to_thread(
                 self.index.search, kb.id, kb.dimensions, query, n, body.where or None
             )
         if body.mode in ("hybrid", "lexical"):
             lexical = await asyncio.to_thread(self._lexical, kb.id, body.query, n, body.where)
         if body.mode == "vector":
-            hits = searching.fuse(vector, [], vector_weight=1, lexical_weight=0, k=body.k)
+            hits = searching.fuse(vector, [], vector_weight=1, lexical_weight=0, k=keep)
         elif body.mode == "lexical":
-            hits = searching.fuse([], lexical, vector_weight=0, lexical_weight=1, k=body.k)
+            hits = searching.fuse([], lexical, vector_weight=0, lexical_weight=1, k=keep)
         else:
             hits = searching.fuse(
                 vector,
@@ -94,10 +108,15 @@ class Retrieval:
                 lexical_weight=settings.kb_lexical_weight
                 if body.lexical_weight is None
                 else body.lexical_weight,
-                k=body.k,
+                k=keep,
             )
         scores = dict(lexical)
         rows = await asyncio.to_thread(self._chunks, kb, [h.chunk_id for h in hits])
+        hits = [h for h in hits if h.chunk_id in rows]  # a delete that raced the search
+        reranked: dict[int, float] = {}
+        if reranker is not None and hits:
+            reranked = await self._rerank(reranker, body.query, query, embed, hits, rows)
+            hits = sorted(hits, key=lambda h: -reranked[h.chunk_id])[: body.k]
         out = []
         for h in hits:
             found = rows.get(h.chunk_id)
@@ -105,7 +124,9 @@ class Retrieval:
                 continue
             row, document = found
             score = h.score
-            if body.mode == "vector":
+            if reranked:
+                score = reranked[h.chunk_id]
+            elif body.mode == "vector":
                 score = h.vector_score or 0.0
             elif body.mode == "lexical":
                 score = scores.get(h.chunk_id, 0.0)
@@ -119,10 +140,41 @@ class Retrieval:
                     "vector_score": h.vector_score,
                     "vector_rank": h.vector_rank,
                     "lexical_rank": h.lexical_rank,
+                    "rerank_score": reranked.get(h.chunk_id),
                     "metadata": row.metadata_ or {},
                 }
             )
         return out
+
+    async def _rerank(
+        self,
+        reranker: Reranker,
+        text: str,
+        query: np.ndarray | None,
+        embed: Callable[[list[str]], Awaitable[list[list[float]]]],
+        hits: list[Any],
+        rows: dict[int, tuple[ChunkRow, str]],
+    ) -> dict[int, float]:
+        candidates = [
+            Candidate(
+                chunk_id=h.chunk_id,
+                text=rows[h.chunk_id][0].text,
+                vector=np.frombuffer(rows[h.chunk_id][0].vector, dtype="<f4"),
+                metadata=rows[h.chunk_id][0].metadata_ or {},
+            )
+            for h in hits
+        ]
+        name = getattr(reranker, "name", type(reranker).__name__)
+        try:
+            scores = await reranker.rerank(text, candidates, RerankContext(query, embed))
+            if len(scores) != len(candidates):
+                raise ValueError(f"{len(scores)} scores for {len(candidates)} candidates")
+            return {c.chunk_id: float(x) for c, x in zip(candidates, scores, strict=True)}
+        except ShipyardError:
+            raise
+        except Exception as exc:  # a plugin's failure is not the caller's 500
+            log.warning("reranker %s failed: %s", name, type(exc).__name__)
+            raise Unavailable(f"the reranker '{name}' failed: {type(exc).__name__}") from None
 
     def _lexical(
         self, kb_id: str, query: str, n: int, where: dict[str, Any]

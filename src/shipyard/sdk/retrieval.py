@@ -130,8 +130,9 @@ class KnowledgeBases:
         where: dict[str, Any] | None = None,
         vector_weight: float | None = None,
         lexical_weight: float | None = None,
+        rerank: str | None = None,
     ) -> Any:
-        """-> SearchPublic (hits best first)."""
+        """-> SearchPublic (hits best first); `rerank` names a registered reranker."""
         body = _clean(
             {
                 "query": query,
@@ -140,6 +141,7 @@ class KnowledgeBases:
                 "where": where,
                 "vector_weight": vector_weight,
                 "lexical_weight": lexical_weight,
+                "rerank": rerank,
             }
         )
         return self._run(Call("POST", self._path(name, "/search"), _as(SearchPublic), json=body))
