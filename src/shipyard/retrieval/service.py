@@ -34,6 +34,7 @@ class Retrieval:
         self.platform = platform
         settings = platform.settings
         self.index: VectorIndex = EmbeddedIndex(settings.home / "indexes", self._vectors)
+        self._rerankers: dict[str, Reranker] = {}
         self.indexer = Indexer(
             platform, self.index, slots=settings.kb_index_workers, lease_s=settings.kb_lease_seconds
         )
@@ -73,7 +74,7 @@ class Retrieval:
         self, kb: KnowledgeBaseRow, body: SearchIn, actor: Actor
     ) -> list[dict[str, Any]]:
         settings = self.platform.settings
-        reranker = rerank.load(self.platform.plugins, body.rerank) if body.rerank else None
+        reranker = self._reranker(body.rerank) if body.rerank else None
         n = max(body.k * 4, 20)
         keep = n if reranker is not None else body.k  # a reranker sees every candidate
         vector: list[tuple[int, float]] = []
@@ -119,10 +120,7 @@ class Retrieval:
             hits = sorted(hits, key=lambda h: -reranked[h.chunk_id])[: body.k]
         out = []
         for h in hits:
-            found = rows.get(h.chunk_id)
-            if found is None:
-                continue
-            row, document = found
+            row, document = rows[h.chunk_id]
             score = h.score
             if reranked:
                 score = reranked[h.chunk_id]
@@ -145,6 +143,13 @@ class Retrieval:
                 }
             )
         return out
+
+    def _reranker(self, name: str) -> Reranker:
+        """Built once per name: a reranker may load a model when it is constructed."""
+        found = self._rerankers.get(name)
+        if found is None:
+            found = self._rerankers[name] = rerank.load(self.platform.plugins, name)
+        return found
 
     async def _rerank(
         self,
