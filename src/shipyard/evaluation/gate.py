@@ -48,7 +48,9 @@ class NotWorse(Strict):
 
 class GateConfig(Strict):
     dataset: str = Field(pattern=datasets.NAME)
-    dataset_version: int | None = Field(default=None, ge=1, description="default: latest")
+    dataset_version: int | None = Field(
+        default=None, ge=1, le=2**31 - 1, description="default: latest"
+    )
     scorers: dict[str, Bound] = Field(default_factory=dict)
     max_latency_p95_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     max_cost_per_item_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)

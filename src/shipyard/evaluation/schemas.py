@@ -64,7 +64,7 @@ class ChangeIn(Strict):
         default_factory=list, max_length=MAX_CHANGE
     )
     message: Message = ""
-    base_version: int | None = Field(default=None, ge=0)
+    base_version: int | None = Field(default=None, ge=0, le=2**31 - 1)
 
 
 class FromTracesIn(Strict):
@@ -148,7 +148,9 @@ class RunIn(Strict):
     name: str = Field(default="", max_length=128)
     target: TargetIn
     dataset: str = Field(pattern=NAME)
-    dataset_version: int | None = Field(default=None, ge=1, description="default: latest")
+    dataset_version: int | None = Field(
+        default=None, ge=1, le=2**31 - 1, description="default: latest"
+    )
     scorers: list[ScorerIn] = Field(min_length=1, max_length=20)
     params: dict[str, JsonValue] = Field(
         default_factory=dict, description=f"chat parameters: {', '.join(sorted(PARAMS))}"

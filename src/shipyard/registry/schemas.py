@@ -96,7 +96,7 @@ class ModelVersionIn(VersionCommon):
 class Member(Strict):
     kind: Literal["model", "prompt"]
     name: Name
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=2**31 - 1)
 
 
 class ReleaseVersionIn(VersionCommon):
@@ -115,7 +115,7 @@ class AssetUpdate(Strict):
 
 
 class AliasIn(Strict):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=2**31 - 1)
 
 
 class VersionPublic(BaseModel):
@@ -169,7 +169,7 @@ class MovePublic(BaseModel):
 class PromotionIn(Strict):
     kind: Literal["model", "prompt", "release"] = "model"
     name: Name
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=2**31 - 1)
     environment: str = Field(pattern=ALIAS)
     note: str = Field(default="", max_length=2000)
 

@@ -211,7 +211,7 @@ def _cursor(value: str | None) -> int:
 def list_items(
     name: DatasetName,
     ctx: Ctx = Authorized("datasets:read"),
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     cursor: Annotated[str | None, Query(max_length=16)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ItemPage:
@@ -233,7 +233,7 @@ def list_items(
 def export(
     name: DatasetName,
     ctx: Ctx = Authorized("datasets:read"),
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     format: Literal["jsonl", "openai", "dpo"] = "jsonl",
 ) -> StreamingResponse:
     """JSON lines: the items (`jsonl`), OpenAI chat fine-tuning examples (`openai`:
