@@ -125,6 +125,18 @@ class Settings(BaseSettings):
         description="Documents this server indexes at once; 0: it indexes none (another "
         "replica does).",
     )
+    kb_index_engine: str = Field(
+        default="auto",
+        pattern="^(auto|embedded|pgvector)$",
+        description="The vector index: 'embedded' (an HNSW graph in each process, snapshots "
+        "under the data dir), 'pgvector' (in the PostgreSQL database, shared by replicas), "
+        "'auto' (pgvector on PostgreSQL where the extension is there, else embedded).",
+    )
+    kb_sync_enabled: bool = Field(
+        default=True,
+        description="This server runs the syncs of knowledge bases that follow a table "
+        "(off: another replica does).",
+    )
     kb_lease_seconds: float = Field(
         default=60,
         gt=0,

@@ -1,6 +1,7 @@
 """The vector index contract, run on each engine: the embedded engine with its HNSW graph
-and with exact search only. Ids and vectors come from a dict standing for the database's
-chunk rows (the truth an engine rebuilds from)."""
+and with exact search only (ids and vectors from a dict standing for the database's
+chunk rows, the truth an engine rebuilds from), and pgvector on a real PostgreSQL
+database, whose rows are real `kb_chunks` rows."""
 
 from __future__ import annotations
 
@@ -10,9 +11,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy import delete
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from shipyard.capability import migration_folders
+from shipyard.identity.models import Organization, Workspace
 from shipyard.plugins import VectorIndex
 from shipyard.retrieval.index import EXACT_BELOW, EmbeddedIndex
+from shipyard.retrieval.pgvector import PgVectorIndex
+from shipyard.retrieval.tables import ChunkRow, DocumentRow, KnowledgeBaseRow
+from shipyard.store import Database
+from tests.conftest import _pg_database
 
 DIMS = 24
 
@@ -44,17 +53,94 @@ class Rows:
             )
 
 
+class PgRows(Rows):
+    """The same, and real chunk rows in PostgreSQL (what pgvector's tables point at)."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__()
+        self.db = db
+        with db.transaction() as s:
+            s.add(Organization(id="org_t", name="t"))
+            s.flush()
+            s.add(Workspace(id="ws_t", org_id="org_t", slug="t", name="t"))
+
+    def put(
+        self, space: str, ids: list[int], vectors: np.ndarray, tags: list[dict[str, Any]]
+    ) -> None:
+        super().put(space, ids, vectors, tags)
+        with self.db.transaction() as s:
+            if s.get(KnowledgeBaseRow, space) is None:
+                s.add(
+                    KnowledgeBaseRow(
+                        id=space,
+                        workspace_id="ws_t",
+                        name=space,
+                        embedding_route="e",
+                        dimensions=DIMS,
+                        chunking={},
+                    )
+                )
+                s.flush()
+                s.add(
+                    DocumentRow(
+                        id=f"d_{space}",
+                        kb_id=space,
+                        name="d",
+                        format="txt",
+                        content_hash="",
+                        text="",
+                    )
+                )
+                s.flush()
+            rows = [
+                {
+                    "id": i,
+                    "kb_id": space,
+                    "document_id": f"d_{space}",
+                    "position": i,
+                    "text": "",
+                    "tokens": 0,
+                    "start": 0,
+                    "end": 0,
+                    "metadata": t,
+                    "vector": v.astype("<f4").tobytes(),
+                }
+                for i, v, t in zip(ids, vectors, tags, strict=True)
+            ]
+            stmt = pg_insert(ChunkRow.__table__)
+            s.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["id"],
+                    set_={"metadata": stmt.excluded.metadata, "vector": stmt.excluded.vector},
+                ),
+                rows,
+            )
+
+    def drop(self, space: str, ids: list[int]) -> None:
+        super().drop(space, ids)
+        with self.db.transaction() as s:
+            s.execute(delete(ChunkRow).where(ChunkRow.id.in_(ids)))
+
+
 def unit(rng: np.random.Generator, n: int) -> np.ndarray:
     m = rng.normal(size=(n, DIMS)).astype(np.float32)
     return m / np.linalg.norm(m, axis=1, keepdims=True)
 
 
-@pytest.fixture(params=["hnswlib", "exact"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Rows, Path]:
-    return str(request.param), Rows(), tmp_path
+@pytest.fixture(params=["hnswlib", "exact", pytest.param("pgvector", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Rows, Path]]:
+    if request.param != "pgvector":
+        yield str(request.param), Rows(), tmp_path
+        return
+    db = Database(_pg_database(request.getfixturevalue("pg_server")))
+    db.upgrade(migration_folders())
+    yield "pgvector", PgRows(db), tmp_path
+    db.close()
 
 
 def make(kind: str, rows: Rows, folder: Path) -> VectorIndex:
+    if isinstance(rows, PgRows):
+        return PgVectorIndex(rows.db)
     return EmbeddedIndex(folder, rows.source, ann=kind == "hnswlib")
 
 
@@ -183,7 +269,8 @@ def test_a_new_process_rebuilds_or_reloads_and_reconciles_with_the_rows(
     extra = unit(rng, 3)
     rows.put("kb1", [n + 1, n + 2, n + 3], extra, [{"group": "late"}] * 3)
     again = make(kind, rows, folder)
-    assert again.count("kb1") == 0  # nothing loaded before the first use
+    if kind != "pgvector":
+        assert again.count("kb1") == 0  # nothing loaded before the first use
     found = [i for i, _ in again.search("kb1", DIMS, vectors[4], 20)]
     assert 5 not in found and 6 not in found
     assert again.count("kb1") == n + 1

@@ -4,6 +4,8 @@ the local embeddings route."""
 from __future__ import annotations
 
 import asyncio
+import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,3 +92,79 @@ def test_the_cli_adds_files_with_progress_and_searches(env: Env, tmp_path: Path)
     assert "key=value" in out
     _cli(["kb", "rm", "support", "b.txt", *auth])
     assert "b.txt" not in _cli(["kb", "docs", "support", *auth])
+
+
+def test_the_sdk_and_the_cli_follow_a_table_and_sync_it(env: Env, tmp_path: Path) -> None:
+    auth = ["--url", env.url, "--key", env.owner_key]
+    db = tmp_path / "src" / "faq.db"
+    db.parent.mkdir()
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE faq (qid TEXT PRIMARY KEY, answer TEXT, lang TEXT)")
+        conn.execute("INSERT INTO faq VALUES ('a', 'Refunds are paid within 14 days.', 'en')")
+    with Client(env.url, env.owner_key) as c:
+        c.kb.create("faq")
+        got = c.kb.set_source(
+            "faq",
+            kind="sqlite",
+            location=str(db),
+            table="faq",
+            id_column="qid",
+            text_column="answer",
+            metadata_columns=["lang"],
+            interval_seconds=3600,
+        )
+        assert got.table == "faq" and got.mode == "schedule" and got.interval_seconds == 3600
+    # the CLI syncs now and follows it to the end; a second row is picked up
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO faq VALUES ('b', 'The office opens at nine.', 'en')")
+    out = _cli(["kb", "sync", "faq", *auth])
+    assert ("syncing" in out or "indexing" in out) and "idle" in out
+    assert _cli(["kb", "sync", "faq", "--status", "--json", *auth]).count('"rows": 2') == 1
+    assert "row-b" in _cli(["kb", "search", "faq", "opening hours", "-k", "1", *auth])
+    # reconfigured from the CLI (the location from the environment), then removed
+    os.environ["FAQ_DB"] = str(db)
+    try:
+        out = _cli(
+            [
+                "kb",
+                "source",
+                "faq",
+                "--kind",
+                "sqlite",
+                "--location",
+                "env:FAQ_DB",
+                "--table",
+                "faq",
+                "--id-column",
+                "qid",
+                "--text-column",
+                "answer",
+                "--continuous",
+                *auth,
+            ]
+        )
+    finally:
+        del os.environ["FAQ_DB"]
+    assert "continuous" in out
+    out = _cli(
+        [
+            "kb",
+            "source",
+            "faq",
+            "--kind",
+            "sqlite",
+            "--location",
+            "env:NOPE_X",
+            "--table",
+            "faq",
+            "--text-column",
+            "answer",
+            *auth,
+        ],
+        code=2,
+    )
+    assert "NOPE_X" in out
+    with Client(env.url, env.owner_key) as c:
+        assert c.kb.source("faq").mode == "continuous"
+        c.kb.remove_source("faq")
+    assert "no source" in _cli(["kb", "sync", "faq", *auth], code=1)

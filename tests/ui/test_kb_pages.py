@@ -5,6 +5,8 @@ then in real headless Chromium: create, upload, watch it index, search, open the
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +119,64 @@ def test_create_upload_index_search_in_the_browser(
     first.get_by_role("link", name="refunds.md").click()
     page.locator("#chunks").wait_for()
     assert page.locator("#chunks tbody tr").count() == 2
+
+
+def _followed(env: Env, tmp_path: Path) -> Path:
+    """A knowledge base `wiki` following a SQLite table of one row, synced once."""
+    db = tmp_path / "src" / f"wiki-{len(list(tmp_path.iterdir()))}.db"
+    db.parent.mkdir(exist_ok=True)
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE pages (id INTEGER PRIMARY KEY, body TEXT)")
+        conn.execute("INSERT INTO pages VALUES (1, ?)", (f"Refunds take two weeks {XSS}",))
+    assert env.admin.post("/api/knowledge-bases", json={"name": "wiki"}).status_code == 201
+    r = env.admin.put(
+        "/api/knowledge-bases/wiki/source",
+        json={"kind": "sqlite", "location": str(db), "table": "pages", "text_column": "body",
+              "interval_seconds": 3600},
+    )  # fmt: skip
+    assert r.status_code == 200, r.text
+    deadline = time.monotonic() + 60
+    while True:
+        got = env.admin.get("/api/knowledge-bases/wiki/source").json()
+        if got["syncs"] and not got["pending"]:
+            return db
+        assert time.monotonic() < deadline, got
+        time.sleep(0.1)
+
+
+def test_the_source_card_shows_the_sync_and_a_viewer_cannot_sync(env: Env, tmp_path: Path) -> None:
+    db = _followed(env, tmp_path)
+    with _session(env, "admin@example.com", ADMIN_PASSWORD) as (client, hx):
+        page = client.get("/kb/wiki")
+        assert page.status_code == 200 and 'data-status="idle"' in page.text
+        assert "Sync now" in page.text and str(db) in page.text and XSS not in page.text
+        card = client.get("/kb/wiki/source")
+        assert card.status_code == 200 and 'data-testid="sync-rows">1<' in card.text
+        asked = client.post("/kb/wiki/sync", headers=hx)
+        assert asked.status_code == 200 and "Sync asked for" in asked.text
+        _kb(env)
+        assert "follows no table" in client.get("/kb/handbook").text
+    _user(env, "vi2@example.com", "viewer")
+    with _session(env, "vi2@example.com", PASSWORD) as (viewer, hx):
+        page = viewer.get("/kb/wiki")
+        assert page.status_code == 200 and "Sync now" not in page.text
+        assert viewer.post("/kb/wiki/sync", headers=hx).status_code == 403
+
+
+@pytest.mark.browser
+def test_sync_now_in_the_browser_picks_up_a_new_row(
+    browser_env: tuple[Any, Env], tmp_path: Path
+) -> None:
+    page, env = browser_env
+    db = _followed(env, tmp_path)
+    page.goto(env.url + "/kb/wiki")
+    assert page.locator("[data-testid=sync-rows]").inner_text() == "1"
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO pages VALUES (2, 'The office opens at nine.')")
+    page.get_by_role("button", name="Sync now").click()
+    page.get_by_role("status").wait_for()
+    # the card refreshes itself until the sync ran and its rows are indexed
+    page.locator("[data-testid=sync-rows]", has_text="2").wait_for(timeout=60_000)
+    page.locator('#kb-source[data-status="idle"]').wait_for(timeout=60_000)
+    page.reload()
+    assert page.locator('[data-document="row-2"]').count() == 1

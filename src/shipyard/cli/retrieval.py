@@ -1,13 +1,19 @@
 """`shipyard kb ...`: knowledge bases: create, add files (a progress bar while they upload
-and while the server indexes them), search, list, documents, remove.
+and while the server indexes them), search, list, documents, remove; follow a table
+(source) and sync it.
 
     shipyard kb create handbook --strategy markdown --size 200
     shipyard kb add handbook docs/*.md guide.pdf
-    shipyard kb search handbook "how do refunds work?" -k 5 --where team=support"""
+    shipyard kb search handbook "how do refunds work?" -k 5 --where team=support
+    shipyard kb source handbook --kind postgres --location env:ARTICLES_DB \
+        --table articles --text-column body --updated-column updated_at --continuous
+    shipyard kb sync handbook"""
 
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -182,3 +188,109 @@ def remove(name: str, document: str, url: UrlOpt = None, key: KeyOpt = None) -> 
     with client(url, key) as c:
         c.kb.remove(name, document)
     console.print(f"removed {document} from {name}")
+
+
+@app.command("source")
+def set_source(
+    name: str,
+    kind: Annotated[Literal["sqlite", "postgres"], typer.Option("--kind")],
+    location: Annotated[
+        str,
+        typer.Option(
+            "--location",
+            help="The SQLite file's absolute path or a postgresql:// URL; env:VAR reads it "
+            "from the environment (keeps a password off the command line).",
+        ),
+    ],
+    table: Annotated[str, typer.Option("--table")],
+    text_column: Annotated[str, typer.Option("--text-column")],
+    id_column: Annotated[str, typer.Option("--id-column")] = "id",
+    updated_column: Annotated[
+        str | None, typer.Option("--updated-column", help="Grows with each change of a row.")
+    ] = None,
+    metadata_column: Annotated[list[str], typer.Option("--metadata-column")] = [],  # noqa: B006
+    continuous: Annotated[bool, typer.Option("--continuous", help="Sync every second.")] = False,
+    every: Annotated[float, typer.Option("--every", help="Seconds between syncs.")] = 300,
+    allow_internal: Annotated[bool, typer.Option("--allow-internal")] = False,
+    url: UrlOpt = None,
+    key: KeyOpt = None,
+) -> None:
+    """Make the knowledge base follow a table: each row with text is a document."""
+    if location.startswith("env:"):
+        var = location[4:]
+        location = os.environ.get(var, "")
+        if not location:
+            fail(f"--location env:{var}: the variable is not set")
+    with client(url, key) as c:
+        got = c.kb.set_source(
+            name,
+            kind=kind,
+            location=location,
+            table=table,
+            id_column=id_column,
+            text_column=text_column,
+            updated_column=updated_column,
+            metadata_columns=metadata_column,
+            mode="continuous" if continuous else "schedule",
+            interval_seconds=None if continuous else every,
+            allow_internal=allow_internal,
+        )
+    console.print(f"{name} follows {got.kind} table {got.table} at {got.location} ({got.mode})")
+
+
+@app.command("sync")
+def sync(
+    name: str,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the sync.")] = True,
+    status_only: Annotated[bool, typer.Option("--status", help="Only show the status.")] = False,
+    as_json: JsonOpt = False,
+    url: UrlOpt = None,
+    key: KeyOpt = None,
+) -> None:
+    """Sync the knowledge base with its table now (a progress bar while its changed rows
+    are indexed), or show where its sync stands."""
+    with client(url, key) as c:
+        if status_only:
+            got = c.kb.source(name)
+        else:
+            before = c.kb.sync(name).syncs
+            got = _follow_sync(c, name, before) if wait else c.kb.source(name)
+    if as_json:
+        _json(got.model_dump())
+        return
+    t = Table(title=f"{name}: {got.kind} table {got.table}")
+    t.add_column("field")
+    t.add_column("value")
+    lag = "-" if got.lag_seconds is None else f"{got.lag_seconds:.1f} s"
+    for field, value in (
+        ("status", got.status),
+        ("rows", str(got.rows)),
+        ("last sync: changed / deleted", f"{got.last_changed} / {got.last_deleted}"),
+        ("waiting to be indexed", str(got.pending)),
+        ("lag", lag),
+        ("syncs", str(got.syncs)),
+        ("next", str(got.next_run_at)),
+        ("error", got.error or "-"),
+    ):
+        t.add_row(field, value)
+    console.print(t)
+    if got.status == "failed":
+        raise typer.Exit(1)
+
+
+def _follow_sync(c: Any, name: str, before: int) -> Any:
+    with _bar() as bar:
+        task = bar.add_task("syncing", total=None)
+        got = c.kb.source(name)
+        while got.syncs <= before or got.status == "syncing":
+            time.sleep(0.3)
+            got = c.kb.source(name)
+        if got.status != "failed" and got.pending:
+            total = got.pending
+            bar.update(task, description="indexing", total=total, completed=0)
+            while got.pending:
+                bar.update(task, completed=total - min(total, got.pending))
+                time.sleep(0.3)
+                got = c.kb.source(name)
+        bar.update(task, total=1, completed=1)
+    return got

@@ -1,13 +1,14 @@
 """The retrieval capability: knowledge bases of documents, chunked, embedded through the
 gateway and indexed (a vector index and the database's full-text index), searched by
-vector, by text, or both fused."""
+vector, by text, or both fused; a knowledge base may follow a table in another
+database."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from shipyard.capability import Capability
-from shipyard.identity.roles import CALLERS, HUMAN, Role
+from shipyard.identity.roles import ADMINS, CALLERS, HUMAN, Role
 
 if TYPE_CHECKING:
     from shipyard.platform import Platform
@@ -34,12 +35,15 @@ CAPABILITY = Capability(
     permissions={
         "kb:read": HUMAN,
         "kb:write": WRITERS,
+        # a source table is a connection Shipyard makes: admin configuration
+        "kb:source": ADMINS,
         # searching embeds the query through the gateway as the caller
         "kb:search": CALLERS,
     },
     routers=(
         "shipyard.retrieval.api.knowledge_bases:router",
         "shipyard.retrieval.api.knowledge_bases:uploads",
+        "shipyard.retrieval.api.sources:router",
     ),
     pages=("shipyard.retrieval.pages:router",),
     cli=(("kb", "shipyard.cli.retrieval:app"),),

@@ -1,7 +1,8 @@
 """Knowledge bases in the UI, under /kb: the list with a form to create one; per
 knowledge base its documents with their indexing status (refreshed while any is
 queued or indexing), an upload form, a search playground showing each hit's fused score
-and both ranks; and a chunk viewer per document. Changes go through the API's functions
+and both ranks; the source table's sync status (refreshed while a sync runs) with a
+button to sync now; and a chunk viewer per document. Changes go through the API's functions
 (the same checks and audit); a refusal is a message on the page."""
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 from starlette.responses import Response
 
-from shipyard.errors import InvalidInput, PayloadTooLarge, ShipyardError
+from shipyard.errors import InvalidInput, NotFound, PayloadTooLarge, ShipyardError
 from shipyard.http.deps import Authorized, Ctx
 from shipyard.inputs import invalid
 from shipyard.plugins import RERANKERS
 from shipyard.retrieval.api import knowledge_bases as api
+from shipyard.retrieval.api import sources
 from shipyard.retrieval.kb import Incoming
-from shipyard.retrieval.schemas import KnowledgeBaseIn, SearchIn
+from shipyard.retrieval.schemas import KnowledgeBaseIn, SearchIn, SourcePublic
+from shipyard.store import utcnow
 from shipyard.ui.router import _audit_ui_failure, render
 
 router = APIRouter(include_in_schema=False, prefix="/kb")
@@ -47,8 +50,17 @@ def _kb_page(
     return render(
         ctx, "kb_detail.html", "kb", 400 if error else 200, kb=kb, docs=docs, active=active,
         error=error, message=message, search=search or {"mode": "hybrid", "k": 5}, hits=hits,
-        rerankers=sorted(ctx.platform.plugins.names(RERANKERS)),
+        rerankers=sorted(ctx.platform.plugins.names(RERANKERS)), **_source(ctx, name),
     )  # fmt: skip
+
+
+def _source(ctx: Ctx, name: str) -> dict[str, Any]:
+    """The source's status, and whether a sync is due (the page polls until it ran)."""
+    try:
+        found: SourcePublic | None = sources.get_source(name, ctx)
+    except NotFound:
+        found = None
+    return {"source": found, "due": found is not None and found.next_run_at <= utcnow()}
 
 
 @router.get("", name="ui.kb_list")
@@ -105,6 +117,22 @@ def kb_documents(name: str, ctx: Ctx = Authorized("kb:read")) -> Response:
     active = any(d.status in ("queued", "indexing") for d in docs)
     kb = api.get_kb(name, ctx)
     return render(ctx, "kb_documents.html", "kb", kb=kb, docs=docs, active=active)
+
+
+@router.get("/{name}/source", name="ui.kb_source")
+def kb_source(name: str, ctx: Ctx = Authorized("kb:read")) -> Response:
+    """The source table's status alone (what the page polls while a sync runs)."""
+    kb = api.get_kb(name, ctx)
+    return render(ctx, "kb_source.html", "kb", kb=kb, **_source(ctx, name))
+
+
+@router.post("/{name}/sync", name="ui.kb_sync")
+async def kb_sync(name: str, ctx: Ctx = Authorized("kb:write")) -> Response:
+    def work() -> Response:
+        sources.sync_now(name, ctx)
+        return _kb_page(ctx, name, message="Sync asked for: it runs now.")
+
+    return await _attempt(ctx, work, lambda error: _kb_page(ctx, name, error=error))
 
 
 @router.post("/{name}/upload", name="ui.kb_upload")

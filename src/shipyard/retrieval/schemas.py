@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, JsonValue
 
@@ -129,3 +129,51 @@ class SearchPublic(BaseModel):
     query: str
     mode: str
     hits: list[HitPublic]
+
+
+IDENT = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+TABLE = r"^([A-Za-z_][A-Za-z0-9_]{0,62}\.)?[A-Za-z_][A-Za-z0-9_]{0,62}$"
+Column = Annotated[str, Field(pattern=IDENT)]
+
+
+class SourceIn(Strict):
+    """A table a knowledge base follows (see `shipyard.retrieval.sync`)."""
+
+    kind: Literal["sqlite", "postgres"]
+    # an absolute path to a SQLite file, or a postgresql:// URL (kept sealed)
+    location: str = Field(min_length=1, max_length=2000)
+    table: str = Field(pattern=TABLE)
+    id_column: Column = "id"
+    text_column: Column
+    updated_column: Column | None = None  # without one, every sync reads every row
+    metadata_columns: list[Column] = Field(default_factory=list, max_length=32)
+    # continuous: every second; schedule: every interval_seconds
+    mode: Literal["schedule", "continuous"] = "schedule"
+    interval_seconds: float = Field(default=300, ge=1, le=7 * 86400)
+    allow_internal: bool = False  # a platform administrator's choice
+
+
+class SourcePublic(BaseModel):
+    kind: str
+    location: str  # without the password
+    table: str
+    id_column: str
+    text_column: str
+    updated_column: str | None
+    metadata_columns: list[str]
+    mode: str
+    interval_seconds: float
+    allow_internal: bool
+    status: str  # idle | syncing | failed
+    error: str
+    syncs: int
+    rows: int  # rows with text in the source at the last sync
+    last_changed: int  # rows queued by the last sync
+    last_deleted: int  # documents removed by the last sync
+    pending: int  # row documents waiting to be indexed
+    lag_seconds: float | None  # how old the index's view of the table may be
+    watermark: str | None
+    last_started_at: datetime | None
+    last_success_at: datetime | None
+    next_run_at: datetime
+    created_by: str

@@ -1,5 +1,6 @@
 """The retrieval capability's service: the vector index (the embedded engine, its
-snapshots under the data dir's `indexes/`), the indexing worker, and search."""
+snapshots under the data dir's `indexes/`, or pgvector in the PostgreSQL database), the
+indexing worker, the source tables' syncs, and search."""
 
 from __future__ import annotations
 
@@ -11,14 +12,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import select
 
-from shipyard.errors import ShipyardError, Unavailable
+from shipyard.errors import ConfigError, ShipyardError, Unavailable
 from shipyard.identity.actor import Actor
 from shipyard.plugins import Candidate, RerankContext, Reranker
-from shipyard.retrieval import rerank
+from shipyard.retrieval import pgvector, rerank
 from shipyard.retrieval import search as searching
 from shipyard.retrieval.index import Batch, EmbeddedIndex
 from shipyard.retrieval.ingest import Indexer
 from shipyard.retrieval.schemas import SearchIn
+from shipyard.retrieval.sync import Syncer
 from shipyard.retrieval.tables import ChunkRow, KnowledgeBaseRow
 
 if TYPE_CHECKING:
@@ -33,16 +35,36 @@ class Retrieval:
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
         settings = platform.settings
-        self.index: VectorIndex = EmbeddedIndex(settings.home / "indexes", self._vectors)
+        self.index: VectorIndex = self._engine()
         self._rerankers: dict[str, Reranker] = {}
         self.indexer = Indexer(
             platform, self.index, slots=settings.kb_index_workers, lease_s=settings.kb_lease_seconds
         )
+        self.syncer = Syncer(
+            platform, enabled=settings.kb_sync_enabled, lease_s=settings.kb_lease_seconds
+        )
+
+    def _engine(self) -> VectorIndex:
+        settings, db = self.platform.settings, self.platform.db
+        choice = settings.kb_index_engine
+        if choice == "pgvector" or (choice == "auto" and pgvector.available(db)):
+            if not pgvector.available(db):
+                raise ConfigError(
+                    "kb_index_engine: pgvector needs a PostgreSQL database with the "
+                    "pgvector extension installed"
+                )
+            return pgvector.PgVectorIndex(db)
+        return EmbeddedIndex(settings.home / "indexes", self._vectors)
 
     async def start(self) -> None:
+        start = getattr(self.index, "start", None)
+        if start is not None:  # pgvector: add what a stopped process left out
+            await asyncio.to_thread(start)
         await self.indexer.start()
+        await self.syncer.start()
 
     async def stop(self) -> None:
+        await self.syncer.stop()
         await self.indexer.stop()
         await asyncio.to_thread(self.index.save)
 

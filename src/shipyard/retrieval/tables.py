@@ -14,6 +14,10 @@
   which a vector store (a knowledge base) then takes as documents.
 - `kb_ingestions`: one ingestion job (an upload of one or more documents): its
   documents, their progress, cancel.
+- `kb_sources`: a knowledge base kept in step with a table in another SQL database
+  (a SQLite file or a PostgreSQL URL, sealed): which columns hold the id, the text, the
+  change time and metadata; when it syncs (every `interval_seconds`); the sync's lease,
+  watermark (the latest change time seen), counts of its last run and its error.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -125,3 +131,39 @@ class ChunkRow(Base):
     end: Mapped[int] = mapped_column(Integer)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class SourceRow(Base):
+    __tablename__ = "kb_sources"
+    __table_args__ = (Index("ix_kb_sources_due", "next_run_at"),)
+    kb_id: Mapped[str] = mapped_column(
+        ForeignKey("knowledge_bases.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))  # sqlite | postgres
+    location_enc: Mapped[str] = mapped_column(Text)  # the file's path or the URL, sealed
+    location_shown: Mapped[str] = mapped_column(String(1000))  # without the password
+    allow_internal: Mapped[bool] = mapped_column(Boolean, default=False)
+    table_name: Mapped[str] = mapped_column(String(200))
+    id_column: Mapped[str] = mapped_column(String(100))
+    text_column: Mapped[str] = mapped_column(String(100))
+    updated_column: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    metadata_columns: Mapped[list[str]] = mapped_column(JSON, default=list)
+    mode: Mapped[str] = mapped_column(String(16), default="schedule")  # | continuous
+    interval_seconds: Mapped[float] = mapped_column(Float)
+    actor: Mapped[dict[str, Any]] = mapped_column(JSON)  # who embeds (re-read when it runs)
+    created_by: Mapped[str] = mapped_column(String(400), default="")
+    status: Mapped[str] = mapped_column(String(16), default="idle")  # idle|syncing|failed
+    worker: Mapped[str] = mapped_column(String(32), default="")
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    next_run_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    watermark: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    last_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_success_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    rows_seen: Mapped[int] = mapped_column(Integer, default=0)
+    rows_changed: Mapped[int] = mapped_column(Integer, default=0)
+    rows_deleted: Mapped[int] = mapped_column(Integer, default=0)
+    syncs: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(String(2000), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

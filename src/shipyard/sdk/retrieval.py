@@ -6,6 +6,14 @@
     for hit in client.kb.search("handbook", "how do refunds work?", k=5).hits:
         print(hit.score, hit.document, hit.text[:80])
 
+A knowledge base can follow a table in another database (its rows become documents):
+
+    client.kb.set_source("handbook", kind="postgres", location="postgresql://...",
+                         table="articles", text_column="body", updated_column="updated_at",
+                         mode="continuous")
+    client.kb.sync("handbook")              # now, rather than at the next interval
+    print(client.kb.source("handbook").lag_seconds)
+
 With `AsyncClient` every method returns an awaitable (`wait` too)."""
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from shipyard.retrieval.schemas import (
     IngestionPublic,
     KnowledgeBasePublic,
     SearchPublic,
+    SourcePublic,
 )
 from shipyard.sdk.calls import Call, Upload, _as
 from shipyard.sdk.evaluation import _clean, _seg
@@ -145,6 +154,50 @@ class KnowledgeBases:
             }
         )
         return self._run(Call("POST", self._path(name, "/search"), _as(SearchPublic), json=body))
+
+    def set_source(
+        self,
+        name: str,
+        *,
+        kind: Literal["sqlite", "postgres"],
+        location: str,
+        table: str,
+        text_column: str,
+        id_column: str = "id",
+        updated_column: str | None = None,
+        metadata_columns: Sequence[str] = (),
+        mode: Literal["schedule", "continuous"] = "schedule",
+        interval_seconds: float | None = None,
+        allow_internal: bool = False,
+    ) -> Any:
+        """Follow a table (a SQLite file's path or a postgresql:// URL) -> SourcePublic."""
+        body = _clean(
+            {
+                "kind": kind,
+                "location": location,
+                "table": table,
+                "id_column": id_column,
+                "text_column": text_column,
+                "updated_column": updated_column,
+                "metadata_columns": list(metadata_columns),
+                "mode": mode,
+                "interval_seconds": interval_seconds,
+                "allow_internal": allow_internal,
+            }
+        )
+        return self._run(Call("PUT", self._path(name, "/source"), _as(SourcePublic), json=body))
+
+    def source(self, name: str) -> Any:
+        """-> SourcePublic: the sync's status, counts, lag and error."""
+        return self._run(Call("GET", self._path(name, "/source"), _as(SourcePublic)))
+
+    def sync(self, name: str) -> Any:
+        """Sync now -> SourcePublic (as it was asked)."""
+        return self._run(Call("POST", self._path(name, "/sync"), _as(SourcePublic)))
+
+    def remove_source(self, name: str) -> Any:
+        """Stop following the table (its documents stay)."""
+        return self._run(Call("DELETE", self._path(name, "/source"), lambda _: None))
 
     def wait(
         self,

@@ -54,18 +54,28 @@ def check_base_url(url: str, *, allow_internal: bool = False, resolve: bool = Tr
         raise InvalidInput("base_url: must not carry credentials; use api_key")
     if parts.query or parts.fragment:
         raise InvalidInput("base_url: must not have a query or fragment")
+    check_host(host, field="base_url", allow_internal=allow_internal, resolve=resolve)
+    return url.strip().rstrip("/")
+
+
+def check_host(host: str, *, field: str, allow_internal: bool, resolve: bool = True) -> list[IP]:
+    """The addresses `host` names (resolved now), or InvalidInput naming `field` when
+    one is internal or a metadata address; with `allow_internal`, nothing is checked
+    (and [] returned)."""
     if allow_internal:
-        return url.strip().rstrip("/")
+        return []
+    host = host.lower().rstrip(".")
+    found = _addresses(host, resolve)
     if host in _METADATA_HOSTS:
-        raise InvalidInput(f"base_url: {host} is a cloud metadata address")
-    for ip in _addresses(host, resolve):
+        raise InvalidInput(f"{field}: {host} is a cloud metadata address")
+    for ip in found:
         if forbidden(ip):
             raise InvalidInput(
-                f"base_url: {host} is {ip}, an internal address (loopback, private, "
+                f"{field}: {host} is {ip}, an internal address (loopback, private, "
                 "link-local, reserved or metadata); a platform administrator may set "
                 "allow_internal to permit it"
             )
-    return url.strip().rstrip("/")
+    return found
 
 
 def forbidden(ip: IP) -> bool:

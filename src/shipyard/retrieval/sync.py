@@ -1,0 +1,606 @@
+"""Table-synced knowledge bases: a table in another SQL database (a SQLite file, or
+PostgreSQL by URL) kept in step with a knowledge base. Each row with text is one
+document, `row-<id>`, whose text is the row's text column and whose metadata is
+`row_id` plus the chosen metadata columns; the indexing worker chunks and embeds it
+like any document. A sync:
+
+1. reads the source's ids (one query of the id column) and removes the documents of
+   rows that are gone (their chunks and vectors go with them);
+2. reads the rows changed since the watermark, in (updated-at, id) order, when the
+   source has an updated-at column, else every row, and queues those whose text or
+   metadata changed (a content hash tells them apart; unchanged rows are skipped);
+3. every `FULL_EVERY`th sync with an updated-at column also reads every row, which
+   catches a change committed with an older updated-at than one already seen.
+
+The updated-at column must grow with each change of a row (a trigger-free source
+cannot say more). Sources are admin configuration: a PostgreSQL host is checked like a
+provider's address (internal and metadata addresses refused, unless a platform
+administrator allows them), and the connection goes to the address that was checked;
+a SQLite file is opened read-only, only a platform administrator may name one, and
+never a file under Shipyard's own data dir. Syncs are claimed with a lease, like
+documents (`ingest`), so one replica runs each and another takes over one that
+stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import decimal
+import hashlib
+import logging
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import orjson
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session
+
+from shipyard.errors import InvalidInput, PermissionDenied, ShipyardError
+from shipyard.gateway.providers.urlcheck import check_host
+from shipyard.identity.stored import still_valid
+from shipyard.retrieval import kb
+from shipyard.retrieval.kb import Parsed
+from shipyard.retrieval.tables import ChunkRow, DocumentRow, KnowledgeBaseRow, SourceRow
+from shipyard.store import new_id, utcnow
+
+if TYPE_CHECKING:
+    from shipyard.identity.actor import Actor
+    from shipyard.platform import Platform
+    from shipyard.retrieval.schemas import SourceIn
+
+log = logging.getLogger("shipyard.retrieval")
+PREFIX = "row-"
+BATCH = 500
+FULL_EVERY = 60
+CONNECT_TIMEOUT_S = 10
+STATEMENT_TIMEOUT_MS = 60_000
+
+
+class SourceError(Exception):
+    """The source cannot be read (connection, missing table or column): the sync fails
+    with this message, which names what is wrong and never a password."""
+
+
+class Stopping(Exception):
+    """The server is stopping: the sync hands its source back."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    kind: str
+    location: str
+    allow_internal: bool
+    table: str
+    id_column: str
+    text_column: str
+    updated_column: str | None
+    metadata_columns: tuple[str, ...]
+
+
+@dataclass
+class Outcome:
+    seen: int = 0
+    changed: int = 0
+    deleted: int = 0
+    watermark: str | None = None
+    removed_chunks: list[int] = field(default_factory=list)
+
+
+# configuration -----------------------------------------------------------------------
+
+
+def checked(body: SourceIn, actor: Actor, data_dir: Path) -> tuple[str, str]:
+    """(location to seal, location to show), or a 4xx naming the field."""
+    if body.allow_internal and not actor.platform_admin:
+        raise PermissionDenied(
+            "allow_internal: only a platform administrator may allow internal addresses"
+        )
+    if body.kind == "sqlite":
+        if not actor.platform_admin:
+            raise PermissionDenied(
+                "location: only a platform administrator may sync from a file on the server"
+            )
+        path = Path(body.location)
+        if not path.is_absolute():
+            raise InvalidInput("location: a SQLite source is an absolute path to its file")
+        real = path.resolve()
+        if real.is_relative_to(data_dir.resolve()):
+            raise InvalidInput("location: a file under Shipyard's data directory is not a source")
+        if not real.is_file():
+            raise InvalidInput(f"location: no file at {path}")
+        return str(real), str(real)
+    try:
+        url = make_url(body.location)
+    except ArgumentError:
+        raise InvalidInput("location: not a postgresql:// URL") from None
+    if url.drivername.split("+")[0] not in ("postgresql", "postgres"):
+        raise InvalidInput("location: a PostgreSQL source is a postgresql:// URL")
+    if not url.host and not body.allow_internal:
+        raise InvalidInput("location: a Unix socket is internal; allow_internal permits it")
+    if url.query and not body.allow_internal:
+        raise InvalidInput("location: connection options need allow_internal")
+    if url.host:
+        check_host(url.host, field="location", allow_internal=body.allow_internal)
+    shown = url.set(drivername="postgresql").render_as_string(hide_password=True)
+    return url.set(drivername="postgresql").render_as_string(hide_password=False), shown
+
+
+def spec_of(row: SourceRow, location: str) -> Spec:
+    return Spec(
+        kind=row.kind,
+        location=location,
+        allow_internal=row.allow_internal,
+        table=row.table_name,
+        id_column=row.id_column,
+        text_column=row.text_column,
+        updated_column=row.updated_column,
+        metadata_columns=tuple(row.metadata_columns or ()),
+    )
+
+
+# reading a source -----------------------------------------------------------------------
+
+
+def _quoted(name: str) -> str:
+    """An identifier (checked against a strict pattern on input) quoted, a schema kept."""
+    return ".".join(f'"{part}"' for part in name.split("."))
+
+
+class Reader:
+    """A read-only connection to a source, and the three queries a sync needs."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        self.pg = spec.kind == "postgres"
+        self.conn: Any = self._connect()
+        self._cast = self._id_cast = ""
+        try:
+            self._check()
+        except BaseException:
+            self.close()
+            raise
+
+    def _connect(self) -> Any:
+        spec = self.spec
+        if not self.pg:
+            uri = f"file:{quote(spec.location)}?mode=ro"
+            try:
+                conn = sqlite3.connect(uri, uri=True, timeout=10, check_same_thread=False)
+                conn.execute("SELECT 1")
+            except sqlite3.Error as exc:
+                raise SourceError(f"the SQLite file cannot be opened: {exc}") from None
+            return conn
+        import psycopg
+
+        url = make_url(spec.location)
+        extra: dict[str, Any] = {}
+        if url.host and not spec.allow_internal:
+            # connect to the address that was checked now (DNS rebinding)
+            found = check_host(url.host, field="location", allow_internal=False)
+            if not found:
+                raise SourceError(f"the host {url.host} does not resolve")
+            extra["hostaddr"] = str(found[0])
+        try:
+            return psycopg.connect(
+                spec.location,
+                connect_timeout=CONNECT_TIMEOUT_S,
+                autocommit=True,
+                options=f"-c default_transaction_read_only=on "
+                f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c TimeZone=UTC",
+                **extra,
+            )
+        except psycopg.Error as exc:
+            raise SourceError(f"cannot connect to PostgreSQL: {_first_line(exc)}") from None
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.close()
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        if self.pg:
+            sql = sql.replace("?", "%s")
+        try:
+            return [tuple(r) for r in self.conn.execute(sql, tuple(params)).fetchall()]
+        except Exception as exc:  # the driver's errors: a missing column, a timeout
+            raise SourceError(f"reading {self.spec.table} failed: {_first_line(exc)}") from None
+
+    def _check(self) -> None:
+        """The table and every named column are there (one query that reads no row)."""
+        s = self.spec
+        columns = [s.id_column, s.text_column, *s.metadata_columns]
+        if s.updated_column:
+            columns.append(s.updated_column)
+        if not self.pg:
+            # SQLite reads a quoted name that is no column as a string: ask its catalog
+            schema, _, table = s.table.rpartition(".")
+            have = {r[1] for r in self._rows(f'PRAGMA "{schema or "main"}".table_info("{table}")')}
+            if not have:
+                raise SourceError(f"the table {s.table} is not in the SQLite file")
+            missing = [c for c in columns if c not in have]
+            if missing:
+                raise SourceError(f"the table {s.table} has no column {', '.join(missing)}")
+        names = ", ".join(_quoted(c) for c in columns)
+        self._rows(f"SELECT {names} FROM {_quoted(s.table)} WHERE 1 = 0")
+        if self.pg and s.updated_column:
+            types = dict(
+                self._rows(
+                    "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+                    " WHERE attrelid = CAST(? AS regclass) AND attnum > 0",
+                    (_quoted(s.table),),
+                )
+            )
+            self._cast = types.get(s.updated_column, "text")
+            self._id_cast = types.get(s.id_column, "text")
+
+    def ids(self) -> set[str]:
+        s = self.spec
+        return {
+            _key(r[0])
+            for r in self._rows(
+                f"SELECT {_quoted(s.id_column)} FROM {_quoted(s.table)}"
+                f" WHERE {_quoted(s.text_column)} IS NOT NULL"
+            )
+        }
+
+    def _select(self) -> str:
+        s = self.spec
+        cols = [s.id_column, s.text_column, *s.metadata_columns]
+        out = ", ".join(_quoted(c) for c in cols)
+        if s.updated_column:
+            u = _quoted(s.updated_column)
+            out += f", {u}" + (f", CAST({u} AS text)" if self.pg else "")
+        return f"SELECT {out} FROM {_quoted(self.spec.table)}"
+
+    def every(self) -> Iterator[list[tuple[Any, ...]]]:
+        """Every row, in id order, in batches."""
+        s = self.spec
+        after: Any = None
+        idc = _quoted(s.id_column)
+        while True:
+            where = f" WHERE {idc} > ?" if after is not None else ""
+            rows = self._rows(
+                f"{self._select()}{where} ORDER BY {idc} LIMIT {BATCH}",
+                (after,) if after is not None else (),
+            )
+            if not rows:
+                return
+            yield rows
+            after = rows[-1][0]
+
+    def changed(self, watermark: str | None) -> Iterator[list[tuple[Any, ...]]]:
+        """Rows after the watermark in (updated-at, id) order, in batches; a row's last
+        two values are its updated-at and the watermark it moves to."""
+        s = self.spec
+        assert s.updated_column
+        u, idc = _quoted(s.updated_column), _quoted(s.id_column)
+        mark = _unmark(watermark)
+        while True:
+            params: tuple[Any, ...] = ()
+            where = f" WHERE {u} IS NOT NULL"
+            if mark is not None:
+                at, last = mark
+                value = f"CAST(? AS {self._cast})" if self.pg else "?"
+                after = f"CAST(? AS {self._id_cast})" if self.pg else "?"
+                where += f" AND ({u} > {value} OR ({u} = {value} AND {idc} > {after}))"
+                params = (at, at, last if not self.pg else str(last))
+            rows = self._rows(f"{self._select()}{where} ORDER BY {u}, {idc} LIMIT {BATCH}", params)
+            if not rows:
+                return
+            yield rows
+            mark = (_plain(rows[-1][-1]), _plain(rows[-1][0]))
+
+    @staticmethod
+    def mark_of(row: tuple[Any, ...]) -> str:
+        """The watermark after `row` (from `changed`): its updated-at (PostgreSQL's text
+        form of it there) and its id."""
+        return orjson.dumps([_plain(row[-1]), _plain(row[0])]).decode()
+
+
+def _unmark(watermark: str | None) -> tuple[Any, Any] | None:
+    if not watermark:
+        return None
+    try:
+        at, last = orjson.loads(watermark)
+    except (orjson.JSONDecodeError, ValueError, TypeError):
+        return None
+    return at, last
+
+
+def _plain(value: Any) -> Any:
+    """A value as JSON can keep it (for watermarks and metadata)."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return None
+    return str(value)
+
+
+def _key(value: Any) -> str:
+    return str(_plain(value))
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+def doc_name(row_id: str) -> str:
+    name = PREFIX + row_id
+    if len(name) > 255 or "\x00" in name:
+        return PREFIX + "sha256-" + hashlib.sha256(row_id.encode()).hexdigest()
+    return name
+
+
+def _parsed(spec: Spec, row: tuple[Any, ...]) -> Parsed | None:
+    row_id, text = _key(row[0]), row[1]
+    if text is None:
+        return None
+    text = text if isinstance(text, str) else str(text)
+    if not text.strip():
+        return None
+    metadata: dict[str, Any] = {"row_id": row_id}
+    for n, col in enumerate(spec.metadata_columns, 2):
+        value = _plain(row[n])
+        if value is not None:
+            metadata[col] = value
+    data = text.encode()
+    return Parsed(
+        name=doc_name(row_id),
+        format="txt",
+        text=text,
+        size=len(data),
+        content_hash=hashlib.sha256(data).hexdigest(),
+        metadata=metadata,
+    )
+
+
+# one sync ------------------------------------------------------------------------------
+
+
+class Syncer:
+    """Runs due syncs (one at a time here; replicas each run their own)."""
+
+    def __init__(self, platform: Platform, *, enabled: bool, lease_s: float) -> None:
+        self.platform = platform
+        self.enabled = enabled
+        self.lease = dt.timedelta(seconds=lease_s)
+        self.worker = new_id("sy")
+        self.wake = asyncio.Event()
+        self._loop: asyncio.Task[None] | None = None
+        self._current: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        self._event_loop = asyncio.get_running_loop()
+        if self.enabled:
+            self._loop = asyncio.create_task(self._running(), name="kb-sync")
+
+    async def stop(self) -> None:
+        """A running sync stops at its next batch and hands its source back."""
+        self._stopping = True
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._loop
+            self._loop = None
+        if self._current is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._current), timeout=30)
+
+    def poke(self) -> None:
+        if self._event_loop is not None:
+            with contextlib.suppress(RuntimeError):
+                self._event_loop.call_soon_threadsafe(self.wake.set)
+
+    async def _running(self) -> None:
+        while True:
+            try:
+                while True:
+                    kb_id = await asyncio.to_thread(self._claim)
+                    if kb_id is None:
+                        break
+                    self._current = asyncio.ensure_future(asyncio.to_thread(self.run, kb_id))
+                    await asyncio.shield(self._current)
+            except Exception:  # noqa: BLE001 - the loop must outlive a database hiccup
+                log.exception("claiming a sync failed")
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=0.5)
+
+    def _claim(self) -> str | None:
+        now = utcnow()
+        free = or_(SourceRow.lease_until.is_(None), SourceRow.lease_until < now)
+        with self.platform.db.transaction() as s:
+            for kb_id in s.scalars(
+                select(SourceRow.kb_id)
+                .where(SourceRow.next_run_at <= now, free)
+                .order_by(SourceRow.next_run_at)
+                .limit(4)
+            ).all():
+                moved = s.execute(
+                    update(SourceRow)
+                    .where(SourceRow.kb_id == kb_id, SourceRow.next_run_at <= now, free)
+                    .values(
+                        worker=self.worker,
+                        lease_until=now + self.lease,
+                        status="syncing",
+                        last_started_at=now,
+                    )
+                )
+                if moved.rowcount:  # type: ignore[attr-defined]  # a CursorResult
+                    return str(kb_id)
+        return None
+
+    def run(self, kb_id: str) -> None:
+        """One claimed sync, start to end; its outcome or error lands on its row."""
+        started = utcnow()
+        try:
+            outcome = self._sync(kb_id)
+        except Stopping:
+            self._release(kb_id)
+        except SourceError as exc:
+            self._finish(kb_id, started, None, str(exc))
+        except ShipyardError as exc:
+            self._finish(kb_id, started, None, exc.detail)
+        except Exception as exc:  # noqa: BLE001 - a bug fails this sync, not the worker
+            log.exception("sync of %s failed", kb_id)
+            self._finish(kb_id, started, None, f"internal error ({type(exc).__name__})")
+        else:
+            self._finish(kb_id, started, outcome, "")
+
+    def _release(self, kb_id: str) -> None:
+        """Hand a sync back when the server stops (any replica takes it up at once)."""
+        with self.platform.db.transaction() as s:
+            s.execute(
+                update(SourceRow)
+                .where(SourceRow.kb_id == kb_id, SourceRow.worker == self.worker)
+                .values(worker="", lease_until=None, status="idle", next_run_at=utcnow())
+            )
+
+    def _finish(self, kb_id: str, started: dt.datetime, got: Outcome | None, error: str) -> None:
+        with self.platform.db.transaction() as s:
+            row = s.get(SourceRow, kb_id)
+            if row is None or row.worker != self.worker:
+                return
+            now = utcnow()
+            row.worker, row.lease_until, row.updated_at = "", None, now
+            row.next_run_at = now + dt.timedelta(seconds=row.interval_seconds)
+            row.syncs += 1
+            if got is None:
+                row.status, row.error = "failed", error[:2000]
+                return
+            row.status, row.error = "idle", ""
+            row.last_success_at, row.last_success_started_at = now, started
+            row.rows_seen, row.rows_changed, row.rows_deleted = got.seen, got.changed, got.deleted
+            if got.watermark is not None:
+                row.watermark = got.watermark
+
+    def _sync(self, kb_id: str) -> Outcome:
+        platform = self.platform
+        with platform.db.transaction() as s:
+            row = s.get(SourceRow, kb_id)
+            base = s.get(KnowledgeBaseRow, kb_id)
+            if row is None or base is None:
+                raise SourceError("the knowledge base or its source was removed")
+            actor = still_valid(s, row.actor, base.workspace_id, platform.grants)
+            if isinstance(actor, str):
+                raise SourceError(f"who configured the source can no longer: {actor}")
+            spec = spec_of(row, platform.box.open(row.location_enc))
+            full = not row.updated_column or row.syncs % FULL_EVERY == 0
+            watermark = row.watermark
+        out = Outcome(watermark=watermark)
+        reader = Reader(spec)
+        try:
+            live = reader.ids()
+            out.seen = len(live)
+            out.deleted = self._delete_gone(kb_id, live, out)
+            if full:
+                for rows in reader.every():
+                    out.changed += self._write(kb_id, spec, rows, actor)
+                    self._renew(kb_id)
+            if spec.updated_column:
+                for rows in reader.changed(watermark):
+                    if not full:
+                        out.changed += self._write(kb_id, spec, rows, actor)
+                    out.watermark = reader.mark_of(rows[-1])
+                    self._renew(kb_id)
+        finally:
+            reader.close()
+        retrieval = platform.services["retrieval"]
+        if out.removed_chunks:
+            retrieval.index.remove(kb_id, out.removed_chunks)
+        if out.changed:
+            retrieval.queued()
+        return out
+
+    def _renew(self, kb_id: str) -> None:
+        if self._stopping:
+            raise Stopping
+        with self.platform.db.transaction() as s:
+            moved = s.execute(
+                update(SourceRow)
+                .where(SourceRow.kb_id == kb_id, SourceRow.worker == self.worker)
+                .values(lease_until=utcnow() + self.lease)
+            )
+            if not moved.rowcount:  # type: ignore[attr-defined]  # a CursorResult
+                raise SourceError("the sync was taken over (its lease passed) or removed")
+
+    def _delete_gone(self, kb_id: str, live: set[str], out: Outcome) -> int:
+        with self.platform.db.transaction() as s:
+            names = {doc_name(i) for i in live}
+            have = s.execute(
+                select(DocumentRow.id, DocumentRow.name).where(
+                    DocumentRow.kb_id == kb_id, DocumentRow.name.startswith(PREFIX)
+                )
+            ).all()
+            gone = [d for d, name in have if name not in names]
+            for start in range(0, len(gone), BATCH):
+                part = gone[start : start + BATCH]
+                out.removed_chunks += list(
+                    s.scalars(select(ChunkRow.id).where(ChunkRow.document_id.in_(part)))
+                )
+                s.execute(delete(DocumentRow).where(DocumentRow.id.in_(part)))
+            if gone:
+                base = s.get(KnowledgeBaseRow, kb_id)
+                if base is not None:
+                    base.updated_at = utcnow()
+            return len(gone)
+
+    def _write(self, kb_id: str, spec: Spec, rows: list[tuple[Any, ...]], actor: Actor) -> int:
+        """Queue the rows whose text or metadata changed; how many."""
+        parsed = [p for p in (_parsed(spec, r) for r in rows) if p is not None]
+        if not parsed:
+            return 0
+        with self.platform.db.transaction() as s:
+            names = [p.name for p in parsed]
+            have = {
+                name: (digest, meta or {}, status)
+                for name, digest, meta, status in s.execute(
+                    select(
+                        DocumentRow.name,
+                        DocumentRow.content_hash,
+                        DocumentRow.metadata_,
+                        DocumentRow.status,
+                    ).where(DocumentRow.kb_id == kb_id, DocumentRow.name.in_(names))
+                ).all()
+            }
+            fresh = [
+                p
+                for p in parsed
+                if p.name not in have
+                or have[p.name][0] != p.content_hash
+                or have[p.name][1] != p.metadata
+                or have[p.name][2] in ("failed", "cancelled")
+            ]
+            if not fresh:
+                return 0
+            base = s.get(KnowledgeBaseRow, kb_id)
+            if base is None:
+                raise SourceError("the knowledge base was removed")
+            return len(kb.add(s, base, fresh, actor).queued)
+
+
+def pending(s: Session, kb_id: str) -> int:
+    """Documents of the source's rows waiting to be indexed."""
+    return int(
+        s.scalar(
+            select(func.count()).where(
+                DocumentRow.kb_id == kb_id,
+                DocumentRow.name.startswith(PREFIX),
+                DocumentRow.status.in_(kb.ACTIVE),
+            )
+        )
+        or 0
+    )
