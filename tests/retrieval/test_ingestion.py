@@ -85,3 +85,28 @@ def test_a_revoked_key_fails_its_documents(tmp_path: Path) -> None:
         assert done["status"] == "failed" and done["counts"] == {"failed": 2}, done
         docs = env.admin.get("/api/knowledge-bases/kb/documents").json()
         assert all("revoked" in d["error"] and d["error"].startswith(d["name"]) for d in docs)
+
+
+def test_many_small_documents_are_embedded_together_in_few_calls(tmp_path: Path) -> None:
+    docs = [{"name": f"row{n}.txt", "text": f"Row {n} talks about item {n}."} for n in range(70)]
+    for env in make_env(tmp_path):
+        assert env.admin.post("/api/knowledge-bases", json={"name": "kb"}).status_code == 201
+        r = env.admin.post("/api/knowledge-bases/kb/documents", json={"documents": docs})
+        assert r.status_code == 202, r.text
+        done = wait_indexed(env.admin, "kb", r.json()["ingestion"]["id"])
+        assert done["status"] == "done" and done["counts"] == {"indexed": 70}, done
+        assert env.admin.get("/api/knowledge-bases/kb").json()["chunks"] == 70
+        hits = env.admin.post(
+            "/api/knowledge-bases/kb/search", json={"query": "item 42", "mode": "lexical"}
+        ).json()["hits"]
+        assert hits[0]["document"] == "row42.txt"
+        # the embedding calls, as the gateway recorded them: a few groups, not one a row
+        deadline = time.monotonic() + 20
+        while True:
+            calls = env.admin.get(
+                "/api/gateway/requests", params={"route": "all-minilm-l6-v2"}
+            ).json()
+            if calls or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert 1 <= len(calls) <= 10, len(calls)

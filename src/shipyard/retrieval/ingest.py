@@ -6,16 +6,21 @@ between embedding calls; a document whose worker stopped or was killed is claime
 once its lease passes. Its chunks and vectors are written in one transaction that
 replaces its old ones, and only while this worker still holds it with the same content
 (a newer upload or a cancel in between wins): a document is indexed whole or not at all.
-The vector index is told after the commit (see `index`)."""
+The vector index is told after the commit (see `index`).
+
+A worker slot takes up to `GROUP` queued documents of one knowledge base at once and
+embeds the chunks of those one actor added together, in calls of `EMBED_BATCH` texts:
+many small documents (a synced table's rows) cost few calls, not one each."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from sqlalchemy import delete, func, or_, select, update
@@ -34,6 +39,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shipyard.retrieval")
 EMBED_BATCH = 128  # texts per embeddings call
+GROUP = 32  # documents of one knowledge base a worker slot takes at once
+T = TypeVar("T")
 
 
 class Stopped(Exception):
@@ -48,6 +55,16 @@ class Job:
 
 
 @dataclass
+class Prepared:
+    """A claimed document, chunked, waiting for its vectors."""
+
+    doc: DocumentRow
+    kb: KnowledgeBaseRow
+    actor: Actor
+    pieces: list[Piece]
+
+
+@dataclass
 class Progress:
     chunks: int = 0
     embedded: int = 0
@@ -56,6 +73,10 @@ class Progress:
 
 def tags_of(doc_name: str, metadata: dict[str, Any]) -> dict[str, Any]:
     return {**metadata, "document": doc_name}
+
+
+def _empty(kb: KnowledgeBaseRow) -> np.ndarray:
+    return np.zeros((0, max(kb.dimensions, 1)), np.float32)
 
 
 def as_matrix(vectors: list[list[float]]) -> np.ndarray:
@@ -79,6 +100,7 @@ class Indexer:
         self.progress: dict[str, Progress] = {}
         self.wake = asyncio.Event()
         self._tokens: dict[str, Tokens] = {}
+        self._lost: set[str] = set()  # documents whose lease passed to another worker
         self._loop: asyncio.Task[None] | None = None
         self._event_loop: asyncio.AbstractEventLoop | None = None
 
@@ -128,16 +150,18 @@ class Indexer:
             if t is task:
                 del self.active[doc_id]
                 self.progress.pop(doc_id, None)
+                self._lost.discard(doc_id)
         self.wake.set()
 
     async def _claiming(self) -> None:
         while True:
             try:
-                free = self.slots - len(self.active)
+                free = self.slots - len(set(self.active.values()))
                 if free > 0:
-                    for doc_id in await asyncio.to_thread(self._claim, free):
-                        task = asyncio.create_task(self._indexing(doc_id), name=f"kb-{doc_id}")
-                        self.active[doc_id] = task
+                    for group in await asyncio.to_thread(self._claim, free):
+                        task = asyncio.create_task(self._indexing(group), name=f"kb-{group[0]}")
+                        for doc_id in group:
+                            self.active[doc_id] = task
                         task.add_done_callback(self._finished)
             except Exception:  # noqa: BLE001 - the loop must outlive a database hiccup
                 log.exception("claiming documents to index failed")
@@ -145,27 +169,39 @@ class Indexer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=1.0)
 
-    def _claim(self, free: int) -> list[str]:
+    def _claim(self, free: int) -> list[list[str]]:
+        """Up to `free` groups of up to `GROUP` documents, a group's all of one knowledge
+        base (their chunks are embedded together: many small documents, such as a synced
+        table's rows, in few calls)."""
         now = utcnow()
         claimable = or_(
             DocumentRow.status == "queued",
             (DocumentRow.status == "indexing")
             & or_(DocumentRow.lease_until.is_(None), DocumentRow.lease_until < now),
         )
+        groups: dict[str, list[str]] = {}
         claimed = []
         with self.platform.db.transaction() as s:
-            for doc_id in s.scalars(
-                select(DocumentRow.id)
+            for doc_id, kb_id in s.execute(
+                select(DocumentRow.id, DocumentRow.kb_id)
                 .where(claimable, DocumentRow.id.not_in(list(self.active) or [""]))
                 .order_by(DocumentRow.updated_at)
-                .limit(free)
+                .limit(free * GROUP)
             ).all():
+                group = groups.get(kb_id)
+                if group is None:
+                    if len(groups) >= free:
+                        continue
+                    group = groups[kb_id] = []
+                if len(group) >= GROUP:
+                    continue
                 moved = s.execute(
                     update(DocumentRow)
                     .where(DocumentRow.id == doc_id, claimable)
                     .values(status="indexing", worker=self.worker, lease_until=now + self.lease)
                 )
                 if moved.rowcount:  # type: ignore[attr-defined]  # a CursorResult
+                    group.append(doc_id)
                     claimed.append(doc_id)
             if claimed:
                 s.execute(
@@ -178,15 +214,43 @@ class Indexer:
                     )
                     .values(status="running")
                 )
-        return claimed
+        return [g for g in groups.values() if g]
 
-    # One document --------------------------------------------------------------------
+    # A group of documents ------------------------------------------------------------
 
-    async def _indexing(self, doc_id: str) -> None:
+    async def _indexing(self, doc_ids: list[str]) -> None:
+        """Each document chunked, the chunks of those added by one actor embedded
+        together, each document then written on its own (a failure fails its document;
+        one of the embedding call fails the documents it was for)."""
+        ready: dict[str, list[Prepared]] = {}
+        for doc_id in doc_ids:
+            got = await self._guarded(doc_id, self._prepare(doc_id))
+            if got is not None:
+                ready.setdefault(got.actor.ref, []).append(got)
+        for members in ready.values():
+            try:
+                matrix = await self._embed(members)
+            except asyncio.CancelledError:
+                raise
+            except _Failed as exc:
+                for m in members:
+                    await asyncio.to_thread(self._fail, m.doc.id, exc.detail)
+                continue
+            at, items = 0, []
+            held = self._held(members)
+            for m in members:
+                part = matrix[at : at + len(m.pieces)]
+                at += len(m.pieces)
+                if m.doc.id in held:
+                    items.append((m, part))
+            await self._store_many(items)
+
+    async def _guarded(self, doc_id: str, work: Awaitable[T]) -> T | None:
+        """`work` for one document; what goes wrong fails it (a stop leaves it)."""
         try:
-            await self._index(doc_id)
+            return await work
         except Stopped:
-            pass
+            return None
         except asyncio.CancelledError:
             raise
         except ShipyardError as exc:
@@ -194,6 +258,10 @@ class Indexer:
         except Exception as exc:  # noqa: BLE001 - a bug fails its document, not the worker
             log.exception("indexing document %s failed", doc_id)
             await asyncio.to_thread(self._fail, doc_id, f"internal error ({type(exc).__name__})")
+        return None
+
+    def _held(self, members: list[Prepared]) -> set[str]:
+        return {m.doc.id for m in members if m.doc.id not in self._lost}
 
     def _load(self, doc_id: str) -> Job:
         with self.platform.db.transaction() as s:
@@ -226,32 +294,79 @@ class Indexer:
             found = self._tokens[key] = chunking.tokens_for(path)
         return found
 
-    async def _index(self, doc_id: str) -> None:
+    async def _prepare(self, doc_id: str) -> Prepared:
         job = await asyncio.to_thread(self._load, doc_id)
         if isinstance(job.actor, str):
             raise _Failed(job.actor)
-        doc, kb, actor = job.doc, job.kb, job.actor
+        doc, kb = job.doc, job.kb
         tokens = await asyncio.to_thread(self.tokens, kb.workspace_id, kb.embedding_route)
         config = ChunkingIn.model_validate(kb.chunking)
         pieces = await asyncio.to_thread(chunking.split, doc.text, config, tokens)
-        progress = self.progress[doc_id] = Progress(chunks=len(pieces))
+        self.progress[doc_id] = Progress(chunks=len(pieces))
+        return Prepared(doc, kb, job.actor, pieces)
+
+    async def _embed(self, members: list[Prepared]) -> np.ndarray:
+        """The members' chunks embedded in calls of `EMBED_BATCH` texts (their leases
+        renewed after each; one lost is left out of the rest)."""
+        kb, actor = members[0].kb, members[0].actor
+        texts = [p.text for m in members for p in m.pieces]
         gateway = self.platform.services["gateway"]
         vectors: list[list[float]] = []
-        for start in range(0, len(pieces), EMBED_BATCH):
-            texts = [p.text for p in pieces[start : start + EMBED_BATCH]]
+        for start in range(0, len(texts), EMBED_BATCH):
+            batch = texts[start : start + EMBED_BATCH]
             try:
-                got = await gateway.embed(texts, model=kb.embedding_route, actor=actor)
+                got = await gateway.embed(batch, model=kb.embedding_route, actor=actor)
             except ShipyardError as exc:
                 raise _Failed(
                     f"embedding through '{kb.embedding_route}' failed: {exc.detail}"
                 ) from None
             vectors.extend(got.vectors)
-            progress.embedded += len(texts)
-            await asyncio.to_thread(self._renew, doc_id)
-        matrix = as_matrix(vectors) if vectors else np.zeros((0, max(kb.dimensions, 1)), np.float32)
-        old, new = await asyncio.to_thread(self._write, doc, pieces, matrix)
-        tags = [tags_of(doc.name, p.metadata | doc.metadata_) for p in pieces]
-        await asyncio.to_thread(self._update_index, kb.id, old, new, matrix, tags)
+            held = self._held(members)
+            self._lost |= held - await asyncio.to_thread(self._renew, held)
+        if not vectors:
+            return np.zeros((0, max(kb.dimensions, 1)), np.float32)
+        return as_matrix(vectors)
+
+    async def _store_many(self, items: list[tuple[Prepared, np.ndarray]]) -> None:
+        """The group written in one transaction, then the index told; should that
+        transaction fail, each document is written on its own (one bad document must
+        not fail the others)."""
+        items = [(m, part if len(m.pieces) else _empty(m.kb)) for m, part in items]
+        try:
+            done, failed = await asyncio.to_thread(self._write_many, items)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - retried document by document below
+            log.warning("writing %d documents together failed; one by one", len(items))
+            for m, part in items:
+                await self._guarded(m.doc.id, self._store(m, part))
+            return
+        for doc_id, error in failed:
+            await asyncio.to_thread(self._fail, doc_id, error)
+        if done:
+            await asyncio.to_thread(self._update_many, done)
+
+    async def _store(self, m: Prepared, matrix: np.ndarray) -> None:
+        old, new = await asyncio.to_thread(self._write, m.doc, m.pieces, matrix)
+        await asyncio.to_thread(self._update_many, [(m, matrix, old, new)])
+
+    def _update_many(self, done: list[tuple[Prepared, np.ndarray, list[int], list[int]]]) -> None:
+        """Tell the index (after the commit): the old chunks out, the new ones in."""
+        kb_id = done[0][0].kb.id
+        old = [i for _, _, gone, _ in done for i in gone]
+        written = [(m, matrix, new) for m, matrix, _, new in done if new]
+        tags = [
+            tags_of(m.doc.name, p.metadata | m.doc.metadata_)
+            for m, _, _ in written
+            for p in m.pieces
+        ]
+        self._update_index(
+            kb_id,
+            old,
+            [i for _, _, new in written for i in new],
+            np.vstack([matrix for _, matrix, _ in written]) if written else _empty(done[0][0].kb),
+            tags,
+        )
 
     def _update_index(
         self,
@@ -264,68 +379,107 @@ class Indexer:
         self.index.remove(kb_id, old)
         self.index.add(kb_id, new, matrix, tags)
 
-    def _renew(self, doc_id: str) -> None:
+    def _renew(self, doc_ids: set[str]) -> set[str]:
+        """Renew the documents' leases; those this worker still holds."""
+        if not doc_ids:
+            return set()
         with self.platform.db.transaction() as s:
-            moved = s.execute(
+            s.execute(
                 update(DocumentRow)
                 .where(
-                    DocumentRow.id == doc_id,
+                    DocumentRow.id.in_(doc_ids),
                     DocumentRow.worker == self.worker,
                     DocumentRow.status == "indexing",
                 )
                 .values(lease_until=utcnow() + self.lease)
             )
-            if not moved.rowcount:  # type: ignore[attr-defined]  # a CursorResult
-                raise Stopped
+            return set(
+                s.scalars(
+                    select(DocumentRow.id).where(
+                        DocumentRow.id.in_(doc_ids),
+                        DocumentRow.worker == self.worker,
+                        DocumentRow.status == "indexing",
+                    )
+                )
+            )
+
+    def _write_many(
+        self, items: list[tuple[Prepared, np.ndarray]]
+    ) -> tuple[list[tuple[Prepared, np.ndarray, list[int], list[int]]], list[tuple[str, str]]]:
+        """The documents' chunks replaced in one transaction: (written with their old and
+        new chunk ids, failed with why); one no longer held is left out."""
+        done, failed = [], []
+        with self.platform.db.transaction() as s:
+            ingestions = set()
+            for m, matrix in items:
+                try:
+                    old, new = self._replace(s, m.doc, m.pieces, matrix)
+                except Stopped:
+                    continue
+                except _Failed as exc:
+                    failed.append((m.doc.id, exc.detail))
+                    continue
+                done.append((m, matrix, old, new))
+                ingestions.add(m.doc.ingestion_id)
+            for ingestion_id in ingestions:
+                self._settle(s, ingestion_id)
+        return done, failed
 
     def _write(
         self, claimed: DocumentRow, pieces: list[Piece], matrix: np.ndarray
     ) -> tuple[list[int], list[int]]:
-        """The document's chunks replaced in one transaction: (old ids, new ids)."""
+        """One document's chunks replaced in one transaction: (old ids, new ids)."""
         with self.platform.db.transaction() as s:
-            doc = s.get(DocumentRow, claimed.id)
-            if (
-                doc is None
-                or doc.worker != self.worker
-                or doc.status != "indexing"
-                or doc.content_hash != claimed.content_hash
-            ):
-                raise Stopped
-            kb = s.get(KnowledgeBaseRow, doc.kb_id)
-            if kb is None:
-                raise Stopped
-            dims = int(matrix.shape[1]) if len(pieces) else kb.dimensions
-            if len(pieces) and kb.dimensions and dims != kb.dimensions:
-                raise _Failed(
-                    f"the route '{kb.embedding_route}' answered {dims}-dimensional vectors; "
-                    f"this knowledge base holds {kb.dimensions}-dimensional ones"
-                )
-            if len(pieces) and not kb.dimensions:
-                kb.dimensions = dims
-            old = list(s.scalars(select(ChunkRow.id).where(ChunkRow.document_id == doc.id)))
-            if old:
-                s.execute(delete(ChunkRow).where(ChunkRow.document_id == doc.id))
-            rows = [
-                ChunkRow(
-                    kb_id=doc.kb_id,
-                    document_id=doc.id,
-                    position=n,
-                    text=p.text,
-                    tokens=p.tokens,
-                    start=p.start,
-                    end=p.end,
-                    metadata_=tags_of(doc.name, p.metadata | doc.metadata_),
-                    vector=matrix[n].astype("<f4").tobytes(),
-                )
-                for n, p in enumerate(pieces)
-            ]
-            s.add_all(rows)
-            s.flush()
-            now = utcnow()
-            doc.status, doc.error, doc.worker, doc.lease_until = "indexed", "", "", None
-            doc.chunk_count, doc.indexed_at = len(rows), now
-            self._settle(s, doc.ingestion_id)
-            return old, [r.id for r in rows]
+            old, new = self._replace(s, claimed, pieces, matrix)
+            self._settle(s, claimed.ingestion_id)
+            return old, new
+
+    def _replace(
+        self, s: Any, claimed: DocumentRow, pieces: list[Piece], matrix: np.ndarray
+    ) -> tuple[list[int], list[int]]:
+        """Within `s`: the document's old chunks deleted, its new ones inserted, it marked
+        indexed; only while this worker holds it with the same content."""
+        doc = s.get(DocumentRow, claimed.id)
+        if (
+            doc is None
+            or doc.worker != self.worker
+            or doc.status != "indexing"
+            or doc.content_hash != claimed.content_hash
+        ):
+            raise Stopped
+        kb = s.get(KnowledgeBaseRow, doc.kb_id)
+        if kb is None:
+            raise Stopped
+        dims = int(matrix.shape[1]) if len(pieces) else kb.dimensions
+        if len(pieces) and kb.dimensions and dims != kb.dimensions:
+            raise _Failed(
+                f"the route '{kb.embedding_route}' answered {dims}-dimensional vectors; "
+                f"this knowledge base holds {kb.dimensions}-dimensional ones"
+            )
+        if len(pieces) and not kb.dimensions:
+            kb.dimensions = dims
+        old = list(s.scalars(select(ChunkRow.id).where(ChunkRow.document_id == doc.id)))
+        if old:
+            s.execute(delete(ChunkRow).where(ChunkRow.document_id == doc.id))
+        rows = [
+            ChunkRow(
+                kb_id=doc.kb_id,
+                document_id=doc.id,
+                position=n,
+                text=p.text,
+                tokens=p.tokens,
+                start=p.start,
+                end=p.end,
+                metadata_=tags_of(doc.name, p.metadata | doc.metadata_),
+                vector=matrix[n].astype("<f4").tobytes(),
+            )
+            for n, p in enumerate(pieces)
+        ]
+        s.add_all(rows)
+        s.flush()
+        doc.status, doc.error, doc.worker, doc.lease_until = "indexed", "", "", None
+        doc.chunk_count, doc.indexed_at = len(rows), utcnow()
+        return old, [r.id for r in rows]
 
     def _fail(self, doc_id: str, error: str) -> None:
         with self.platform.db.transaction() as s:

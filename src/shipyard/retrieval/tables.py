@@ -91,6 +91,7 @@ class DocumentRow(Base):
     __table_args__ = (
         UniqueConstraint("kb_id", "name", name="uq_kb_documents_name"),
         Index("ix_kb_documents_status", "status", "lease_until"),
+        Index("ix_kb_documents_ingestion", "ingestion_id", "status"),
     )
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     kb_id: Mapped[str] = mapped_column(ForeignKey("knowledge_bases.id", ondelete="CASCADE"))

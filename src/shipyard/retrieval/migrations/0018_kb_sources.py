@@ -1,4 +1,4 @@
-"""retrieval: table-synced knowledge bases (kb_sources)
+"""retrieval: table-synced knowledge bases (kb_sources); documents indexed by ingestion
 
 Revision ID: 0018
 Revises: 0017
@@ -54,8 +54,11 @@ def upgrade() -> None:
         sa.Column("updated_at", UTCDateTime, nullable=False),
     )
     op.create_index("ix_kb_sources_due", "kb_sources", ["next_run_at"])
+    # an ingestion's progress and settling count its documents by status
+    op.create_index("ix_kb_documents_ingestion", "kb_documents", ["ingestion_id", "status"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_kb_documents_ingestion", table_name="kb_documents")
     op.drop_index("ix_kb_sources_due", table_name="kb_sources")
     op.drop_table("kb_sources")
