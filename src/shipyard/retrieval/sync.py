@@ -4,11 +4,14 @@ document, `row-<id>`, whose text is the row's text column and whose metadata is
 `row_id` plus the chosen metadata columns; the indexing worker chunks and embeds it
 like any document. A sync:
 
-1. reads the source's ids (one query of the id column) and removes the documents of
-   rows that are gone (their chunks and vectors go with them);
-2. reads the rows changed since the watermark, in (updated-at, id) order, when the
+1. reads the rows changed since the watermark, in (updated-at, id) order, when the
    source has an updated-at column, else every row, and queues those whose text or
    metadata changed (a content hash tells them apart; unchanged rows are skipped);
+2. reads the source's ids (one query of the id column) and removes the documents of
+   rows that are gone (their chunks and vectors go with them); with an updated-at
+   column, only when some row changed or the source's count of rows with text is not
+   the knowledge base's count of row documents, so an idle continuous sync costs two
+   counts and one indexed query a second;
 3. every `FULL_EVERY`th sync with an updated-at column also reads every row, which
    catches a change committed with an older updated-at than one already seen.
 
@@ -240,15 +243,24 @@ class Reader:
             self._cast = types.get(s.updated_column, "text")
             self._id_cast = types.get(s.id_column, "text")
 
+    def _with_text(self) -> str:
+        """The rows that are documents: those with text (as `_parsed` reads them)."""
+        col = _quoted(self.spec.text_column)
+        return f" WHERE {col} IS NOT NULL AND TRIM(CAST({col} AS TEXT)) <> ''"
+
     def ids(self) -> set[str]:
         s = self.spec
         return {
             _key(r[0])
             for r in self._rows(
-                f"SELECT {_quoted(s.id_column)} FROM {_quoted(s.table)}"
-                f" WHERE {_quoted(s.text_column)} IS NOT NULL"
+                f"SELECT {_quoted(s.id_column)} FROM {_quoted(s.table)}{self._with_text()}"
             )
         }
+
+    def count(self) -> int:
+        return int(
+            self._rows(f"SELECT count(*) FROM {_quoted(self.spec.table)}{self._with_text()}")[0][0]
+        )
 
     def _select(self) -> str:
         s = self.spec
@@ -347,7 +359,7 @@ def _parsed(spec: Spec, row: tuple[Any, ...]) -> Parsed | None:
     if text is None:
         return None
     text = text if isinstance(text, str) else str(text)
-    if not text.strip():
+    if not text.strip(" "):  # as the SQL side reads it: TRIM takes spaces only
         return None
     metadata: dict[str, Any] = {"row_id": row_id}
     for n, col in enumerate(spec.metadata_columns, 2):
@@ -503,19 +515,29 @@ class Syncer:
         out = Outcome(watermark=watermark)
         reader = Reader(spec)
         try:
-            live = reader.ids()
-            out.seen = len(live)
-            out.deleted = self._delete_gone(kb_id, live, out)
             if full:
+                live = reader.ids()
+                out.seen = len(live)
+                out.deleted = self._delete_gone(kb_id, live, out)
                 for rows in reader.every():
                     out.changed += self._write(kb_id, spec, rows, actor)
                     self._renew(kb_id)
+            read = 0
             if spec.updated_column:
                 for rows in reader.changed(watermark):
+                    read += len(rows)
                     if not full:
                         out.changed += self._write(kb_id, spec, rows, actor)
                     out.watermark = reader.mark_of(rows[-1])
                     self._renew(kb_id)
+            if not full:
+                # the ids are read only when rows may be gone: some changed (a delete and
+                # an insert keep the count) or the count is not the documents'
+                out.seen = reader.count()
+                if read or out.seen != self._documents(kb_id):
+                    live = reader.ids()
+                    out.seen = len(live)
+                    out.deleted = self._delete_gone(kb_id, live, out)
         finally:
             reader.close()
         retrieval = platform.services["retrieval"]
@@ -536,6 +558,17 @@ class Syncer:
             )
             if not moved.rowcount:  # type: ignore[attr-defined]  # a CursorResult
                 raise SourceError("the sync was taken over (its lease passed) or removed")
+
+    def _documents(self, kb_id: str) -> int:
+        with self.platform.db.transaction() as s:
+            return int(
+                s.scalar(
+                    select(func.count()).where(
+                        DocumentRow.kb_id == kb_id, DocumentRow.name.startswith(PREFIX)
+                    )
+                )
+                or 0
+            )
 
     def _delete_gone(self, kb_id: str, live: set[str], out: Outcome) -> int:
         with self.platform.db.transaction() as s:
