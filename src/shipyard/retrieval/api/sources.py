@@ -13,20 +13,15 @@ from sqlalchemy.orm import Session
 from shipyard.errors import InvalidInput, NotFound
 from shipyard.http.deps import Authorized, Ctx
 from shipyard.identity.stored import actor_json
-from shipyard.retrieval import kb, sync
+from shipyard.retrieval import kb, source, sync
+from shipyard.retrieval.api.knowledge_bases import _service
 from shipyard.retrieval.schemas import NAME, SourceIn, SourcePublic
-from shipyard.retrieval.service import Retrieval
 from shipyard.retrieval.tables import SourceRow
 from shipyard.store import utcnow
 
 router = APIRouter(prefix="/api/knowledge-bases", tags=["retrieval"])
 KbName = Annotated[str, Path(pattern=NAME)]
 CONTINUOUS_S = 1.0
-
-
-def _service(ctx: Ctx) -> Retrieval:
-    found: Retrieval = ctx.platform.services["retrieval"]
-    return found
 
 
 def source_public(s: Session, row: SourceRow) -> SourcePublic:
@@ -60,11 +55,11 @@ def source_public(s: Session, row: SourceRow) -> SourcePublic:
     )
 
 
-def _probe(spec: sync.Spec) -> None:
+def _probe(spec: source.Spec) -> None:
     """Open the source and check its table and columns, or a 400 saying why not."""
     try:
-        sync.Reader(spec).close()
-    except sync.SourceError as exc:
+        source.Reader(spec).close()
+    except source.SourceError as exc:
         raise InvalidInput(f"source: {exc}") from None
 
 
@@ -76,8 +71,8 @@ async def set_source(
     platform = ctx.platform
 
     def configure() -> SourcePublic:
-        location, shown = sync.checked(body, ctx.actor, platform.settings.home)
-        spec = sync.Spec(
+        location, shown = source.checked(body, ctx.actor, platform.settings.home)
+        spec = source.Spec(
             kind=body.kind,
             location=location,
             allow_internal=body.allow_internal,
