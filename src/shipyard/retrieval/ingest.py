@@ -327,7 +327,9 @@ class Indexer:
             return np.zeros((0, max(kb.dimensions, 1)), np.float32)
         return as_matrix(vectors)
 
-    async def _store_many(self, items: list[tuple[Prepared, np.ndarray]]) -> None:
+    async def _store_many(
+        self, items: list[tuple[Prepared, np.ndarray]], *, alone: bool = False
+    ) -> None:
         """The group written in one transaction, then the index told; should that
         transaction fail, each document is written on its own (one bad document must
         not fail the others)."""
@@ -336,19 +338,17 @@ class Indexer:
             done, failed = await asyncio.to_thread(self._write_many, items)
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - retried document by document below
+        except Exception:
+            if alone:
+                raise  # the document's own failure (see `_guarded`)
             log.warning("writing %d documents together failed; one by one", len(items))
-            for m, part in items:
-                await self._guarded(m.doc.id, self._store(m, part))
+            for item in items:
+                await self._guarded(item[0].doc.id, self._store_many([item], alone=True))
             return
         for doc_id, error in failed:
             await asyncio.to_thread(self._fail, doc_id, error)
         if done:
             await asyncio.to_thread(self._update_many, done)
-
-    async def _store(self, m: Prepared, matrix: np.ndarray) -> None:
-        old, new = await asyncio.to_thread(self._write, m.doc, m.pieces, matrix)
-        await asyncio.to_thread(self._update_many, [(m, matrix, old, new)])
 
     def _update_many(self, done: list[tuple[Prepared, np.ndarray, list[int], list[int]]]) -> None:
         """Tell the index (after the commit): the old chunks out, the new ones in."""
@@ -424,15 +424,6 @@ class Indexer:
             for ingestion_id in ingestions:
                 self._settle(s, ingestion_id)
         return done, failed
-
-    def _write(
-        self, claimed: DocumentRow, pieces: list[Piece], matrix: np.ndarray
-    ) -> tuple[list[int], list[int]]:
-        """One document's chunks replaced in one transaction: (old ids, new ids)."""
-        with self.platform.db.transaction() as s:
-            old, new = self._replace(s, claimed, pieces, matrix)
-            self._settle(s, claimed.ingestion_id)
-            return old, new
 
     def _replace(
         self, s: Any, claimed: DocumentRow, pieces: list[Piece], matrix: np.ndarray

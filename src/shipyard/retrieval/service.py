@@ -47,8 +47,9 @@ class Retrieval:
     def _engine(self) -> VectorIndex:
         settings, db = self.platform.settings, self.platform.db
         choice = settings.kb_index_engine
-        if choice == "pgvector" or (choice == "auto" and pgvector.available(db)):
-            if not pgvector.available(db):
+        has = choice != "embedded" and pgvector.available(db)
+        if choice == "pgvector" or (choice == "auto" and has):
+            if not has:
                 raise ConfigError(
                     "kb_index_engine: pgvector needs a PostgreSQL database with the "
                     "pgvector extension installed"
