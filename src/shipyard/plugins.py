@@ -65,6 +65,8 @@ PROVIDERS = "shipyard.providers"
 GATES = "shipyard.gates"
 SCORERS = "shipyard.scorers"
 RERANKERS = "shipyard.rerankers"
+PIPELINE_STEPS = "shipyard.pipeline_steps"
+TOOL_FUNCTIONS = "shipyard.tools"  # plain functions a pipeline's tool steps call
 CAPABILITIES = "shipyard.capabilities"
 
 # What a provider may declare in `capabilities`.
@@ -381,6 +383,9 @@ class Case:
     metadata: dict[str, Any]
     latency_ms: float | None = None
     cost_usd: float | None = None
+    # the ids a target retrieved, best first, when its trace says (a pipeline's
+    # retrieval spans); retrieval scorers prefer them to `output`
+    retrieved: list[str] | None = None
 
     @property
     def text(self) -> str:
@@ -514,6 +519,27 @@ class Reranker(Protocol):
     async def rerank(
         self, query: str, candidates: Sequence[Candidate], ctx: RerankContext
     ) -> list[float]: ...
+
+
+class PipelineStep(Protocol):
+    """A step type of pipelines (`type: <name>` in a spec). `config_model` (pydantic)
+    checks the step's own fields on save; `expects` maps a field to the type a
+    reference there must give (string, messages, list, object, any) and `output_type`
+    is what the step gives (string, messages, chunks, list, object, scalar, any), so a
+    mismatch is refused naming the step; `span_kind` is its OpenInference span kind.
+    `run` gets the configuration with references read and a `StepContext` (the caller's
+    governed `services`: chat, chat_stream, search, prompt, tool; `attributes` for its
+    span; `trace` for a gateway call under the step's span; `evaluate(step_id)` to run
+    another step). Optional: `targets(config)` (steps it runs itself, for the cycle
+    check), `check(config, plugins)` (more checks on save), `stream(values, ctx)` (text
+    deltas, when it is a streamed pipeline's output). Constructed with no arguments."""
+
+    config_model: type[Any]
+    output_type: str
+    expects: Mapping[str, str]
+    span_kind: str
+
+    async def run(self, values: dict[str, Any], ctx: Any) -> Any: ...
 
 
 class Service(Protocol):

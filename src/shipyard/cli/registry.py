@@ -41,7 +41,8 @@ app.add_typer(models_app, name="models")
 MAX_CATALOG = 2 * 1024 * 1024  # the server's limit on one catalog file
 PROGRESS_FROM = 8 * 1024 * 1024  # uploads larger than this show a progress bar
 KindOpt = Annotated[
-    Literal["model", "prompt", "release"], typer.Option("--kind", help="What is promoted.")
+    Literal["model", "prompt", "release", "pipeline"],
+    typer.Option("--kind", help="What is promoted."),
 ]
 NoteOpt = Annotated[str, typer.Option("--note", help="A note kept with the decision.")]
 

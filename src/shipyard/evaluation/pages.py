@@ -37,7 +37,7 @@ router = APIRouter(include_in_schema=False)
 T = TypeVar("T")
 ITEMS_PAGE = 50
 RESULTS_PAGE = 50
-KINDS = ("route", "model", "prompt", "release")
+KINDS = ("route", "model", "prompt", "release", "pipeline")
 SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from sqlalchemy import or_, select, update
 
 from shipyard.errors import RateLimited, ShipyardError
@@ -280,6 +281,8 @@ class Runner:
         async with gate:
             for attempt in range(RETRIES + 1):
                 try:
+                    if run.target["kind"] == "pipeline":
+                        return await self._invoke(run, item, actor, row)
                     request = await asyncio.to_thread(self._request, run, item, actor)
                     result = await gateway.chat(request, actor=actor)
                 except RateLimited as exc:
@@ -300,6 +303,41 @@ class Runner:
         row.cost_usd = float(result.cost_usd or 0.0)
         row.trace_id = result.trace_id
         return row
+
+    async def _invoke(
+        self, run: RunRow, item: DatasetItemRow, actor: Actor, row: ResultRow
+    ) -> ResultRow:
+        """A pipeline target: invoked with the item's inputs as its inputs."""
+        done = await self.platform.services["pipelines"].invoke(
+            actor, run.target["ref"], dict(item.inputs or {})
+        )
+        output = done.output
+        row.output = output if isinstance(output, str) else orjson.dumps(output).decode()
+        row.latency_ms = done.ms
+        row.input_tokens = done.usage["prompt_tokens"]
+        row.output_tokens = done.usage["completion_tokens"]
+        row.cost_usd = done.cost_usd
+        row.trace_id = done.trace_id
+        return row
+
+    def _retrieved(self, workspace_id: str, trace_ids: list[str]) -> dict[str, list[str]]:
+        """trace id -> the ids its retrieval spans retrieved, in span then rank order."""
+        tracing = self.platform.services.get("tracing")
+        if tracing is None or tracing.store is None or not trace_ids:
+            return {}
+        tracing.flush()  # the spans were acknowledged; wait until they are stored
+        out: dict[str, list[str]] = {}
+        for trace_id in trace_ids:
+            page = tracing.store.trace_spans(workspace_id, trace_id, limit=1000)
+            ids: list[str] = []
+            for span in page.items:
+                attrs = span.attributes or {}
+                i = 0
+                while f"retrieval.documents.{i}.document.id" in attrs:
+                    ids.append(str(attrs[f"retrieval.documents.{i}.document.id"]))
+                    i += 1
+            out[trace_id] = ids
+        return out
 
     def _request(self, run: RunRow, item: DatasetItemRow, actor: Actor) -> ChatRequest:
         target, params = run.target, dict(run.params)
@@ -324,6 +362,10 @@ class Runner:
     ) -> list[ResultRow]:
         ok = [(item, row) for item, row in zip(items, rows, strict=True) if not row.error]
         ok = [(item, row) for item, row in ok if not row.scored]
+        retrieved: dict[str, list[str]] = {}
+        if run.target["kind"] == "pipeline":
+            traces = [row.trace_id for _, row in ok if row.trace_id]
+            retrieved = await asyncio.to_thread(self._retrieved, run.workspace_id, traces)
         cases = [
             Case(
                 inputs=item.inputs,
@@ -332,6 +374,7 @@ class Runner:
                 metadata=item.metadata_ or {},
                 latency_ms=row.latency_ms,
                 cost_usd=row.cost_usd,
+                retrieved=retrieved.get(row.trace_id),
             )
             for item, row in ok
         ]

@@ -56,6 +56,8 @@ def loaded(
 def check_target(gateway: Any, workspace_id: str, target: TargetIn) -> None:
     """The target exists in the gateway's configuration now (else 400 naming it)."""
     snap = gateway.snapshot
+    if target.kind == "pipeline":
+        return  # resolved in the run's transaction (`subject_for`)
     if target.kind in {"route", "model"}:
         route = snap.route(workspace_id, target.ref)
         if route is None or route.kind != "chat":
@@ -94,6 +96,17 @@ def version_subject(s: Session, workspace_id: str, kind: str, ref: str) -> str:
     return subject_of(kind, asset.name, version.number)
 
 
+def pipeline_subject(s: Session, workspace_id: str, ref: str) -> str:
+    """`pipeline:name@N` of the version a pipeline target names now (400 if none)."""
+    try:
+        asset, version = assets.resolve_member(
+            s, workspace_id=workspace_id, kind="pipeline", raw=ref, param="target.ref"
+        )
+    except NotFound as exc:
+        raise InvalidInput(f"target.ref: {exc.detail}", param="target.ref") from None
+    return subject_of("pipeline", asset.name, version.number)
+
+
 def subject_for(s: Session, workspace_id: str, body: RunIn) -> str:
     if body.subject is not None:
         kind, _, ref = body.subject.partition(":")
@@ -101,6 +114,8 @@ def subject_for(s: Session, workspace_id: str, body: RunIn) -> str:
     target = body.target
     if target.kind == "release" or (target.kind == "prompt" and "/" in target.ref):
         return version_subject(s, workspace_id, "release", target.ref.partition("/")[0])
+    if target.kind == "pipeline":
+        return pipeline_subject(s, workspace_id, target.ref)
     if target.kind == "prompt":
         return version_subject(s, workspace_id, "prompt", target.ref)
     return ""
@@ -120,6 +135,8 @@ def create(
         raise InvalidInput(f"dataset: version {version.number} holds no items", param="dataset")
     scorers = checked_scorers(plugins, body.scorers)
     check_target(gateway, actor.workspace_id, body.target)
+    if body.target.kind == "pipeline":
+        pipeline_subject(s, actor.workspace_id, body.target.ref)
     subject = subject_for(s, actor.workspace_id, body)
     row = RunRow(
         id=new_id("run"),

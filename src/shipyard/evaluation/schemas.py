@@ -117,9 +117,11 @@ class TargetIn(Strict):
     """What is evaluated: a gateway `route` (or a `model` name the gateway serves), a
     registry `prompt` version (`name@3`, `name@production`) or a `release` member
     (`app@production/support`), rendered with each item's inputs as its variables and
-    sent to `model` (default: the prompt's own model)."""
+    sent to `model` (default: the prompt's own model), or a registry `pipeline`
+    version (`support-answer@3`, `support-answer@staging`), invoked with each item's
+    inputs as its inputs (retrieval scorers read the retrieved ids from its spans)."""
 
-    kind: Literal["route", "model", "prompt", "release"]
+    kind: Literal["route", "model", "prompt", "release", "pipeline"]
     ref: str = Field(min_length=1, max_length=200)
     model: str | None = Field(default=None, min_length=1, max_length=128)
 
@@ -127,7 +129,7 @@ class TargetIn(Strict):
     def _shape(self) -> TargetIn:
         if self.kind == "release" and "/" not in self.ref:
             raise ValueError("ref: a release target is `name@alias/member`")
-        if self.kind in {"route", "model"} and self.model is not None:
+        if self.kind in {"route", "model", "pipeline"} and self.model is not None:
             raise ValueError("model: only prompt and release targets take a model")
         return self
 

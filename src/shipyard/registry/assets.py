@@ -23,7 +23,7 @@ from shipyard.registry.events import emit
 from shipyard.registry.tables import AliasMoveRow, AliasRow, AssetRow, VersionRow
 from shipyard.store import new_id, utcnow
 
-KINDS = ("model", "prompt", "release")
+KINDS = ("model", "prompt", "release", "pipeline")
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 ALIAS = r"^[a-z][a-z0-9_-]{0,63}$"
 _NAME, _ALIAS = re.compile(NAME), re.compile(ALIAS)

@@ -94,7 +94,7 @@ class ModelVersionIn(VersionCommon):
 
 
 class Member(Strict):
-    kind: Literal["model", "prompt"]
+    kind: Literal["model", "prompt", "pipeline"]
     name: Name
     version: int = Field(ge=1, le=2**31 - 1)
 
@@ -167,7 +167,7 @@ class MovePublic(BaseModel):
 
 
 class PromotionIn(Strict):
-    kind: Literal["model", "prompt", "release"] = "model"
+    kind: Literal["model", "prompt", "release", "pipeline"] = "model"
     name: Name
     version: int = Field(ge=1, le=2**31 - 1)
     environment: str = Field(pattern=ALIAS)

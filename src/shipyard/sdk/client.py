@@ -24,6 +24,7 @@ from shipyard.identity.schemas import (
 from shipyard.sdk.calls import Call, ShipyardAPIError, Upload, _as
 from shipyard.sdk.evaluation import Datasets, Evals
 from shipyard.sdk.feedback import Feedback
+from shipyard.sdk.pipelines import Pipelines
 from shipyard.sdk.prompts import AsyncPrompts, PromptCache, Prompts, default_cache_dir
 from shipyard.sdk.registry import Registry
 from shipyard.sdk.retrieval import KnowledgeBases
@@ -195,6 +196,7 @@ class _Resources:
         self.datasets = Datasets(run)
         self.evals = Evals(run)
         self.kb = KnowledgeBases(run)
+        self.pipelines = Pipelines(run)
 
 
 class Client(_Resources):

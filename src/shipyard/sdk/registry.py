@@ -30,7 +30,7 @@ from shipyard.registry.schemas import (
 from shipyard.sdk.calls import Call, Upload, _as
 from shipyard.sdk.prompts import split_ref
 
-Kind = Literal["model", "prompt", "release"]
+Kind = Literal["model", "prompt", "release", "pipeline"]
 YAML = {"content-type": "application/yaml"}
 OCTETS = {"content-type": "application/octet-stream"}
 
@@ -183,6 +183,12 @@ class Registry:
     def reject(self, id: str, note: str = "") -> Any:
         path = f"/api/registry/promotions/{_seg(id)}/reject"
         return self._run(Call("POST", path, _as(PromotionPublic), json={"note": note}))
+
+    def set_alias(self, name: str, alias: str, version: int, kind: Kind = "model") -> Any:
+        """Point a custom alias (`champion`, `canary`) at a version -> AssetPublic; an
+        environment's alias moves only through `promote`."""
+        path = f"/api/registry/{_plural(kind)}/{_seg(name)}/aliases/{_seg(alias)}"
+        return self._run(Call("PUT", path, _as(AssetPublic), json={"version": version}))
 
     def rollback(self, name: str, alias: str, kind: Kind = "model") -> Any:
         """Point `alias` back at the version it pointed at before -> AssetPublic."""

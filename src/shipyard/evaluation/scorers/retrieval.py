@@ -1,7 +1,8 @@
 """Retrieval metrics for cases with relevant ids: recall@k, precision@k, MRR, nDCG@k.
 
 Relevant ids: `case.expected` when it is a list, else `case.metadata["relevant_ids"]`.
-Retrieved ids, best first: `case.output` when it is a list (of ids, or of objects with
+Retrieved ids, best first: `case.retrieved` when the target's trace gave them (a
+pipeline's retrieval spans), else `case.output` when it is a list (of ids, or of objects with
 "id"), an object with an "ids" or "retrieved" list, or such JSON as text. Ids compare
 as text (1 and "1" are the same id); a repeated id counts once, at its first rank.
 
@@ -50,6 +51,8 @@ def relevant_ids(case: Case) -> set[str] | None:
 
 
 def retrieved_ids(case: Case) -> list[str] | None:
+    if case.retrieved is not None:
+        return list(dict.fromkeys(case.retrieved))
     output = case.output
     if isinstance(output, str) and output.lstrip()[:1] in ("[", "{"):
         try:

@@ -132,6 +132,10 @@ class GatewayApp:
             parent_span_id=parent,
             prompt=prompt,
         )
+        prefix, colon, ref = model.partition(":")
+        virtual = self.gateway.virtual.get(prefix) if colon and api.name == "chat" else None
+        if virtual is not None:  # another capability's model (`pipeline:name@alias`)
+            return await virtual(call, ref)
         return await self.gateway.run(call, self.gateway.route_for(call, model))
 
     async def read_json(self, receive: Receive) -> Any:

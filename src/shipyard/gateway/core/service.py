@@ -23,7 +23,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -81,6 +81,8 @@ from shipyard.store import Database, utcnow
 
 log = logging.getLogger("shipyard.gateway")
 Body = dict[str, Any]
+# a chat call whose model names another capability's thing ("pipeline:name@alias")
+VirtualModel = Callable[[Call, str], Awaitable[Reply | StreamReply]]
 
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -217,6 +219,9 @@ class Gateway:
         self.prompt_sources: list[PromptSource] = (
             prompt_sources if prompt_sources is not None else []
         )
+        # "prefix" -> a handler of chat calls whose model is "prefix:<ref>" (the
+        # pipelines capability serves `pipeline:name@alias`); (call, ref) -> the reply
+        self.virtual: dict[str, VirtualModel] = {}
         self.snapshot = Snapshot()
         self.semantic = SemanticCache()
         self._builtin_options: dict[str, object] = {}
@@ -568,10 +573,13 @@ class Gateway:
 
     # The typed in-process call -----------------------------------------------------------
 
-    async def chat(self, request: ChatRequest, *, actor: Actor) -> ChatResult:
+    async def chat(
+        self, request: ChatRequest, *, actor: Actor, trace: tuple[str, str] = ("", "")
+    ) -> ChatResult:
         """A chat completion without HTTP, with the same checks, governance and record
-        as `/v1/chat/completions` (the actor's limits and budgets apply)."""
-        call, route = self._call(request.body(stream=False), actor, request.prompt)
+        as `/v1/chat/completions` (the actor's limits and budgets apply). `trace`:
+        (trace id, parent span id) the call's span joins, like a `traceparent`."""
+        call, route = self._call(request.body(stream=False), actor, request.prompt, trace)
         reply = await self.run(call, route)
         assert isinstance(reply, Reply) and reply.record is not None
         cache = dict(reply.headers).get(b"x-shipyard-cache", b"bypass").decode()
@@ -605,10 +613,12 @@ class Gateway:
             )
         return EmbedResult(vectors, call.request_id, reply.record.route, reply.record.cost_usd)
 
-    async def chat_stream(self, request: ChatRequest, *, actor: Actor) -> AsyncIterator[Body]:
+    async def chat_stream(
+        self, request: ChatRequest, *, actor: Actor, trace: tuple[str, str] = ("", "")
+    ) -> AsyncIterator[Body]:
         """`chat.completion.chunk` dicts of a streamed chat completion (the last carries
         `usage`); settled and recorded when the stream ends or is closed early."""
-        call, route = self._call(request.body(stream=True), actor, request.prompt)
+        call, route = self._call(request.body(stream=True), actor, request.prompt, trace)
         reply = await self.run(call, route)
         assert isinstance(reply, StreamReply)
         try:
@@ -617,11 +627,20 @@ class Gateway:
         finally:
             await reply.finalize()
 
-    def _call(self, body: Body, actor: Actor, prompt: str = "") -> tuple[Call, RouteSpec]:
+    def _call(
+        self, body: Body, actor: Actor, prompt: str = "", trace: tuple[str, str] = ("", "")
+    ) -> tuple[Call, RouteSpec]:
         if not actor.can("gateway:call"):
             raise PermissionDenied(f"the {actor.role.value} role cannot call the gateway")
         model = CHAT_API.check(body)
-        call = Call(actor=actor, api=CHAT_API, body=body, prompt=prompt)
+        call = Call(
+            actor=actor,
+            api=CHAT_API,
+            body=body,
+            prompt=prompt,
+            trace_id=trace[0],
+            parent_span_id=trace[1],
+        )
         return call, self.route_for(call, model)
 
 

@@ -30,7 +30,7 @@ from shipyard.registry.schemas import (
 from shipyard.registry.tables import AssetRow, BlobRow, VersionRow
 
 router = APIRouter(prefix="/api/registry", tags=["registry"])
-Plural = Literal["models", "prompts", "releases"]
+Plural = Literal["models", "prompts", "releases", "pipelines"]
 AliasName = Annotated[str, Path(pattern=assets.ALIAS)]
 
 
