@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -48,6 +49,53 @@ def wait_http(url: str, timeout: float = 120, headers: dict[str, str] | None = N
             pass
         time.sleep(0.05)
     raise SystemExit(f"{url} did not come up")
+
+
+@contextlib.contextmanager
+def shipyard_up(work: Path) -> Iterator[httpx.Client]:
+    """`shipyard up` with its embedded defaults under `work/home` (its log in
+    `work/server.log`), and a client authorized as the bootstrap owner; stopped after."""
+    import orjson
+
+    python = ROOT / ".venv" / "bin" / "python"
+    exe = str(python if python.exists() else sys.executable)
+    port = free_port()
+    env = {
+        **os.environ,
+        "SHIPYARD_HOME": str(work / "home"),
+        "SHIPYARD_LOG_LEVEL": "warning",
+        "SHIPYARD_ADMIN_PASSWORD": "Bench-Passphrase-2026",
+    }
+    with (work / "server.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [exe, "-m", "shipyard.cli", "up", "--port", str(port)],
+            env=env, stdout=log, stderr=log, start_new_session=True,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_http(url + "/readyz", timeout=120)
+            key = orjson.loads((work / "home" / "credentials.json").read_bytes())["api_key"]
+            headers = {"Authorization": f"Bearer {key}"}
+            with httpx.Client(base_url=url, headers=headers, timeout=300) as client:
+                yield client
+        finally:
+            stop(proc, 60)
+
+
+def minilm_rate(texts: list[str], batch: int = 128) -> float:
+    """The floor of embedding work: bare sentence-transformers (the built-in MiniLM)
+    encoding `texts` in calls of `batch`, as texts per second."""
+    from sentence_transformers import SentenceTransformer
+
+    from shipyard.gateway.config.builtins import _minilm_path
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    model = SentenceTransformer(str(_minilm_path()), device="cpu")
+    model.encode(texts[:64])
+    t = time.perf_counter()
+    for start in range(0, len(texts), batch):
+        model.encode(texts[start : start + batch], normalize_embeddings=True)
+    return len(texts) / (time.perf_counter() - t)
 
 
 def process_tree(pid: int) -> list[int]:

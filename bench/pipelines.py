@@ -33,10 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import free_port, stop, wait_http  # noqa: E402
+from harness import free_port, shipyard_up, stop  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,37 +51,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="shipyard-pipe-bench-"))
-    python = ROOT / ".venv" / "bin" / "python"
-    exe = str(python if python.exists() else sys.executable)
-    up_port, port = free_port(), free_port()
-    upstream = subprocess.Popen([exe, str(ROOT / "bench" / "fake_upstream.py"), str(up_port)])
-    env = {
-        **os.environ,
-        "SHIPYARD_HOME": str(work / "home"),
-        "SHIPYARD_LOG_LEVEL": "warning",
-        "SHIPYARD_ADMIN_PASSWORD": "Bench-Passphrase-2026",
-    }
-    log = (work / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [exe, "-m", "shipyard.cli", "up", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=log,
-        start_new_session=True,
+    up_port = free_port()
+    upstream = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "fake_upstream.py"), str(up_port)]
     )
-    url = f"http://127.0.0.1:{port}"
     try:
-        wait_http(url + "/readyz", timeout=120)
-        key = orjson.loads((work / "home" / "credentials.json").read_bytes())["api_key"]
-        with httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60
-        ) as c:
+        with shipyard_up(work) as c:
             setup(c, up_port, args.steps)
             run(c, args)
     finally:
-        stop(proc, 60)
         stop(upstream, 10, signal.SIGTERM)
-        log.close()
         shutil.rmtree(work, ignore_errors=True)
 
 

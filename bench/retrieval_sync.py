@@ -21,17 +21,15 @@ import random
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
-import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import free_port, stop, wait_http  # noqa: E402
+from harness import minilm_rate, shipyard_up  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 WORDS = [
@@ -68,51 +66,12 @@ def main() -> None:
     with sqlite3.connect(db) as conn:
         conn.execute("CREATE TABLE articles (id INTEGER PRIMARY KEY, body TEXT, updated_at REAL)")
         conn.executemany("INSERT INTO articles VALUES (?, ?, ?)", rows)
-    args.floor = floor([r[1] for r in rows])
-    port = free_port()
-    env = {
-        **os.environ,
-        "SHIPYARD_HOME": str(work / "home"),
-        "SHIPYARD_LOG_LEVEL": "warning",
-        "SHIPYARD_ADMIN_PASSWORD": "Bench-Passphrase-2026",
-    }
-    python = ROOT / ".venv" / "bin" / "python"
-    exe = str(python if python.exists() else sys.executable)
-    log = (work / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [exe, "-m", "shipyard.cli", "up", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=log,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    args.floor = minilm_rate([r[1] for r in rows])
     try:
-        wait_http(url + "/readyz", timeout=120)
-        key = orjson.loads((work / "home" / "credentials.json").read_bytes())["api_key"]
-        with httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60
-        ) as c:
+        with shipyard_up(work) as c:
             run(c, db, args)
     finally:
-        stop(proc, 60)
-        log.close()
         shutil.rmtree(work, ignore_errors=True)
-
-
-def floor(texts: list[str]) -> float:
-    """Bare sentence-transformers: the same texts embedded in batches of 128 (rows/s)."""
-    from sentence_transformers import SentenceTransformer
-
-    from shipyard.gateway.config.builtins import _minilm_path
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    model = SentenceTransformer(str(_minilm_path()), device="cpu")
-    model.encode(texts[:8])
-    t = time.perf_counter()
-    for start in range(0, len(texts), 128):
-        model.encode(texts[start : start + 128], normalize_embeddings=True)
-    return len(texts) / (time.perf_counter() - t)
 
 
 def run(c: httpx.Client, db: Path, args: argparse.Namespace) -> None:

@@ -135,3 +135,16 @@ def test_errors_are_openai_shaped_and_roles_hold(env: Env) -> None:
         content=b"{not json",
     )
     assert r.status_code == 400 and "not JSON" in r.json()["error"]["message"]
+
+
+def test_the_openai_surface_is_in_the_openapi_document(env: Env) -> None:
+    doc = env.admin.get("/openapi.json").json()
+    paths, schemas = doc["paths"], doc["components"]["schemas"]
+    for path in ("/v1/files", "/v1/files/{file_id}", "/v1/vector_stores",
+                 "/v1/vector_stores/{vector_store_id}/file_batches",
+                 "/v1/vector_stores/{vector_store_id}/search"):  # fmt: skip
+        assert path in paths, path
+    search = paths["/v1/vector_stores/{vector_store_id}/search"]["post"]
+    ref = search["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert schemas[ref.rsplit("/", 1)[-1]]["properties"]["max_num_results"]["maximum"] == 50
+    assert "/api/pipelines/{ref}/invoke" in paths or any("invoke" in p for p in paths)

@@ -13,8 +13,9 @@ benchmark reads each step's own time to measure what the engine adds."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from random import getrandbits
 from typing import Any, Protocol
@@ -29,7 +30,7 @@ from shipyard.errors import (
     ShipyardError,
     Unauthenticated,
 )
-from shipyard.pipelines.spec import Pipeline, Ref, Step, literal, parse_ref
+from shipyard.pipelines.spec import Pipeline, Ref, Step, is_type, literal, parse_ref
 
 MAX_RECORD_CHARS = 4000  # a step's input and output as kept for spans and the playground
 # a caller's mistake, a missing thing or the caller's own limit (429: the caller retries
@@ -192,19 +193,13 @@ class Run:
         ctx = StepContext(self, step, record, self.root)
         parts: list[str] = []
         started = time.perf_counter_ns()
-        try:
-            async for delta in step.impl.stream(values, ctx):
-                parts.append(delta)
-                yield delta
-        except BaseException as exc:
-            self._failed(record, exc)
-            if isinstance(exc, Exception):
-                raise _named(step, exc, record.attempts) from None
-            raise
-        finally:
-            now = time.perf_counter_ns()
-            record.own_ns += now - started
-            record.end_ns = time.time_ns()
+        with _ending(step, record):
+            try:
+                async for delta in step.impl.stream(values, ctx):
+                    parts.append(delta)
+                    yield delta
+            finally:
+                record.own_ns += time.perf_counter_ns() - started
         self.output = "".join(parts)
         record.output = cut(self.output)
 
@@ -267,7 +262,7 @@ class Run:
         values = await self.resolve(step, scope)
         record = self._record(step, scope, values)
         ctx = StepContext(self, step, record, scope)
-        try:
+        with _ending(step, record):
             for attempt in range(step.retry.attempts + 1):
                 record.attempts = attempt + 1
                 started = time.perf_counter_ns()
@@ -292,13 +287,6 @@ class Run:
                     await asyncio.sleep(step.retry.backoff_s * 2**attempt)
                 finally:
                     record.own_ns += time.perf_counter_ns() - started
-        except BaseException as exc:
-            self._failed(record, exc)
-            if isinstance(exc, Exception):
-                raise _named(step, exc, record.attempts) from None
-            raise
-        finally:
-            record.end_ns = time.time_ns()
         record.output = cut(value)
         return value
 
@@ -315,8 +303,14 @@ class Run:
         self.records.append(record)
         return record
 
-    @staticmethod
-    def _failed(record: StepRecord, exc: BaseException) -> None:
+
+@contextlib.contextmanager
+def _ending(step: Step, record: StepRecord) -> Iterator[None]:
+    """The step's record ended, and marked failed when it fails; the run's failure
+    names the step."""
+    try:
+        yield
+    except BaseException as exc:
         record.status = "error"
         if isinstance(exc, StepFailed):
             record.error = f"step '{exc.step}' failed"
@@ -326,6 +320,11 @@ class Run:
             record.error = f"{type(exc).__name__}: {exc}"[:2000]
         else:
             record.error = "cancelled"
+        if isinstance(exc, Exception):
+            raise _named(step, exc, record.attempts) from None
+        raise
+    finally:
+        record.end_ns = time.time_ns()
 
 
 def _named(step: Step, exc: Exception, attempts: int) -> Exception:
@@ -366,16 +365,6 @@ def _is_chunk(value: Any) -> bool:
     return isinstance(value, dict) and "text" in value and "id" in value
 
 
-_PY: dict[str, type | tuple[type, ...]] = {
-    "string": str,
-    "number": (int, float),
-    "integer": int,
-    "boolean": bool,
-    "array": list,
-    "object": dict,
-}
-
-
 def checked_inputs(pipeline: Pipeline, given: dict[str, Any]) -> dict[str, Any]:
     """The inputs as declared: unknown ones refused, defaults filled, types checked."""
     if not isinstance(given, dict):
@@ -396,9 +385,7 @@ def checked_inputs(pipeline: Pipeline, given: dict[str, Any]) -> dict[str, Any]:
                 out[name] = None
             continue
         value = given[name]
-        kind = _PY[spec.type]
-        bad = isinstance(value, bool) and spec.type != "boolean"
-        if bad or not isinstance(value, kind):
+        if not is_type(value, spec.type):
             raise InvalidInput(f"inputs.{name}: must be {spec.type}", param="inputs")
         long = isinstance(value, str | list) and len(value) > (spec.max_length or len(value))
         if long:

@@ -69,6 +69,23 @@ _INPUT_TYPES = {
 }
 
 
+_PY: dict[str, type | tuple[type, ...]] = {
+    "string": str,
+    "number": (int, float),
+    "integer": int,
+    "boolean": bool,
+    "array": list,
+    "object": dict,
+}
+
+
+def is_type(value: Any, kind: str) -> bool:
+    """`value` is of the JSON Schema type `kind` (a boolean is not a number)."""
+    if isinstance(value, bool) and kind != "boolean":
+        return False
+    return isinstance(value, _PY[kind])
+
+
 class InputSpec(Strict):
     type: Literal["string", "number", "integer", "boolean", "array", "object"] = "string"
     required: bool = True
@@ -190,9 +207,11 @@ def compile_spec(raw: Any, *, label: str, load_step: Any) -> Pipeline:
         spec = SpecIn.model_validate(raw)
     except ValidationError as exc:
         raise InvalidInput(f"spec: {_first(exc)}", param="spec") from None
-    for name in spec.inputs:
+    for name, declared in spec.inputs.items():
         if not _IDENT.match(name):
             raise InvalidInput(f"spec.inputs: '{name[:70]}' must match {IDENT}", param="spec")
+        if declared.default is not None and not is_type(declared.default, declared.type):
+            raise InvalidInput(f"spec.inputs.{name}: default must be {declared.type}")
     steps: dict[str, Step] = {}
     for position, entry in enumerate(spec.steps):
         step = _step(position, entry, load_step)

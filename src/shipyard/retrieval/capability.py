@@ -51,4 +51,5 @@ CAPABILITY = Capability(
     service=build,
     # OpenAI's Files and Vector Stores API (before the gateway's /v1/: longer prefixes first)
     mounts={"/v1/files": _openai, "/v1/vector_stores": _openai},
+    openapi="shipyard.retrieval.openai_doc:document",
 )
