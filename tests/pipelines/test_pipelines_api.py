@@ -191,6 +191,17 @@ def test_a_failing_step_retries_then_fails_the_run_naming_the_step(ready: Env) -
     assert "step 'answer' (model)" in r.json()["detail"]
     env.upstream.script.clear()
 
+    # streamed: a step that fails before the first text is the reply's status, not an
+    # error event in a 200 stream
+    env.upstream.fail(400, times=4)
+    client = openai.OpenAI(base_url=f"{env.url}/v1", api_key=env.owner_key, max_retries=0)
+    with pytest.raises(openai.APIStatusError) as failed:
+        client.chat.completions.create(
+            model="pipeline:support", messages=[{"role": "user", "content": "x"}], stream=True
+        )
+    assert failed.value.status_code in (400, 502) and "step 'answer'" in str(failed.value)
+    env.upstream.script.clear()
+
     r = env.admin.post("/api/pipelines/support/invoke", json={"inputs": {}})
     assert r.status_code == 400 and r.json()["detail"].startswith("inputs.question")
     r = env.admin.post("/api/pipelines/support/invoke", json={"inputs": {"question": 3}})

@@ -228,6 +228,14 @@ class Pipelines:
             return Reply(reply, [*headers, (b"x-shipyard-trace-id", done.trace_id.encode())])
         streamed = await self.stream(call.actor, ref, inputs, trace=trace)
         run = streamed.run
+        deltas = streamed.__aiter__()
+        try:  # the steps before the output's first text run now: a failure is a status
+            first: str | None = await deltas.__anext__()
+        except StopAsyncIteration:
+            first = None
+        except BaseException:
+            await streamed.aclose()
+            raise
         want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
@@ -241,8 +249,10 @@ class Pipelines:
 
         async def chunks() -> AsyncGenerator[dict[str, Any], None]:
             yield chunk({"role": "assistant", "content": ""})
-            async for text in streamed:
-                yield chunk({"content": text})
+            if first is not None:
+                yield chunk({"content": first})
+                async for text in deltas:
+                    yield chunk({"content": text})
             yield chunk({}, "stop")
             if want_usage:
                 usage = self._invocation(run, time.time_ns()).usage
