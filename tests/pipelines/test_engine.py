@@ -190,3 +190,56 @@ def test_a_branch_cycle_and_a_map_of_a_map_are_refused() -> None:
         _compile({"steps": [{"id": "o", "type": "output", "value": ["$steps.nope"]}]})
     with pytest.raises(InvalidInput, match="is not a reference"):
         _compile({"steps": [{"id": "o", "type": "output", "value": "$steps."}]})
+
+
+async def test_a_timed_out_case_runs_again_on_retry_and_a_failure_stops_its_siblings() -> None:
+    services = Counting()
+    services.delay = 0.3
+    spec = {
+        "steps": [
+            {"id": "b", "type": "branch", "on": "x", "cases": {"x": "slow"},
+             "timeout_s": 0.1, "retry": {"attempts": 1, "backoff_s": 0}},
+            tool("slow", "zz"),
+        ],
+        "output": "b",
+    }  # fmt: skip
+    run = _run(spec, services)
+    with pytest.raises(StepFailed) as failed:  # a StepFailed, never a bare CancelledError
+        await run.result()
+    assert failed.value.status == 504 and len(services.calls) == 2  # the case ran again
+
+    services = Counting()
+    services.delay = 0.5
+    siblings = {
+        "inputs": {"mood": {"type": "string"}},
+        "steps": [
+            {"id": "bad", "type": "branch", "on": "$inputs.mood", "cases": {"x": "slow"}},
+            tool("slow", "zz"),
+            tool("other", "yy"),
+            {"id": "out", "type": "output", "value": ["$steps.bad", "$steps.other"]},
+        ],
+    }  # fmt: skip
+    run = _run(siblings, services, mood="nothing matches")
+    started = time.perf_counter()
+    with pytest.raises(StepFailed) as failed:
+        await run.result()
+    assert failed.value.step == "bad" and time.perf_counter() - started < 0.4
+    await asyncio.sleep(0.05)
+    other = next(r for r in run.records if r.step == "other")
+    assert other.status == "error" and other.error == "cancelled"  # stopped, not left running
+
+
+async def test_a_fan_out_past_the_step_cap_is_refused() -> None:
+    spec = {
+        "inputs": {"xs": {"type": "array"}},
+        "steps": [
+            {"id": "m", "type": "map", "over": "$inputs.xs", "step": "br", "concurrency": 16},
+            {"id": "br", "type": "branch", "on": "go", "cases": {"go": "m2"}},
+            {"id": "m2", "type": "map", "over": "$item", "step": "leaf", "max_items": 1000},
+            {"id": "leaf", "type": "output", "value": "$item"},
+        ],
+        "output": "m",
+    }
+    with pytest.raises(StepFailed) as failed:
+        await _run(spec, Counting(), xs=[list(range(100))] * 60).result()
+    assert failed.value.status == 400 and "ran 5000 steps" in failed.value.detail

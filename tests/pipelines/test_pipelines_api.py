@@ -293,6 +293,10 @@ def test_hostile_yaml_and_permissions(ready: Env) -> None:
     assert r.status_code == 400 and r.json()["detail"].startswith("yaml:")
     r = env.admin.post("/api/pipelines/validate", json={"yaml": "!!python/object:os.system {}"})
     assert r.status_code == 400
+    for not_json in ("steps: [{id: a, type: output, value: 2024-01-01}]", "a: !!int xyz",
+                     "a: !!set {x}", "{2024-01-01: x}"):  # fmt: skip
+        r = env.admin.post("/api/pipelines/validate", json={"yaml": not_json})
+        assert r.status_code == 400 and r.json()["detail"].startswith("yaml:"), r.text
     r = env.admin.post("/api/pipelines/validate", json={"yaml": SPEC, "spec": {"steps": []}})
     assert r.status_code == 400
 

@@ -192,6 +192,7 @@ def test_a_source_is_admin_configuration_checked_like_a_provider(env: Env, tmp_p
         ("postgresql://u@10.0.0.8/db", "internal address"),
         ("postgresql:///db?host=/tmp", "Unix socket"),
         ("mysql://u:p@example.com/db", "postgresql://"),
+        ("postgresql://u:p@example.com:abc/db", "postgresql://"),  # a port that is no number
     ):
         r = put({**base, "location": location})
         assert r.status_code == 400, (location, r.text)
@@ -237,3 +238,21 @@ def test_a_source_is_admin_configuration_checked_like_a_provider(env: Env, tmp_p
     assert env.admin.delete("/api/knowledge-bases/kb/source").status_code == 204
     assert env.admin.get("/api/knowledge-bases/kb/source").status_code == 404
     assert env.admin.post("/api/knowledge-bases/kb/sync").status_code == 404
+
+
+def test_a_password_in_the_url_query_is_not_shown() -> None:
+    from shipyard.identity.actor import Actor
+    from shipyard.identity.roles import Role
+    from shipyard.retrieval.schemas import SourceIn
+    from shipyard.retrieval.source import checked
+
+    admin = Actor(
+        kind="key", id="k", label="ops", workspace_id="ws", role=Role.owner, platform_admin=True
+    )
+    body = SourceIn(
+        kind="postgres", location="postgresql:///db?host=/run/pg&password=s3cret&sslpassword=x2",
+        table="docs", text_column="body", allow_internal=True,
+    )  # fmt: skip
+    sealed, shown = checked(body, admin, Path("/nonexistent-data-dir"))
+    assert "s3cret" in sealed and "s3cret" not in shown and "x2" not in shown
+    assert "host=%2Frun%2Fpg" in shown

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import ADMIN_PASSWORD
@@ -64,6 +65,11 @@ def test_pages_render_escape_and_refuse(env: Env) -> None:
         assert missing.status_code == 400 and "inputs.question: is required" in missing.text
         assert client.get("/pipelines/nope").status_code == 404
         assert client.get("/pipelines/helper", params={"v": 9}).status_code == 400
+    # an app key may invoke, but the playground page shows the spec: it may not read it
+    app_key, _ = env.key("pipe-app-ui", role="app")
+    r = httpx.post(f"{env.url}/pipelines/helper/run", data={"in.question": "q"},
+                   headers={"Authorization": f"Bearer {app_key}"})  # fmt: skip
+    assert r.status_code == 403
     _user(env, "pv@example.com", "viewer")
     with _session(env, "pv@example.com", PASSWORD) as (viewer, hx):
         page = viewer.get("/pipelines")

@@ -33,6 +33,7 @@ from shipyard.errors import (
 from shipyard.pipelines.spec import Pipeline, Ref, Step, is_type, literal, parse_ref
 
 MAX_RECORD_CHARS = 4000  # a step's input and output as kept for spans and the playground
+MAX_STEP_RUNS = 5000  # step executions in one invocation (maps under branches fan out)
 # a caller's mistake, a missing thing or the caller's own limit (429: the caller retries
 # after Retry-After, not a step holding the invocation open) fails at once; anything
 # else is retried as the step says
@@ -208,7 +209,15 @@ class Run:
         memo = scope.memo if step.item_scoped else self.root.memo
         found = memo.get(step_id)
         if found is not None:
-            return await asyncio.shield(found)
+            try:
+                return await asyncio.shield(found)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if found.cancelled() and task is not None and not task.cancelling():
+                    # its first reader was cancelled (a timeout, a failed sibling), not
+                    # this one: run it again
+                    return await self.evaluate(step_id, scope)
+                raise
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         memo[step_id] = future
         try:
@@ -218,6 +227,7 @@ class Run:
                 future.set_exception(exc)
                 future.exception()  # retrieved: a later reader re-raises it
             else:
+                memo.pop(step_id, None)  # cancelled: a later reader runs it afresh
                 future.cancel()
             raise
         future.set_result(value)
@@ -230,7 +240,13 @@ class Run:
         if len(names) == 1:
             got = {names[0]: await self.evaluate(names[0], scope)}
         elif names:
-            values = await asyncio.gather(*(self.evaluate(n, scope) for n in names))
+            tasks = [asyncio.create_task(self.evaluate(n, scope)) for n in names]
+            try:
+                values = await asyncio.gather(*tasks)
+            except BaseException:  # one failed (or this was cancelled): the rest stop
+                for task in tasks:
+                    task.cancel()
+                raise
             got = dict(zip(names, values, strict=True))
         else:
             got = {}
@@ -291,6 +307,10 @@ class Run:
         return value
 
     def _record(self, step: Step, scope: Scope, values: dict[str, Any]) -> StepRecord:
+        if len(self.records) >= MAX_STEP_RUNS:
+            raise InvalidInput(
+                f"step '{step.id}': the invocation ran {MAX_STEP_RUNS} steps; fewer items"
+            )
         record = StepRecord(
             step=step.id,
             type=step.type,

@@ -14,9 +14,10 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 from starlette.responses import Response
 
-from shipyard.errors import InvalidInput, ShipyardError
+from shipyard.errors import InvalidInput, PermissionDenied, ShipyardError
 from shipyard.evaluation.tables import RunRow
 from shipyard.http.deps import Authorized, Ctx
+from shipyard.inputs import check_value
 from shipyard.pipelines import yaml_spec
 from shipyard.pipelines.api import routes as api
 from shipyard.pipelines.engine import StepFailed
@@ -146,6 +147,8 @@ def pipeline(
 async def run(request: Request, name: str, ctx: Ctx = Authorized("pipelines:invoke")) -> Response:
     """The playground: the form's fields are the inputs (`in.<name>`), `ref` the
     version or alias to run."""
+    if not ctx.actor.can("pipelines:read"):  # the page shows the spec and its versions
+        raise PermissionDenied(f"the {ctx.actor.role.value} role cannot read pipelines")
     form = await request.form()
     selector = str(form.get("ref") or "latest")[:70]
     given = {
@@ -194,6 +197,7 @@ def _typed(pipeline: Any, given: dict[str, str]) -> dict[str, Any]:
             continue
         try:
             out[name] = orjson.loads(text)
-        except orjson.JSONDecodeError:
+            check_value(out[name])
+        except (orjson.JSONDecodeError, ValueError):
             raise InvalidInput(f"inputs.{name}: '{text[:40]}' is not a {spec.type}") from None
     return out

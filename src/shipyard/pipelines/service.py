@@ -153,8 +153,9 @@ class Pipelines:
             raise InvalidInput("pipeline: must be a name[@version|@alias]", param="pipeline")
         key = (actor.workspace_id, ref)
         version = self.platform.services["gateway"].snapshot.version
-        if version == self._version and key in self._compiled:
-            return self._compiled[key]
+        found = self._compiled.get(key) if version == self._version else None
+        if found is not None:
+            return found
         return await asyncio.to_thread(self.get, actor.workspace_id, ref)
 
     def _run(

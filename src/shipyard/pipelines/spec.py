@@ -124,7 +124,7 @@ def parse_ref(value: str) -> Ref | None:
     """The reference a string is, or None for a literal (`$$x` is the literal `$x`)."""
     if not value.startswith("$") or value.startswith("$$"):
         return None
-    m = _REF.match(value)
+    m = _REF.fullmatch(value)
     if m is None:
         raise ValueError(f"'{value[:80]}' is not a reference ($inputs.x, $steps.x, $item)")
     root, rest = m.group(1), [p for p in m.group(2).split(".") if p]
@@ -208,7 +208,7 @@ def compile_spec(raw: Any, *, label: str, load_step: Any) -> Pipeline:
     except ValidationError as exc:
         raise InvalidInput(f"spec: {_first(exc)}", param="spec") from None
     for name, declared in spec.inputs.items():
-        if not _IDENT.match(name):
+        if not _IDENT.fullmatch(name):
             raise InvalidInput(f"spec.inputs: '{name[:70]}' must match {IDENT}", param="spec")
         if declared.default is not None and not is_type(declared.default, declared.type):
             raise InvalidInput(f"spec.inputs.{name}: default must be {declared.type}")
@@ -254,7 +254,7 @@ def _first(exc: ValidationError) -> str:
 
 def _step(position: int, entry: dict[str, Any], load_step: Any) -> Step:
     sid = entry.get("id")
-    if not isinstance(sid, str) or not _IDENT.match(sid):
+    if not isinstance(sid, str) or not _IDENT.fullmatch(sid):
         raise InvalidInput(f"steps[{position}].id: a step needs an id matching {IDENT}")
     kind = entry.get("type")
     if not isinstance(kind, str):

@@ -209,7 +209,7 @@ class BranchConfig(Strict):
         from shipyard.pipelines.spec import _IDENT
 
         for case, target in value.items():
-            if not _IDENT.match(target):
+            if not _IDENT.fullmatch(target):
                 raise ValueError(f"case '{case[:64]}': '{target[:64]}' is not a step id")
         return value
 
@@ -320,15 +320,19 @@ class OutputStep:
                 raise StepError("the value is not JSON") from None
         schema = values.get("schema_") or values.get("schema")
         if schema:
-            from jsonschema import Draft202012Validator
-
-            error = next(iter(Draft202012Validator(schema).iter_errors(value)), None)
+            error = await asyncio.to_thread(_first_error, schema, value)
             if error is not None:
                 where = "/".join(str(p) for p in error.absolute_path) or "(root)"
                 raise StepError(
                     f"the output does not match its schema at {where}: {error.message[:200]}"
                 )
         return value
+
+
+def _first_error(schema: dict[str, Any], value: Any) -> Any:
+    from jsonschema import Draft202012Validator
+
+    return next(iter(Draft202012Validator(schema).iter_errors(value)), None)
 
 
 def _fenced(text: str) -> str:

@@ -28,7 +28,7 @@ def load(text: str) -> Any:
     if len(text) > MAX_CHARS:
         raise InvalidInput(f"yaml: longer than {MAX_CHARS} characters", param="yaml")
     try:
-        value = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        value: Any = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -36,9 +36,42 @@ def load(text: str) -> Any:
         raise InvalidInput(f"yaml: {problem}{where}", param="yaml") from None
     except RecursionError:
         raise InvalidInput("yaml: nested too deeply", param="yaml") from None
+    except InvalidInput:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a tag's constructor failing: !!int xyz, a bad date
+        raise InvalidInput(f"yaml: a value cannot be read ({type(exc).__name__})") from None
+    bad = _not_json(value)
+    if bad is not None:
+        raise InvalidInput(f"yaml: {bad} is not JSON data (a date, a set, binary?)")
     if not isinstance(value, dict):
         raise InvalidInput("yaml: the spec must be a mapping (inputs, steps, output)")
     return value
+
+
+def _not_json(value: Any, path: str = "(root)", depth: int = 0) -> str | None:
+    """Where a value that JSON cannot hold is (a date, a set, bytes, a key that is not a
+    string), or None."""
+    if depth > 64:
+        return path
+    if value is None or isinstance(value, str | bool | int):
+        return None
+    if isinstance(value, float):
+        return None if value == value and abs(value) != float("inf") else path
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _not_json(v, f"{path}[{i}]", depth + 1)
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                return f"{path} (key {str(k)[:40]})"
+            found = _not_json(v, f"{path}.{k[:40]}", depth + 1)
+            if found is not None:
+                return found
+        return None
+    return path
 
 
 def dump(spec: dict[str, Any]) -> str:

@@ -74,7 +74,8 @@ def checked(body: SourceIn, actor: Actor, data_dir: Path) -> tuple[str, str]:
         return str(real), str(real)
     try:
         url = make_url(body.location)
-    except ArgumentError:
+        _ = url.port  # a port that is not a number fails here, not at the first sync
+    except (ArgumentError, ValueError):
         raise InvalidInput("location: not a postgresql:// URL") from None
     if url.drivername.split("+")[0] not in ("postgresql", "postgres"):
         raise InvalidInput("location: a PostgreSQL source is a postgresql:// URL")
@@ -84,7 +85,13 @@ def checked(body: SourceIn, actor: Actor, data_dir: Path) -> tuple[str, str]:
         raise InvalidInput("location: connection options need allow_internal")
     if url.host:
         check_host(url.host, field="location", allow_internal=body.allow_internal)
-    shown = url.set(drivername="postgresql").render_as_string(hide_password=True)
+    # shown without a password: neither the userinfo's nor one in the query
+    secret = {k: "***" for k in url.query if k.lower() in ("password", "sslpassword")}
+    shown = (
+        url.set(drivername="postgresql")
+        .update_query_dict(secret)
+        .render_as_string(hide_password=True)
+    )
     return url.set(drivername="postgresql").render_as_string(hide_password=False), shown
 
 

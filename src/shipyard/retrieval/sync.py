@@ -260,8 +260,9 @@ class Syncer:
             if spec.updated_column:
                 for rows in reader.changed(watermark):
                     read += len(rows)
-                    if not full:
-                        out.changed += self._write(kb_id, spec, rows, actor)
+                    # on a full pass too: a row changed after `every()` read past it is
+                    # written now (an unchanged one is skipped by its content hash)
+                    out.changed += self._write(kb_id, spec, rows, actor)
                     out.watermark = reader.mark_of(rows[-1])
                     self._renew(kb_id)
             if not full:

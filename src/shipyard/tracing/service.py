@@ -311,12 +311,14 @@ class Tracing:
             return False
         for span in spans:
             config = self.config(span.workspace_id)
+            span.status_message = config.masker.mask(span.status_message)
             if config.capture_content:
                 span.input = config.masker.mask(span.input)
                 span.output = config.masker.mask(span.output)
                 span.attributes = config.masker.mask_value(span.attributes)
-            else:
+            else:  # an error's text may quote content too
                 span.input = span.output = ""
+                span.status_message = "failed" if span.status == "error" else ""
                 span.attributes = {
                     k: v for k, v in span.attributes.items() if not k.endswith(_CONTENT)
                 }

@@ -90,12 +90,23 @@ async def set_source(
                 row = SourceRow(kb_id=base.id, syncs=0, rows_seen=0, rows_changed=0)
                 row.rows_deleted, row.status, row.worker, row.error = 0, "idle", "", ""
                 tx.session.add(row)
-            elif (row.table_name, row.kind, row.updated_column) != (
+            elif (
+                row.table_name,
+                row.kind,
+                row.updated_column,
+                row.id_column,
+                row.text_column,
+                list(row.metadata_columns or []),
+            ) != (
                 body.table,
                 body.kind,
                 body.updated_column,
+                body.id_column,
+                body.text_column,
+                list(body.metadata_columns),
             ) or platform.box.open(row.location_enc) != location:
-                row.watermark, row.syncs = None, 0  # another table: read it whole
+                # another table, or other columns of it: read it whole at the next sync
+                row.watermark, row.syncs = None, 0
             row.kind, row.location_enc, row.location_shown = (
                 body.kind,
                 platform.box.seal(location),
