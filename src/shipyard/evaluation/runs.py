@@ -135,9 +135,9 @@ def create(
         raise InvalidInput(f"dataset: version {version.number} holds no items", param="dataset")
     scorers = checked_scorers(plugins, body.scorers)
     check_target(gateway, actor.workspace_id, body.target)
-    if body.target.kind == "pipeline":
-        pipeline_subject(s, actor.workspace_id, body.target.ref)
-    subject = subject_for(s, actor.workspace_id, body)
+    subject = subject_for(s, actor.workspace_id, body)  # resolves a pipeline target
+    if body.target.kind == "pipeline" and body.subject is not None:
+        pipeline_subject(s, actor.workspace_id, body.target.ref)  # it must exist too
     row = RunRow(
         id=new_id("run"),
         workspace_id=actor.workspace_id,

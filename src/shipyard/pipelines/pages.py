@@ -107,8 +107,7 @@ async def push(
 
     def work() -> Response:
         name_ = name.strip()
-        pipeline = ctx.platform.services["pipelines"].compile(yaml_spec.load(spec), label=name_)
-        stored = {"spec": pipeline.spec, "yaml": spec}
+        stored = api.checked_body(ctx, name_, yaml_spec.load(spec), spec)
         version = add(
             ctx,
             "pipelines",

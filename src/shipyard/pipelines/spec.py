@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
@@ -350,7 +350,7 @@ def _scoped(steps: dict[str, Step]) -> dict[str, Step]:
 
     out = {}
     for sid, step in steps.items():
-        out[sid] = Step(**{**step.__dict__, "item_scoped": visit(sid)})
+        out[sid] = replace(step, item_scoped=visit(sid))
     return out
 
 

@@ -182,14 +182,19 @@ async def add_version(
 ) -> VersionPublic:
     """A new immutable version (the pipeline is created on its first push), checked
     first: nothing is written for a spec that does not compile."""
-    raw = body.raw()
-    pipeline = _service(ctx).compile(raw, label=name)
-    stored = {"spec": pipeline.spec, "yaml": body.yaml or yaml_spec.dump(pipeline.spec)}
+    stored = checked_body(ctx, name, body.raw(), body.yaml)
 
     def work() -> VersionPublic:
         return add(ctx, "pipelines", name, stored, body, create=True)
 
     return await change(ctx, work)
+
+
+def checked_body(ctx: Ctx, name: str, raw: Any, text: str | None) -> dict[str, Any]:
+    """A version's body: the spec compiled (InvalidInput names the step) and its YAML,
+    as sent or written out."""
+    pipeline = _service(ctx).compile(raw, label=name)
+    return {"spec": pipeline.spec, "yaml": text or yaml_spec.dump(pipeline.spec)}
 
 
 @router.get("/{name}/versions/{number}", name="pipelines.version.get")
