@@ -307,13 +307,17 @@ class Indexer:
 
     async def _embed(self, members: list[Prepared]) -> np.ndarray:
         """The members' chunks embedded in calls of `EMBED_BATCH` texts (their leases
-        renewed after each; one lost is left out of the rest)."""
+        renewed after each; one lost is left out of the rest). The calls take the texts
+        longest first across the whole group, so a call's texts pad to about the same
+        length (a model's batch costs as much as its longest text); the vectors come back
+        in the chunks' order."""
         kb, actor = members[0].kb, members[0].actor
         texts = [p.text for m in members for p in m.pieces]
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         gateway = self.platform.services["gateway"]
         vectors: list[list[float]] = []
         for start in range(0, len(texts), EMBED_BATCH):
-            batch = texts[start : start + EMBED_BATCH]
+            batch = [texts[i] for i in order[start : start + EMBED_BATCH]]
             try:
                 got = await gateway.embed(batch, model=kb.embedding_route, actor=actor)
             except ShipyardError as exc:
@@ -325,7 +329,10 @@ class Indexer:
             self._lost |= held - await asyncio.to_thread(self._renew, held)
         if not vectors:
             return np.zeros((0, max(kb.dimensions, 1)), np.float32)
-        return as_matrix(vectors)
+        longest_first = as_matrix(vectors)
+        matrix = np.empty_like(longest_first)
+        matrix[order] = longest_first
+        return matrix
 
     async def _store_many(
         self, items: list[tuple[Prepared, np.ndarray]], *, alone: bool = False
