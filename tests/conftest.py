@@ -134,3 +134,9 @@ def redis_url() -> Iterator[str]:
     proc.terminate()
     proc.wait(timeout=10)
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def training_bases(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Base models converted for training, once for the whole run (about 30 s each)."""
+    return tmp_path_factory.mktemp("training-bases")

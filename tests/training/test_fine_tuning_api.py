@@ -11,20 +11,20 @@ import contextlib
 import io
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
 
 from tests.gateway.conftest import Env, make_env
-from tests.training.support import SYSTEM, jsonl, upload, wait, wait_for
+from tests.training.support import SYSTEM, example, jsonl, upload, wait, wait_for
 
 pytestmark = [pytest.mark.local_model, pytest.mark.training]
 
 
-@pytest.fixture(scope="session")
-def bases(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Base models converted for training once for the whole run (about 30 s)."""
-    return tmp_path_factory.mktemp("bases")
+@pytest.fixture
+def bases(training_bases: Path) -> Path:
+    return training_bases
 
 
 def _env(path: Path, bases: Path) -> Iterator[Env]:
@@ -67,8 +67,8 @@ def test_fine_tune_and_call_the_model_through_the_openai_sdk(env: Env) -> None:
 
     events = list(client.fine_tuning.jobs.list_events(job.id, limit=100))
     messages = [e.message for e in events]
-    assert messages[0] == "The job has successfully completed"  # newest first
-    assert messages[-1] == f"Created fine-tuning job: {job.id}"
+    assert messages[-1] == f"Created fine-tuning job: {job.id}"  # newest first
+    assert "The job has successfully completed" in messages[:3]
     metrics = [e for e in events if e.type == "metrics"]
     assert [e.data["step"] for e in reversed(metrics)] == [1, 2]
     assert all(e.data["train_loss"] > 0 for e in metrics)
@@ -89,8 +89,36 @@ def test_fine_tune_and_call_the_model_through_the_openai_sdk(env: Env) -> None:
         temperature=0,
     )  # fmt: skip
     assert reply.choices[0].message.content
+    short = job.id.partition("_")[2]
     rec = env.records(route=done.fine_tuned_model)[0]
-    assert rec["provider"] == f"fine-tune {job.id}" and rec["status"] == 200
+    assert rec["provider"] == f"ft-{short}" and rec["status"] == 200
+    assert done.fine_tuned_model in {m.id for m in client.models.list()}
+
+    # registered, with its lineage: a registry alias (and so a canary split) can serve it
+    r = env.admin.get("/api/registry/models/smollm2-support/versions/1")
+    assert r.status_code == 200, r.text
+    version = r.json()
+    assert version["lineage"]["job"] == job.id and version["lineage"]["base_model"] == "smollm2"
+    assert [d["version"] for d in version["lineage"]["datasets"]] == [train, valid]
+    assert version["body"]["source"] == {"kind": "route", "route": done.fine_tuned_model}
+    assert version["metadata"]["valid_loss"] > 0
+
+    # validation before deploy: the fine-tuned model and its base on the held-out file
+    said = wait_for(lambda: next((e for e in client.fine_tuning.jobs.list_events(job.id)
+                                  if e.message.startswith("Validation: ")), None))  # fmt: skip
+    ran = {arm: wait_for(lambda a=arm: _ended(env, said.data[a])) for arm in ("fine_tuned", "base")}
+    for run in ran.values():
+        assert run["status"] == "completed", run
+        assert run["total"] == 4 and run["aggregates"]["scores"]["exact_match"]["n"] == 4, run
+    assert ran["fine_tuned"]["subject"] == "model:smollm2-support@1"
+    assert ran["base"]["target"]["ref"] == "smollm2"
+    graph = env.admin.get("/api/registry/models/smollm2-support/versions/1/lineage").json()
+    assert f"evaluation:{said.data['fine_tuned']}" in {n["id"] for n in graph["nodes"]}
+
+
+def _ended(env: Env, run_id: str) -> dict[str, Any] | None:
+    run: dict[str, Any] = env.admin.get(f"/api/evals/runs/{run_id}").json()
+    return None if run["status"] in ("queued", "running") else run
 
 
 def test_a_training_file_is_checked_line_by_line(env: Env) -> None:
@@ -117,7 +145,10 @@ def test_bad_jobs_are_refused_with_what_is_wrong(env: Env) -> None:
         ({"model": "smollm2", "training_file": other.id}, "training_file"),
         ({"model": "no-such-model", "training_file": train}, "model"),
         ({"model": "all-minilm-l6-v2", "training_file": train}, "model"),
-        ({"model": "smollm2", "training_file": train, "method": {"type": "dpo"}}, "method"),
+        ({"model": "smollm2", "training_file": train, "method": {"type": "reinforcement"}},
+         "method"),
+        ({"model": "smollm2", "training_file": train, "method": {"type": "dpo"}},
+         "training_file: train.jsonl: line 1"),
         ({"model": "smollm2", "training_file": train, "suffix": "bad suffix!"}, "suffix"),
         ({"model": "smollm2", "training_file": train, "hyperparameters": {"n_epochs": 0}},
          "n_epochs"),
@@ -183,3 +214,47 @@ def test_a_job_resumes_from_its_checkpoint_after_a_restart(tmp_path: Path, bases
     assert step >= 2 and step % 2 == 0
     steps = [e.data["step"] for e in events if e.type == "metrics"]
     assert sorted(set(steps)) == [1, 2, 3, 4, 5, 6]  # none skipped
+
+
+def _pairs(n: int, start: int = 0) -> bytes:
+    rows = []
+    for i in range(start, start + n):
+        chat = example(i)["messages"]
+        rows.append({
+            "input": {"messages": chat[:2]},
+            "preferred_output": [chat[2]],
+            "non_preferred_output": [{"role": "assistant", "content": "I cannot tell."}],
+        })  # fmt: skip
+    return jsonl(rows)
+
+
+def test_a_dpo_job_on_preference_pairs(env: Env) -> None:
+    client = _client(env)
+    train = client.files.create(file=("pairs.jsonl", io.BytesIO(_pairs(4))), purpose="fine-tune")
+    valid = client.files.create(
+        file=("held.jsonl", io.BytesIO(_pairs(2, start=50))), purpose="fine-tune"
+    )
+    sft_file = upload(client, 2)
+    with pytest.raises(openai.BadRequestError) as exc:  # chat examples are not pairs
+        client.fine_tuning.jobs.create(
+            model="smollm2", training_file=sft_file, method={"type": "dpo"}
+        )
+    assert "line 1" in exc.value.message
+    job = client.fine_tuning.jobs.create(
+        model="smollm2", training_file=train.id, validation_file=valid.id, suffix="dpo",
+        method={"type": "dpo", "dpo": {"hyperparameters": {
+            "n_epochs": 1, "batch_size": 2, "beta": 0.2, "checkpoint_every": 1,
+            "lora_rank": 4}}},
+    )  # fmt: skip
+    assert job.method.type == "dpo" and job.hyperparameters.n_epochs == 1
+    done = wait(client, job.id)
+    assert done.status == "succeeded", done.error
+    events = list(client.fine_tuning.jobs.list_events(job.id, limit=100))
+    metrics = [e.data for e in events if e.type == "metrics"]
+    assert sorted(m["step"] for m in metrics) == [1, 2]
+    assert all(isinstance(m["reward_margin"], float) for m in metrics), metrics
+    assert [c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job.id)] == [2, 1]
+    reply = client.chat.completions.create(
+        model=done.fine_tuned_model, messages=example(7)["messages"][:2], max_tokens=8
+    )
+    assert reply.choices[0].message.content is not None

@@ -29,6 +29,9 @@ class Call(Generic[T]):
     content: bytes | Upload | None = None  # a raw body instead of `json`
     headers: dict[str, str] = field(default_factory=dict)
     text: bool = False  # parse the body as text, not JSON
+    # multipart/form-data: name -> (filename, bytes), and plain fields in `data`
+    files: dict[str, tuple[str, bytes]] | None = None
+    data: dict[str, str] | None = None
 
 
 CHUNK = 1024 * 1024

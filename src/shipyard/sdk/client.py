@@ -28,6 +28,7 @@ from shipyard.sdk.pipelines import Pipelines
 from shipyard.sdk.prompts import AsyncPrompts, PromptCache, Prompts, default_cache_dir
 from shipyard.sdk.registry import Registry
 from shipyard.sdk.retrieval import KnowledgeBases
+from shipyard.sdk.training import FineTuning
 
 T = TypeVar("T")
 
@@ -174,7 +175,10 @@ def _decode(call: Call[T], response: httpx.Response) -> T:
     if response.status_code >= 400:
         try:
             body = response.json()
-            title, detail = body.get("title", "Error"), body.get("detail", response.text)
+            if isinstance(body.get("error"), dict):  # OpenAI's shape (`/v1`)
+                title, detail = "Error", str(body["error"].get("message", response.text))
+            else:
+                title, detail = body.get("title", "Error"), body.get("detail", response.text)
         except ValueError:
             title, detail = response.reason_phrase, response.text[:200]
         raise ShipyardAPIError(response.status_code, title, detail)
@@ -197,6 +201,7 @@ class _Resources:
         self.evals = Evals(run)
         self.kb = KnowledgeBases(run)
         self.pipelines = Pipelines(run)
+        self.fine_tuning = FineTuning(run)
 
 
 class Client(_Resources):
@@ -226,6 +231,8 @@ class Client(_Resources):
             self.url + call.path,
             json=call.json,
             content=content,
+            files=call.files,
+            data=call.data,
             params=call.params,
             headers={**call.headers, **self._headers},
         )
@@ -291,6 +298,8 @@ class AsyncClient(_Resources):
                 self.url + call.path,
                 json=call.json,
                 content=content,
+                files=call.files,
+                data=call.data,
                 params=call.params,
                 headers={**call.headers, **self._headers},
             )

@@ -38,6 +38,8 @@ CAPABILITY = Capability(
         "training:read": HUMAN,
         "training:write": WRITERS,  # a job takes the machine's cores for minutes
     },
+    pages=("shipyard.training.pages:router",),
+    cli=(("finetune", "shipyard.cli.training:app"),),
     migrations="shipyard.training:migrations",
     service=build,
     mounts={"/v1/fine_tuning": _openai},

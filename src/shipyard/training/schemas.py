@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from shipyard.inputs import Strict
 from shipyard.training.service import DEFAULTS, EXTRAS
@@ -26,14 +26,22 @@ class Hyperparameters(Strict):
     checkpoint_every: int = Field(default=EXTRAS["checkpoint_every"], ge=1, le=100_000)
 
 
+class DpoHyperparameters(Hyperparameters):
+    beta: float | Literal["auto"] = Field(default="auto", gt=0, le=10)
+
+
 class Supervised(Strict):
     hyperparameters: Hyperparameters | None = None
+
+
+class Dpo(Strict):
+    hyperparameters: DpoHyperparameters | None = None
 
 
 class Method(Strict):
     type: Literal["supervised", "dpo", "reinforcement"]
     supervised: Supervised | None = None
-    dpo: dict[str, Any] | None = None
+    dpo: Dpo | None = None
     reinforcement: dict[str, Any] | None = None
 
 
@@ -53,12 +61,57 @@ class JobIn(Strict):
 
     def resolved(self) -> dict[str, Any]:
         """Every hyperparameter's value ("auto" as Shipyard's default)."""
-        given = self.hyperparameters
-        if self.method is not None and self.method.supervised is not None:
-            given = self.method.supervised.hyperparameters or given
-        given = given or Hyperparameters()
+        given: Hyperparameters | None = self.hyperparameters
+        method = self.method
+        if method is not None and method.supervised is not None:
+            given = method.supervised.hyperparameters or given
+        if method is not None and method.dpo is not None:
+            given = method.dpo.hyperparameters or given
+        if given is None:
+            given = DpoHyperparameters() if self.method_type() == "dpo" else Hyperparameters()
         out: dict[str, Any] = given.model_dump()
+        if self.method_type() == "dpo":
+            out.setdefault("beta", "auto")
         for key, default in DEFAULTS.items():
-            if out[key] == "auto":
+            if out.get(key) == "auto":
                 out[key] = default
         return out
+
+
+# what the API answers (OpenAI's objects), as the SDK and the CLI read them -------------
+
+
+class JobPublic(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    model: str
+    status: str
+    created_at: int
+    finished_at: int | None = None
+    fine_tuned_model: str | None = None
+    training_file: str
+    validation_file: str | None = None
+    hyperparameters: dict[str, Any] = {}
+    trained_tokens: int | None = None
+    error: dict[str, Any] | None = None
+    step: int = 0
+    total_steps: int = 0
+
+
+class EventPublic(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    created_at: int
+    level: str
+    message: str
+    type: str
+    data: dict[str, Any] | None = None
+
+
+class CheckpointPublic(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    created_at: int
+    step_number: int
+    fine_tuned_model_checkpoint: str
+    metrics: dict[str, Any] = {}

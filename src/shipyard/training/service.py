@@ -8,8 +8,10 @@ and the models they make, served at once as `ft:<base>:<suffix>:<id>` on the gat
              threads capped, stores what it reports (events, metrics, checkpoints) and
              renews the lease meanwhile; a job cancelled (by any replica) is stopped at
              the next renewal, a claimed job with a checkpoint resumes from it
-    serving  a succeeded job's adapter (GGUF) on the base route's GGUF, through the
-             gateway like any route (budgets, records, traces): `virtual["ft"]`
+    success  the job's model made servable in one transaction: a llama.cpp provider
+             (its GGUF adapter on the base route's GGUF) and a route named as the model
+             (`ft:<base>:<suffix>:<id>`, served like any route: budgets, records,
+             traces, registry aliases), and a registry version with its lineage
 
 Each job's files live under `<home>/training/<job id>/`: its training and validation
 files, the worker's spec and log, checkpoints, the final adapter.
@@ -20,10 +22,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib.util
 import logging
 import os
+import re
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,25 +35,26 @@ import orjson
 from sqlalchemy import func, or_, select, update
 
 from shipyard.errors import InvalidInput, NotFound
-from shipyard.gateway.config.specs import Deployment, ProviderSpec, RouteSpec
+from shipyard.gateway.config.specs import Deployment
 from shipyard.identity.actor import Actor
+from shipyard.identity.stored import actor_json, still_valid
 from shipyard.store import new_id, utcnow
 from shipyard.training.tables import CheckpointRow, EventRow, JobRow
 
 if TYPE_CHECKING:
-    from shipyard.gateway.core.call import Call, Reply, StreamReply
-    from shipyard.gateway.core.service import Gateway
     from shipyard.platform import Platform
     from shipyard.training.schemas import JobIn
 
 log = logging.getLogger("shipyard.training")
 PREFIX = "ft"
 BASE_LR = 2e-4  # learning_rate_multiplier 1 (LoRA on a small model)
-DEFAULTS = {"n_epochs": 3, "batch_size": 8, "learning_rate_multiplier": 1.0}
+DEFAULTS = {"n_epochs": 3, "batch_size": 8, "learning_rate_multiplier": 1.0, "beta": 0.1}
+BASE_LR_DPO = 5e-5  # preference tuning moves the model less per step
 EXTRAS = {"lora_rank": 16, "lora_alpha": 32, "max_length": 512, "checkpoint_every": 50}
 ACTIVE = ("queued", "running")
 NICE = 10  # the worker's priority below the server's
-METRICS = ("step", "total_steps", "train_loss", "tokens_per_s", "seconds")
+METRICS = ("step", "total_steps", "train_loss", "tokens_per_s", "seconds", "reward_accuracy",
+           "reward_margin")  # fmt: skip
 
 
 def default_threads() -> int:
@@ -67,8 +71,6 @@ class Training:
         self.lease = timedelta(seconds=self.settings.training_lease_seconds)
         self.active: dict[str, asyncio.Task[None]] = {}
         self.procs: dict[str, asyncio.subprocess.Process] = {}
-        self.served: dict[tuple[str, str], RouteSpec] = {}
-        self._unknown: dict[tuple[str, str], float] = {}  # names looked up and not found
         self.wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
         self._event_loop: asyncio.AbstractEventLoop | None = None
@@ -77,20 +79,10 @@ class Training:
 
     async def start(self) -> None:
         self._event_loop = asyncio.get_running_loop()
-        for row in await asyncio.to_thread(self._succeeded):
-            route = self._route(row)
-            if route is not None:
-                self.served[(row.workspace_id, route.name)] = route
-        gateway = self.platform.services.get("gateway")
-        if gateway is not None:
-            gateway.virtual[PREFIX] = self.serve_chat
         if self.settings.training_jobs > 0:
             self._loop = asyncio.create_task(self._claiming(), name="training-runner")
 
     async def stop(self) -> None:
-        gateway = self.platform.services.get("gateway")
-        if gateway is not None:
-            gateway.virtual.pop(PREFIX, None)
         for proc in list(self.procs.values()):
             with contextlib.suppress(ProcessLookupError):
                 proc.terminate()
@@ -119,9 +111,14 @@ class Training:
         from shipyard.training.base import converter_dir
 
         method = body.method_type()
-        if method != data.SUPERVISED:
+        if method not in (data.SUPERVISED, data.DPO):
             raise InvalidInput(
-                "method: only supervised fine-tuning is available here", param="method"
+                f"method: {method} is not available here (supervised or dpo)", param="method"
+            )
+        if method == data.DPO and importlib.util.find_spec("trl") is None:
+            raise InvalidInput(
+                "method: dpo needs trl (the train extra: pip install 'shipyard[train]')",
+                param="method",
             )
         base = self._base(actor.workspace_id, body.model)
         if converter_dir() is None:
@@ -147,7 +144,10 @@ class Training:
                         "not 'fine-tune'",
                         param=field,
                     )
-                examples = data.read(row.data, method, name=row.filename)
+                try:
+                    examples = data.read(row.data, method, name=row.filename)
+                except InvalidInput as exc:  # named as the job's field
+                    raise InvalidInput(f"{field}: {exc.detail}", param=field) from None
                 if field == "training_file":
                     hyper["batch_size"] = min(hyper["batch_size"], len(examples))
             job = JobRow(
@@ -156,6 +156,7 @@ class Training:
                 validation_file=body.validation_file, suffix=body.suffix or "",
                 hyperparameters=hyper, seed=body.seed if body.seed is not None else 42,
                 base=base, status="queued", meta=body.metadata or {}, created_by=actor.ref,
+                actor=actor_json(actor),
                 step=0, total_steps=0, trained_tokens=0, worker="",
             )  # fmt: skip
             s.add(job)
@@ -318,7 +319,8 @@ class Training:
                 .where(CheckpointRow.job_id == job_id)
                 .order_by(CheckpointRow.step.desc())
             ):
-                if (Path(ckpt.path) / "state.pt").is_file():
+                folder = Path(ckpt.path)  # whole: our own state, or a Trainer's
+                if (folder / "state.pt").is_file() or (folder / "trainer_state.json").is_file():
                     resume = ckpt.path
                     break
             if job.started_at is None:
@@ -333,7 +335,9 @@ class Training:
                 "out": str(folder), "method": job.method, "seed": job.seed,
                 "threads": threads, "nice": NICE, "parent": os.getpid(), "resume": resume,
                 "n_epochs": hyper["n_epochs"], "batch_size": hyper["batch_size"],
-                "learning_rate": BASE_LR * hyper["learning_rate_multiplier"],
+                "learning_rate": (BASE_LR_DPO if job.method == "dpo" else BASE_LR)
+                * hyper["learning_rate_multiplier"],
+                "beta": hyper.get("beta", DEFAULTS["beta"]),
                 **{k: hyper[k] for k in EXTRAS},
             }  # fmt: skip
         path = folder / "spec.json"
@@ -378,9 +382,9 @@ class Training:
                     await asyncio.to_thread(self._record, job_id, event)
             code = await proc.wait()
             if done is not None and code == 0:
-                route = await asyncio.to_thread(self._succeed, job_id, done)
-                if route is not None:
-                    self.served[(route.workspace_id or "", route.name)] = route
+                if await asyncio.to_thread(self._succeed, job_id, done):
+                    await self.platform.services["gateway"].reload()  # servable here at once
+                    await asyncio.to_thread(self._validate, job_id)
             else:
                 if not error:  # the log is the operator's to read, not the caller's
                     log.warning("training worker of %s exited (%s): %s", job_id, code,
@@ -461,35 +465,160 @@ class Training:
             elif kind == "message":
                 self._event(s, job_id, str(event.get("message", ""))[:2000])
 
-    def _succeed(self, job_id: str, done: dict[str, Any]) -> RouteSpec | None:
+    def _succeed(self, job_id: str, done: dict[str, Any]) -> bool:
+        """The job's model made servable in the job's own transaction: a llama.cpp
+        provider (the adapter on the base GGUF), a route named as the model, and a
+        version in the registry with its lineage (base model, training file, job)."""
         with self.platform.db.transaction() as s:
             job = self._ours(s, job_id)
             if job is None:
-                return None
+                return False
             if not done.get("gguf"):
-                job.status, job.finished_at, job.lease_until = "failed", utcnow(), None
                 message = "the adapter could not be converted for llama.cpp"
+                job.status, job.finished_at, job.lease_until = "failed", utcnow(), None
                 job.error = {"code": "conversion_failed", "param": None, "message": message}
-                self._event(s, job_id, job.error["message"], level="error")
-                return None
-            suffix = job.suffix or "shipyard"
-            job.fine_tuned_model = f"{PREFIX}:{job.model}:{suffix}:{job.id.partition('_')[2]}"
-            job.result = {
-                "adapter": done.get("adapter"), "gguf": done.get("gguf"),
-                "metrics": done.get("metrics") or {},
-            }  # fmt: skip
+                self._event(s, job_id, message, level="error")
+                return False
+            short = job.id.partition("_")[2]
+            name = f"{PREFIX}:{job.model}:{job.suffix or 'shipyard'}:{short}"
+            metrics = dict(done.get("metrics") or {})
+            job.fine_tuned_model = name
+            job.result = {"adapter": done.get("adapter"), "gguf": done.get("gguf"),
+                          "metrics": metrics}  # fmt: skip
             job.trained_tokens = int(done.get("trained_tokens") or job.trained_tokens)
             job.step = job.total_steps or job.step
+            self._serve(s, job, provider=f"ft-{short}")
+            version = self._register(s, job)
+            job.result = {**job.result, "registered": version}
             job.status, job.finished_at, job.lease_until = "succeeded", utcnow(), None
-            self._event(
-                s,
-                job_id,
-                f"New fine-tuned model created: {job.fine_tuned_model}",
-                data=job.result["metrics"],
-            )
+            self._event(s, job_id, f"New fine-tuned model created: {name}", data=metrics)
+            self._event(s, job_id, f"Registered as model {version}")
             self._event(s, job_id, "The job has successfully completed")
-            s.flush()
-            return self._route(job)
+            return True
+
+    def _serve(self, s: Any, job: JobRow, *, provider: str) -> None:
+        """A provider and a route for the job's model (made by the platform: the
+        provider reads files on this server, which only it may configure)."""
+        from shipyard.gateway.config import manage
+        from shipyard.gateway.config.schemas import DeploymentIn, ProviderCreate, RouteIn
+        from shipyard.plugins import PROVIDERS
+
+        options = {**job.base.get("options", {}), "model_path": job.base["gguf"],
+                   "lora_path": (job.result or {})["gguf"]}  # fmt: skip
+        manage.create_provider(
+            s, box=self.platform.box, kinds=self.platform.plugins.names(PROVIDERS),
+            workspace_id=job.workspace_id,
+            body=ProviderCreate(name=provider, kind="llama_cpp", options=options), platform=True,
+        )  # fmt: skip
+        assert job.fine_tuned_model is not None
+        manage.put_route(
+            s, workspace_id=job.workspace_id,
+            body=RouteIn(
+                name=job.fine_tuned_model, retries=0,
+                description=f"{job.model} fine-tuned by {job.id}"[:500],
+                deployments=[DeploymentIn(provider=provider, model=job.fine_tuned_model,
+                                          timeouts=job.base.get("timeouts", {}))],
+            ),
+        )  # fmt: skip
+
+    def _register(self, s: Any, job: JobRow) -> str:
+        """A new version of the model `<base>-<suffix>` whose source is the job's route."""
+        from shipyard.registry import assets
+        from shipyard.retrieval.tables import FileRow
+
+        asset_name = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{job.model}-{job.suffix or 'ft'}")[:128]
+        try:
+            asset = assets.get_asset(
+                s, workspace_id=job.workspace_id, kind="model", name=asset_name
+            )
+        except NotFound:
+            asset = assets.create_asset(
+                s, workspace_id=job.workspace_id, kind="model", name=asset_name,
+                description=f"{job.model}, fine-tuned", actor=job.created_by,
+            )  # fmt: skip
+        datasets = []
+        for file_id in (job.training_file, job.validation_file):
+            row = s.get(FileRow, file_id) if file_id else None
+            if row is not None:
+                datasets.append({"name": row.filename, "version": row.id})
+        metrics = (job.result or {}).get("metrics", {})
+        version = assets.add_version(
+            s, asset,
+            body={"source": {"kind": "route", "route": job.fine_tuned_model}, "params": {}},
+            metadata={"job": job.id, "hyperparameters": job.hyperparameters, **metrics},
+            lineage={"base_model": job.model, "datasets": datasets, "job": job.id,
+                     "evaluations": []},
+            message=f"fine-tuned by {job.id}", author=job.created_by,
+        )  # fmt: skip
+        return f"{asset.name}@v{version.number}"
+
+    def _validate(self, job_id: str) -> None:
+        """Validation before deploy: the fine-tuned model and its base evaluated on the
+        held-out file (a dataset made of it: each example's messages before its last
+        answer, that answer expected), scored by exact match, as two evaluation runs
+        queued now. The fine-tuned run's subject is the registered version, so the
+        environments' quality gates (and its lineage) see it."""
+        from shipyard.evaluation import datasets, runs
+        from shipyard.evaluation.schemas import MAX_CHANGE, ItemIn, RunIn, ScorerIn, TargetIn
+        from shipyard.retrieval.tables import FileRow
+        from shipyard.training import data
+
+        evaluation = self.platform.services.get("evaluation")
+        with self.platform.db.transaction() as s:
+            job = s.get(JobRow, job_id)
+            if job is None or job.status != "succeeded" or not job.validation_file:
+                return
+            file = s.get(FileRow, job.validation_file)
+            actor = still_valid(s, job.actor, job.workspace_id, self.platform.grants)
+            if evaluation is None or file is None or isinstance(actor, str):
+                why = actor if isinstance(actor, str) else "the validation file is gone"
+                self._event(s, job_id, f"Validation skipped: {why}", level="warn")
+                return
+            items = []
+            for example in data.read(file.data, job.method, name=file.filename):
+                if job.method == data.DPO:  # the preferred answer is the one expected
+                    items.append(ItemIn(inputs={"messages": example["prompt"]},
+                                        expected=example["chosen"]))  # fmt: skip
+                    continue
+                last = max(i for i, m in enumerate(example) if m["role"] == "assistant")
+                items.append(ItemIn(inputs={"messages": example[:last]},
+                                    expected=example[last]["content"]))  # fmt: skip
+            short = job.id.partition("_")[2]
+            ds = datasets.create(
+                s, workspace_id=job.workspace_id, name=f"ft-{short}-validation",
+                description=f"held out for {job.id}", author=job.created_by,
+            )  # fmt: skip
+            version = datasets.change(
+                s, ds, datasets.Change(add=items[:MAX_CHANGE]),
+                author=job.created_by, message=f"the validation file of {job.id}",
+            )  # fmt: skip
+            registered = str((job.result or {}).get("registered", ""))
+            name, _, number = registered.partition("@v")
+            made = {}
+            for arm, route, subject in (
+                ("fine_tuned", job.fine_tuned_model, f"model:{name}@{number}" if number else None),
+                ("base", job.model, None),
+            ):
+                body = RunIn(
+                    name=f"{job.id} {arm.replace('_', '-')}", dataset=ds.name,
+                    dataset_version=version.number,
+                    target=TargetIn(kind="route", ref=str(route)),
+                    scorers=[ScorerIn(name="exact_match")],
+                    params={"temperature": 0, "max_tokens": 256, "seed": job.seed},
+                    concurrency=1, subject=subject,
+                )  # fmt: skip
+                made[arm] = runs.create(
+                    s, plugins=self.platform.plugins, gateway=self.platform.services["gateway"],
+                    actor=actor, body=body,
+                ).id  # fmt: skip
+            job.result = {**(job.result or {}), "validation": {"dataset": ds.name, **made}}
+            self._event(
+                s, job_id,
+                f"Validation: {job.fine_tuned_model} against {job.model} on {len(items)} "
+                f"held-out examples (runs {made['fine_tuned']}, {made['base']})",
+                data={"dataset": ds.name, **made},
+            )  # fmt: skip
+        evaluation.runner.poke()
 
     def _fail(self, job_id: str, message: str) -> None:
         with self.platform.db.transaction() as s:
@@ -499,79 +628,6 @@ class Training:
             job.status, job.finished_at, job.lease_until = "failed", utcnow(), None
             job.error = {"code": "training_failed", "param": None, "message": message[:1000]}
             self._event(s, job_id, f"Fine-tuning failed: {message[:1000]}", level="error")
-
-    # serving ------------------------------------------------------------------------------
-
-    def _succeeded(self) -> list[JobRow]:
-        with self.platform.db.transaction() as s:
-            rows = list(
-                s.scalars(
-                    select(JobRow).where(
-                        JobRow.status == "succeeded", JobRow.fine_tuned_model.is_not(None)
-                    )
-                )
-            )
-            for r in rows:
-                s.expunge(r)
-            return rows
-
-    @staticmethod
-    def _route(job: JobRow) -> RouteSpec | None:
-        """The route that serves a succeeded job's model: its adapter on the base GGUF."""
-        gguf = (job.result or {}).get("gguf")
-        if not gguf or not job.fine_tuned_model:
-            return None
-        from shipyard.gateway.config.specs import Timeouts
-
-        rid = f"ft-{job.id}"
-        provider = ProviderSpec(
-            id=rid, name=f"fine-tune {job.id}", kind="llama_cpp", workspace_id=job.workspace_id,
-            options={**job.base.get("options", {}), "model_path": job.base["gguf"],
-                     "lora_path": gguf},
-        )  # fmt: skip
-        dep = Deployment(
-            id=rid, route=job.fine_tuned_model, provider=provider, model=job.fine_tuned_model,
-            timeouts=Timeouts(**job.base.get("timeouts", {})),
-        )  # fmt: skip
-        return RouteSpec(
-            id=rid, name=job.fine_tuned_model, workspace_id=job.workspace_id, kind="chat",
-            deployments=(dep,), retries=0,
-            description=f"{job.model} fine-tuned by {job.id}",
-        )  # fmt: skip
-
-    async def serve_chat(self, call: Call, ref: str) -> Reply | StreamReply:
-        """`/v1/chat/completions` with a fine-tuned model: through the gateway like any
-        route. A name not served here yet (made by another replica) is looked up once; a
-        name that is not found is not looked up again for a few seconds."""
-        key = (call.actor.workspace_id, f"{PREFIX}:{ref}")
-        route = self.served.get(key)
-        if route is None and self._unknown.get(key, 0.0) < time.monotonic():
-            route = await asyncio.to_thread(self._lookup, *key)
-            if route is not None:
-                self.served[key] = route
-            else:
-                self._unknown[key] = time.monotonic() + 5.0
-                if len(self._unknown) > 10_000:
-                    self._unknown.clear()
-        if route is None:
-            raise NotFound(
-                f"the model '{key[1][:200]}' does not exist or you do not have access to it",
-                param="model",
-                code="model_not_found",
-            )
-        gateway: Gateway = self.platform.services["gateway"]
-        return await gateway.run(call, route)
-
-    def _lookup(self, workspace_id: str, name: str) -> RouteSpec | None:
-        with self.platform.db.transaction() as s:
-            job = s.scalar(
-                select(JobRow).where(
-                    JobRow.workspace_id == workspace_id,
-                    JobRow.fine_tuned_model == name,
-                    JobRow.status == "succeeded",
-                )
-            )
-            return self._route(job) if job is not None else None
 
 
 def _timeouts(dep: Deployment) -> dict[str, float]:

@@ -50,6 +50,8 @@ class JobRow(Base):
     worker: Mapped[str] = mapped_column(String(32), default="")
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_by: Mapped[str] = mapped_column(String(400), default="")
+    # who created it (`identity.stored`): the validation runs call the models as them
+    actor: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -11,7 +11,8 @@ JSON object a line:
     {"event": "done", "adapter": ".../adapter", "gguf": ".../adapter.gguf", ...}
 
 Supervised examples learn their assistant messages only (the prompt's tokens are
-masked out of the loss). DPO pairs train with `trl`'s DPOTrainer when it is installed.
+masked out of the loss). Preference pairs (`method: dpo`) train with `trl`'s
+DPOTrainer.
 The server reads these lines and stores them; this process touches no database.
 """
 
@@ -56,11 +57,12 @@ class Spec:
     lora_alpha: int
     max_length: int
     checkpoint_every: int
+    beta: float = 0.1
 
     @classmethod
     def load(cls, path: str) -> Spec:
         raw = json.loads(Path(path).read_text())
-        return cls(**{k: raw[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})
 
 
 def encode(
@@ -220,6 +222,97 @@ def supervised(spec: Spec) -> dict[str, Any]:
     return {"adapter": str(adapter), "trained_tokens": tokens, "metrics": metrics}
 
 
+def preference(spec: Spec) -> dict[str, Any]:
+    """DPO with `trl`'s DPOTrainer, the LoRA adapter on the base (the base itself, with
+    the adapter disabled, is the reference model); its logs and checkpoints reported as
+    a supervised job's are. A checkpoint is the Trainer's own folder (adapter, optimizer,
+    scheduler, trainer state), which it resumes from."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import DPOConfig, DPOTrainer  # type: ignore[attr-defined]  # exported lazily
+
+    from shipyard.training.base import hf_folder
+
+    torch.manual_seed(spec.seed)
+    emit("message", message="loading the base model")
+    base = hf_folder(Path(spec.base_gguf), Path(spec.base_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model: Any = AutoModelForCausalLM.from_pretrained(str(base), torch_dtype=torch.float32)
+
+    def rows(path: str) -> Any:
+        return Dataset.from_list([
+            {"prompt": p["prompt"], "chosen": [{"role": "assistant", "content": p["chosen"]}],
+             "rejected": [{"role": "assistant", "content": p["rejected"]}]}
+            for p in read_jsonl(path)
+        ])  # fmt: skip
+
+    train = rows(spec.train)
+    valid = rows(spec.validation) if spec.validation else None
+    total = math.ceil(len(train) / spec.batch_size) * spec.n_epochs
+    out = Path(spec.out)
+    args = DPOConfig(
+        output_dir=str(out), per_device_train_batch_size=spec.batch_size,
+        per_device_eval_batch_size=spec.batch_size, num_train_epochs=spec.n_epochs,
+        learning_rate=spec.learning_rate, beta=spec.beta, max_length=spec.max_length,
+        logging_steps=1, save_strategy="steps", save_steps=spec.checkpoint_every,
+        eval_strategy="steps" if valid is not None else "no", eval_steps=spec.checkpoint_every,
+        report_to=[], use_cpu=True, bf16=False, seed=spec.seed, disable_tqdm=True,
+        dataloader_num_workers=0, lr_scheduler_type="linear", warmup_steps=max(1, total // 20),
+    )  # fmt: skip
+    last: dict[str, Any] = {"began": time.perf_counter(), "loss": math.nan}
+
+    class Report(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            logs = logs or {}
+            if "loss" in logs:
+                now = time.perf_counter()
+                last["loss"] = float(logs["loss"])
+                emit(
+                    "metrics", step=state.global_step, total_steps=state.max_steps,
+                    train_loss=round(last["loss"], 5),
+                    reward_accuracy=logs.get("rewards/accuracies"),
+                    reward_margin=logs.get("rewards/margins"),
+                    seconds=round(now - last["began"], 3),
+                )  # fmt: skip
+                last["began"] = now
+            if "eval_loss" in logs:
+                last["valid"] = float(logs["eval_loss"])
+
+        def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            metrics = {"step": state.global_step, "train_loss": round(last["loss"], 5)}
+            if "valid" in last:
+                metrics["valid_loss"] = round(last["valid"], 5)
+            path = out / f"checkpoint-{state.global_step}"
+            emit("checkpoint", step=state.global_step, path=str(path), metrics=metrics)
+
+    trainer: Any = DPOTrainer(
+        model=model, args=args, train_dataset=train, eval_dataset=valid,
+        processing_class=tokenizer, callbacks=[Report()],
+        peft_config=LoraConfig(
+            r=spec.lora_rank, lora_alpha=spec.lora_alpha, lora_dropout=0.05,
+            target_modules=TARGETS, task_type="CAUSAL_LM",
+        ),
+    )  # fmt: skip
+    if spec.resume:
+        emit("message", message=f"resumed from the checkpoint at step {_step_of(spec.resume)}")
+    emit("message", message=f"training {total} steps on {len(train)} preference pairs")
+    trainer.train(resume_from_checkpoint=spec.resume)
+    metrics = {"step": trainer.state.global_step, "train_loss": round(last["loss"], 5)}
+    if valid is not None:
+        metrics["valid_loss"] = round(float(trainer.evaluate()["eval_loss"]), 5)
+    adapter = out / "adapter"
+    trainer.model.save_pretrained(str(adapter))
+    return {"adapter": str(adapter), "trained_tokens": 0, "metrics": metrics}
+
+
+def _step_of(checkpoint: str) -> int:
+    return int(Path(checkpoint).name.rpartition("-")[2] or 0)
+
+
 def to_gguf(adapter: str, base_dir: str) -> str | None:
     """The adapter as a GGUF LoRA for llama.cpp (None where the converter is missing)."""
     from shipyard.training.base import converter_dir
@@ -259,9 +352,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(max(1, spec.threads))
-    if spec.method != "supervised":
-        raise SystemExit("only supervised fine-tuning runs in this worker")
-    result = supervised(spec)
+    result = preference(spec) if spec.method == "dpo" else supervised(spec)
     emit("message", message="converting the adapter for llama.cpp")
     result["gguf"] = to_gguf(result["adapter"], spec.base_dir)
     emit("done", **result)

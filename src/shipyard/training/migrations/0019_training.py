@@ -44,6 +44,7 @@ def upgrade() -> None:
         sa.Column("worker", sa.String(32), nullable=False),
         sa.Column("lease_until", UTCDateTime, nullable=True),
         sa.Column("created_by", sa.String(400), nullable=False),
+        sa.Column("actor", sa.JSON, nullable=False),
         sa.Column("created_at", UTCDateTime, nullable=False),
         sa.Column("started_at", UTCDateTime, nullable=True),
         sa.Column("finished_at", UTCDateTime, nullable=True),
