@@ -141,6 +141,9 @@ class Settings(BaseSettings):
         description="A job whose server stopped is resumed (from its last checkpoint) by "
         "another this long after.",
     )
+    serving_canary_tick_seconds: float = Field(
+        default=15, gt=0, le=3600, description="How often running canaries are judged."
+    )
     kb_upload_max_bytes: int = Field(
         default=32 * 1024**2, ge=1024, description="The largest document one upload may hold."
     )

@@ -119,3 +119,20 @@ def sign_test(wins: int, losses: int) -> float:
     k = min(wins, losses)
     tail: float = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
     return min(1.0, 2 * tail)
+
+
+def unpaired(a: Sequence[float], b: Sequence[float], *, level: float = 0.95) -> Interval | None:
+    """The difference of means `mean(b) - mean(a)` of two independent samples (two arms
+    of a canary, say) and its percentile-bootstrap interval (each arm resampled on its
+    own); None when either side has no values."""
+    if not a or not b:
+        return None
+    import numpy as np
+
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    diff = float(y.mean() - x.mean())
+    rng = np.random.default_rng(SEED)
+    spread = _resampled_means(y, rng) - _resampled_means(x, rng)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(spread, [tail, 100 - tail])
+    return Interval(diff, float(low), float(high), len(x) + len(y))

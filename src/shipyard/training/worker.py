@@ -146,7 +146,7 @@ def supervised(spec: Spec) -> dict[str, Any]:
     base = hf_folder(Path(spec.base_gguf), Path(spec.base_dir))
     tokenizer = AutoTokenizer.from_pretrained(str(base))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    model: Any = AutoModelForCausalLM.from_pretrained(str(base), torch_dtype=torch.float32)
+    model: Any = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
     model = get_peft_model(
         model,
         LoraConfig(
@@ -241,7 +241,7 @@ def preference(spec: Spec) -> dict[str, Any]:
     tokenizer = AutoTokenizer.from_pretrained(str(base))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model: Any = AutoModelForCausalLM.from_pretrained(str(base), torch_dtype=torch.float32)
+    model: Any = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
 
     def rows(path: str) -> Any:
         return Dataset.from_list([
