@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     local_threads: int | None = Field(
         default=None, ge=1, le=256, description="llama.cpp threads (default: the core count)."
     )
+    local_replicas: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Worker processes of the built-in chat model (each with local_threads "
+        "threads): as many streams generate at once.",
+    )
     gateway_retry_base_seconds: float = Field(default=0.25, ge=0, le=30)
     gateway_cooldown_failures: int = Field(default=3, ge=1, le=1000)
     gateway_cooldown_seconds: float = Field(default=30.0, ge=0, le=86400)

@@ -115,6 +115,16 @@ def test_fine_tune_and_call_the_model_through_the_openai_sdk(env: Env) -> None:
     graph = env.admin.get("/api/registry/models/smollm2-support/versions/1/lineage").json()
     assert f"evaluation:{said.data['fine_tuned']}" in {n["id"] for n in graph["nodes"]}
 
+    # the environment's gate reads that run: a model that scores too low stays out
+    gate = {"dataset": said.data["dataset"], "scorers": {"exact_match": {"min": 0.99}}}
+    r = env.admin.put("/api/registry/policies/staging", json={"gates": {"evaluation": gate}})
+    assert r.status_code == 200, r.text
+    r = env.admin.post("/api/registry/promotions", json={
+        "name": "smollm2-support", "version": 1, "environment": "staging"})  # fmt: skip
+    # (two steps of training do not get a model to 0.99)
+    assert ran["fine_tuned"]["aggregates"]["scores"]["exact_match"]["mean"] < 0.99
+    assert r.status_code == 409 and "exact_match" in r.text, r.text
+
 
 def _ended(env: Env, run_id: str) -> dict[str, Any] | None:
     run: dict[str, Any] = env.admin.get(f"/api/evals/runs/{run_id}").json()

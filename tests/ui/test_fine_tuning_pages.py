@@ -20,10 +20,11 @@ from tests.conftest import ADMIN_PASSWORD
 from tests.gateway.conftest import Env, make_env
 from tests.registry.support import PASSWORD
 from tests.training.support import example, jsonl
-from tests.ui.test_evaluation_pages import _session, _user
-from tests.ui.test_tracing_pages import CHROMIUM, XSS
+from tests.ui.test_evaluation_pages import _session, _user, browser_env
+from tests.ui.test_tracing_pages import XSS
 
 pytestmark = pytest.mark.local_model  # the base model is the built-in SmolLM2 GGUF
+__all__ = ["browser_env"]  # the shared Chromium fixture, over this module's `env`
 
 
 @pytest.fixture
@@ -107,23 +108,6 @@ def test_pages_render_escape_and_refuse(env: Env) -> None:
         )  # fmt: skip
         assert r.status_code == 403
         assert viewer.post(f"/fine-tuning/{job_id}/cancel", headers=hx).status_code == 403
-
-
-@pytest.fixture
-def browser_env(env: Env) -> Iterator[tuple[Any, Env]]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_context().new_page()
-        page.set_default_timeout(15_000)
-        page.goto(env.url + "/login")
-        page.fill("input[name=email]", "admin@example.com")
-        page.fill("input[name=password]", ADMIN_PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url(env.url + "/")
-        yield page, env
-        browser.close()
 
 
 @pytest.mark.browser

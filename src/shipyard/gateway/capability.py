@@ -43,6 +43,7 @@ def build(platform: Platform) -> Gateway:
             cooldown=settings.gateway_cooldown_seconds,
         ),
         local_threads=settings.local_threads,
+        local_replicas=settings.local_replicas,
         probe_interval=settings.gateway_probe_seconds,
         ledger_interval=settings.gateway_ledger_seconds,
         records_dir=settings.home / "wal" / "records",

@@ -39,7 +39,7 @@ CAPABILITY = Capability(
         "training:write": WRITERS,  # a job takes the machine's cores for minutes
     },
     pages=("shipyard.training.pages:router",),
-    cli=(("finetune", "shipyard.cli.training:app"),),
+    cli=(("finetune", "shipyard.cli.training:app"), ("demo", "shipyard.cli.demo:app")),
     migrations="shipyard.training:migrations",
     service=build,
     mounts={"/v1/fine_tuning": _openai},

@@ -604,7 +604,7 @@ class Training:
                     dataset_version=version.number,
                     target=TargetIn(kind="route", ref=str(route)),
                     scorers=[ScorerIn(name="exact_match")],
-                    params={"temperature": 0, "max_tokens": 256, "seed": job.seed},
+                    params={"temperature": 0, "max_tokens": 128, "seed": job.seed},
                     concurrency=1, subject=subject,
                 )  # fmt: skip
                 made[arm] = runs.create(

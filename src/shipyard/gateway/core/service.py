@@ -189,6 +189,7 @@ class Gateway:
         retry: RetryPolicy | None = None,
         balancer: Balancer | None = None,
         local_threads: int | None = None,
+        local_replicas: int = 1,
         reload_interval: float = 2.0,
         probe_interval: float = 5.0,
         ledger_interval: float = 60.0,
@@ -227,6 +228,8 @@ class Gateway:
         self._builtin_options: dict[str, object] = {}
         if local_threads:
             self._builtin_options["n_threads"] = local_threads
+        if local_replicas > 1:
+            self._builtin_options["replicas"] = local_replicas
         self._reload_interval = reload_interval
         self._probe_interval = probe_interval
         self._ledger_interval = ledger_interval

@@ -49,9 +49,10 @@ class LlamaLocal(ProviderBase):
         self._run_lock = threading.Lock()
         self._worker = None
         if spec.options.get("worker"):
-            from shipyard.gateway.providers.llama_worker import LlamaWorker
+            from shipyard.gateway.providers.llama_worker import LlamaReplicas
 
-            self._worker = LlamaWorker(self._path, self._threads, self._ctx, self._lora)
+            replicas = int(spec.options.get("replicas") or 1)
+            self._worker = LlamaReplicas(replicas, self._path, self._threads, self._ctx, self._lora)
 
     def _llama(self) -> Any:
         if self._model is None:

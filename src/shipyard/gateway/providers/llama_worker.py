@@ -126,6 +126,43 @@ class LlamaWorker:
         self._proc = None
 
 
+class LlamaReplicas:
+    """`n` worker processes of one model (`options: {"worker": true, "replicas": n}`):
+    each request goes to the replica with the fewest requests in flight, so `n` streams
+    generate at once (each replica with its own threads: give each `cores / n`)."""
+
+    def __init__(self, n: int, path: str, threads: int, n_ctx: int, lora: str | None) -> None:
+        self.workers = [LlamaWorker(path, threads, n_ctx, lora) for _ in range(max(1, n))]
+        self.busy = [0] * len(self.workers)
+
+    def _pick(self) -> int:
+        return min(range(len(self.workers)), key=self.busy.__getitem__)
+
+    async def call(self, fn: str, first: Any, kwargs: Body) -> Body:
+        i = self._pick()
+        self.busy[i] += 1
+        try:
+            return await self.workers[i].call(fn, first, kwargs)
+        finally:
+            self.busy[i] -= 1
+
+    async def stream(self, fn: str, first: Any, kwargs: Body) -> AsyncIterator[tuple[str, Any]]:
+        i = self._pick()
+        self.busy[i] += 1
+        try:
+            async for item in self.workers[i].stream(fn, first, kwargs):
+                yield item
+        finally:
+            self.busy[i] -= 1
+
+    def in_flight(self) -> int:
+        return sum(self.busy)
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.close()
+
+
 def tokens_in(chunk: dict[str, Any]) -> int:
     """llama.cpp streams one generated token per chunk that carries text; the first
     (the role) and the last (the finish reason) carry none."""

@@ -1,0 +1,35 @@
+"""`shipyard demo closed-loop` in its quick form: its own server, the generated task, a
+real fine-tune of a few steps, the validation against the base. So few steps rarely
+make the model better with significance: the demo then says so and stops before the
+promotion (the canary's decisions are tested in tests/serving); when they do, it runs
+to the end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from shipyard.cli.main import app
+
+pytestmark = [pytest.mark.local_model, pytest.mark.training]
+
+
+def test_the_closed_loop_demo_runs(monkeypatch: pytest.MonkeyPatch, training_bases: Path) -> None:
+    monkeypatch.setenv("SHIPYARD_TRAINING_BASES", str(training_bases))
+    monkeypatch.setenv("SHIPYARD_LOCAL_THREADS", "1")
+    done = CliRunner().invoke(
+        app,
+        ["demo", "closed-loop", "--train", "16", "--held-out", "8", "--epochs", "1",
+         "--threads", "1"],
+    )  # fmt: skip
+    out = " ".join(done.output.split())
+    assert "1. data: 16 training and 8 held-out" in out, done.output
+    assert "v1 → production: requested, approved by reviewer@example.com" in out, done.output
+    assert "made ft:smollm2:support:" in out, done.output
+    assert "4. validation before deploy" in out and "95% interval" in out, done.output
+    if done.exit_code == 1:
+        assert "not better with significance: stopping here" in out, done.output
+    else:
+        assert done.exit_code == 0 and "rolled_back" in out, done.output
