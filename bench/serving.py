@@ -11,7 +11,10 @@ temperature 0, asking for a long story (the tokens that came are counted).
 Targets: >= 0.9x the direct runtime at every level; >= 2x one stream's throughput at
 4 streams (needs continuous batching, which this runtime does not do).
 
-    .venv/bin/python bench/serving.py --threads 2 --tokens 64 --requests 8
+    .venv/bin/python bench/serving.py --threads 2 --tokens 64 --requests 8 [--replicas 2]
+
+`--replicas N` runs N worker processes of the model on the server (`local_replicas`),
+the threads shared between them; the floor keeps one runtime with all the threads.
 """
 
 from __future__ import annotations
@@ -95,8 +98,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--requests", type=int, default=8)
+    parser.add_argument(
+        "--replicas", type=int, default=1,
+        help="worker processes on the server, --threads shared between them",
+    )  # fmt: skip
     args = parser.parse_args()
-    os.environ["SHIPYARD_LOCAL_THREADS"] = str(args.threads)
+    os.environ["SHIPYARD_LOCAL_THREADS"] = str(max(1, args.threads // args.replicas))
+    os.environ["SHIPYARD_LOCAL_REPLICAS"] = str(args.replicas)
     work = Path(tempfile.mkdtemp(prefix="shipyard-serve-bench-"))
     ours: dict[int, float] = {}
     try:

@@ -249,7 +249,7 @@ def _loop(c: httpx.Client, rows: list[dict[str, Any]], held: list[dict[str, Any]
         console.print("[yellow]   not better with significance: stopping here[/yellow]")
         return 1
 
-    console.print("5. promotion: better with significance; v2 to staging, four eyes")
+    console.print("5. promotion: better with significance; v2 to staging (its policy decides)")
     _promote(c, reviewer, 2, "staging")
     console.print("6. canary: v2 on half of 'support', scored online by exact match")
     _judged(c, *_canary(c, 2, held, 50, 64), expect="promoted")
