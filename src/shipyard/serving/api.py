@@ -87,12 +87,12 @@ def get(canary_id: str, ctx: Ctx = Authorized("serving:read")) -> CanaryPublic:
 async def judge(canary_id: str, ctx: Ctx = Authorized("serving:manage")) -> CanaryPublic:
     """Judge it now rather than at the next tick (rolled back or promoted if due)."""
 
-    def check() -> None:
+    def check() -> str:
         with ctx.tx() as tx:
-            Canaries.get(tx.session, ctx.workspace_id, canary_id)
+            return Canaries.get(tx.session, ctx.workspace_id, canary_id).id
 
-    await run_in_threadpool(check)
-    return public(await _service(ctx).judge_now(canary_id))
+    found = await run_in_threadpool(check)
+    return public(await _service(ctx).judge_now(found))
 
 
 @router.post("/{canary_id}/stop", name="serving.canaries.stop")

@@ -150,6 +150,18 @@ class Canaries:
                 param="stable_alias",
             )
         assets.get_version(s, asset, body.version)  # a 404 naming it
+        from shipyard.registry import promotion
+
+        if body.stable_alias == CANARY_ALIAS:
+            raise InvalidInput(
+                f"stable_alias: '{CANARY_ALIAS}' is the alias the canary itself moves",
+                param="stable_alias",
+            )
+        if promotion.is_environment(s, workspace_id=ws, alias=CANARY_ALIAS):
+            raise Conflict(
+                f"'{CANARY_ALIAS}' is an environment of this workspace: it moves only through "
+                "a promotion, so a canary cannot use it"
+            )
         if body.version == stable:
             raise InvalidInput(
                 f"version: v{body.version} is what '{body.stable_alias}' serves already",
@@ -185,13 +197,16 @@ class Canaries:
         deployments' `source` labels name the alias they resolved)."""
         gateway = self.platform.services["gateway"]
         route = gateway.snapshot.route(row.workspace_id, row.route)
-        out: dict[str, str] = {}
+        seen: dict[str, set[str]] = {}
         for dep in route.deployments if route is not None else ():
-            if dep.source.startswith(f"{row.model}@{CANARY_ALIAS}"):
-                out[dep.model] = "canary"
-            elif dep.source.startswith(f"{row.model}@{row.stable_alias}"):
-                out.setdefault(dep.model, "stable")
-        return out
+            # a label is "<ref>=v<n>": the reference it resolved, exactly
+            ref = dep.source.partition("=")[0]
+            if ref == f"{row.model}@{CANARY_ALIAS}":
+                seen.setdefault(dep.model, set()).add("canary")
+            elif ref == f"{row.model}@{row.stable_alias}":
+                seen.setdefault(dep.model, set()).add("stable")
+        # a model both arms serve cannot say which answered: its scores count for neither
+        return {m: next(iter(arms)) for m, arms in seen.items() if len(arms) == 1}
 
     def scores(self, s: Session, row: CanaryRow, arms: dict[str, str]) -> dict[str, list[float]]:
         from shipyard.feedback.tables import FeedbackRow

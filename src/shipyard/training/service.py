@@ -83,6 +83,7 @@ class Training:
             self._loop = asyncio.create_task(self._claiming(), name="training-runner")
 
     async def stop(self) -> None:
+        held = list(self.active)  # the tasks' callbacks empty `active` as they end
         for proc in list(self.procs.values()):
             with contextlib.suppress(ProcessLookupError):
                 proc.terminate()
@@ -92,8 +93,8 @@ class Training:
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-        if self.active:  # another server resumes them at once, from their checkpoints
-            await asyncio.to_thread(self._release, list(self.active))
+        if held:  # another server resumes them at once, from their checkpoints
+            await asyncio.to_thread(self._release, held)
         self.active.clear()
 
     def poke(self) -> None:
@@ -126,6 +127,13 @@ class Training:
                 "model: fine-tuned models are served by llama.cpp, and its adapter converter "
                 "is not installed (scripts/setup.sh installs it)",
                 param="model",
+            )
+        suffix = body.suffix or "shipyard"
+        if len(f"{PREFIX}:{body.model}:{suffix}:") + 16 > 128:
+            raise InvalidInput(
+                "suffix: the model's name (ft:<model>:<suffix>:<id>) would be over 128 "
+                "characters; give a shorter suffix",
+                param="suffix",
             )
         hyper = body.resolved()
         with self.platform.db.transaction() as s:
@@ -319,8 +327,8 @@ class Training:
                 .where(CheckpointRow.job_id == job_id)
                 .order_by(CheckpointRow.step.desc())
             ):
-                folder = Path(ckpt.path)  # whole: our own state, or a Trainer's
-                if (folder / "state.pt").is_file() or (folder / "trainer_state.json").is_file():
+                saved = Path(ckpt.path)  # whole: our own state, or a Trainer's
+                if (saved / "state.pt").is_file() or (saved / "trainer_state.json").is_file():
                     resume = ckpt.path
                     break
             if job.started_at is None:
@@ -379,7 +387,10 @@ class Training:
                 elif event.get("event") == "error":
                     error = str(event.get("message", ""))
                 else:
-                    await asyncio.to_thread(self._record, job_id, event)
+                    try:
+                        await asyncio.to_thread(self._record, job_id, event)
+                    except Exception:  # noqa: BLE001 - one event lost, not the job
+                        log.exception("storing an event of %s failed", job_id)
             code = await proc.wait()
             if done is not None and code == 0:
                 if await asyncio.to_thread(self._succeed, job_id, done):
@@ -396,12 +407,15 @@ class Training:
             if proc is not None:
                 _terminate(proc)
             raise
-        except Exception as exc:  # noqa: BLE001 - the job fails, the runner goes on
+        except Exception:  # noqa: BLE001 - the job fails, the runner goes on
+            # the details are the operator's (the log), not the caller's (paths)
             log.exception("fine-tuning job %s failed", job_id)
-            await asyncio.to_thread(self._fail, job_id, f"{exc.__class__.__name__}: {exc}")
+            await asyncio.to_thread(self._fail, job_id, "the training worker failed")
         finally:
             if renewing is not None:
                 renewing.cancel()
+            if proc is not None and proc.returncode is None:
+                _terminate(proc)
             self.procs.pop(job_id, None)
 
     async def _renewing(self, job_id: str, proc: asyncio.subprocess.Process) -> None:

@@ -23,6 +23,7 @@ import json
 import math
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,8 +35,16 @@ from typing import Any
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN: the server would drop the line
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
+
+
 def emit(event: str, **data: Any) -> None:
-    sys.stdout.write(json.dumps({"event": event, **data}) + "\n")
+    sys.stdout.write(json.dumps(_finite({"event": event, **data}), allow_nan=False) + "\n")
     sys.stdout.flush()
 
 
@@ -154,12 +163,23 @@ def supervised(spec: Spec) -> dict[str, Any]:
             target_modules=TARGETS, task_type="CAUSAL_LM",
         ),
     )  # fmt: skip
-    train = [encode(tokenizer, ex, spec.max_length) for ex in read_jsonl(spec.train)]
-    valid = (
-        [encode(tokenizer, ex, spec.max_length) for ex in read_jsonl(spec.validation)]
-        if spec.validation
-        else []
-    )
+    encoded = [encode(tokenizer, ex, spec.max_length) for ex in read_jsonl(spec.train)]
+    # an example cut before its answer has nothing to learn (its loss would be NaN)
+    train = [row for row in encoded if any(label != -100 for label in row[1])]
+    if not train:
+        raise RuntimeError(f"no example keeps an answer within max_length {spec.max_length}")
+    if len(train) < len(encoded):
+        emit("message", message=f"{len(encoded) - len(train)} examples are cut before their "
+                                f"answer by max_length {spec.max_length}: left out")  # fmt: skip
+    valid = [
+        row
+        for row in (
+            [encode(tokenizer, ex, spec.max_length) for ex in read_jsonl(spec.validation)]
+            if spec.validation
+            else []
+        )
+        if any(label != -100 for label in row[1])
+    ]
     plan = batches(len(train), spec.batch_size, spec.n_epochs, spec.seed)
     total = len(plan)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -206,12 +226,14 @@ def supervised(spec: Spec) -> dict[str, Any]:
                 metrics["valid_loss"] = round(evaluate(model, valid, pad, spec.batch_size), 5)
             path = out / f"checkpoint-{step}"
             partial = out / f"checkpoint-{step}.partial"
+            shutil.rmtree(partial, ignore_errors=True)  # left by a worker that died
             model.save_pretrained(str(partial))
             torch.save(
                 {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                  "step": step, "tokens": tokens},
                 partial / "state.pt",
             )  # fmt: skip
+            shutil.rmtree(path, ignore_errors=True)  # a step done again after a resume
             os.replace(partial, path)
             emit("checkpoint", step=step, path=str(path), metrics=metrics)
     metrics = {"step": step, "train_loss": round(last_loss, 5)}
@@ -329,7 +351,8 @@ def to_gguf(adapter: str, base_dir: str) -> str | None:
         env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
     if done.returncode != 0:
-        raise RuntimeError("converting the adapter to GGUF failed: " + done.stderr[-500:])
+        sys.stderr.write(done.stderr[-4000:])  # the worker's log, the operator's to read
+        raise RuntimeError("converting the adapter to GGUF failed (see the worker's log)")
     return outfile
 
 
@@ -362,5 +385,10 @@ if __name__ == "__main__":
     try:
         main()
     except Exception as exc:  # noqa: BLE001 - reported to the server, which fails the job
-        emit("error", message=f"{exc.__class__.__name__}: {str(exc)[:1500]}")
+        import traceback
+
+        traceback.print_exc()  # the worker's log: paths and all, for the operator
+        # our own messages name no paths; another error is named by its class only
+        said = str(exc)[:300] if isinstance(exc, RuntimeError) else exc.__class__.__name__
+        emit("error", message=f"training failed: {said}")
         sys.exit(1)
