@@ -158,37 +158,32 @@ class FineTuningApp(OpenAIStyleApp):
         return job_object(row)
 
     async def events(self, request: Request, actor: Actor) -> Any:
-        limit, after = _limit(request), request.query_params.get("after")
-
-        def work() -> Any:
-            with self.platform.db.transaction() as s:
-                job = self.service.job(s, actor, request.path_params["job_id"])
-                q = select(EventRow).where(EventRow.job_id == job.id)
-                if after:
-                    mark = s.get(EventRow, after[:64])
-                    if mark is None or mark.job_id != job.id:
-                        raise InvalidInput(f"after: no event '{after[:64]}'", param="after")
-                    q = q.where(EventRow.seq < mark.seq)
-                rows = s.scalars(q.order_by(EventRow.seq.desc()).limit(limit + 1)).all()
-                return page([event_object(r) for r in rows[:limit]], len(rows) > limit)
-
-        return await anyio.to_thread.run_sync(work)
+        return await self._children(request, actor, EventRow, EventRow.seq, "event", 20)
 
     async def checkpoints(self, request: Request, actor: Actor) -> Any:
-        limit, after = _limit(request, 10), request.query_params.get("after")
+        return await self._children(
+            request, actor, CheckpointRow, CheckpointRow.step, "checkpoint", 10
+        )
+
+    async def _children(
+        self, request: Request, actor: Actor, table: Any, order: Any, what: str, default: int
+    ) -> Any:
+        """A job's events or checkpoints, newest first, paged OpenAI's way (`after`: the
+        last id of the page before)."""
+        limit, after = _limit(request, default), request.query_params.get("after")
 
         def work() -> Any:
             with self.platform.db.transaction() as s:
                 job = self.service.job(s, actor, request.path_params["job_id"])
-                q = select(CheckpointRow).where(CheckpointRow.job_id == job.id)
+                q = select(table).where(table.job_id == job.id)
                 if after:
-                    mark = s.get(CheckpointRow, after[:64])
+                    mark = s.get(table, after[:64])
                     if mark is None or mark.job_id != job.id:
-                        raise InvalidInput(f"after: no checkpoint '{after[:64]}'", param="after")
-                    q = q.where(CheckpointRow.step < mark.step)
-                rows = s.scalars(q.order_by(CheckpointRow.step.desc()).limit(limit + 1)).all()
-                data = [checkpoint_object(r, job) for r in rows[:limit]]
-                return page(data, len(rows) > limit)
+                        raise InvalidInput(f"after: no {what} '{after[:64]}'", param="after")
+                    q = q.where(order < getattr(mark, order.key))
+                rows = s.scalars(q.order_by(order.desc()).limit(limit + 1)).all()
+                show = event_object if table is EventRow else (lambda r: checkpoint_object(r, job))
+                return page([show(r) for r in rows[:limit]], len(rows) > limit)
 
         return await anyio.to_thread.run_sync(work)
 

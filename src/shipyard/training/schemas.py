@@ -13,7 +13,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shipyard.inputs import Strict
-from shipyard.training.service import DEFAULTS, EXTRAS
+
+# what "auto" stands for, and Shipyard's own LoRA settings' defaults
+DEFAULTS = {"n_epochs": 3, "batch_size": 8, "learning_rate_multiplier": 1.0, "beta": 0.1}
+EXTRAS = {"lora_rank": 16, "lora_alpha": 32, "max_length": 512, "checkpoint_every": 50}
 
 
 class Hyperparameters(Strict):

@@ -27,6 +27,7 @@ import logging
 import os
 import re
 import sys
+from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,10 +36,10 @@ import orjson
 from sqlalchemy import func, or_, select, update
 
 from shipyard.errors import InvalidInput, NotFound
-from shipyard.gateway.config.specs import Deployment
 from shipyard.identity.actor import Actor
 from shipyard.identity.stored import actor_json, still_valid
 from shipyard.store import new_id, utcnow
+from shipyard.training.schemas import DEFAULTS, EXTRAS
 from shipyard.training.tables import CheckpointRow, EventRow, JobRow
 
 if TYPE_CHECKING:
@@ -48,9 +49,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("shipyard.training")
 PREFIX = "ft"
 BASE_LR = 2e-4  # learning_rate_multiplier 1 (LoRA on a small model)
-DEFAULTS = {"n_epochs": 3, "batch_size": 8, "learning_rate_multiplier": 1.0, "beta": 0.1}
 BASE_LR_DPO = 5e-5  # preference tuning moves the model less per step
-EXTRAS = {"lora_rank": 16, "lora_alpha": 32, "max_length": 512, "checkpoint_every": 50}
 ACTIVE = ("queued", "running")
 NICE = 10  # the worker's priority below the server's
 METRICS = ("step", "total_steps", "train_loss", "tokens_per_s", "seconds", "reward_accuracy",
@@ -170,16 +169,7 @@ class Training:
             s.add(job)
             s.flush()
             self._event(s, job.id, f"Created fine-tuning job: {job.id}")
-            from shipyard.audit.service import Entry, record
-
-            record(
-                s,
-                Entry(
-                    actor=actor.ref, actor_kind=actor.kind, action="fine_tuning.create",
-                    outcome="success", status=200, workspace_id=actor.workspace_id,
-                    target=f"ftjob:{job.id}",
-                ),
-            )  # fmt: skip
+            _audit(s, actor, "fine_tuning.create", job.id)
             s.expunge(job)
         self.poke()
         return job
@@ -194,7 +184,7 @@ class Training:
             path = str(dep.provider.options.get("model_path") or "")
             if dep.provider.kind == "llama_cpp" and path.endswith(".gguf") and Path(path).is_file():
                 options = {k: v for k, v in dep.provider.options.items() if k != "lora_path"}
-                return {"gguf": path, "options": options, "timeouts": _timeouts(dep)}
+                return {"gguf": path, "options": options, "timeouts": asdict(dep.timeouts)}
         raise InvalidInput(
             f"model: '{model}' is not a local GGUF model served by llama.cpp; only those "
             "are fine-tuned here",
@@ -212,16 +202,7 @@ class Training:
                 )
             job.status, job.finished_at, job.lease_until = "cancelled", utcnow(), None
             self._event(s, job.id, "The job was cancelled")
-            from shipyard.audit.service import Entry, record
-
-            record(
-                s,
-                Entry(
-                    actor=actor.ref, actor_kind=actor.kind, action="fine_tuning.cancel",
-                    outcome="success", status=200, workspace_id=actor.workspace_id,
-                    target=f"ftjob:{job.id}",
-                ),
-            )  # fmt: skip
+            _audit(s, actor, "fine_tuning.cancel", job.id)
             s.flush()
             s.expunge(job)
         proc = self.procs.get(job.id)
@@ -644,9 +625,16 @@ class Training:
             self._event(s, job_id, f"Fine-tuning failed: {message[:1000]}", level="error")
 
 
-def _timeouts(dep: Deployment) -> dict[str, float]:
-    t = dep.timeouts
-    return {"connect": t.connect, "first_token": t.first_token, "total": t.total}
+def _audit(s: Any, actor: Actor, action: str, job_id: str) -> None:
+    from shipyard.audit.service import Entry, record
+
+    record(
+        s,
+        Entry(
+            actor=actor.ref, actor_kind=actor.kind, action=action, outcome="success",
+            status=200, workspace_id=actor.workspace_id, target=f"ftjob:{job_id}",
+        ),
+    )  # fmt: skip
 
 
 def _terminate(proc: asyncio.subprocess.Process) -> None:
