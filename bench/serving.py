@@ -15,6 +15,12 @@ Targets: >= 0.9x the direct runtime at every level; >= 2x one stream's throughpu
 
 `--replicas N` runs N worker processes of the model on the server (`local_replicas`),
 the threads shared between them; the floor keeps one runtime with all the threads.
+
+`--engine server` serves the model with llama.cpp's own llama-server (`local_engine:
+server`, `--slots` sequences batched at once: continuous batching); the floor is then
+the same llama-server binary, started the same way, called directly on its socket.
+
+    .venv/bin/python bench/serving.py --engine server --slots 4 --threads 2 --tokens 128
 """
 
 from __future__ import annotations
@@ -93,6 +99,59 @@ def direct(llm: object, level: int, n: int, tokens: int) -> float:
     return counted / (time.perf_counter() - began)
 
 
+async def direct_server(socket: str, level: int, n: int, tokens: int) -> float:
+    """The floor for `--engine server`: llama-server itself, no gateway in between."""
+    import aiohttp
+
+    counted = 0
+    sem = asyncio.Semaphore(level)
+
+    async def one(session: aiohttp.ClientSession, i: int) -> None:
+        nonlocal counted
+        async with sem:
+            body = {"messages": prompt(i), "max_tokens": tokens, "temperature": 0,
+                    "stream": True, "stream_options": {"include_usage": True}}  # fmt: skip
+            async with session.post("http://llama/v1/chat/completions", json=body) as r:
+                r.raise_for_status()
+                async for line in r.content:
+                    if line.startswith(b"data: {"):
+                        chunk = orjson.loads(line[6:])
+                        if chunk.get("usage"):
+                            counted += int(chunk["usage"]["completion_tokens"])
+
+    connector = aiohttp.UnixConnector(path=socket)
+    timeout = aiohttp.ClientTimeout(total=600)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        await one(session, -1)  # warm
+        counted = 0
+        began = time.perf_counter()
+        await asyncio.gather(*(one(session, i) for i in range(n)))
+        return counted / (time.perf_counter() - began)
+
+
+def server_floor(args: argparse.Namespace) -> dict[int, float]:
+    from shipyard.gateway.core.tokenizer import smollm2_path
+    from shipyard.gateway.providers.llama_server import ServerArgs, ServerProcess, binary
+
+    found = binary()
+    assert found, "llama-server is built by scripts/setup.sh --llama-server"
+    server_args = ServerArgs(found, str(smollm2_path()), args.threads, 4096, args.slots)
+    server = ServerProcess(server_args, "bench")
+
+    async def run() -> dict[int, float]:
+        await server.client()  # started and loaded
+        try:
+            return {
+                level: await direct_server(server.socket, level, max(args.requests, level),
+                                           args.tokens)
+                for level in LEVELS
+            }  # fmt: skip
+        finally:
+            await server.close()
+
+    return asyncio.run(run())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
@@ -102,9 +161,15 @@ def main() -> None:
         "--replicas", type=int, default=1,
         help="worker processes on the server, --threads shared between them",
     )  # fmt: skip
+    parser.add_argument("--engine", choices=("python", "server"), default="python")
+    parser.add_argument(
+        "--slots", type=int, default=4, help="llama-server's batch (--engine server)"
+    )
     args = parser.parse_args()
     os.environ["SHIPYARD_LOCAL_THREADS"] = str(max(1, args.threads // args.replicas))
     os.environ["SHIPYARD_LOCAL_REPLICAS"] = str(args.replicas)
+    os.environ["SHIPYARD_LOCAL_ENGINE"] = args.engine
+    os.environ["SHIPYARD_LOCAL_SLOTS"] = str(args.slots)
     work = Path(tempfile.mkdtemp(prefix="shipyard-serve-bench-"))
     ours: dict[int, float] = {}
     try:
@@ -118,6 +183,14 @@ def main() -> None:
                 )  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if args.engine == "server":
+        floors = server_floor(args)
+        print(f"{'streams':>8} {'gateway tok/s':>14} {'llama-server tok/s':>19} {'ratio':>6}")
+        for level in LEVELS:
+            print(f"{level:>8} {ours[level]:>14.1f} {floors[level]:>19.1f} "
+                  f"{ours[level] / floors[level]:>6.2f}")  # fmt: skip
+        print(f"gateway at 4 streams / one stream: {ours[4] / ours[1]:.2f}x (target >= 2x)")
+        return
     from llama_cpp import Llama
 
     from shipyard.gateway.core.tokenizer import smollm2_path

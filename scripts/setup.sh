@@ -3,12 +3,15 @@
 # sudo), a virtual env in .venv, and the Python packages. Safe to run again; a stamp skips
 # the pip step while pyproject.toml is unchanged.
 #   scripts/setup.sh          what `shipyard up` needs
-#   scripts/setup.sh --test   plus what the test suite needs (chromium, redis-server)
+#   scripts/setup.sh --test   plus what the test suite needs (chromium, redis-server,
+#                             llama.cpp's llama-server)
+#   scripts/setup.sh --llama-server   plus llama-server (settings: local_engine: server)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want_test=0
-[[ "${1:-}" == "--test" ]] && want_test=1
+want_test=0 want_server=0
+[[ "${1:-}" == "--test" ]] && want_test=1 want_server=1
+[[ "${1:-}" == "--llama-server" ]] && want_server=1
 PYTHON="${PYTHON:-python3}"
 
 as_root() {
@@ -77,5 +80,35 @@ if [[ ! -f "$stamp" ]]; then
   cp -r "$sdist"/llama_cpp_python-*/vendor/llama.cpp/. "$convert/"
   rm -rf "$sdist"
   touch "$stamp"
+fi
+# llama.cpp's own server (continuous batching), built from the llama.cpp that ships in
+# llama-cpp-python's source distribution: the server, the converter above and the
+# library the Python engine loads are one version. About half an hour on two cores, so
+# it is built once per machine and kept beside pip's cache, keyed by that version.
+if [[ $want_server -eq 1 && ! -x .venv/share/shipyard/bin/llama-server ]]; then
+  version=$(.venv/bin/python -c "import importlib.metadata as m; print(m.version('llama-cpp-python'))")
+  cache="${XDG_CACHE_HOME:-$HOME/.cache}/shipyard/llama-server-${version}"
+  if [[ ! -x "$cache/llama-server" ]]; then
+    command -v cmake >/dev/null || apt_install cmake
+    echo "setup: building llama-server ${version} (once per machine)"
+    work=$(mktemp -d)
+    .venv/bin/python -m pip download -q --no-deps --no-binary :all: -d "$work" \
+      "llama-cpp-python==${version}"
+    tar -xzf "$work"/llama_cpp_python-*.tar.gz -C "$work" --wildcards '*/vendor/llama.cpp/*'
+    src=$(echo "$work"/llama_cpp_python-*/vendor/llama.cpp)
+    # generic x86-64 (a native build can enable AMX, which some machines lack); no web
+    # UI (it would be downloaded), no TLS (it listens on a Unix socket)
+    cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF \
+      -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+      -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF > "$work/cmake.log"
+    cmake --build "$work/build" --target llama-server -j"$(nproc)" > "$work/build.log" \
+      || { tail -30 "$work/build.log" >&2; exit 1; }
+    mkdir -p "$cache"
+    cp "$work/build/bin/llama-server" "$cache/llama-server.part"
+    mv "$cache/llama-server.part" "$cache/llama-server"
+    rm -rf "$work"
+  fi
+  mkdir -p .venv/share/shipyard/bin
+  cp "$cache/llama-server" .venv/share/shipyard/bin/llama-server
 fi
 echo "setup: ready (.venv)"

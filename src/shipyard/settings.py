@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -63,6 +63,20 @@ class Settings(BaseSettings):
         le=64,
         description="Worker processes of the built-in chat model (each with local_threads "
         "threads): as many streams generate at once.",
+    )
+    local_engine: Literal["python", "server"] = Field(
+        default="python",
+        description="What runs local GGUF models (the built-in one and fine-tunes made from "
+        "it): 'python' (llama-cpp-python in worker processes) or 'server' (llama.cpp's "
+        "llama-server, continuous batching over local_slots sequences per replica).",
+    )
+    local_slots: int = Field(
+        default=4, ge=1, le=64, description="Sequences one llama-server batches at once."
+    )
+    llama_server: str = Field(
+        default="",
+        description="Path of the llama-server binary; empty: the one scripts/setup.sh "
+        "built into the environment, else one on PATH.",
     )
     gateway_retry_base_seconds: float = Field(default=0.25, ge=0, le=30)
     gateway_cooldown_failures: int = Field(default=3, ge=1, le=1000)

@@ -1,12 +1,20 @@
 """Choosing a deployment: weighted random, least busy or lowest latency, skipping
 deployments in cooldown. A deployment that fails `failures` times within `window`
-seconds cools down for `cooldown` seconds; an active probe may bring it back sooner."""
+seconds cools down for `cooldown` seconds; an active probe may bring it back sooner.
+
+Capacity: a deployment whose provider says how many requests it runs at once (`slots`:
+llama-server's batch, local replicas, or `options.slots` on any provider) is full when
+that many are in flight; the ones beyond wait in its queue. A request that would wait
+there longer than its first-token timeout (queue position x the deployment's mean call
+time / slots) is not sent there; when every deployment is so full, the route fails with
+`timeout` at once, and the route's fallbacks for `timeout` answer instead."""
 
 from __future__ import annotations
 
 import random
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from shipyard.errors import ErrorClass, UpstreamError
@@ -47,6 +55,9 @@ class Balancer:
         self.failures, self.window, self.cooldown = failures, window, cooldown
         self.health: dict[str, Health] = {}
         self._rng = rng or random.Random()
+        # requests a deployment runs at once (None: unknown, never full); the executor
+        # asks the deployment's provider
+        self.capacity: Callable[[Deployment], int | None] = lambda dep: None
 
     def _h(self, dep: Deployment) -> Health:
         h = self.health.get(dep.id)
@@ -63,14 +74,41 @@ class Balancer:
                 error_class=ErrorClass.server_error,
             )
         fresh = [d for d in live if d.id not in exclude] or live
+        slots = {d.id: self.capacity(d) for d in fresh}
+        fresh = self._with_room(route, fresh, slots)
         if len(fresh) == 1:
             return fresh[0]
         if route.strategy == "least_busy":
-            low = min(self._h(d).in_flight for d in fresh)
-            return self._rng.choice([d for d in fresh if self._h(d).in_flight == low])
+            load = {d.id: self._h(d).in_flight / (slots[d.id] or 1) for d in fresh}
+            low = min(load.values())
+            return self._rng.choice([d for d in fresh if load[d.id] == low])
         if route.strategy == "lowest_latency":
             return min(fresh, key=lambda d: (self._h(d).ewma_ms, self._rng.random()))
         return self._rng.choices(fresh, weights=[max(d.weight, 0.0) or 1e-9 for d in fresh])[0]
+
+    def wait_s(self, dep: Deployment, slots: int | None) -> float:
+        """How long a request sent now would wait for one of the deployment's slots."""
+        h = self._h(dep)
+        if not slots or h.in_flight < slots or h.calls == 0:
+            return 0.0
+        return (h.in_flight - slots + 1) * h.ewma_ms / slots / 1000
+
+    def _with_room(
+        self, route: RouteSpec, deps: list[Deployment], slots: dict[str, int | None]
+    ) -> list[Deployment]:
+        if not any(slots.values()):
+            return deps
+        waits = {d.id: self.wait_s(d, slots[d.id]) for d in deps}
+        room = [d for d in deps if waits[d.id] <= d.timeouts.first_token]
+        if room:
+            return room
+        least = min(deps, key=lambda d: waits[d.id])
+        raise UpstreamError(
+            f"every deployment of route '{route.name}' is full: a request would wait about "
+            f"{waits[least.id]:.1f} s for a slot, longer than its first-token timeout "
+            f"({least.timeouts.first_token:g} s)",
+            error_class=ErrorClass.timeout,
+        )
 
     def begin(self, dep: Deployment) -> None:
         self._h(dep).in_flight += 1

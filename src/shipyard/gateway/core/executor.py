@@ -63,6 +63,10 @@ class Executor:
         self.balancer = balancer
         self.policy = policy
         self._rng = random.Random()
+        balancer.capacity = self._slots
+
+    def _slots(self, dep: Deployment) -> int | None:
+        return getattr(self.pool.get(dep.provider), "slots", None)
 
     async def call(
         self, snap: Snapshot, workspace_id: str, route: RouteSpec, op: Unary, body: Body

@@ -190,6 +190,9 @@ class Gateway:
         balancer: Balancer | None = None,
         local_threads: int | None = None,
         local_replicas: int = 1,
+        local_engine: str = "python",
+        local_slots: int = 4,
+        llama_server: str = "",
         reload_interval: float = 2.0,
         probe_interval: float = 5.0,
         ledger_interval: float = 60.0,
@@ -230,6 +233,11 @@ class Gateway:
             self._builtin_options["n_threads"] = local_threads
         if local_replicas > 1:
             self._builtin_options["replicas"] = local_replicas
+        if local_engine == "server":
+            self._builtin_options.update(engine="server", slots=local_slots)
+        from shipyard.gateway.providers import llama_server as server
+
+        server.configure(llama_server)  # process-wide; empty: the one setup built
         self._reload_interval = reload_interval
         self._probe_interval = probe_interval
         self._ledger_interval = ledger_interval

@@ -51,6 +51,16 @@ class ProviderBase:
     async def embeddings(self, body: Body, dep: Deployment) -> Body:
         raise self._unsupported("embeddings")
 
+    @property
+    def slots(self) -> int | None:
+        """Requests the provider runs at once, for capacity-aware routing (core/balancer):
+        `options.slots` when the operator states it (a vLLM or llama.cpp server's batch),
+        else unknown (never full)."""
+        value = self.spec.options.get("slots")
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+        return None
+
     async def healthy(self, dep: Deployment) -> bool:
         """No active check by default (a probe of a paid API is a paid call): a cooling
         deployment comes back when its cooldown ends. Providers whose check is free or

@@ -16,8 +16,11 @@ from shipyard.gateway.config.specs import Deployment, ProviderSpec, Timeouts
 
 
 class HttpConnection:
-    def __init__(self, spec: ProviderSpec, headers: dict[str, str]) -> None:
+    def __init__(
+        self, spec: ProviderSpec, headers: dict[str, str], *, unix_socket: str | None = None
+    ) -> None:
         self.spec = spec
+        self._unix = unix_socket  # a local server Shipyard started (llama_server.py)
         self._headers = {"Content-Type": "application/json", **dict(spec.headers), **headers}
         self._session: aiohttp.ClientSession | None = None
         self._refused = _refusal(spec)
@@ -42,10 +45,14 @@ class HttpConnection:
         if self._refused is not None:
             raise UpstreamError(self._refused, error_class=ErrorClass.connect)
         if self._session is None or self._session.closed:
-            resolver = None if self.spec.options.get("allow_internal") else CheckedResolver()
-            connector = aiohttp.TCPConnector(
-                limit=512, ttl_dns_cache=300, keepalive_timeout=60, resolver=resolver
-            )
+            connector: aiohttp.BaseConnector
+            if self._unix is not None:
+                connector = aiohttp.UnixConnector(self._unix, limit=512, keepalive_timeout=60)
+            else:
+                resolver = None if self.spec.options.get("allow_internal") else CheckedResolver()
+                connector = aiohttp.TCPConnector(
+                    limit=512, ttl_dns_cache=300, keepalive_timeout=60, resolver=resolver
+                )
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 headers=self._headers,

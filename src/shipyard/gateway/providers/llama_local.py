@@ -11,13 +11,16 @@ import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shipyard.errors import ErrorClass, UpstreamError
 from shipyard.gateway.config.specs import Deployment, ProviderSpec
 from shipyard.gateway.providers.base import ProviderBase
 from shipyard.gateway.providers.llama_worker import tokens_in
 from shipyard.plugins import CHAT, COMPLETIONS, STREAMING, TOOLS
+
+if TYPE_CHECKING:
+    from shipyard.gateway.providers.llama_server import LlamaServers
 
 Body = dict[str, Any]
 _PASS = (
@@ -48,7 +51,19 @@ class LlamaLocal(ProviderBase):
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()
         self._worker = None
-        if spec.options.get("worker"):
+        self._servers: LlamaServers | None = None
+        self._server_missing = False
+        if spec.options.get("engine") == "server":
+            from shipyard.gateway.providers.llama_server import LlamaServers, ServerArgs, binary
+
+            found = binary()
+            self._server_missing = found is None
+            if found is not None:
+                slots = int(spec.options.get("slots") or 4)
+                args = ServerArgs(found, self._path, self._threads, self._ctx, slots, self._lora)
+                replicas = int(spec.options.get("replicas") or 1)
+                self._servers = LlamaServers(args, replicas, spec.name)
+        elif spec.options.get("worker"):
             from shipyard.gateway.providers.llama_worker import LlamaReplicas
 
             replicas = int(spec.options.get("replicas") or 1)
@@ -102,21 +117,44 @@ class LlamaLocal(ProviderBase):
             return await self._worker.call(fn, first, kwargs)
         return await asyncio.to_thread(self._generate, fn, first, kwargs)
 
+    @property
+    def slots(self) -> int:
+        """Requests this provider generates at once (the balancer's capacity)."""
+        if self._servers is not None:
+            return self._servers.slots
+        return len(self._worker.workers) if self._worker is not None else 1
+
     async def chat(self, body: Body, dep: Deployment) -> Body:
+        if self._servers is not None or self._server_missing:
+            self._ready()
+            assert self._servers is not None
+            return await self._servers.chat(_server_body(body, dep), dep)
         result = await self._run("create_chat_completion", _messages(body), self._kwargs(body, dep))
         result["model"] = dep.model
         return result
 
     async def completion(self, body: Body, dep: Deployment) -> Body:
+        if self._servers is not None or self._server_missing:
+            self._ready()
+            assert self._servers is not None
+            return await self._servers.completion(_server_body(body, dep), dep)
         prompt = body["prompt"] if isinstance(body["prompt"], str) else body["prompt"][0]
         result = await self._run("create_completion", prompt, self._kwargs(body, dep))
         result["model"] = dep.model
         return result
 
     def chat_stream(self, body: Body, dep: Deployment) -> AsyncIterator[Body]:
+        if self._servers is not None or self._server_missing:
+            self._ready()
+            assert self._servers is not None
+            return self._servers.stream("chat", _server_body(body, dep), dep)
         return self._stream("create_chat_completion", _messages(body), body, dep, "chat")
 
     def completion_stream(self, body: Body, dep: Deployment) -> AsyncIterator[Body]:
+        if self._servers is not None or self._server_missing:
+            self._ready()
+            assert self._servers is not None
+            return self._servers.stream("completions", _server_body(body, dep), dep)
         prompt = body["prompt"] if isinstance(body["prompt"], str) else body["prompt"][0]
         return self._stream("create_completion", prompt, body, dep, "text")
 
@@ -209,7 +247,23 @@ class LlamaLocal(ProviderBase):
             stop.set()
 
     async def healthy(self, dep: Deployment) -> bool:
+        if self._servers is not None and not await self._servers.healthy():
+            return False
         return self._files_present()
+
+    def _ready(self) -> None:
+        if self._server_missing:
+            raise UpstreamError(
+                f"provider '{self.spec.name}': engine 'server' needs llama-server, which is "
+                "not installed (scripts/setup.sh builds it; settings: llama_server)",
+                error_class=ErrorClass.server_error,
+            )
+        if not self._files_present():
+            raise UpstreamError(
+                # the path is the operator's business, not the caller's
+                f"provider '{self.spec.name}': its model file is missing",
+                error_class=ErrorClass.server_error,
+            )
 
     def _files_present(self) -> bool:
         return (
@@ -219,12 +273,24 @@ class LlamaLocal(ProviderBase):
         )
 
     async def close(self) -> None:
+        if self._servers is not None:
+            await self._servers.close()
         if self._worker is not None:
             await asyncio.to_thread(self._worker.close)
 
 
 def create(spec: ProviderSpec) -> LlamaLocal:
     return LlamaLocal(spec)
+
+
+def _server_body(body: Body, dep: Deployment) -> Body:
+    """What llama-server reads: the request as sent, bounded like the in-process engine
+    (512 tokens unless the caller says otherwise; llama-server's own default is the
+    whole context)."""
+    merged = {**dep.params, **body}
+    if merged.get("max_tokens") or merged.get("max_completion_tokens"):
+        return body
+    return {**body, "max_tokens": 512}
 
 
 def _messages(body: Body) -> list[Body]:

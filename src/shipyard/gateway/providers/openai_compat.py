@@ -22,7 +22,7 @@ Body = dict[str, Any]
 class OpenAICompatible(ProviderBase):
     capabilities = frozenset({CHAT, COMPLETIONS, EMBEDDINGS, STREAMING, TOOLS})
 
-    def __init__(self, spec: ProviderSpec) -> None:
+    def __init__(self, spec: ProviderSpec, *, unix_socket: str | None = None) -> None:
         self.spec = spec
         profile = PROFILES.get(spec.options.get("profile", "openai"), PROFILES["openai"])
         self._paths = {**DEFAULT_PATHS, **profile.paths, **spec.options.get("paths", {})}
@@ -31,7 +31,7 @@ class OpenAICompatible(ProviderBase):
         if spec.api_key:
             name, fmt = profile.auth
             headers[name] = fmt.format(key=spec.api_key)
-        self._http = HttpConnection(spec, headers)
+        self._http = HttpConnection(spec, headers, unix_socket=unix_socket)
 
     def _url(self, op: str, model: str) -> str:
         path: str = self._paths[op]
