@@ -119,7 +119,7 @@ async def direct_server(socket: str, level: int, n: int, tokens: int) -> float:
                         if chunk.get("usage"):
                             counted += int(chunk["usage"]["completion_tokens"])
 
-    connector = aiohttp.UnixConnector(path=socket)
+    connector = aiohttp.UnixConnector(path=socket, force_close=True)  # as the gateway's
     timeout = aiohttp.ClientTimeout(total=600)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         await one(session, -1)  # warm

@@ -47,7 +47,9 @@ class HttpConnection:
         if self._session is None or self._session.closed:
             connector: aiohttp.BaseConnector
             if self._unix is not None:
-                connector = aiohttp.UnixConnector(self._unix, limit=512, keepalive_timeout=60)
+                # a new connection per call (cheap on a Unix socket): llama-server may
+                # close a kept-alive one after a stream without saying so
+                connector = aiohttp.UnixConnector(self._unix, limit=512, force_close=True)
             else:
                 resolver = None if self.spec.options.get("allow_internal") else CheckedResolver()
                 connector = aiohttp.TCPConnector(
