@@ -51,7 +51,7 @@ if [[ $want_test -eq 1 ]]; then
 fi
 
 extras="local,train"
-[[ $want_test -eq 1 ]] && extras="local,train,test"
+[[ $want_test -eq 1 ]] && extras="local,train,ray,test"
 stamp=".venv/.shipyard-setup-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)-${extras/,/-}"
 if [[ ! -f "$stamp" ]]; then
   .venv/bin/python -m pip install -q --upgrade pip

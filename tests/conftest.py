@@ -137,6 +137,37 @@ def redis_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real local Ray instance (head node on loopback, two CPUs), once for the run;
+    this test process connects to it as a driver when a test first uses it."""
+    import subprocess
+    import sys
+
+    from tests.support import free_port
+
+    ray = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
+    port = free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # Ray's sockets need a short path
+    subprocess.run(
+        [ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+         "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
+         f"--temp-dir={temp}"],
+        check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120,
+    )  # fmt: skip
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        import ray as ray_module
+
+        if ray_module.is_initialized():
+            ray_module.shutdown()
+        subprocess.run([ray, "stop", "--force"], env=env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=120, check=False)  # fmt: skip
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
 def training_bases(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Base models converted for training, once for the whole run (about 30 s each)."""
     return tmp_path_factory.mktemp("training-bases")

@@ -143,6 +143,18 @@ class Settings(BaseSettings):
         description="Fine-tuning jobs this server trains at once; 0: it trains none (another "
         "replica does).",
     )
+    training_backend: Literal["local", "ray"] = Field(
+        default="local",
+        description="Where fine-tuning workers run: 'local' (child processes of the "
+        "server) or 'ray' (actors on the Ray cluster at ray_address, each holding its "
+        "job's threads as CPUs).",
+    )
+    ray_address: str = Field(
+        default="",
+        description="The Ray cluster for training_backend: ray and engine: ray "
+        "deployments: an address (127.0.0.1:6379, ray://head:10001), or 'local' to start "
+        "a Ray instance on this machine.",
+    )
     training_threads: int = Field(
         default=0,
         ge=0,

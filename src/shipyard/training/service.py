@@ -26,7 +26,6 @@ import importlib.util
 import logging
 import os
 import re
-import sys
 from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
@@ -35,10 +34,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from sqlalchemy import func, or_, select, update
 
-from shipyard.errors import InvalidInput, NotFound
+from shipyard.errors import ConfigError, InvalidInput, NotFound
 from shipyard.identity.actor import Actor
 from shipyard.identity.stored import actor_json, still_valid
 from shipyard.store import new_id, utcnow
+from shipyard.training.launch import Launch, LocalLaunch, RayLaunch
 from shipyard.training.schemas import DEFAULTS, EXTRAS
 from shipyard.training.tables import CheckpointRow, EventRow, JobRow
 
@@ -68,8 +68,12 @@ class Training:
         self.root = Path(self.settings.home) / "training"
         self.bases = Path(self.settings.training_bases or self.root / "bases")
         self.lease = timedelta(seconds=self.settings.training_lease_seconds)
+        if self.settings.ray_address:
+            from shipyard import ray_cluster
+
+            ray_cluster.configure(self.settings.ray_address)
         self.active: dict[str, asyncio.Task[None]] = {}
-        self.procs: dict[str, asyncio.subprocess.Process] = {}
+        self.procs: dict[str, Launch] = {}
         self.wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
         self._event_loop: asyncio.AbstractEventLoop | None = None
@@ -83,9 +87,8 @@ class Training:
 
     async def stop(self) -> None:
         held = list(self.active)  # the tasks' callbacks empty `active` as they end
-        for proc in list(self.procs.values()):
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
+        for launch in list(self.procs.values()):
+            launch.terminate()
         tasks = [t for t in (self._loop, *self.active.values()) if t is not None]
         for t in tasks:
             t.cancel()
@@ -208,7 +211,7 @@ class Training:
         proc = self.procs.get(job.id)
         if proc is not None and self._event_loop is not None:
             with contextlib.suppress(RuntimeError):
-                self._event_loop.call_soon_threadsafe(_terminate, proc)
+                self._event_loop.call_soon_threadsafe(proc.terminate)
         return job
 
     @staticmethod
@@ -230,6 +233,10 @@ class Training:
                 type=kind, message=message[:2000], data=data,
             )
         )  # fmt: skip
+
+    def _note(self, job_id: str, message: str) -> None:
+        with self.platform.db.transaction() as s:
+            self._event(s, job_id, message)
 
     # the runner ---------------------------------------------------------------------------
 
@@ -334,29 +341,30 @@ class Training:
         return path
 
     async def _run(self, job_id: str) -> None:
-        proc: asyncio.subprocess.Process | None = None
+        proc: Launch | None = None
         renewing: asyncio.Task[None] | None = None
         try:
             spec = await asyncio.to_thread(self._prepare, job_id)
             threads = str(orjson.loads(spec.read_bytes())["threads"])
-            env = {
-                **os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+            extra = {
+                "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
                 "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
                 "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
                 "PYTHONUNBUFFERED": "1",
             }  # fmt: skip
-            with open(spec.parent / "worker.log", "ab") as stderr:
-                proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "shipyard.training.worker", str(spec),
-                    stdout=asyncio.subprocess.PIPE, stderr=stderr, env=env,
-                    limit=1 << 20,
-                )  # fmt: skip
+            log_path = spec.parent / "worker.log"
+            if self.settings.training_backend == "ray":
+                proc = await RayLaunch.start(spec, extra, log_path, int(threads))
+                await asyncio.to_thread(
+                    self._note, job_id, f"The worker runs on the Ray cluster ({threads} CPUs)"
+                )
+            else:
+                proc = await LocalLaunch.start(spec, extra, log_path)
             self.procs[job_id] = proc
             renewing = asyncio.create_task(self._renewing(job_id, proc))
             done: dict[str, Any] | None = None
             error = ""
-            assert proc.stdout is not None
-            async for line in proc.stdout:
+            async for line in proc.lines():
                 try:
                     event = orjson.loads(line)
                 except orjson.JSONDecodeError:
@@ -386,8 +394,11 @@ class Training:
                 )
         except asyncio.CancelledError:
             if proc is not None:
-                _terminate(proc)
+                proc.terminate()
             raise
+        except ConfigError as exc:  # the backend is not set up (Ray missing or unset)
+            log.warning("fine-tuning job %s: %s", job_id, exc)
+            await asyncio.to_thread(self._fail, job_id, str(exc))
         except Exception:  # noqa: BLE001 - the job fails, the runner goes on
             # the details are the operator's (the log), not the caller's (paths)
             log.exception("fine-tuning job %s failed", job_id)
@@ -395,11 +406,11 @@ class Training:
         finally:
             if renewing is not None:
                 renewing.cancel()
-            if proc is not None and proc.returncode is None:
-                _terminate(proc)
+            if proc is not None and proc.running:
+                proc.terminate()
             self.procs.pop(job_id, None)
 
-    async def _renewing(self, job_id: str, proc: asyncio.subprocess.Process) -> None:
+    async def _renewing(self, job_id: str, proc: Launch) -> None:
         """The lease renewed every third of its length; the worker stopped when the job
         was cancelled (here or by another replica) or its lease was lost."""
         while True:
@@ -410,7 +421,7 @@ class Training:
                 log.exception("renewing the lease of %s failed", job_id)
                 continue
             if not keep:
-                _terminate(proc)
+                proc.terminate()
                 return
 
     def _renew(self, job_id: str) -> bool:
@@ -635,11 +646,6 @@ def _audit(s: Any, actor: Actor, action: str, job_id: str) -> None:
             status=200, workspace_id=actor.workspace_id, target=f"ftjob:{job_id}",
         ),
     )  # fmt: skip
-
-
-def _terminate(proc: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        proc.terminate()
 
 
 def _tail(path: Path, size: int = 600) -> str:

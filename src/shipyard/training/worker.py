@@ -370,7 +370,9 @@ def _detach_from(parent: int, nice: int) -> None:
 
 def main() -> None:
     raw = json.loads(Path(sys.argv[1]).read_text())
-    _detach_from(int(raw.get("parent") or os.getppid()), int(raw.get("nice", 10)))
+    # the server, or on Ray the actor that started this worker
+    parent = os.environ.get("SHIPYARD_WORKER_PARENT") or raw.get("parent") or os.getppid()
+    _detach_from(int(parent), int(raw.get("nice", 10)))
     spec = Spec.load(sys.argv[1])
     import torch
 
