@@ -47,6 +47,7 @@ def build(platform: Platform) -> Gateway:
         local_engine=settings.local_engine,
         local_slots=settings.local_slots,
         llama_server=settings.llama_server,
+        ray_address=settings.ray_address,
         probe_interval=settings.gateway_probe_seconds,
         ledger_interval=settings.gateway_ledger_seconds,
         records_dir=settings.home / "wal" / "records",

@@ -193,6 +193,7 @@ class Gateway:
         local_engine: str = "python",
         local_slots: int = 4,
         llama_server: str = "",
+        ray_address: str = "",
         reload_interval: float = 2.0,
         probe_interval: float = 5.0,
         ledger_interval: float = 60.0,
@@ -238,6 +239,10 @@ class Gateway:
         from shipyard.gateway.providers import llama_server as server
 
         server.configure(llama_server)  # process-wide; empty: the one setup built
+        if ray_address:
+            from shipyard import ray_cluster
+
+            ray_cluster.configure(ray_address)
         self._reload_interval = reload_interval
         self._probe_interval = probe_interval
         self._ledger_interval = ledger_interval
@@ -278,6 +283,10 @@ class Gateway:
             self._builtin_options,
             self.resolvers,
             self.prompt_sources,
+        )
+        # a provider no route uses any more is closed (its model processes end)
+        self.pool.retain(
+            {d.provider.id for r in self.snapshot.routes.values() for d in r.deployments}
         )
         await self.seed_budgets()
 

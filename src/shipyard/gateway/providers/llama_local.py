@@ -20,6 +20,7 @@ from shipyard.gateway.providers.llama_worker import tokens_in
 from shipyard.plugins import CHAT, COMPLETIONS, STREAMING, TOOLS
 
 if TYPE_CHECKING:
+    from shipyard.gateway.providers.llama_ray import RayServed
     from shipyard.gateway.providers.llama_server import LlamaServers
 
 Body = dict[str, Any]
@@ -51,9 +52,14 @@ class LlamaLocal(ProviderBase):
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()
         self._worker = None
-        self._servers: LlamaServers | None = None
+        # llama-server processes, or a Ray Serve application: the same calls
+        self._servers: LlamaServers | RayServed | None = None
         self._server_missing = False
-        if spec.options.get("engine") == "server":
+        if spec.options.get("engine") == "ray":
+            from shipyard.gateway.providers.llama_ray import RayServed
+
+            self._servers = RayServed(spec, self._threads, int(spec.options.get("slots") or 4))
+        elif spec.options.get("engine") == "server":
             from shipyard.gateway.providers.llama_server import LlamaServers, ServerArgs, binary
 
             found = binary()

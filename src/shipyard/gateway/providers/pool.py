@@ -27,6 +27,11 @@ class ProviderPool:
         self._live[spec.id] = (spec, provider)
         return provider
 
+    def retain(self, ids: set[str]) -> None:
+        """Retire the providers whose id is not in `ids` (removed, or used by no route)."""
+        for spec_id in [i for i in self._live if i not in ids]:
+            self._retire(self._live.pop(spec_id)[1])
+
     def _retire(self, provider: Provider) -> None:
         self._retired.append(provider)
 
