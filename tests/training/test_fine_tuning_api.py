@@ -194,7 +194,7 @@ def test_cancel_stops_the_worker(env: Env) -> None:
     proc = service.procs[job.id]
     cancelled = client.fine_tuning.jobs.cancel(job.id)
     assert cancelled.status == "cancelled"
-    wait_for(lambda: proc.returncode is not None, timeout=30)
+    wait_for(lambda: not proc.running, timeout=30)
     steps = client.fine_tuning.jobs.retrieve(job.id).step
     assert client.fine_tuning.jobs.retrieve(job.id).status == "cancelled"
     assert client.fine_tuning.jobs.list_events(job.id).data[0].message == "The job was cancelled"
