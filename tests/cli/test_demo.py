@@ -1,5 +1,6 @@
 """`shipyard demo closed-loop` in its quick form: its own server, the generated task, a
-real fine-tune of a few steps, the validation against the base. So few steps rarely
+traffic through the gateway corrected by a reviewer, a dataset made of those traces,
+a real fine-tune of a few steps on it, the validation against the base. So few steps rarely
 make the model better with significance: the demo then says so and stops before the
 promotion (the canary's decisions are tested in tests/serving); when they do, it runs
 to the end."""
@@ -25,10 +26,11 @@ def test_the_closed_loop_demo_runs(monkeypatch: pytest.MonkeyPatch, training_bas
          "--threads", "1"],
     )  # fmt: skip
     out = " ".join(done.output.split())
-    assert "1. data: 16 training and 8 held-out" in out, done.output
+    assert "2. traffic: 16 support e-mails answered by production" in out, done.output
+    assert "support-corrections v1: 16 items from traces" in out, done.output
     assert "v1 → production: requested, approved by reviewer@example.com" in out, done.output
     assert "made ft:smollm2:support:" in out, done.output
-    assert "4. validation before deploy" in out and "95% interval" in out, done.output
+    assert "5. validation before deploy" in out and "95% interval" in out, done.output
     if done.exit_code == 1:
         assert "not better with significance: stopping here" in out, done.output
     else:

@@ -29,6 +29,7 @@ CAPABILITY = Capability(
         "serving:manage": ADMINS,
     },
     routers=("shipyard.serving.api:router",),
+    pages=("shipyard.serving.pages:router",),
     migrations="shipyard.serving:migrations",
     service=build,
 )

@@ -54,6 +54,20 @@ CLOSERS = ("Thanks, {n}", "Best regards, {n}", "Cheers, {n}", "{n}")
 NAMES = ("Ana", "Ben", "Chloe", "Dev", "Emma", "Farid", "Grace", "Hugo", "Iris", "Jon")
 
 
+# the answer's shape, for scoring live traffic that has no reference (an online
+# evaluation rule's json_schema scorer)
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "category": {"enum": sorted(CATEGORIES)},
+        "priority": {"enum": ["low", "normal", "high"]},
+        "product": {"enum": list(PRODUCTS)},
+    },
+    "required": ["category", "priority", "product"],
+    "additionalProperties": False,
+}
+
+
 def email(rng: random.Random) -> tuple[str, dict[str, str]]:
     category = rng.choice(sorted(CATEGORIES))
     product = rng.choice(PRODUCTS)
