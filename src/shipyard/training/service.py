@@ -196,7 +196,7 @@ class Training:
 
     def cancel(self, actor: Actor, job_id: str) -> JobRow:
         with self.platform.db.transaction() as s:
-            job = self.job(s, actor, job_id)
+            job = self.job(s, actor, job_id, lock=True)
             if job.status not in ACTIVE:
                 raise InvalidInput(
                     f"job_id: job '{job.id}' is {job.status}; only a queued or running job "
@@ -215,8 +215,10 @@ class Training:
         return job
 
     @staticmethod
-    def job(s: Any, actor: Actor, job_id: str) -> JobRow:
-        row = s.get(JobRow, job_id[:64])
+    def job(s: Any, actor: Actor, job_id: str, *, lock: bool = False) -> JobRow:
+        """The caller's job; `lock` holds its row to the end of the transaction (a change
+        that depends on its status, made while the runner may change it too)."""
+        row = s.get(JobRow, job_id[:64], with_for_update=True if lock else None)
         if row is None or row.workspace_id != actor.workspace_id:
             raise NotFound(f"no fine-tuning job with id '{job_id[:64]}'", param="job_id")
         return row  # type: ignore[no-any-return]  # a JobRow
@@ -226,6 +228,9 @@ class Training:
         s: Any, job_id: str, message: str, *, kind: str = "message",
         data: dict[str, Any] | None = None, level: str = "info",
     ) -> None:  # fmt: skip
+        # the job's row held first: two transactions adding events to one job (the runner
+        # and a cancel) take their turn instead of both reading the same last seq
+        s.execute(select(JobRow.id).where(JobRow.id == job_id).with_for_update())
         seq = s.scalar(select(func.max(EventRow.seq)).where(EventRow.job_id == job_id))
         s.add(
             EventRow(
@@ -296,7 +301,7 @@ class Training:
         folder = self.root / job_id
         folder.mkdir(parents=True, exist_ok=True)
         with self.platform.db.transaction() as s:
-            job = s.get(JobRow, job_id)
+            job = s.get(JobRow, job_id, with_for_update=True)
             assert job is not None
             files: dict[str, str | None] = {"train": None, "validation": None}
             for key, file_id in (("train", job.training_file), ("validation", job.validation_file)):
@@ -436,7 +441,9 @@ class Training:
             return bool(took.rowcount)  # type: ignore[attr-defined]  # a CursorResult
 
     def _ours(self, s: Any, job_id: str) -> JobRow | None:
-        job = s.get(JobRow, job_id)
+        # held to the end of the transaction: a cancel committed meanwhile is seen here,
+        # and one arriving later waits, so neither overwrites the other's status
+        job = s.get(JobRow, job_id, with_for_update=True)
         if job is None or job.worker != self.worker or job.status != "running":
             return None  # cancelled, or taken over: what this worker says no longer counts
         return job  # type: ignore[no-any-return]  # a JobRow
@@ -572,7 +579,7 @@ class Training:
 
         evaluation = self.platform.services.get("evaluation")
         with self.platform.db.transaction() as s:
-            job = s.get(JobRow, job_id)
+            job = s.get(JobRow, job_id, with_for_update=True)
             if job is None or job.status != "succeeded" or not job.validation_file:
                 return
             file = s.get(FileRow, job.validation_file)

@@ -59,7 +59,7 @@ class JobRow(Base):
 
 class EventRow(Base):
     __tablename__ = "ft_events"
-    __table_args__ = (Index("ix_ft_events_job", "job_id", "seq"),)
+    __table_args__ = (Index("ux_ft_events_job_seq", "job_id", "seq", unique=True),)
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("ft_jobs.id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(Integer)  # order within the job
