@@ -7,23 +7,31 @@ to the end."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
+from shipyard.app import create_app
 from shipyard.cli.main import app
+from shipyard.settings import load_settings
+from tests.support import form_login
 
 pytestmark = [pytest.mark.local_model, pytest.mark.training]
 
 
-def test_the_closed_loop_demo_runs(monkeypatch: pytest.MonkeyPatch, training_bases: Path) -> None:
+def test_the_closed_loop_demo_runs(
+    monkeypatch: pytest.MonkeyPatch, training_bases: Path, tmp_path: Path
+) -> None:
     monkeypatch.setenv("SHIPYARD_TRAINING_BASES", str(training_bases))
     monkeypatch.setenv("SHIPYARD_LOCAL_THREADS", "1")
+    home = tmp_path / "home"
     done = CliRunner().invoke(
         app,
         ["demo", "closed-loop", "--train", "16", "--held-out", "8", "--epochs", "1",
-         "--threads", "1"],
+         "--threads", "1", "--home", str(home)],
     )  # fmt: skip
     out = " ".join(done.output.split())
     assert "2. traffic: 16 support e-mails answered by production" in out, done.output
@@ -35,3 +43,13 @@ def test_the_closed_loop_demo_runs(monkeypatch: pytest.MonkeyPatch, training_bas
         assert "not better with significance: stopping here" in out, done.output
     else:
         assert done.exit_code == 0 and "rolled_back" in out, done.output
+
+    # the data stays in --home, and the login it prints opens the loop's page there
+    found = re.search(r"then (/serving/models/\S+) \(login (\S+), password (\S+)\)", out)
+    assert found, done.output
+    page, email, password = found.groups()
+    made = create_app(load_settings(home=home))
+    with TestClient(made, base_url="http://localhost", follow_redirects=False) as c:
+        assert form_login(c, email, password).status_code == 303
+        flow = c.get(page)
+        assert flow.status_code == 200 and "support-corrections" in flow.text

@@ -46,6 +46,7 @@ from rich.table import Table
 app = typer.Typer(help="End-to-end demonstrations, offline.", no_args_is_help=True)
 console = Console()
 PASSWORD = "Demo-Passphrase-2026!"
+ADMIN = "admin@example.com"
 REVIEWER = "reviewer@example.com"
 MODEL = "smollm2-support"
 RULE = "online"  # the online evaluation rule on 'support'
@@ -66,7 +67,7 @@ def _server(home: Path, threads: int, logfile: Path) -> Iterator[httpx.Client]:
 
     port = _free_port()
     env = {**os.environ, "SHIPYARD_HOME": str(home), "SHIPYARD_LOG_LEVEL": "warning",
-           "SHIPYARD_ADMIN_PASSWORD": PASSWORD}  # fmt: skip
+           "SHIPYARD_ADMIN_EMAIL": ADMIN, "SHIPYARD_ADMIN_PASSWORD": PASSWORD}  # fmt: skip
     if threads:
         env["SHIPYARD_TRAINING_THREADS"] = str(threads)
     if binary() is not None and "SHIPYARD_LOCAL_ENGINE" not in env:
@@ -177,7 +178,8 @@ def _canary(
             bar.advance(task)
     time.sleep(2)  # the traces stored, the rule scores them now rather than in a minute
     scored = _ok(c.post(f"/api/evals/online/{RULE}/run"))
-    console.print(f"   online evaluation rule '{RULE}' scored {scored['scored']} live calls")
+    console.print(f"   online evaluation rule '{RULE}' run now: {scored['scored']} live calls "
+                  "scored (the others by its run every minute)")  # fmt: skip
     return canary, arms
 
 
@@ -213,7 +215,7 @@ def _run(train: int, held_out: int, epochs: int, threads: int, home: Path | None
             code = _loop(c, emails(train, seed=1), emails(held_out, seed=2), epochs)
         if home is not None:
             console.print(f"The loop in the UI: [bold]SHIPYARD_HOME={home} shipyard up[/bold], "
-                          f"then /serving/models/{MODEL} (login admin@example.com, "
+                          f"then /serving/models/{MODEL} (login {ADMIN}, "
                           f"password {PASSWORD})")  # fmt: skip
         return code
     finally:

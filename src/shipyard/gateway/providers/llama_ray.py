@@ -100,17 +100,16 @@ class RayServed:
         return serve.run(deployment.bind(self.inner), name=self.app, route_prefix=None)
 
     async def chat(self, body: Body, dep: Deployment) -> Body:
-        handle = await self._deployed()
-        try:
-            result: Body = await handle.chat.remote(body, dep)
-        except Exception as exc:  # noqa: BLE001 - Ray wraps what the replica raised
-            raise _upstream(exc) from None
-        return result
+        return await self._once("chat", body, dep)
 
     async def completion(self, body: Body, dep: Deployment) -> Body:
+        return await self._once("completion", body, dep)
+
+    async def _once(self, op: str, body: Body, dep: Deployment) -> Body:
         handle = await self._deployed()
+        method = handle.chat if op == "chat" else handle.completion
         try:
-            result: Body = await handle.completion.remote(body, dep)
+            result: Body = await method.remote(body, dep)
         except Exception as exc:  # noqa: BLE001 - Ray wraps what the replica raised
             raise _upstream(exc) from None
         return result

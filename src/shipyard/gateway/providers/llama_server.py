@@ -225,22 +225,18 @@ class LlamaServers:
         return min(self.servers, key=lambda s: s.in_flight)
 
     async def chat(self, body: Body, dep: Deployment) -> Body:
-        server = self._pick()
-        server.in_flight += 1
-        try:
-            client = await server.client()
-            result = await client.chat(body, dep)
-        finally:
-            server.in_flight -= 1
-        result["model"] = dep.model
-        return result
+        return await self._once("chat", body, dep)
 
     async def completion(self, body: Body, dep: Deployment) -> Body:
+        return await self._once("completion", body, dep)
+
+    async def _once(self, op: str, body: Body, dep: Deployment) -> Body:
         server = self._pick()
         server.in_flight += 1
         try:
             client = await server.client()
-            result = await client.completion(body, dep)
+            call = client.chat if op == "chat" else client.completion
+            result = await call(body, dep)
         finally:
             server.in_flight -= 1
         result["model"] = dep.model
