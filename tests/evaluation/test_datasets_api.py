@@ -291,3 +291,27 @@ def test_items_from_traces_carry_corrections_thumbs_and_a_link(env: Env) -> None
     missing = env.admin.post("/api/datasets/from-prod/from-traces", json={"trace_ids": ["0" * 32]})
     assert missing.status_code == 404 and "trace_ids.0" in missing.text
     assert env.admin.get("/api/datasets/from-prod").json()["latest"] == 1
+
+
+def test_the_list_counts_each_latest_version_in_one_query(env: Env) -> None:
+    from sqlalchemy import event
+
+    for n in range(6):
+        items = [{"inputs": {"q": f"{n}-{i}"}} for i in range(n)]
+        r = env.admin.post("/api/datasets", json={"name": f"ds{n}", "items": items})
+        assert r.status_code == 201, r.text
+    engine = env.app.state.platform.db.engine
+    seen: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "dataset" in statement.lower():
+            seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        r = env.admin.get("/api/datasets")
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert r.status_code == 200, r.text
+    assert [(d["name"], d["item_count"]) for d in r.json()] == [(f"ds{n}", n) for n in range(6)]
+    assert len(seen) == 1, seen  # not one more a dataset

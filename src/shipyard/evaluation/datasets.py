@@ -81,6 +81,20 @@ def listing(s: Session, workspace_id: str) -> list[DatasetRow]:
     return list(s.scalars(q))
 
 
+def counted(s: Session, workspace_id: str) -> list[tuple[DatasetRow, int]]:
+    """The workspace's datasets with their latest version's item count, in one query."""
+    latest = (DatasetVersionRow.dataset_id == DatasetRow.id) & (
+        DatasetVersionRow.number == DatasetRow.latest
+    )
+    q = (
+        select(DatasetRow, DatasetVersionRow.item_count)
+        .outerjoin(DatasetVersionRow, latest)
+        .where(DatasetRow.workspace_id == workspace_id)
+        .order_by(DatasetRow.name)
+    )
+    return [(row, count or 0) for row, count in s.execute(q)]
+
+
 def version(s: Session, ds: DatasetRow, number: int | None) -> DatasetVersionRow:
     """A version of the dataset (None: the latest). NotFound before the first."""
     n = ds.latest if number is None else number
