@@ -256,3 +256,42 @@ def test_a_password_in_the_url_query_is_not_shown() -> None:
     sealed, shown = checked(body, admin, Path("/nonexistent-data-dir"))
     assert "s3cret" in sealed and "s3cret" not in shown and "x2" not in shown
     assert "host=%2Frun%2Fpg" in shown
+
+
+def test_a_sync_that_fails_after_deleting_drops_their_vectors(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row deleted from the source, then a sync that fails once it has removed that
+    row's document: the document's vectors leave the index too (they took search slots
+    until a restart)."""
+    from shipyard.retrieval.source import Reader, SourceError
+
+    path = tmp_path / "content.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE docs (id INTEGER PRIMARY KEY, body TEXT)")
+        conn.executemany("INSERT INTO docs VALUES (?, ?)", [(i, t) for i, t, _, _ in ROWS])
+    kb = env.admin.post("/api/knowledge-bases", json={"name": "wiki"})
+    assert kb.status_code == 201, kb.text
+    source = {"kind": "sqlite", "location": str(path), "table": "docs", "text_column": "body",
+              "interval_seconds": 3600}  # fmt: skip
+    assert env.admin.put("/api/knowledge-bases/wiki/source", json=source).status_code == 200
+    first = _settled(env, "wiki", 0)
+    index = env.app.state.platform.services["retrieval"].index
+    assert _found(env, "wiki", "astronaut station")  # the space is in memory from here
+    before = index.count(kb.json()["id"])
+    assert before >= 3, before
+
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM docs WHERE id = 3")
+
+    def broken(self: Reader) -> Any:
+        raise SourceError("the source went away mid-sync")
+        yield  # a generator, like the real one
+
+    monkeypatch.setattr(Reader, "every", broken)
+    assert env.admin.post("/api/knowledge-bases/wiki/sync").status_code == 202
+    status = _settled(env, "wiki", first["syncs"])
+    assert status["status"] == "failed" and "went away" in status["error"], status
+    assert _documents(env, "wiki") == {"row-1", "row-2"}  # deleted before the failure
+    assert index.count(kb.json()["id"]) == before - 1  # and its vector with it
+    assert not [h for h in _found(env, "wiki", "astronaut station") if h["document"] == "row-3"]

@@ -275,11 +275,13 @@ class Syncer:
                     out.deleted = self._delete_gone(kb_id, live, out)
         finally:
             reader.close()
-        retrieval = platform.services["retrieval"]
-        if out.removed_chunks:
-            retrieval.index.remove(kb_id, out.removed_chunks)
-        if out.changed:
-            retrieval.queued()
+            retrieval = platform.services["retrieval"]
+            # the documents deleted so far are gone whatever happened after: so are
+            # their vectors (a failed sync left them taking search slots until restart)
+            if out.removed_chunks:
+                retrieval.index.remove(kb_id, out.removed_chunks)
+            if out.changed:
+                retrieval.queued()
         return out
 
     def _renew(self, kb_id: str) -> None:
