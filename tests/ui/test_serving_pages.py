@@ -103,21 +103,33 @@ def test_the_flow_page_shows_the_loop_escaped(env: Env) -> None:
     assert r.status_code in (302, 303, 401)  # a stranger sees nothing
 
 
-def test_exported_file_names_link_their_dataset_version(env: Env) -> None:
+def test_exported_files_link_their_dataset_version(env: Env) -> None:
     """The lineage link a fine-tune records for its training file: only a dataset
-    version that exists in the job's workspace."""
+    version of the job's workspace, and only when the file holds that version's export."""
     from sqlalchemy import select
 
     from shipyard.evaluation.tables import DatasetRow
 
+    def exported(fmt: str) -> bytes:
+        r = env.admin.get(f"/api/datasets/{DATASET}/export", params={"version": 1, "format": fmt})
+        assert r.status_code == 200, r.text
+        return r.content
+
+    chat, pairs = exported("openai"), exported("dpo")
+    assert chat
     with env.app.state.platform.db.transaction() as s:
         ws = s.scalars(select(DatasetRow.workspace_id).where(DatasetRow.name == DATASET)).one()
-        assert _exported_from(s, ws, f"{DATASET}-v1-openai.jsonl") == [
-            {"name": DATASET, "version": "1"}
-        ]
-        assert _exported_from(s, ws, f"{DATASET}-v2-openai.jsonl") == []  # no such version
-        assert _exported_from(s, ws, f"{DATASET}.jsonl") == []
-        assert _exported_from(s, "ws_other", f"{DATASET}-v1-openai.jsonl") == []
+        linked = [{"name": DATASET, "version": "1"}]
+        assert _exported_from(s, ws, f"{DATASET}-v1-openai.jsonl", chat) == linked
+        assert _exported_from(s, ws, f"{DATASET}-v1-dpo.jsonl", pairs) == linked
+        # named like the export, holding something else (or the other format's lines)
+        assert _exported_from(s, ws, f"{DATASET}-v1-openai.jsonl", chat[:-1]) == []
+        assert _exported_from(s, ws, f"{DATASET}-v1-openai.jsonl", b'{"messages": []}\n') == []
+        if pairs != chat:
+            assert _exported_from(s, ws, f"{DATASET}-v1-dpo.jsonl", chat) == []
+        assert _exported_from(s, ws, f"{DATASET}-v2-openai.jsonl", chat) == []  # no such version
+        assert _exported_from(s, ws, f"{DATASET}.jsonl", chat) == []
+        assert _exported_from(s, "ws_other", f"{DATASET}-v1-openai.jsonl", chat) == []
 
 
 @pytest.mark.browser

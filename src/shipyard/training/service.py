@@ -553,7 +553,7 @@ class Training:
         for file_id in (job.training_file, job.validation_file):
             row = s.get(FileRow, file_id) if file_id else None
             if row is not None:
-                datasets.extend(_exported_from(s, job.workspace_id, row.filename))
+                datasets.extend(_exported_from(s, job.workspace_id, row.filename, row.data))
                 datasets.append({"name": row.filename, "version": row.id})
         metrics = (job.result or {}).get("metrics", {})
         version = assets.add_version(
@@ -666,23 +666,32 @@ def _tail(path: Path, size: int = 600) -> str:
 
 
 EXPORT_NAME = re.compile(
-    r"^(?P<name>[A-Za-z0-9._-]{1,128})-v(?P<version>[0-9]{1,10})-(openai|dpo)\.jsonl$"
+    r"^(?P<name>[A-Za-z0-9._-]{1,128})-v(?P<version>[0-9]{1,10})-(?P<format>openai|dpo)\.jsonl$"
 )
 
 
-def _exported_from(s: Any, workspace_id: str, filename: str) -> list[dict[str, str]]:
-    """The dataset version a training file was exported from (its export's file name,
-    `<dataset>-v<N>-openai.jsonl`, kept on upload), when that version exists here."""
+def _exported_from(s: Any, workspace_id: str, filename: str, data: bytes) -> list[dict[str, str]]:
+    """The dataset version a training file was exported from: its export's file name,
+    `<dataset>-v<N>-<openai|dpo>.jsonl`, kept on upload, names a version of this
+    workspace, and the file holds exactly what that version exports in that format (a
+    version's items never change, so its export does not). A file that is only named
+    like an export, or was edited after, links nothing."""
+    from shipyard.evaluation import datasets, files
     from shipyard.evaluation.tables import DatasetRow, DatasetVersionRow
 
     found = EXPORT_NAME.match(filename)
     if found is None:
         return []
     name, number = found["name"], int(found["version"])
-    exists = s.scalars(
-        select(DatasetVersionRow.id)
-        .join(DatasetRow, DatasetRow.id == DatasetVersionRow.dataset_id)
+    dataset = s.scalars(
+        select(DatasetRow)
+        .join(DatasetVersionRow, DatasetRow.id == DatasetVersionRow.dataset_id)
         .where(DatasetRow.workspace_id == workspace_id, DatasetRow.name == name,
                DatasetVersionRow.number == number)
     ).first()  # fmt: skip
-    return [{"name": name, "version": str(number)}] if exists else []
+    if dataset is None:
+        return []
+    lines, _ = files.export(datasets.items(s, dataset, number), found["format"])
+    if b"".join(lines) != data:
+        return []
+    return [{"name": name, "version": str(number)}]
