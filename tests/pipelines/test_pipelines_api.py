@@ -16,6 +16,8 @@ import httpx
 import openai
 import pytest
 
+from shipyard.identity import service as identity
+from shipyard.identity.roles import Role
 from tests.gateway.conftest import Env, make_env
 from tests.retrieval.support import wait_indexed
 
@@ -177,6 +179,25 @@ def test_a_model_for_any_openai_client_unary_and_streamed(ready: Env) -> None:
         missing.chat.completions.create(
             model="pipeline:nope@canary", messages=[{"role": "user", "content": "x"}]
         )
+
+    # listed beside the routes, as what a client may pass as `model`
+    listed = {m.id: m for m in client.models.list()}
+    assert {"fake-chat", "pipeline:support", "pipeline:support@canary"} <= set(listed)
+    assert listed["pipeline:support@canary"].owned_by == "shipyard"
+    assert client.models.retrieve("pipeline:support@canary").id == "pipeline:support@canary"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("pipeline:nope")
+    # a key of another workspace sees none of this workspace's pipelines
+    r = env.admin.post("/api/workspaces", json={"slug": "elsewhere-models"})
+    assert r.status_code == 201, r.text
+    with env.app.state.platform.db.transaction() as s:
+        _, other = identity.create_key(
+            s, actor=None, workspace_id=r.json()["id"], name="elsewhere", role=Role("app")
+        )
+    theirs = openai.OpenAI(base_url=f"{env.url}/v1", api_key=other, max_retries=0)
+    assert not [m.id for m in theirs.models.list() if m.id.startswith("pipeline:")]
+    with pytest.raises(openai.NotFoundError):
+        theirs.models.retrieve("pipeline:support")
 
 
 def test_a_failing_step_retries_then_fails_the_run_naming_the_step(ready: Env) -> None:

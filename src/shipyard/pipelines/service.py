@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 PREFIX = "pipeline"  # `model: "pipeline:name@alias"` on /v1/chat/completions
 KB_TTL_S = 5.0  # a knowledge base's row, as retrieve steps read it
 MAX_CACHED = 4096
+MAX_LISTED = 1000  # pipelines listed on GET /v1/models
 MAX_RUNNING = 512  # invocations at once on a replica; past it a 503 with Retry-After
 
 
@@ -59,12 +60,54 @@ class Pipelines:
         self.running = 0
 
     async def start(self) -> None:
-        self.platform.services["gateway"].virtual[PREFIX] = self.serve_chat
+        gateway = self.platform.services["gateway"]
+        gateway.virtual[PREFIX] = self.serve_chat
+        gateway.virtual_models[PREFIX] = self.models
 
     async def stop(self) -> None:
         gateway = self.platform.services.get("gateway")
         if gateway is not None:
             gateway.virtual.pop(PREFIX, None)
+            gateway.virtual_models.pop(PREFIX, None)
+
+    def models(self, actor: Actor) -> list[dict[str, Any]]:
+        """`GET /v1/models`'s entries for the workspace's pipelines, for a caller who may
+        invoke them: `pipeline:name` (the latest version) and `pipeline:name@alias` for
+        each alias, the newest pipelines first (at most `MAX_LISTED`)."""
+        if not actor.can("pipelines:invoke"):
+            return []
+        from sqlalchemy import select
+
+        from shipyard.registry.tables import AliasRow, AssetRow
+
+        with self.platform.db.transaction() as s:
+            assets = s.execute(
+                select(AssetRow.id, AssetRow.name, AssetRow.description, AssetRow.created_at)
+                .where(AssetRow.workspace_id == actor.workspace_id, AssetRow.kind == PREFIX)
+                .order_by(AssetRow.created_at.desc(), AssetRow.name)
+                .limit(MAX_LISTED)
+            ).all()
+            aliases: dict[str, list[str]] = {}
+            for asset_id, alias in s.execute(
+                select(AliasRow.asset_id, AliasRow.alias)
+                .where(AliasRow.asset_id.in_([a.id for a in assets]))
+                .order_by(AliasRow.alias)
+            ):
+                aliases.setdefault(asset_id, []).append(alias)
+        out = []
+        for asset_id, name, description, created in assets:
+            for ref in (name, *(f"{name}@{a}" for a in aliases.get(asset_id, ()))):
+                out.append(
+                    {
+                        "id": f"{PREFIX}:{ref}",
+                        "object": "model",
+                        "created": int(created.timestamp()),
+                        "owned_by": "shipyard",
+                        "kind": PREFIX,
+                        "description": description,
+                    }
+                )
+        return out
 
     # compiling ---------------------------------------------------------------------------
 

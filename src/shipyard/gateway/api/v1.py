@@ -291,7 +291,18 @@ async def _models(
         for r in app.gateway.snapshot.visible_routes(actor.workspace_id)
         if ok(r.name)
     ]
+    data += await _virtual_models(app, actor)
     await app.reply(send, Reply({"object": "list", "data": data}, []))
+
+
+async def _virtual_models(app: GatewayApp, actor: Actor, prefix: str = "") -> list[dict[str, Any]]:
+    """The models other capabilities serve (`pipeline:name@alias`) that `actor` may
+    call: each lists its own, in a thread (they are read from the database)."""
+    out: list[dict[str, Any]] = []
+    for name, listed in list(app.gateway.virtual_models.items()):
+        if not prefix or name == prefix:
+            out += await asyncio.to_thread(listed, actor)
+    return out
 
 
 async def _model_one(
@@ -304,7 +315,14 @@ async def _model_one(
 ) -> None:
     name = scope["path"][len("/v1/models/") :]
     route = app.gateway.snapshot.route(actor.workspace_id, name)
-    if route is None or not _allowed(app, actor)(name):
-        shown = name if len(name) <= 200 else name[:200] + "..."  # a URL is echoed, not mirrored
-        raise NotFound(f"the model '{shown}' does not exist", param="model", code="model_not_found")
-    await app.reply(send, Reply(_model_entry(route), []))
+    if route is not None and _allowed(app, actor)(name):
+        await app.reply(send, Reply(_model_entry(route), []))
+        return
+    prefix, colon, _ = name.partition(":")
+    if colon and prefix in app.gateway.virtual_models:
+        for entry in await _virtual_models(app, actor, prefix):
+            if entry["id"] == name:
+                await app.reply(send, Reply(entry, []))
+                return
+    shown = name if len(name) <= 200 else name[:200] + "..."  # a URL is echoed, not mirrored
+    raise NotFound(f"the model '{shown}' does not exist", param="model", code="model_not_found")

@@ -590,12 +590,12 @@ PATHS: dict[str, Schema] = {
     "/v1/models": {
         "get": {
             "operationId": "listModels",
-            "summary": "The routes this key may call",
+            "summary": "The routes this key may call, then the workspace's pipelines",
             "tags": ["v1"],
             "security": [{"bearer": []}],
             "responses": {
                 "200": {
-                    "description": "The routes.",
+                    "description": "The routes and `pipeline:<name>[@<alias>]` models.",
                     "content": {"application/json": {"schema": _ref("ListModelsResponse")}},
                 },
                 "401": _errors("ErrorResponse")["401"],
@@ -605,7 +605,7 @@ PATHS: dict[str, Schema] = {
     "/v1/models/{model}": {
         "get": {
             "operationId": "retrieveModel",
-            "summary": "One route",
+            "summary": "One route or pipeline model",
             "tags": ["v1"],
             "security": [{"bearer": []}],
             "parameters": [

@@ -83,6 +83,9 @@ log = logging.getLogger("shipyard.gateway")
 Body = dict[str, Any]
 # a chat call whose model names another capability's thing ("pipeline:name@alias")
 VirtualModel = Callable[[Call, str], Awaitable[Reply | StreamReply]]
+# what such a capability lists on `GET /v1/models` for a caller: OpenAI model objects
+# (run in a thread: it may read the database)
+VirtualModels = Callable[[Actor], list[dict[str, Any]]]
 
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -227,6 +230,7 @@ class Gateway:
         # "prefix" -> a handler of chat calls whose model is "prefix:<ref>" (the
         # pipelines capability serves `pipeline:name@alias`); (call, ref) -> the reply
         self.virtual: dict[str, VirtualModel] = {}
+        self.virtual_models: dict[str, VirtualModels] = {}  # the same prefixes, listed
         self.snapshot = Snapshot()
         self.semantic = SemanticCache()
         self._builtin_options: dict[str, object] = {}
