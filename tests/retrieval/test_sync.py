@@ -295,3 +295,43 @@ def test_a_sync_that_fails_after_deleting_drops_their_vectors(
     assert _documents(env, "wiki") == {"row-1", "row-2"}  # deleted before the failure
     assert index.count(kb.json()["id"]) == before - 1  # and its vector with it
     assert not [h for h in _found(env, "wiki", "astronaut station") if h["document"] == "row-3"]
+
+
+def test_a_long_query_of_the_source_keeps_its_lease(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sync whose read of the source's ids outlasts its lease several times over (a
+    large table): its heartbeat renews the lease, so another replica cannot claim it
+    meanwhile, and the sync ends as its own."""
+    from shipyard.retrieval.source import Reader
+    from shipyard.retrieval.sync import Syncer
+
+    path = tmp_path / "content.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE docs (id INTEGER PRIMARY KEY, body TEXT)")
+        conn.executemany("INSERT INTO docs VALUES (?, ?)", [(i, t) for i, t, _, _ in ROWS])
+    for env in make_env(tmp_path, kb_lease_seconds=1):
+        assert env.admin.post("/api/knowledge-bases", json={"name": "wiki"}).status_code == 201
+        source = {"kind": "sqlite", "location": str(path), "table": "docs",
+                  "text_column": "body", "interval_seconds": 3600}  # fmt: skip
+        assert env.admin.put("/api/knowledge-bases/wiki/source", json=source).status_code == 200
+        first = _settled(env, "wiki", 0)
+
+        def slow(self: Reader, ids: Any = Reader.ids) -> Any:
+            time.sleep(3.5)
+            return ids(self)
+
+        monkeypatch.setattr(Reader, "ids", slow)
+        assert env.admin.post("/api/knowledge-bases/wiki/sync").status_code == 202
+        deadline = time.monotonic() + 10
+        while _status(env, "wiki")["status"] != "syncing":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        other = Syncer(env.app.state.platform, enabled=False, lease_s=1)
+        until = time.monotonic() + 3
+        while time.monotonic() < until:
+            assert other._claim() is None  # another replica finds it taken
+            time.sleep(0.2)
+        status = _settled(env, "wiki", first["syncs"])
+        assert status["status"] == "idle" and status["error"] == "", status
+        assert status["rows"] == 3

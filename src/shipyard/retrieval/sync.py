@@ -22,7 +22,8 @@ administrator allows them), and the connection goes to the address that was chec
 a SQLite file is opened read-only, only a platform administrator may name one, and
 never a file under Shipyard's own data dir. Syncs are claimed with a lease, like
 documents (`ingest`), so one replica runs each and another takes over one that
-stopped.
+stopped; a heartbeat thread renews a running sync's lease every third of it, so a long
+query of the source does not hand the sync to another replica halfway.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -190,10 +192,16 @@ class Syncer:
         return None
 
     def run(self, kb_id: str) -> None:
-        """One claimed sync, start to end; its outcome or error lands on its row."""
+        """One claimed sync, start to end; its outcome or error lands on its row. Its
+        lease is renewed by a heartbeat while it runs, so a long query of the source (a
+        count, the ids of a large table) does not let another replica take it over."""
         started = utcnow()
+        beat = _Heartbeat(self, kb_id)
         try:
-            outcome = self._sync(kb_id)
+            with beat:
+                outcome = self._sync(kb_id)
+            if beat.lost:
+                raise SourceError("the sync was taken over (its lease passed) or removed")
         except Stopping:
             self._release(kb_id)
         except SourceError as exc:
@@ -287,14 +295,19 @@ class Syncer:
     def _renew(self, kb_id: str) -> None:
         if self._stopping:
             raise Stopping
+        if not self.extend(kb_id):
+            raise SourceError("the sync was taken over (its lease passed) or removed")
+
+    def extend(self, kb_id: str) -> bool:
+        """The lease of the sync of `kb_id` moved on; False when this worker holds it
+        no longer."""
         with self.platform.db.transaction() as s:
             moved = s.execute(
                 update(SourceRow)
                 .where(SourceRow.kb_id == kb_id, SourceRow.worker == self.worker)
                 .values(lease_until=utcnow() + self.lease)
             )
-            if not moved.rowcount:  # type: ignore[attr-defined]  # a CursorResult
-                raise SourceError("the sync was taken over (its lease passed) or removed")
+            return bool(moved.rowcount)  # type: ignore[attr-defined]  # a CursorResult
 
     def _documents(self, kb_id: str) -> int:
         with self.platform.db.transaction() as s:
@@ -360,6 +373,36 @@ class Syncer:
             if base is None:
                 raise SourceError("the knowledge base was removed")
             return len(kb.add(s, base, fresh, actor).queued)
+
+
+class _Heartbeat:
+    """A thread that renews a running sync's lease every third of it, until the sync
+    ends. `lost` says a renewal found the lease held by another worker (or the source
+    removed): the sync's outcome is then not written."""
+
+    def __init__(self, syncer: Syncer, kb_id: str) -> None:
+        self.syncer, self.kb_id = syncer, kb_id
+        self.lost = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="kb-sync-lease", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        every = self.syncer.lease.total_seconds() / 3
+        while not self._done.wait(every):
+            try:
+                if not self.syncer.extend(self.kb_id):
+                    self.lost = True
+                    return
+            except Exception:  # noqa: BLE001 - a database hiccup: the next beat retries
+                log.warning("renewing the lease of the sync of %s failed", self.kb_id)
 
 
 def pending(s: Session, kb_id: str) -> int:
