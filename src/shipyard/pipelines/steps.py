@@ -10,14 +10,18 @@ deltas, for a step that can be the streamed output)."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import inspect
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import orjson
 from pydantic import Field, field_validator
 
-from shipyard.errors import InvalidInput
+from shipyard.errors import InvalidInput, Unavailable
 from shipyard.gateway.core.call import ChatRequest
 from shipyard.inputs import Strict
 from shipyard.pipelines.engine import StepContext, StepError, cut
@@ -170,10 +174,47 @@ class ToolConfig(Strict):
     args: dict[str, Any] = Field(default_factory=dict, max_length=64)
 
 
+class ToolThreads:
+    """Where plain-function tools run: threads of their own, not the event loop's
+    default executor. A thread cannot be stopped, so a tool that outlives its step's
+    timeout holds its thread until it returns; here it holds one of `size` tool
+    threads, never one the server's own database calls need. With every one of them
+    held, a tool step fails at once (503, retry later) rather than queueing behind
+    tools that may never return."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.busy = 0  # tools running now, timed out or not
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="shipyard-tool")
+
+    async def run(self, fn: Callable[..., Any], args: dict[str, Any]) -> Any:
+        with self._lock:
+            if self.busy >= self.size:
+                raise Unavailable(
+                    f"all {self.size} tool threads are busy (tools still running, some past "
+                    "their step's timeout); retry later",
+                    retry_after=1,
+                )
+            self.busy += 1
+        call = functools.partial(contextvars.copy_context().run, fn, **args)
+        return await asyncio.wrap_future(self._pool.submit(self._call, call))
+
+    def _call(self, call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        finally:
+            with self._lock:
+                self.busy -= 1
+
+
+TOOL_THREADS = ToolThreads(16)
+
+
 class ToolStep:
     """Call a registered Python function (entry point group `shipyard.tools`) with
-    keyword arguments; a plain function runs in a worker thread. Its result must be
-    JSON."""
+    keyword arguments; a plain function runs in a tool thread (`ToolThreads`). Its
+    result must be JSON."""
 
     config_model = ToolConfig
     output_type = "any"
@@ -191,7 +232,7 @@ class ToolStep:
         if inspect.iscoroutinefunction(fn):
             out = await fn(**args)
         else:
-            out = await asyncio.to_thread(fn, **args)
+            out = await TOOL_THREADS.run(fn, args)
         try:
             return orjson.loads(orjson.dumps(out))
         except TypeError:
