@@ -472,41 +472,44 @@ def test_tools_past_their_timeout_hold_only_tool_threads(
     ready: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A plain-function tool that outlives its step's timeout keeps its thread (Python
-    cannot stop one): a tool thread, not one of the server's own; once every tool
-    thread is held, a tool step fails at once with a 503's Retry-After, and works again
-    when they return."""
+    cannot stop one): a tool thread, not one of the server's own. With every tool thread
+    held, a tool step waits for one within its timeout, and one that timed out waiting
+    never runs; once they return, tools run again."""
     from shipyard.pipelines import steps
     from tests.pipelines import tools
 
     env = ready
     plugins = env.app.state.platform.plugins
     plugins.names("shipyard.tools")
-    monkeypatch.setitem(plugins._groups["shipyard.tools"], "hang", "tests.pipelines.tools:hang")
-    monkeypatch.setitem(plugins._groups["shipyard.tools"], "shout", "tests.pipelines.tools:shout")
+    group = plugins._groups["shipyard.tools"]
+    for name in ("hang", "count"):
+        monkeypatch.setitem(group, name, f"tests.pipelines.tools:{name}")
     pool = steps.ToolThreads(2)
     monkeypatch.setattr(steps, "TOOL_THREADS", pool)
-    for name, tool in (("stuck", "hang"), ("quick", "shout")):
+    for name, tool in (("stuck", "hang"), ("counted", "count")):
         spec = {"steps": [
-            {"id": "t", "type": "tool", "tool": tool, "timeout_s": 0.2,
-             "args": {"text": "hi"} if tool == "shout" else {}},
+            {"id": "t", "type": "tool", "tool": tool, "timeout_s": 0.3,
+             "args": {"text": "hi"} if tool == "count" else {}},
             {"id": "out", "type": "output", "value": "$steps.t"}]}  # fmt: skip
         r = env.admin.post(f"/api/pipelines/{name}/versions", json={"spec": spec})
         assert r.status_code == 201, r.text
     tools.RELEASE.clear()
+    tools.CALLS.clear()
     try:
         for _ in range(2):
             r = env.admin.post("/api/pipelines/stuck/invoke", json={"inputs": {}})
             assert r.status_code == 504 and "timed out" in r.json()["detail"], r.text
-        assert pool.busy == 2  # both still running
-        r = env.admin.post("/api/pipelines/quick/invoke", json={"inputs": {}})
-        assert r.status_code == 502 and "tool threads are busy" in r.json()["detail"], r.text
-        assert r.headers.get("retry-after") == "1"
+        assert pool.running == 2  # both still running, past their timeouts
+        r = env.admin.post("/api/pipelines/counted/invoke", json={"inputs": {}})
+        assert r.status_code == 504 and "timed out" in r.json()["detail"], r.text
         assert env.admin.get("/api/pipelines").status_code == 200  # the server is not stuck
     finally:
         tools.RELEASE.set()
     deadline = time.monotonic() + 10
-    while pool.busy:
+    while pool.running:
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    r = env.admin.post("/api/pipelines/quick/invoke", json={"inputs": {}})
-    assert r.status_code == 200 and r.json()["output"] == {"kind": "LOUD", "text": "HI"}, r.text
+    time.sleep(0.2)
+    assert tools.CALLS == []  # the call that timed out waiting never ran
+    r = env.admin.post("/api/pipelines/counted/invoke", json={"inputs": {}})
+    assert r.status_code == 200 and r.json()["output"] == {"calls": 1, "text": "hi"}, r.text

@@ -13,6 +13,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import Field, field_validator
 
-from shipyard.errors import InvalidInput, Unavailable
+from shipyard.errors import InvalidInput
 from shipyard.gateway.core.call import ChatRequest
 from shipyard.inputs import Strict
 from shipyard.pipelines.engine import StepContext, StepError, cut
@@ -30,6 +31,9 @@ from shipyard.plugins import TOOL_FUNCTIONS
 
 TOOLS_GROUP = TOOL_FUNCTIONS
 STEP_ID = Field(pattern=IDENT, max_length=64)
+
+
+log = logging.getLogger("shipyard.pipelines")
 
 
 class PromptConfig(Strict):
@@ -178,34 +182,31 @@ class ToolThreads:
     """Where plain-function tools run: threads of their own, not the event loop's
     default executor. A thread cannot be stopped, so a tool that outlives its step's
     timeout holds its thread until it returns; here it holds one of `size` tool
-    threads, never one the server's own database calls need. With every one of them
-    held, a tool step fails at once (503, retry later) rather than queueing behind
-    tools that may never return."""
+    threads, never one the server's own database calls need. A call waits for a free
+    tool thread within its step's timeout; one that times out before it started never
+    runs."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.busy = 0  # tools running now, timed out or not
+        self.running = 0  # tools running now, timed out or not
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="shipyard-tool")
 
     async def run(self, fn: Callable[..., Any], args: dict[str, Any]) -> Any:
-        with self._lock:
-            if self.busy >= self.size:
-                raise Unavailable(
-                    f"all {self.size} tool threads are busy (tools still running, some past "
-                    "their step's timeout); retry later",
-                    retry_after=1,
-                )
-            self.busy += 1
+        if self.running >= self.size:
+            log.warning("all %d tool threads are busy: a tool step waits for one", self.size)
         call = functools.partial(contextvars.copy_context().run, fn, **args)
+        # cancelled (the step's timeout) before a thread took it: it never starts
         return await asyncio.wrap_future(self._pool.submit(self._call, call))
 
     def _call(self, call: Callable[[], Any]) -> Any:
+        with self._lock:
+            self.running += 1
         try:
             return call()
         finally:
             with self._lock:
-                self.busy -= 1
+                self.running -= 1
 
 
 TOOL_THREADS = ToolThreads(16)
