@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shipyard.training.service import _exported_from
+from shipyard.training.outcome import exported_from
 from tests.conftest import ADMIN_PASSWORD
 from tests.gateway.conftest import Env, make_env
 from tests.registry.support import model, provider_source
@@ -120,16 +120,16 @@ def test_exported_files_link_their_dataset_version(env: Env) -> None:
     with env.app.state.platform.db.transaction() as s:
         ws = s.scalars(select(DatasetRow.workspace_id).where(DatasetRow.name == DATASET)).one()
         linked = [{"name": DATASET, "version": "1"}]
-        assert _exported_from(s, ws, f"{DATASET}-v1-openai.jsonl", chat) == linked
-        assert _exported_from(s, ws, f"{DATASET}-v1-dpo.jsonl", pairs) == linked
+        assert exported_from(s, ws, f"{DATASET}-v1-openai.jsonl", chat) == linked
+        assert exported_from(s, ws, f"{DATASET}-v1-dpo.jsonl", pairs) == linked
         # named like the export, holding something else (or the other format's lines)
-        assert _exported_from(s, ws, f"{DATASET}-v1-openai.jsonl", chat[:-1]) == []
-        assert _exported_from(s, ws, f"{DATASET}-v1-openai.jsonl", b'{"messages": []}\n') == []
+        assert exported_from(s, ws, f"{DATASET}-v1-openai.jsonl", chat[:-1]) == []
+        assert exported_from(s, ws, f"{DATASET}-v1-openai.jsonl", b'{"messages": []}\n') == []
         if pairs != chat:
-            assert _exported_from(s, ws, f"{DATASET}-v1-dpo.jsonl", chat) == []
-        assert _exported_from(s, ws, f"{DATASET}-v2-openai.jsonl", chat) == []  # no such version
-        assert _exported_from(s, ws, f"{DATASET}.jsonl", chat) == []
-        assert _exported_from(s, "ws_other", f"{DATASET}-v1-openai.jsonl", chat) == []
+            assert exported_from(s, ws, f"{DATASET}-v1-dpo.jsonl", chat) == []
+        assert exported_from(s, ws, f"{DATASET}-v2-openai.jsonl", chat) == []  # no such version
+        assert exported_from(s, ws, f"{DATASET}.jsonl", chat) == []
+        assert exported_from(s, "ws_other", f"{DATASET}-v1-openai.jsonl", chat) == []
 
 
 @pytest.mark.browser
