@@ -78,24 +78,22 @@ class Pipelines:
             return []
         from sqlalchemy import select
 
-        from shipyard.registry.tables import AliasRow, AssetRow
+        from shipyard.registry import assets as registry
+        from shipyard.registry.tables import AliasRow
 
         with self.platform.db.transaction() as s:
-            assets = s.execute(
-                select(AssetRow.id, AssetRow.name, AssetRow.description, AssetRow.created_at)
-                .where(AssetRow.workspace_id == actor.workspace_id, AssetRow.kind == PREFIX)
-                .order_by(AssetRow.created_at.desc(), AssetRow.name)
-                .limit(MAX_LISTED)
-            ).all()
+            found = registry.list_assets(s, workspace_id=actor.workspace_id, kind=PREFIX)
+            found.sort(key=lambda a: a.created_at, reverse=True)  # stable: by name within
+            rows = [(a.id, a.name, a.description, a.created_at) for a in found[:MAX_LISTED]]
             aliases: dict[str, list[str]] = {}
             for asset_id, alias in s.execute(
                 select(AliasRow.asset_id, AliasRow.alias)
-                .where(AliasRow.asset_id.in_([a.id for a in assets]))
+                .where(AliasRow.asset_id.in_([r[0] for r in rows]))
                 .order_by(AliasRow.alias)
             ):
                 aliases.setdefault(asset_id, []).append(alias)
         out = []
-        for asset_id, name, description, created in assets:
+        for asset_id, name, description, created in rows:
             for ref in (name, *(f"{name}@{a}" for a in aliases.get(asset_id, ()))):
                 out.append(
                     {

@@ -129,6 +129,7 @@ class Syncer:
         self._current: asyncio.Task[None] | None = None
         self._stopping = False
         self._event_loop: asyncio.AbstractEventLoop | None = None
+        self._beat: _Heartbeat | None = None  # the running sync's (one at a time)
 
     async def start(self) -> None:
         self._event_loop = asyncio.get_running_loop()
@@ -196,12 +197,11 @@ class Syncer:
         lease is renewed by a heartbeat while it runs, so a long query of the source (a
         count, the ids of a large table) does not let another replica take it over."""
         started = utcnow()
-        beat = _Heartbeat(self, kb_id)
+        self._beat = _Heartbeat(self, kb_id)
         try:
-            with beat:
+            with self._beat:
                 outcome = self._sync(kb_id)
-            if beat.lost:
-                raise SourceError("the sync was taken over (its lease passed) or removed")
+            self._check(stopping=False)  # done: a stop now keeps the outcome
         except Stopping:
             self._release(kb_id)
         except SourceError as exc:
@@ -263,7 +263,7 @@ class Syncer:
                 out.deleted = self._delete_gone(kb_id, live, out)
                 for rows in reader.every():
                     out.changed += self._write(kb_id, spec, rows, actor)
-                    self._renew(kb_id)
+                    self._check()
             read = 0
             if spec.updated_column:
                 for rows in reader.changed(watermark):
@@ -272,7 +272,7 @@ class Syncer:
                     # written now (an unchanged one is skipped by its content hash)
                     out.changed += self._write(kb_id, spec, rows, actor)
                     out.watermark = reader.mark_of(rows[-1])
-                    self._renew(kb_id)
+                    self._check()
             if not full:
                 # the ids are read only when rows may be gone: some changed (a delete and
                 # an insert keep the count) or the count is not the documents'
@@ -292,10 +292,12 @@ class Syncer:
                 retrieval.queued()
         return out
 
-    def _renew(self, kb_id: str) -> None:
-        if self._stopping:
+    def _check(self, *, stopping: bool = True) -> None:
+        """Between batches: stop when the server stops, give up a sync whose lease the
+        heartbeat found held by another worker (it renews the lease; this reads nothing)."""
+        if stopping and self._stopping:
             raise Stopping
-        if not self.extend(kb_id):
+        if self._beat is not None and self._beat.lost:
             raise SourceError("the sync was taken over (its lease passed) or removed")
 
     def extend(self, kb_id: str) -> bool:

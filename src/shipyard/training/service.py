@@ -40,7 +40,6 @@ from shipyard.identity.stored import actor_json
 from shipyard.store import new_id, utcnow
 from shipyard.training import outcome
 from shipyard.training.launch import Launch, LocalLaunch, RayLaunch
-from shipyard.training.outcome import add_event
 from shipyard.training.schemas import DEFAULTS, EXTRAS
 from shipyard.training.tables import CheckpointRow, JobRow
 
@@ -225,7 +224,7 @@ class Training:
             raise NotFound(f"no fine-tuning job with id '{job_id[:64]}'", param="job_id")
         return row  # type: ignore[no-any-return]  # a JobRow
 
-    _event = staticmethod(add_event)
+    _event = staticmethod(outcome.add_event)
 
     def _note(self, job_id: str, message: str) -> None:
         with self.platform.db.transaction() as s:
